@@ -1,0 +1,36 @@
+# The two commands: `make run` and `make test`. Everything they need is installed on the way.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export PATH := $(CURDIR)/.tools/bin:$(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: run test tools lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# Serves one registry from the example config (local mode replaces this in a later issue).
+run: $(STAMP)
+	$(BIN)/zot-registry serve examples/config.json
+
+tools:
+	bash hack/tools.sh
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy registry operator
+
+test: $(STAMP) tools lint
+	$(BIN)/pytest -q tests
+
+bench: $(STAMP) tools
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

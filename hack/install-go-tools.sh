@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs the pinned Go registry clients into .tools/bin with `go install`.
+# Skips a tool when its stamp (.tools/stamps/<tool>-<version>) and binary exist.
+set -euo pipefail
+
+# shellcheck source=hack/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+ORAS_VERSION="v1.3.6"
+CRANE_VERSION="v0.22.1"
+
+# go_install TOOL PACKAGE VERSION VERSION-COMMAND...
+# The version command's output must mention VERSION without its leading "v".
+go_install() {
+	local tool="$1" pkg="$2" version="$3"
+	shift 3
+	local bin="${TOOLS_BIN}/${tool}" start="${SECONDS}" out
+	if stamp_ok "${tool}" "${version}" "${bin}"; then
+		log "${tool}" "${version}" "cached"
+		return 0
+	fi
+	log "${tool}" "${version}" "building ${pkg}@${version} ..."
+	go_env
+	GOBIN="${TOOLS_BIN}" go install "${pkg}@${version}"
+	out="$("$@" 2>&1)" || die "${tool}: '$*' failed: ${out}"
+	[[ "${out}" == *"${version#v}"* ]] || die "${tool}: expected version ${version}, got: ${out}"
+	stamp_write "${tool}" "${version}"
+	log "${tool}" "${version}" "installed in $(elapsed "${start}")"
+}
+
+go_install oras oras.land/oras/cmd/oras "${ORAS_VERSION}" \
+	"${TOOLS_BIN}/oras" version
+go_install crane github.com/google/go-containerregistry/cmd/crane "${CRANE_VERSION}" \
+	"${TOOLS_BIN}/crane" version

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs every pinned test peer into .tools/ (see hack/README.md).
+#
+#   bash hack/tools.sh              all groups
+#   bash hack/tools.sh go apt       only some: go, conformance, apt
+#
+# Idempotent: each tool is skipped when its stamp says the pinned version is
+# already there, so a warm run takes well under a second (apt checks included).
+# TOOLS_DIR moves .tools elsewhere; TOOLS_SKIP_APT=1 skips the apt group.
+set -euo pipefail
+
+HACK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=hack/lib.sh
+source "${HACK_DIR}/lib.sh"
+
+groups=("$@")
+[[ ${#groups[@]} -gt 0 ]] || groups=(go conformance apt)
+
+# One installer at a time per TOOLS_DIR (make -j, two shells, CI + dev).
+if command -v flock >/dev/null 2>&1; then
+	exec 9>"${TOOLS_DIR}/.lock"
+	flock 9
+fi
+
+for group in "${groups[@]}"; do
+	case "${group}" in
+	go) bash "${HACK_DIR}/install-go-tools.sh" 9>&- ;;
+	conformance) bash "${HACK_DIR}/build-conformance.sh" 9>&- ;;
+	apt)
+		if [[ "${TOOLS_SKIP_APT:-0}" == 1 ]]; then
+			log apt "-" "skipped (TOOLS_SKIP_APT=1)"
+		else
+			bash "${HACK_DIR}/install-apt.sh" 9>&-
+		fi
+		;;
+	*) die "unknown group '${group}' (expected: go, conformance, apt)" ;;
+	esac
+done

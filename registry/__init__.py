@@ -1,0 +1,1 @@
+"""zot-compatible OCI registry with scale-out clustering."""

@@ -1,0 +1,70 @@
+"""Blob uploads: monolithic POST, POST+PUT, chunked PATCH, status, cancel, cross-repository mount."""
+
+from __future__ import annotations
+
+from quart import Response, request
+
+from ..digests import parse_digest
+from ..errors import BlobUploadInvalid
+from ..storage.store import ImageStore
+from .http import content_length, parse_content_range, request_stream
+from .routing import Route
+
+
+def _session_headers(name: str, session: str, size: int) -> dict[str, str]:
+    return {
+        "Location": f"/v2/{name}/blobs/uploads/{session}",
+        "Range": f"0-{max(size - 1, 0)}",
+        "Docker-Upload-UUID": session,
+        "OCI-Chunk-Min-Length": "0",
+    }
+
+
+def _blob_created(name: str, digest: str) -> Response:
+    return Response("", status=201, headers={"Location": f"/v2/{name}/blobs/{digest}",
+                                             "Docker-Content-Digest": digest})
+
+
+async def start_upload(route: Route, store: ImageStore) -> Response:
+    args = request.args
+    if "mount" in args:
+        digest = parse_digest(args["mount"])
+        if store.mount_blob(route.name, digest, args.get("from") or None):
+            return _blob_created(route.name, str(digest))
+        # Not mountable: the spec says to fall back to an ordinary upload session.
+    elif "digest" in args:
+        digest = parse_digest(args["digest"])
+        await store.put_blob(route.name, digest, request_stream(), content_length())
+        return _blob_created(route.name, str(digest))
+    session = store.new_upload(route.name)
+    return Response("", status=202, headers=_session_headers(route.name, session, 0))
+
+
+async def upload_session(route: Route, store: ImageStore) -> Response:
+    name, session = route.name, route.arg
+    method = request.method
+    if method == "GET":
+        size = store.upload_size(name, session)
+        return Response("", status=204, headers=_session_headers(name, session, size))
+    if method == "DELETE":
+        store.cancel_upload(name, session)
+        return Response("", status=204)
+    if method == "PATCH":
+        chunk_range = parse_content_range(request.headers.get("Content-Range"))
+        length = content_length()
+        if chunk_range and length is not None and chunk_range[1] - chunk_range[0] + 1 != length:
+            raise BlobUploadInvalid("Content-Range and Content-Length disagree")
+        size = await store.append_upload(name, session, request_stream(),
+                                         chunk_range[0] if chunk_range else None, length)
+        return Response("", status=202, headers=_session_headers(name, session, size))
+    # PUT: close the session, with an optional last chunk.
+    if "digest" not in request.args:
+        raise BlobUploadInvalid("PUT to an upload session needs ?digest=")
+    digest = parse_digest(request.args["digest"])
+    chunk_range = parse_content_range(request.headers.get("Content-Range"))
+    if chunk_range is not None and chunk_range[0] != store.upload_size(name, session):
+        from ..errors import RangeInvalid
+
+        raise RangeInvalid("final chunk does not start where the upload ends")
+    await store.finish_upload(name, session, digest, request_stream(), content_length())
+    return _blob_created(name, str(digest))

@@ -1,0 +1,136 @@
+"""The Quart application: one dispatcher for /v2/, probes and metrics outside authentication."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from quart import Quart, Response, request
+
+from . import metrics
+from .api import blobs, listing, manifests, uploads
+from .api.routing import Route, match_route
+from .auth import HtpasswdAuth
+from .config import LoadedConfig
+from .errors import RegistryError
+from .storage.store import ImageStore
+
+log = logging.getLogger("zot_registry")
+
+Handler = Callable[[Route, ImageStore], Awaitable[Response]]
+ALL_METHODS = ["GET", "HEAD", "PUT", "POST", "PATCH", "DELETE"]
+
+
+async def _base(route: Route, store: ImageStore) -> Response:
+    return Response("{}", status=200, content_type="application/json")
+
+
+HANDLERS: dict[str, Handler] = {
+    "base": _base,
+    "catalog": listing.catalog,
+    "tags": listing.tags,
+    "manifest": manifests.manifest,
+    "blob": blobs.blob,
+    "uploads": uploads.start_upload,
+    "upload": uploads.upload_session,
+    "referrers": listing.referrers,
+}
+
+
+@dataclass
+class Readiness:
+    """Why the registry is not ready yet; empty when it is."""
+
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def ready(self) -> bool:
+        return not self.reasons
+
+
+def error_response(err: RegistryError) -> Response:
+    response = Response(err.body(), status=err.status, content_type="application/json")
+    for key, value in err.headers.items():
+        response.headers[key] = value
+    return response
+
+
+def create_app(loaded: LoadedConfig) -> Quart:
+    config = loaded.config
+    app = Quart("zot_registry")
+    # Blobs are streamed: no body size limit, no whole-body timeout (a 1 GiB push takes its time).
+    app.config.update(MAX_CONTENT_LENGTH=None, BODY_TIMEOUT=None, RESPONSE_TIMEOUT=None)
+    store = ImageStore(config.storage.root_directory, dedupe=config.storage.dedupe)
+    auth = _make_auth(loaded)
+    readiness = Readiness()
+    storage_usage = metrics.StorageUsage(store.disk_usage)
+    app.extensions["zot"] = {"store": store, "readiness": readiness, "config": config}
+
+    async def dispatch(rest: str = "") -> Response:
+        started = time.perf_counter()
+        kind = "unknown"
+        try:
+            if auth is not None:
+                auth.authenticate(request.headers.get("Authorization"))
+            route = match_route(rest, request.method)
+            kind = route.kind
+            response = await HANDLERS[kind](route, store)
+        except RegistryError as err:
+            response = error_response(err)
+        response.headers["Docker-Distribution-API-Version"] = "registry/2.0"
+        _observe(kind, response, started)
+        return response
+
+    app.add_url_rule("/v2/", "v2_base", dispatch, methods=ALL_METHODS)
+    app.add_url_rule("/v2/<path:rest>", "v2", dispatch, methods=ALL_METHODS)
+
+    @app.route("/livez")
+    async def livez() -> Response:
+        return Response("ok", status=200)
+
+    @app.route("/readyz")
+    @app.route("/startupz")
+    async def readyz() -> Response:
+        if readiness.ready:
+            return Response("ok", status=200)
+        return Response("not ready: " + "; ".join(readiness.reasons), status=503)
+
+    @app.route("/metrics")
+    async def metrics_endpoint() -> Response:
+        return Response(metrics.render(storage_usage), status=200, content_type="text/plain; version=0.0.4")
+
+    @app.errorhandler(Exception)
+    async def unexpected(err: Exception) -> Response:
+        # Reaching here is a bug of ours, never a user mistake: log it whole, answer in OCI form.
+        log.exception("unhandled error", extra={"method": request.method, "path": request.path})
+        return error_response(RegistryError("internal error"))
+
+    return app
+
+
+def _make_auth(loaded: LoadedConfig) -> HtpasswdAuth | None:
+    auth = loaded.config.http.auth
+    htpasswd = getattr(auth, "htpasswd", None) if auth else None
+    path = getattr(htpasswd, "path", None) if htpasswd else None
+    if not path:
+        return None
+    return HtpasswdAuth(path, realm=loaded.config.http.realm or "zot")
+
+
+def _observe(kind: str, response: Response, started: float) -> None:
+    elapsed = time.perf_counter() - started
+    method, status = request.method, str(response.status_code)
+    metrics.REQUESTS.labels(kind, method, status).inc()
+    metrics.LATENCY.labels(kind, method).observe(elapsed)
+    length = request.headers.get("Content-Length")
+    if length and length.isdigit():
+        metrics.BYTES_IN.labels(kind).inc(int(length))
+    sent = response.headers.get("Content-Length")
+    if sent and sent.isdigit() and method != "HEAD":
+        metrics.BYTES_OUT.labels(kind).inc(int(sent))
+    if log.isEnabledFor(logging.INFO):
+        log.info("request", extra={"method": method, "path": request.full_path.rstrip("?"), "status": status,
+                                   "route": kind, "duration_ms": round(elapsed * 1000, 3),
+                                   "remote": request.remote_addr})

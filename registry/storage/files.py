@@ -1,0 +1,33 @@
+"""Atomic file writes: temporary file, fsync, rename, so a reader never sees a partial file."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+
+def temp_name(directory: Path, prefix: str = ".tmp-") -> Path:
+    return directory / f"{prefix}{uuid.uuid4().hex}"
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_name(path.parent)
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,460 @@
+"""The local filesystem image store: blobs, upload sessions, manifests and tags of every repository."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import re
+import shutil
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from ..digests import Digest, is_digest, parse_digest
+from ..errors import (
+    BlobUnknown,
+    BlobUploadInvalid,
+    BlobUploadUnknown,
+    DigestInvalid,
+    ManifestBlobUnknown,
+    ManifestUnknown,
+    NameUnknown,
+    RangeInvalid,
+    SizeInvalid,
+)
+from ..names import validate_tag
+from .files import fsync_path, write_atomic
+from .index import TAG_ANNOTATION, Index, IndexFiles
+from .layout import EMPTY_INDEX, OCI_LAYOUT, Layout
+from .manifests import ParsedManifest, parse_manifest
+
+_SESSION_RE = re.compile(r"^[0-9a-f]{32}$")
+_WRITE_CHUNK = 1 << 20
+
+
+class _ManifestCache:
+    """Manifest bytes by digest: content-addressed, so an entry can never go stale."""
+
+    def __init__(self, max_bytes: int = 64 << 20) -> None:
+        self._entries: OrderedDict[str, bytes] = OrderedDict()
+        self._bytes = 0
+        self._max = max_bytes
+
+    def get(self, digest: str) -> bytes | None:
+        data = self._entries.get(digest)
+        if data is not None:
+            self._entries.move_to_end(digest)
+        return data
+
+    def put(self, digest: str, data: bytes) -> None:
+        if digest in self._entries or len(data) > self._max // 4:
+            return
+        self._entries[digest] = data
+        self._bytes += len(data)
+        while self._bytes > self._max:
+            _, old = self._entries.popitem(last=False)
+            self._bytes -= len(old)
+
+
+class _Hashers:
+    """Running hash state of chunked uploads in this process, so finishing need not re-read the file.
+
+    Another worker may have received some chunks; the offset check then fails and the file is re-hashed.
+    """
+
+    def __init__(self, limit: int = 1024) -> None:
+        self._states: OrderedDict[str, tuple[int, Any]] = OrderedDict()
+        self._limit = limit
+
+    def take(self, session: str, offset: int) -> Any | None:
+        state = self._states.pop(session, None)
+        return state[1] if state and state[0] == offset else None
+
+    def keep(self, session: str, offset: int, hasher: Any) -> None:
+        self._states[session] = (offset, hasher)
+        while len(self._states) > self._limit:
+            self._states.popitem(last=False)
+
+    def drop(self, session: str) -> None:
+        self._states.pop(session, None)
+
+
+class ImageStore:
+    def __init__(self, root: str | Path, dedupe: bool = True) -> None:
+        self.root = Path(root).absolute()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.layout = Layout(self.root)
+        self.dedupe = dedupe
+        self._indexes = IndexFiles()
+        self._manifests = _ManifestCache()
+        self._hashers = _Hashers()
+
+    # Repositories -------------------------------------------------------------------------------
+
+    def repo_exists(self, name: str) -> bool:
+        return self.layout.index(name).is_file()
+
+    def _require_repo(self, name: str) -> Index:
+        index = self._indexes.read(self.layout.index(name))
+        if index is None:
+            raise NameUnknown(f"repository {name!r} not known to registry")
+        return index
+
+    def ensure_repo(self, name: str) -> None:
+        repo = self.layout.repo(name)
+        if (repo / "index.json").is_file():
+            return
+        (repo / "blobs").mkdir(parents=True, exist_ok=True)
+        if not (repo / "oci-layout").is_file():
+            write_atomic(repo / "oci-layout", OCI_LAYOUT)
+        try:
+            # O_EXCL: two workers creating the same repository must not overwrite each other's index.
+            fd = os.open(repo / "index.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(EMPTY_INDEX)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def catalog(self) -> list[str]:
+        names: list[str] = []
+        for directory, subdirs, files in os.walk(self.root):
+            rel = os.path.relpath(directory, self.root)
+            if rel != "." and "index.json" in files:
+                names.append(rel.replace(os.sep, "/"))
+            # Hidden folders (.uploads, .dedupe) and blob folders never hold repositories.
+            subdirs[:] = [d for d in subdirs if not d.startswith(".") and not (d == "blobs" and "index.json" in files)]
+        return sorted(names)
+
+    # Blobs --------------------------------------------------------------------------------------
+
+    def blob_file(self, name: str, digest: Digest) -> tuple[Path, int]:
+        """Path and size of a complete blob, or BLOB_UNKNOWN."""
+        path = self.layout.blob(name, digest)
+        try:
+            return path, os.stat(path).st_size
+        except FileNotFoundError:
+            raise BlobUnknown(f"blob {digest} unknown to repository {name!r}") from None
+
+    def delete_blob(self, name: str, digest: Digest) -> None:
+        self._require_repo(name)
+        try:
+            os.unlink(self.layout.blob(name, digest))
+        except FileNotFoundError:
+            raise BlobUnknown(f"blob {digest} unknown to repository {name!r}") from None
+
+    def _find_blob_anywhere(self, digest: Digest) -> Path | None:
+        canonical = self.layout.dedupe_blob(digest)
+        return canonical if canonical.is_file() else None
+
+    def mount_blob(self, name: str, digest: Digest, source: str | None) -> bool:
+        """Cross-repository mount; without `from`, any copy this registry already holds will do."""
+        candidate: Path | None = None
+        if source:
+            path = self.layout.blob(source, digest)
+            candidate = path if path.is_file() else None
+        if candidate is None:
+            candidate = self._find_blob_anywhere(digest)
+        if candidate is None:
+            return False
+        self.ensure_repo(name)
+        target = self.layout.blob(name, digest)
+        if target.is_file():
+            return True
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(candidate, target)
+        except FileExistsError:
+            pass
+        except OSError:
+            tmp = self.layout.uploads(name) / f".mount-{uuid.uuid4().hex}"
+            tmp.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(candidate, tmp)
+            os.replace(tmp, target)
+        return True
+
+    def _commit_blob(self, name: str, tmp: Path, digest: Digest) -> None:
+        """Make a verified temporary file the repository's blob (hard-linked to one copy with dedupe)."""
+        target = self.layout.blob(name, digest)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not self.dedupe:
+            os.replace(tmp, target)
+            return
+        canonical = self.layout.dedupe_blob(digest)
+        canonical.parent.mkdir(parents=True, exist_ok=True)
+        if canonical.is_file():
+            tmp.unlink()
+        else:
+            os.replace(tmp, canonical)
+        with contextlib.suppress(FileExistsError):
+            os.link(canonical, target)
+
+    async def _stream_to_file(self, path: Path, body: AsyncIterator[bytes], hasher: Any,
+                              append: bool, limit: int | None = None) -> int:
+        written = 0
+        with open(path, "ab" if append else "wb") as handle:
+            async for chunk in body:
+                if not chunk:
+                    continue
+                written += len(chunk)
+                if limit is not None and written > limit:
+                    raise SizeInvalid("body is longer than its Content-Length")
+                if hasher is not None:
+                    hasher.update(chunk)
+                handle.write(chunk)
+        return written
+
+    async def put_blob(self, name: str, digest: Digest, body: AsyncIterator[bytes],
+                       length: int | None = None) -> None:
+        """Monolithic upload: stream, verify the digest, then publish."""
+        self.ensure_repo(name)
+        uploads = self.layout.uploads(name)
+        uploads.mkdir(parents=True, exist_ok=True)
+        tmp = uploads / f".blob-{uuid.uuid4().hex}"
+        try:
+            hasher = digest.hasher()
+            written = await self._stream_to_file(tmp, body, hasher, append=False, limit=length)
+            if length is not None and written != length:
+                raise SizeInvalid(f"received {written} bytes, Content-Length said {length}")
+            if hasher.hexdigest() != digest.hex:
+                raise DigestInvalid(f"content does not match digest {digest}")
+            await asyncio.to_thread(fsync_path, tmp)
+            self._commit_blob(name, tmp, digest)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    # Upload sessions ----------------------------------------------------------------------------
+
+    def _session_path(self, name: str, session: str) -> Path:
+        if not _SESSION_RE.match(session):
+            raise BlobUploadUnknown(f"upload {session!r} unknown")
+        path = self.layout.upload(name, session)
+        if not path.is_file():
+            raise BlobUploadUnknown(f"upload {session!r} unknown")
+        return path
+
+    def new_upload(self, name: str) -> str:
+        self.ensure_repo(name)
+        session = uuid.uuid4().hex
+        uploads = self.layout.uploads(name)
+        uploads.mkdir(parents=True, exist_ok=True)
+        (uploads / session).touch()
+        return session
+
+    def upload_size(self, name: str, session: str) -> int:
+        return self._session_path(name, session).stat().st_size
+
+    async def append_upload(self, name: str, session: str, body: AsyncIterator[bytes],
+                            start: int | None, length: int | None) -> int:
+        """Append one chunk; `start` from Content-Range must be where the last chunk ended."""
+        path = self._session_path(name, session)
+        offset = path.stat().st_size
+        if start is not None and start != offset:
+            raise RangeInvalid(f"chunk starts at {start}, upload is at {offset}",
+                               headers={"Range": f"0-{max(offset - 1, 0)}", "Content-Range": f"0-{max(offset - 1, 0)}"})
+        # Without this process's running hash (another worker took earlier chunks) we write without
+        # hashing and hash the whole file once at the end, rather than re-reading it on every chunk.
+        hasher = self._hashers.take(session, offset) if offset else hashlib.sha256()
+        written = await self._stream_to_file(path, body, hasher, append=True, limit=length)
+        if length is not None and written != length:
+            os.truncate(path, offset)
+            raise SizeInvalid(f"received {written} bytes, Content-Length said {length}")
+        if hasher is not None:
+            self._hashers.keep(session, offset + written, hasher)
+        return offset + written
+
+    async def finish_upload(self, name: str, session: str, digest: Digest,
+                            body: AsyncIterator[bytes], length: int | None) -> None:
+        path = self._session_path(name, session)
+        offset = path.stat().st_size
+        hasher: Any = self._hashers.take(session, offset) if digest.algorithm == "sha256" else None
+        if hasher is None:
+            hasher = await asyncio.to_thread(_hash_file, path, digest.algorithm)
+        written = await self._stream_to_file(path, body, hasher, append=True, limit=length)
+        if length is not None and written != length:
+            os.truncate(path, offset)
+            raise SizeInvalid(f"received {written} bytes, Content-Length said {length}")
+        if hasher.hexdigest() != digest.hex:
+            # The session stays usable, as in distribution, but this content will never match.
+            os.truncate(path, offset)
+            raise DigestInvalid(f"uploaded content does not match digest {digest}")
+        await asyncio.to_thread(fsync_path, path)
+        self._commit_blob(name, path, digest)
+        path.unlink(missing_ok=True)
+
+    def cancel_upload(self, name: str, session: str) -> None:
+        path = self._session_path(name, session)
+        self._hashers.drop(session)
+        path.unlink(missing_ok=True)
+
+    # Manifests, tags, referrers -----------------------------------------------------------------
+
+    def _manifest_bytes(self, name: str, digest: str) -> bytes:
+        data = self._manifests.get(digest)
+        if data is None:
+            try:
+                data = self.layout.blob(name, parse_digest(digest)).read_bytes()
+            except FileNotFoundError:
+                raise ManifestUnknown(f"manifest {digest} unknown") from None
+            self._manifests.put(digest, data)
+        return data
+
+    def get_manifest(self, name: str, reference: str) -> tuple[dict[str, Any], bytes]:
+        """The index descriptor and exact bytes of a manifest, by tag or digest."""
+        index = self._require_repo(name)
+        if is_digest(reference):
+            parse_digest(reference)
+            descriptor = index.by_digest.get(reference)
+        else:
+            validate_tag(reference)
+            descriptor = index.by_tag.get(reference)
+        if descriptor is None:
+            raise ManifestUnknown(f"manifest {reference!r} unknown to repository {name!r}")
+        return descriptor, self._manifest_bytes(name, descriptor["digest"])
+
+    def _check_references(self, name: str, manifest: ParsedManifest, index: Index | None) -> None:
+        for ref in manifest.blob_references():
+            if not self.layout.blob(name, parse_digest(ref)).is_file():
+                raise ManifestBlobUnknown(f"manifest references blob {ref} unknown to repository {name!r}",
+                                          detail={"digest": ref})
+        for ref in manifest.manifest_references():
+            if index is None or ref not in index.by_digest:
+                raise ManifestBlobUnknown(f"index references manifest {ref} unknown to repository {name!r}",
+                                          detail={"digest": ref})
+
+    def put_manifest(self, name: str, reference: str, content_type: str | None,
+                     body: bytes) -> tuple[Digest, ParsedManifest]:
+        manifest = parse_manifest(body, content_type)
+        if is_digest(reference):
+            wanted = parse_digest(reference)
+            digest = Digest(wanted.algorithm, hashlib.new(wanted.algorithm, body).hexdigest())
+            if digest != wanted:
+                raise DigestInvalid(f"manifest content does not match digest {reference}")
+            tag = None
+        else:
+            tag = validate_tag(reference)
+            digest = Digest("sha256", hashlib.sha256(body).hexdigest())
+        self._check_references(name, manifest, self._indexes.read(self.layout.index(name)))
+        self.ensure_repo(name)
+        blob = self.layout.blob(name, digest)
+        if not blob.is_file():
+            write_atomic(blob, body)
+        self._manifests.put(str(digest), body)
+        descriptor: dict[str, Any] = {"mediaType": manifest.media_type, "digest": str(digest), "size": len(body)}
+        if manifest.artifact_type and manifest.document.get("artifactType"):
+            descriptor["artifactType"] = manifest.artifact_type
+        if tag:
+            descriptor["annotations"] = {TAG_ANNOTATION: tag}
+
+        def change(manifests: list[dict[str, Any]]) -> bool:
+            if tag is None:
+                if any(d["digest"] == str(digest) for d in manifests):
+                    return False
+                manifests.append(descriptor)
+                return True
+            # A tag moves: drop its old descriptor and any untagged entry of the same digest.
+            manifests[:] = [d for d in manifests if _tag_of(d) != tag
+                            and not (d["digest"] == str(digest) and _tag_of(d) is None)]
+            manifests.append(descriptor)
+            return True
+
+        self._indexes.update(self.layout.index(name), self.layout.lock(name), change)
+        return digest, manifest
+
+    def delete_manifest(self, name: str, reference: str) -> None:
+        self._require_repo(name)
+        found = False
+        if is_digest(reference):
+            parse_digest(reference)
+
+            def change(manifests: list[dict[str, Any]]) -> bool:
+                nonlocal found
+                before = len(manifests)
+                manifests[:] = [d for d in manifests if d["digest"] != reference]
+                found = len(manifests) != before
+                return found
+        else:
+            validate_tag(reference)
+
+            def change(manifests: list[dict[str, Any]]) -> bool:
+                nonlocal found
+                match = next((d for d in manifests if _tag_of(d) == reference), None)
+                if match is None:
+                    return False
+                found = True
+                manifests.remove(match)
+                # The manifest itself stays, untagged, until deleted by digest or collected.
+                if not any(d["digest"] == match["digest"] for d in manifests):
+                    manifests.append({k: v for k, v in match.items() if k != "annotations"})
+                return True
+
+        self._indexes.update(self.layout.index(name), self.layout.lock(name), change)
+        if not found:
+            raise ManifestUnknown(f"manifest {reference!r} unknown to repository {name!r}")
+
+    def tags(self, name: str) -> list[str]:
+        return self._require_repo(name).tags()
+
+    def referrers(self, name: str, subject: Digest, artifact_type: str | None) -> list[dict[str, Any]]:
+        index = self._indexes.read(self.layout.index(name))
+        if index is None:
+            return []
+        found: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        for descriptor in index.manifests:
+            digest = descriptor["digest"]
+            if digest in seen:
+                continue
+            seen.add(digest)
+            try:
+                manifest = parse_manifest(self._manifest_bytes(name, digest), descriptor.get("mediaType"))
+            except Exception:  # a foreign or damaged manifest in the layout is simply not a referrer
+                continue
+            if manifest.subject != str(subject):
+                continue
+            kind = manifest.artifact_type
+            if artifact_type and kind != artifact_type:
+                continue
+            entry: dict[str, Any] = {"mediaType": manifest.media_type, "digest": digest, "size": descriptor["size"]}
+            if kind:
+                entry["artifactType"] = kind
+            if manifest.document.get("annotations"):
+                entry["annotations"] = manifest.document["annotations"]
+            found.append(entry)
+        return found
+
+    # Metrics ------------------------------------------------------------------------------------
+
+    def disk_usage(self) -> int:
+        total = 0
+        seen: set[int] = set()
+        for directory, _, files in os.walk(self.root):
+            for file in files:
+                try:
+                    stat = os.stat(os.path.join(directory, file))
+                except FileNotFoundError:
+                    continue
+                if stat.st_ino not in seen:  # hard links (dedupe) count once
+                    seen.add(stat.st_ino)
+                    total += stat.st_size
+        return total
+
+
+def _tag_of(descriptor: dict[str, Any]) -> str | None:
+    return (descriptor.get("annotations") or {}).get(TAG_ANNOTATION)
+
+
+def _hash_file(path: Path, algorithm: str) -> Any:
+    hasher = hashlib.new(algorithm)
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_WRITE_CHUNK):
+            hasher.update(chunk)
+    return hasher
+
+
+__all__ = ["BlobUploadInvalid", "ImageStore"]

@@ -85,7 +85,7 @@ build_ginkgo_suite() {
 		die "conformance.test -test.list failed: ${list}"
 	[[ "${list}" == *TestConformance* ]] || die "conformance.test lists no TestConformance: ${list}"
 	stamp_write "${tool}" "${version}"
-	log "${tool}" "${version}" "built .tools/bin/conformance.test in $(elapsed "${start}")"
+	log "${tool}" "${version}" "built ${bin#"${REPO_ROOT}/"} in $(elapsed "${start}")"
 }
 
 build_new_suite() {
@@ -105,7 +105,7 @@ build_new_suite() {
 	info="$(go version -m "${bin}")" || die "go version -m ${bin} failed"
 	[[ "${info}" == *"${CONFORMANCE_MODULE}"* ]] || die "oci-conformance: unexpected build info: ${info}"
 	stamp_write "${tool}" "${version}"
-	log "${tool}" "${version}" "built .tools/bin/oci-conformance in $(elapsed "${start}")"
+	log "${tool}" "${version}" "built ${bin#"${REPO_ROOT}/"} in $(elapsed "${start}")"
 }
 
 build_ginkgo_suite

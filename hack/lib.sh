@@ -7,6 +7,9 @@
 #   .tools/go       GOPATH; GOMODCACHE=.tools/go/pkg/mod, GOCACHE=.tools/go/cache
 #   .tools/tmp      scratch space for builds (emptied by each build)
 
+# Errors inside $(...) stop the caller too (bash >= 4.4).
+shopt -s inherit_errexit
+
 HACK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(cd "${HACK_DIR}/.." && pwd)"
 TOOLS_DIR="${TOOLS_DIR:-${REPO_ROOT}/.tools}"

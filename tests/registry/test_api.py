@@ -1,0 +1,290 @@
+"""The OCI API of one `zot-registry serve` process, over real HTTP."""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.helpers import RegistryProcess, make_image, push_image, sha256, write_htpasswd
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+
+
+@pytest.fixture
+def registry(start_registry: Callable[..., RegistryProcess]) -> RegistryProcess:
+    return start_registry()
+
+
+@pytest.fixture
+def client(registry: RegistryProcess) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=registry.url, timeout=30) as c:
+        yield c
+
+
+def error_code(response: httpx.Response) -> str:
+    body = response.json()
+    return str(body["errors"][0]["code"])
+
+
+def test_base_and_probes(client: httpx.Client) -> None:
+    assert client.get("/v2/").status_code == 200
+    assert client.get("/v2/").headers["Docker-Distribution-API-Version"] == "registry/2.0"
+    for probe in ("/livez", "/readyz", "/startupz"):
+        assert client.get(probe).status_code == 200
+
+
+def test_push_pull_roundtrip_is_byte_exact(client: httpx.Client) -> None:
+    image = make_image("roundtrip")
+    response = push_image(client, "library/app", image, tag="v1")
+    assert response.status_code == 201
+    assert response.headers["Docker-Content-Digest"] == image.digest
+    assert response.headers["Location"] == f"/v2/library/app/manifests/{image.digest}"
+    for ref in ("v1", image.digest):
+        got = client.get(f"/v2/library/app/manifests/{ref}", headers={"Accept": OCI_MANIFEST})
+        assert got.status_code == 200
+        assert got.content == image.manifest
+        assert got.headers["Content-Type"] == OCI_MANIFEST
+        assert got.headers["Docker-Content-Digest"] == image.digest
+        head = client.head(f"/v2/library/app/manifests/{ref}")
+        assert head.status_code == 200 and head.headers["Content-Length"] == str(len(image.manifest))
+    for blob in image.layers:
+        assert client.get(f"/v2/library/app/blobs/{sha256(blob)}").content == blob
+
+
+def test_blob_ranges(client: httpx.Client) -> None:
+    blob = os.urandom(10_000)
+    client.post("/v2/r/blobs/uploads/", params={"digest": sha256(blob)}, content=blob)
+    part = client.get(f"/v2/r/blobs/{sha256(blob)}", headers={"Range": "bytes=100-199"})
+    assert part.status_code == 206
+    assert part.content == blob[100:200]
+    assert part.headers["Content-Range"] == "bytes 100-199/10000"
+    suffix = client.get(f"/v2/r/blobs/{sha256(blob)}", headers={"Range": "bytes=-10"})
+    assert suffix.status_code == 206 and suffix.content == blob[-10:]
+    bad = client.get(f"/v2/r/blobs/{sha256(blob)}", headers={"Range": "bytes=20000-"})
+    assert bad.status_code == 416
+    assert bad.headers["Content-Range"] == "bytes */10000"
+
+
+def test_chunked_upload_and_status(client: httpx.Client) -> None:
+    blob = os.urandom(300_000)
+    start = client.post("/v2/chunked/blobs/uploads/")
+    assert start.status_code == 202
+    location = start.headers["Location"]
+    first = client.patch(location, content=blob[:100_000], headers={"Content-Range": "0-99999",
+                                                                    "Content-Type": "application/octet-stream"})
+    assert first.status_code == 202 and first.headers["Range"] == "0-99999"
+    status = client.get(first.headers["Location"])
+    assert status.status_code == 204 and status.headers["Range"] == "0-99999"
+    out_of_order = client.patch(location, content=blob[200_000:], headers={"Content-Range": "200000-299999"})
+    assert out_of_order.status_code == 416
+    assert error_code(out_of_order) == "BLOB_UPLOAD_INVALID"
+    second = client.patch(location, content=blob[100_000:200_000], headers={"Content-Range": "100000-199999"})
+    assert second.status_code == 202
+    done = client.put(location, params={"digest": sha256(blob)}, content=blob[200_000:])
+    assert done.status_code == 201
+    assert client.get(f"/v2/chunked/blobs/{sha256(blob)}").content == blob
+
+
+def test_upload_cancel(client: httpx.Client) -> None:
+    location = client.post("/v2/cancel/blobs/uploads/").headers["Location"]
+    assert client.delete(location).status_code == 204
+    gone = client.get(location)
+    assert gone.status_code == 404 and error_code(gone) == "BLOB_UPLOAD_UNKNOWN"
+
+
+def test_cross_repository_mount(client: httpx.Client, registry: RegistryProcess) -> None:
+    blob = os.urandom(5000)
+    client.post("/v2/source/blobs/uploads/", params={"digest": sha256(blob)}, content=blob)
+    mounted = client.post("/v2/target/blobs/uploads/", params={"mount": sha256(blob), "from": "source"})
+    assert mounted.status_code == 201
+    assert client.get(f"/v2/target/blobs/{sha256(blob)}").content == blob
+    # Without `from`, the registry may find the blob itself.
+    automatic = client.post("/v2/other/blobs/uploads/", params={"mount": sha256(blob)})
+    assert automatic.status_code == 201
+    # A blob it does not have: fall back to a new upload session.
+    missing = client.post("/v2/target/blobs/uploads/", params={"mount": sha256(b"nope"), "from": "source"})
+    assert missing.status_code == 202 and "/blobs/uploads/" in missing.headers["Location"]
+    # dedupe: every repository's copy is the same inode
+    inodes = {(registry.root / repo / "blobs" / "sha256" / sha256(blob)[7:]).stat().st_ino
+              for repo in ("source", "target", "other")}
+    assert len(inodes) == 1
+
+
+def test_sha512_blob(client: httpx.Client) -> None:
+    blob = b"sha512 content"
+    digest = "sha512:" + hashlib.sha512(blob).hexdigest()
+    assert client.post("/v2/s/blobs/uploads/", params={"digest": digest}, content=blob).status_code == 201
+    assert client.get(f"/v2/s/blobs/{digest}").content == blob
+
+
+def test_tags_and_catalog_pagination(client: httpx.Client) -> None:
+    image = make_image("tags")
+    for tag in ("c", "a", "b", "d"):
+        assert push_image(client, "paged", image, tag=tag).status_code == 201
+    assert client.get("/v2/paged/tags/list").json() == {"name": "paged", "tags": ["a", "b", "c", "d"]}
+    page = client.get("/v2/paged/tags/list", params={"n": 2})
+    assert page.json()["tags"] == ["a", "b"]
+    assert page.headers["Link"] == '</v2/paged/tags/list?n=2&last=b>; rel="next"'
+    assert client.get("/v2/paged/tags/list", params={"n": 2, "last": "b"}).json()["tags"] == ["c", "d"]
+    for repo in ("zeta", "alpha/one"):
+        push_image(client, repo, image, tag="x")
+    catalog = client.get("/v2/_catalog", params={"n": 2})
+    assert catalog.json() == {"repositories": ["alpha/one", "paged"]}
+    assert 'last=paged' in catalog.headers["Link"]
+    assert client.get("/v2/_catalog", params={"last": "paged"}).json() == {"repositories": ["zeta"]}
+
+
+def test_manifest_delete_keeps_shared_blobs(client: httpx.Client) -> None:
+    one = make_image("shared", layer_sizes=(4096,))
+    two = make_image("shared", layer_sizes=(4096,))  # same layer
+    two.manifest = two.manifest.replace(b'"schemaVersion": 2', b'"schemaVersion": 2, "annotations": {"x": "y"}')
+    push_image(client, "keep", one, tag="one")
+    push_image(client, "keep", two, tag="two")
+    assert client.delete(f"/v2/keep/manifests/{one.digest}").status_code == 202
+    assert client.get(f"/v2/keep/manifests/{one.digest}").status_code == 404
+    assert client.get("/v2/keep/manifests/two").content == two.manifest
+    assert client.get(f"/v2/keep/blobs/{sha256(one.layers[0])}").status_code == 200
+    # deleting a tag leaves the manifest reachable by digest
+    assert client.delete("/v2/keep/manifests/two").status_code == 202
+    assert client.get("/v2/keep/manifests/two").status_code == 404
+    assert client.get(f"/v2/keep/manifests/{two.digest}").status_code == 200
+
+
+def test_referrers_with_artifact_type_filter(client: httpx.Client) -> None:
+    subject_image = make_image("subject")
+    push_image(client, "refs", subject_image, tag="v1")
+    subject = {"mediaType": OCI_MANIFEST, "digest": subject_image.digest, "size": len(subject_image.manifest)}
+    sbom = make_image("sbom", subject=subject, artifact_type="application/spdx+json")
+    sig = make_image("sig", subject=subject, artifact_type="application/vnd.dev.cosign")
+    for artifact in (sbom, sig):
+        response = push_image(client, "refs", artifact)
+        assert response.status_code == 201
+        assert response.headers["OCI-Subject"] == subject_image.digest
+    listing = client.get(f"/v2/refs/referrers/{subject_image.digest}")
+    assert listing.status_code == 200
+    assert listing.headers["Content-Type"] == "application/vnd.oci.image.index.v1+json"
+    found = {m["digest"]: m["artifactType"] for m in listing.json()["manifests"]}
+    assert found == {sbom.digest: "application/spdx+json", sig.digest: "application/vnd.dev.cosign"}
+    filtered = client.get(f"/v2/refs/referrers/{subject_image.digest}", params={"artifactType": "application/spdx+json"})
+    assert [m["digest"] for m in filtered.json()["manifests"]] == [sbom.digest]
+    assert filtered.headers["OCI-Filters-Applied"] == "artifactType"
+    unknown = client.get(f"/v2/refs/referrers/{sha256(b'nothing')}")
+    assert unknown.status_code == 200 and unknown.json()["manifests"] == []
+
+
+def test_docker_media_types(client: httpx.Client) -> None:
+    image = make_image("docker")
+    doc = json.loads(image.manifest)
+    doc["mediaType"] = "application/vnd.docker.distribution.manifest.v2+json"
+    doc["config"]["mediaType"] = "application/vnd.docker.container.image.v1+json"
+    body = json.dumps(doc).encode()
+    push_image(client, "dockerish", image, tag="ignored")
+    put = client.put("/v2/dockerish/manifests/latest", content=body,
+                     headers={"Content-Type": "application/vnd.docker.distribution.manifest.v2+json"})
+    assert put.status_code == 201
+    got = client.get("/v2/dockerish/manifests/latest")
+    assert got.headers["Content-Type"] == "application/vnd.docker.distribution.manifest.v2+json"
+    assert got.content == body
+
+
+@pytest.mark.parametrize("path", [
+    "/v2/a/../b/tags/list", "/v2/a/%2e%2e/b/tags/list", "/v2/Upper/tags/list", "/v2/" + "a" * 256 + "/tags/list",
+])
+def test_invalid_names(registry: RegistryProcess, path: str) -> None:
+    # http.client sends the path as written; httpx would resolve the `..` before sending it.
+    connection = http.client.HTTPConnection(registry.host, registry.port, timeout=10)
+    connection.request("GET", path)
+    response = connection.getresponse()
+    body = json.loads(response.read())
+    connection.close()
+    assert (response.status, body["errors"][0]["code"]) == (400, "NAME_INVALID")
+
+
+def test_bad_input_gets_oci_errors_and_leaves_no_partial_files(client: httpx.Client,
+                                                              registry: RegistryProcess) -> None:
+    blob = os.urandom(4096)
+    cases: list[tuple[httpx.Response, int, str]] = []
+    cases.append((client.get("/v2/x/blobs/sha256:nothex"), 400, "DIGEST_INVALID"))
+    cases.append((client.get("/v2/x/blobs/md5:abc"), 400, "DIGEST_INVALID"))
+    cases.append((client.post("/v2/x/blobs/uploads/", params={"digest": sha256(b"other")}, content=blob),
+                  400, "DIGEST_INVALID"))
+    cases.append((client.post("/v2/x/blobs/uploads/", params={"digest": "sha256:zz"}, content=blob),
+                  400, "DIGEST_INVALID"))
+    big = b'{"schemaVersion": 2, "pad": "' + b"x" * (4 * 1024 * 1024 + 1) + b'"}'
+    cases.append((client.put("/v2/x/manifests/big", content=big, headers={"Content-Type": OCI_MANIFEST}),
+                  413, "MANIFEST_INVALID"))
+    cases.append((client.put("/v2/x/manifests/bad", content=b"{not json", headers={"Content-Type": OCI_MANIFEST}),
+                  400, "MANIFEST_INVALID"))
+    missing = make_image("missing-blobs")
+    cases.append((client.put("/v2/x/manifests/m", content=missing.manifest, headers={"Content-Type": OCI_MANIFEST}),
+                  400, "MANIFEST_BLOB_UNKNOWN"))
+    cases.append((client.put(f"/v2/x/manifests/{sha256(b'x')}", content=missing.manifest,
+                             headers={"Content-Type": OCI_MANIFEST}), 400, "DIGEST_INVALID"))
+    location = client.post("/v2/x/blobs/uploads/").headers["Location"]
+    cases.append((client.patch(location, content=blob, headers={"Content-Range": "garbage"}), 416,
+                  "BLOB_UPLOAD_INVALID"))
+    cases.append((client.patch(location, content=blob, headers={"Content-Range": "10-5"}), 416,
+                  "BLOB_UPLOAD_INVALID"))
+    cases.append((client.put(location, params={"digest": sha256(b"not it")}, content=blob), 400, "DIGEST_INVALID"))
+    cases.append((client.get("/v2/x/blobs/uploads/not-a-session"), 404, "BLOB_UPLOAD_UNKNOWN"))
+    cases.append((client.get("/v2/nothere/tags/list"), 404, "NAME_UNKNOWN"))
+    cases.append((client.get("/v2/x/manifests/nope"), 404, "MANIFEST_UNKNOWN"))
+    cases.append((client.get("/v2/x/tags/list", params={"n": "-1"}), 400, "PAGINATION_NUMBER_INVALID"))
+    cases.append((client.delete(f"/v2/x/blobs/{sha256(b'absent')}"), 404, "BLOB_UNKNOWN"))
+    cases.append((client.put("/v2/x/manifests/bad tag!", content=b"{}", headers={"Content-Type": OCI_MANIFEST}),
+                  400, "MANIFEST_INVALID"))
+    for response, status, code in cases:
+        assert (response.request.method, response.request.url.path, response.status_code, error_code(response)) == (
+            response.request.method, response.request.url.path, status, code)
+    assert_no_partial_files(registry.root)
+
+
+def assert_no_partial_files(root: Path) -> None:
+    """Every visible blob is complete and matches its digest; temporary files exist only in .uploads."""
+    for directory, _, files in os.walk(root):
+        rel = Path(directory).relative_to(root)
+        for name in files:
+            path = Path(directory) / name
+            if ".uploads" in rel.parts:
+                continue
+            assert not name.startswith((".tmp", ".blob")), f"temporary file left visible: {path}"
+            if rel.parent.name == "blobs" or (len(rel.parts) >= 2 and rel.parts[-2] == "blobs"):
+                algorithm = rel.name
+                assert hashlib.new(algorithm, path.read_bytes()).hexdigest() == name, f"corrupt blob {path}"
+
+
+def test_htpasswd_auth(start_registry: Callable[..., RegistryProcess], tmp_path: Path) -> None:
+    htpasswd = write_htpasswd(tmp_path / "htpasswd", {"alice": "wonderland"})
+    registry = start_registry(auth={"htpasswd": {"path": str(htpasswd)}}, realm="zot-test")
+    with httpx.Client(base_url=registry.url) as anonymous:
+        denied = anonymous.get("/v2/")
+        assert denied.status_code == 401 and error_code(denied) == "UNAUTHORIZED"
+        assert denied.headers["WWW-Authenticate"] == 'Basic realm="zot-test"'
+        assert anonymous.get("/v2/", auth=("alice", "wrong")).status_code == 401
+        assert anonymous.get("/v2/", auth=("bob", "wonderland")).status_code == 401
+        assert anonymous.get("/v2/", headers={"Authorization": "Basic !!!"}).status_code == 401
+        # probes and metrics stay open, so kubelet needs no credentials
+        for path in ("/livez", "/readyz", "/startupz", "/metrics"):
+            assert anonymous.get(path).status_code == 200
+    with httpx.Client(base_url=registry.url, auth=("alice", "wonderland")) as alice:
+        assert alice.get("/v2/").status_code == 200
+        assert push_image(alice, "private", make_image("auth"), tag="v1").status_code == 201
+
+
+def test_metrics_count_requests_and_bytes(client: httpx.Client) -> None:
+    blob = os.urandom(12345)
+    client.post("/v2/m/blobs/uploads/", params={"digest": sha256(blob)}, content=blob)
+    client.get(f"/v2/m/blobs/{sha256(blob)}")
+    text = client.get("/metrics").text
+    assert 'zot_http_requests_total{method="POST",route="uploads",status="201"} 1.0' in text
+    assert 'zot_http_sent_bytes_total{route="blob"} 12345.0' in text
+    assert 'zot_http_received_bytes_total{route="uploads"} 12345.0' in text
+    assert "zot_http_request_duration_seconds_bucket" in text
+    assert "zot_storage_used_bytes" in text

@@ -24,7 +24,7 @@ tools:
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy registry operator
+	$(BIN)/mypy registry operator tests
 
 test: $(STAMP) tools lint
 	$(BIN)/pytest -q tests

@@ -25,7 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         loaded = load_config(args.config)
     except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
+        for message in err.messages:
+            print(f"error: {message}", file=sys.stderr)
         return 1
     for warning in loaded.warnings:
         print(f"warning: {warning}", file=sys.stderr)

@@ -647,12 +647,12 @@ def _unsupported_children(parent: PathKey) -> dict[str, str]:
 
 def _field_kind(annotation: Any) -> type[BaseModel] | str | None:
     """What a field holds: a nested model, a free-form dict, or a plain value."""
-    for arg in (annotation, *get_args(annotation)):
-        if isinstance(arg, type) and issubclass(arg, BaseModel):
-            return arg
-    candidates = get_args(annotation) if get_origin(annotation) in (Union, types.UnionType) else (annotation,)
-    if any(get_origin(arg) is dict for arg in candidates):
-        return _FREE_FORM
+    options = get_args(annotation) if get_origin(annotation) in (Union, types.UnionType) else (annotation,)
+    for option in options:
+        if isinstance(option, type) and issubclass(option, BaseModel):
+            return option
+        if get_origin(option) is dict:
+            return _FREE_FORM
     return None
 
 

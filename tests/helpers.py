@@ -82,15 +82,17 @@ class RegistryProcess:
 
     def start(self, timeout: float = 30.0) -> RegistryProcess:
         self.config_path.write_text(json.dumps(self.config, indent=2))
-        log = open(self.log_path, "ab")
         env = {**os.environ, **self.env}
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "zot_registry.cli", "serve", str(self.config_path), "--workers", str(self.workers)],
-            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        with open(self.log_path, "ab") as log:  # the child keeps its own copy of the descriptor
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "zot_registry.cli", "serve", str(self.config_path),
+                 "--workers", str(self.workers)],
+                stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"registry exited with {self.process.returncode}:\n{self.log_path.read_text()[-3000:]}")
+                output = self.log_path.read_text()[-3000:]
+                raise RuntimeError(f"registry exited with {self.process.returncode}:\n{output}")
             try:
                 if httpx.get(f"{self.url}/livez", verify=False, timeout=1).status_code == 200:
                     return self

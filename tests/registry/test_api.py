@@ -77,8 +77,11 @@ def test_chunked_upload_and_status(client: httpx.Client) -> None:
     start = client.post("/v2/chunked/blobs/uploads/")
     assert start.status_code == 202
     location = start.headers["Location"]
-    first = client.patch(location, content=blob[:100_000], headers={"Content-Range": "0-99999",
-                                                                    "Content-Type": "application/octet-stream"})
+    first = client.patch(
+        location,
+        content=blob[:100_000],
+        headers={"Content-Range": "0-99999", "Content-Type": "application/octet-stream"},
+    )
     assert first.status_code == 202 and first.headers["Range"] == "0-99999"
     status = client.get(first.headers["Location"])
     assert status.status_code == 204 and status.headers["Range"] == "0-99999"
@@ -112,8 +115,10 @@ def test_cross_repository_mount(client: httpx.Client, registry: RegistryProcess)
     missing = client.post("/v2/target/blobs/uploads/", params={"mount": sha256(b"nope"), "from": "source"})
     assert missing.status_code == 202 and "/blobs/uploads/" in missing.headers["Location"]
     # dedupe: every repository's copy is the same inode
-    inodes = {(registry.root / repo / "blobs" / "sha256" / sha256(blob)[7:]).stat().st_ino
-              for repo in ("source", "target", "other")}
+    inodes = {
+        (registry.root / repo / "blobs" / "sha256" / sha256(blob)[7:]).stat().st_ino
+        for repo in ("source", "target", "other")
+    }
     assert len(inodes) == 1
 
 
@@ -137,7 +142,7 @@ def test_tags_and_catalog_pagination(client: httpx.Client) -> None:
         push_image(client, repo, image, tag="x")
     catalog = client.get("/v2/_catalog", params={"n": 2})
     assert catalog.json() == {"repositories": ["alpha/one", "paged"]}
-    assert 'last=paged' in catalog.headers["Link"]
+    assert "last=paged" in catalog.headers["Link"]
     assert client.get("/v2/_catalog", params={"last": "paged"}).json() == {"repositories": ["zeta"]}
 
 
@@ -172,7 +177,9 @@ def test_referrers_with_artifact_type_filter(client: httpx.Client) -> None:
     assert listing.headers["Content-Type"] == "application/vnd.oci.image.index.v1+json"
     found = {m["digest"]: m["artifactType"] for m in listing.json()["manifests"]}
     assert found == {sbom.digest: "application/spdx+json", sig.digest: "application/vnd.dev.cosign"}
-    filtered = client.get(f"/v2/refs/referrers/{subject_image.digest}", params={"artifactType": "application/spdx+json"})
+    filtered = client.get(
+        f"/v2/refs/referrers/{subject_image.digest}", params={"artifactType": "application/spdx+json"}
+    )
     assert [m["digest"] for m in filtered.json()["manifests"]] == [sbom.digest]
     assert filtered.headers["OCI-Filters-Applied"] == "artifactType"
     unknown = client.get(f"/v2/refs/referrers/{sha256(b'nothing')}")
@@ -186,17 +193,26 @@ def test_docker_media_types(client: httpx.Client) -> None:
     doc["config"]["mediaType"] = "application/vnd.docker.container.image.v1+json"
     body = json.dumps(doc).encode()
     push_image(client, "dockerish", image, tag="ignored")
-    put = client.put("/v2/dockerish/manifests/latest", content=body,
-                     headers={"Content-Type": "application/vnd.docker.distribution.manifest.v2+json"})
+    put = client.put(
+        "/v2/dockerish/manifests/latest",
+        content=body,
+        headers={"Content-Type": "application/vnd.docker.distribution.manifest.v2+json"},
+    )
     assert put.status_code == 201
     got = client.get("/v2/dockerish/manifests/latest")
     assert got.headers["Content-Type"] == "application/vnd.docker.distribution.manifest.v2+json"
     assert got.content == body
 
 
-@pytest.mark.parametrize("path", [
-    "/v2/a/../b/tags/list", "/v2/a/%2e%2e/b/tags/list", "/v2/Upper/tags/list", "/v2/" + "a" * 256 + "/tags/list",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v2/a/../b/tags/list",
+        "/v2/a/%2e%2e/b/tags/list",
+        "/v2/Upper/tags/list",
+        "/v2/" + "a" * 256 + "/tags/list",
+    ],
+)
 def test_invalid_names(registry: RegistryProcess, path: str) -> None:
     # http.client sends the path as written; httpx would resolve the `..` before sending it.
     connection = http.client.HTTPConnection(registry.host, registry.port, timeout=10)
@@ -207,42 +223,74 @@ def test_invalid_names(registry: RegistryProcess, path: str) -> None:
     assert (response.status, body["errors"][0]["code"]) == (400, "NAME_INVALID")
 
 
-def test_bad_input_gets_oci_errors_and_leaves_no_partial_files(client: httpx.Client,
-                                                              registry: RegistryProcess) -> None:
+def test_bad_input_gets_oci_errors_and_leaves_no_partial_files(client: httpx.Client, registry: RegistryProcess) -> None:
     blob = os.urandom(4096)
     cases: list[tuple[httpx.Response, int, str]] = []
     cases.append((client.get("/v2/x/blobs/sha256:nothex"), 400, "DIGEST_INVALID"))
     cases.append((client.get("/v2/x/blobs/md5:abc"), 400, "DIGEST_INVALID"))
-    cases.append((client.post("/v2/x/blobs/uploads/", params={"digest": sha256(b"other")}, content=blob),
-                  400, "DIGEST_INVALID"))
-    cases.append((client.post("/v2/x/blobs/uploads/", params={"digest": "sha256:zz"}, content=blob),
-                  400, "DIGEST_INVALID"))
+    cases.append(
+        (client.post("/v2/x/blobs/uploads/", params={"digest": sha256(b"other")}, content=blob), 400, "DIGEST_INVALID")
+    )
+    cases.append(
+        (client.post("/v2/x/blobs/uploads/", params={"digest": "sha256:zz"}, content=blob), 400, "DIGEST_INVALID")
+    )
     big = b'{"schemaVersion": 2, "pad": "' + b"x" * (4 * 1024 * 1024 + 1) + b'"}'
-    cases.append((client.put("/v2/x/manifests/big", content=big, headers={"Content-Type": OCI_MANIFEST}),
-                  413, "MANIFEST_INVALID"))
-    cases.append((client.put("/v2/x/manifests/bad", content=b"{not json", headers={"Content-Type": OCI_MANIFEST}),
-                  400, "MANIFEST_INVALID"))
+    cases.append(
+        (
+            client.put("/v2/x/manifests/big", content=big, headers={"Content-Type": OCI_MANIFEST}),
+            413,
+            "MANIFEST_INVALID",
+        )
+    )
+    cases.append(
+        (
+            client.put("/v2/x/manifests/bad", content=b"{not json", headers={"Content-Type": OCI_MANIFEST}),
+            400,
+            "MANIFEST_INVALID",
+        )
+    )
     missing = make_image("missing-blobs")
-    cases.append((client.put("/v2/x/manifests/m", content=missing.manifest, headers={"Content-Type": OCI_MANIFEST}),
-                  400, "MANIFEST_BLOB_UNKNOWN"))
-    cases.append((client.put(f"/v2/x/manifests/{sha256(b'x')}", content=missing.manifest,
-                             headers={"Content-Type": OCI_MANIFEST}), 400, "DIGEST_INVALID"))
+    cases.append(
+        (
+            client.put("/v2/x/manifests/m", content=missing.manifest, headers={"Content-Type": OCI_MANIFEST}),
+            400,
+            "MANIFEST_BLOB_UNKNOWN",
+        )
+    )
+    cases.append(
+        (
+            client.put(
+                f"/v2/x/manifests/{sha256(b'x')}", content=missing.manifest, headers={"Content-Type": OCI_MANIFEST}
+            ),
+            400,
+            "DIGEST_INVALID",
+        )
+    )
     location = client.post("/v2/x/blobs/uploads/").headers["Location"]
-    cases.append((client.patch(location, content=blob, headers={"Content-Range": "garbage"}), 416,
-                  "BLOB_UPLOAD_INVALID"))
-    cases.append((client.patch(location, content=blob, headers={"Content-Range": "10-5"}), 416,
-                  "BLOB_UPLOAD_INVALID"))
+    cases.append(
+        (client.patch(location, content=blob, headers={"Content-Range": "garbage"}), 416, "BLOB_UPLOAD_INVALID")
+    )
+    cases.append((client.patch(location, content=blob, headers={"Content-Range": "10-5"}), 416, "BLOB_UPLOAD_INVALID"))
     cases.append((client.put(location, params={"digest": sha256(b"not it")}, content=blob), 400, "DIGEST_INVALID"))
     cases.append((client.get("/v2/x/blobs/uploads/not-a-session"), 404, "BLOB_UPLOAD_UNKNOWN"))
     cases.append((client.get("/v2/nothere/tags/list"), 404, "NAME_UNKNOWN"))
     cases.append((client.get("/v2/x/manifests/nope"), 404, "MANIFEST_UNKNOWN"))
     cases.append((client.get("/v2/x/tags/list", params={"n": "-1"}), 400, "PAGINATION_NUMBER_INVALID"))
     cases.append((client.delete(f"/v2/x/blobs/{sha256(b'absent')}"), 404, "BLOB_UNKNOWN"))
-    cases.append((client.put("/v2/x/manifests/bad tag!", content=b"{}", headers={"Content-Type": OCI_MANIFEST}),
-                  400, "MANIFEST_INVALID"))
+    cases.append(
+        (
+            client.put("/v2/x/manifests/bad tag!", content=b"{}", headers={"Content-Type": OCI_MANIFEST}),
+            400,
+            "MANIFEST_INVALID",
+        )
+    )
     for response, status, code in cases:
         assert (response.request.method, response.request.url.path, response.status_code, error_code(response)) == (
-            response.request.method, response.request.url.path, status, code)
+            response.request.method,
+            response.request.url.path,
+            status,
+            code,
+        )
     assert_no_partial_files(registry.root)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.helpers import RegistryProcess, make_image, sha256, tool, registry_config, free_port
+from tests.helpers import RegistryProcess, free_port, make_image, registry_config, sha256, tool
 
 
 def run(*args: str, cwd: Path | None = None) -> str:
@@ -26,9 +26,21 @@ def write_oci_layout(folder: Path, tag: str, seed: str, layer_sizes: tuple[int, 
     for blob in [image.config, *image.layers, image.manifest]:
         (blobs / sha256(blob)[7:]).write_bytes(blob)
     (folder / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
-    (folder / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [{
-        "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": image.digest,
-        "size": len(image.manifest), "annotations": {"org.opencontainers.image.ref.name": tag}}]}))
+    (folder / "index.json").write_text(
+        json.dumps(
+            {
+                "schemaVersion": 2,
+                "manifests": [
+                    {
+                        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                        "digest": image.digest,
+                        "size": len(image.manifest),
+                        "annotations": {"org.opencontainers.image.ref.name": tag},
+                    }
+                ],
+            }
+        )
+    )
     return image.digest
 
 
@@ -41,21 +53,35 @@ def skopeo(*args: str) -> str:
 
 
 def test_skopeo_copies_multilayer_image_in_and_out_byte_identically(
-        start_registry: Callable[..., RegistryProcess], tmp_path: Path) -> None:
+    start_registry: Callable[..., RegistryProcess], tmp_path: Path
+) -> None:
     registry = start_registry()
     source = tmp_path / "source"
     digest = write_oci_layout(source, "v1", "skopeo", (300_000, 2_000_000, 17))
-    skopeo("copy", "--preserve-digests", "--dest-tls-verify=false", f"oci:{source}:v1", f"docker://{registry.hostport}/skopeo/app:v1")
+    skopeo(
+        "copy",
+        "--preserve-digests",
+        "--dest-tls-verify=false",
+        f"oci:{source}:v1",
+        f"docker://{registry.hostport}/skopeo/app:v1",
+    )
     back = tmp_path / "back"
-    skopeo("copy", "--preserve-digests", "--src-tls-verify=false", f"docker://{registry.hostport}/skopeo/app:v1", f"oci:{back}:v1")
+    skopeo(
+        "copy",
+        "--preserve-digests",
+        "--src-tls-verify=false",
+        f"docker://{registry.hostport}/skopeo/app:v1",
+        f"oci:{back}:v1",
+    )
     assert blob_files(back) == blob_files(source)
     inspected = json.loads(skopeo("inspect", "--tls-verify=false", f"docker://{registry.hostport}/skopeo/app:v1"))
     assert inspected["Digest"] == digest
     assert len(inspected["Layers"]) == 3
 
 
-def test_layout_written_by_skopeo_is_served_as_is(start_registry: Callable[..., RegistryProcess],
-                                                   tmp_path: Path) -> None:
+def test_layout_written_by_skopeo_is_served_as_is(
+    start_registry: Callable[..., RegistryProcess], tmp_path: Path
+) -> None:
     source = tmp_path / "source"
     digest = write_oci_layout(source, "v1", "served", (1000, 2000))
     root = tmp_path / "root"
@@ -77,10 +103,26 @@ def test_oras_push_attach_discover(start_registry: Callable[..., RegistryProcess
     (tmp_path / "artifact.txt").write_text("hello from oras\n")
     (tmp_path / "signature.txt").write_text("signed\n")
     ref = f"{registry.hostport}/oras/artifact:v1"
-    run(oras, "push", "--plain-http", "--artifact-type", "application/vnd.example.thing", ref,
-        "artifact.txt:text/plain", cwd=tmp_path)
-    run(oras, "attach", "--plain-http", "--artifact-type", "application/vnd.example.signature", ref,
-        "signature.txt:text/plain", cwd=tmp_path)
+    run(
+        oras,
+        "push",
+        "--plain-http",
+        "--artifact-type",
+        "application/vnd.example.thing",
+        ref,
+        "artifact.txt:text/plain",
+        cwd=tmp_path,
+    )
+    run(
+        oras,
+        "attach",
+        "--plain-http",
+        "--artifact-type",
+        "application/vnd.example.signature",
+        ref,
+        "signature.txt:text/plain",
+        cwd=tmp_path,
+    )
     discovered = json.loads(run(oras, "discover", "--plain-http", "--format", "json", ref))
     referrers = discovered.get("referrers") or discovered.get("manifests") or []
     assert [r["artifactType"] for r in referrers] == ["application/vnd.example.signature"]
@@ -93,8 +135,20 @@ def test_crane_lists_tags_and_copies(start_registry: Callable[..., RegistryProce
     registry = start_registry()
     source = tmp_path / "source"
     digest = write_oci_layout(source, "v1", "crane", (5000, 6000))
-    skopeo("copy", "--preserve-digests", "--dest-tls-verify=false", f"oci:{source}:v1", f"docker://{registry.hostport}/crane/src:v1")
-    skopeo("copy", "--preserve-digests", "--dest-tls-verify=false", f"oci:{source}:v1", f"docker://{registry.hostport}/crane/src:v2")
+    skopeo(
+        "copy",
+        "--preserve-digests",
+        "--dest-tls-verify=false",
+        f"oci:{source}:v1",
+        f"docker://{registry.hostport}/crane/src:v1",
+    )
+    skopeo(
+        "copy",
+        "--preserve-digests",
+        "--dest-tls-verify=false",
+        f"oci:{source}:v1",
+        f"docker://{registry.hostport}/crane/src:v2",
+    )
     crane = tool("crane")
     assert run(crane, "ls", "--insecure", f"{registry.hostport}/crane/src").split() == ["v1", "v2"]
     run(crane, "copy", "--insecure", f"{registry.hostport}/crane/src:v1", f"{registry.hostport}/crane/dst:copied")

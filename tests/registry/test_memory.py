@@ -1,0 +1,82 @@
+"""Blobs stream through the registry: a 1 GiB push and pull barely moves its resident memory."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections.abc import Callable, Iterator
+
+import httpx
+import psutil
+
+from tests.helpers import RegistryProcess
+
+GIB = 1 << 30
+CHUNK = 1 << 20
+LIMIT = 64 << 20
+
+
+def server_rss(pid: int) -> int:
+    parent = psutil.Process(pid)
+    return sum(p.memory_info().rss for p in [parent, *parent.children(recursive=True)])
+
+
+class PeakSampler:
+    """Samples the registry's RSS (all its processes) every 20 ms while a transfer runs."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, server_rss(self.pid))
+
+    def __enter__(self) -> PeakSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def one_gib(block: bytes) -> Iterator[bytes]:
+    for i in range(GIB // CHUNK):
+        # vary every block a little so nothing could be deduplicated or compressed away
+        yield i.to_bytes(8, "little") + block[8:]
+
+
+def test_one_gib_blob_push_and_pull_stays_within_64_mib(start_registry: Callable[..., RegistryProcess]) -> None:
+    registry = start_registry(workers=1)
+    assert registry.process is not None
+    pid = registry.process.pid
+    block = os.urandom(CHUNK)
+    hasher = hashlib.sha256()
+    for chunk in one_gib(block):
+        hasher.update(chunk)
+    digest = "sha256:" + hasher.hexdigest()
+
+    with httpx.Client(base_url=registry.url, timeout=600) as client:
+        client.get("/v2/")
+        baseline = server_rss(pid)
+        with PeakSampler(pid) as push:
+            location = client.post("/v2/big/blobs/uploads/").headers["Location"]
+            done = client.put(location, params={"digest": digest}, content=one_gib(block),
+                              headers={"Content-Type": "application/octet-stream"})
+            assert done.status_code == 201, done.text
+        pulled = hashlib.sha256()
+        size = 0
+        with PeakSampler(pid) as pull, client.stream("GET", f"/v2/big/blobs/{digest}") as response:
+            assert response.status_code == 200
+            for chunk in response.iter_raw(CHUNK):
+                pulled.update(chunk)
+                size += len(chunk)
+    assert size == GIB
+    assert "sha256:" + pulled.hexdigest() == digest
+    growth = max(push.peak, pull.peak) - baseline
+    print(f"baseline RSS {baseline >> 20} MiB, push peak {push.peak >> 20} MiB, pull peak {pull.peak >> 20} MiB")
+    assert growth < LIMIT, f"resident memory grew by {growth >> 20} MiB moving 1 GiB"

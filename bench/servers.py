@@ -1,0 +1,206 @@
+"""Start and stop the two registries on loopback, and account for their CPU time.
+
+Ours runs as `.venv/bin/zot-registry serve CONFIG --workers N` (hypercorn, uvloop worker class);
+distribution as `/usr/bin/docker-registry serve CONFIG`. Each gets a fresh temporary root, a free
+127.0.0.1 port and its log in a file; `running()` removes all of it again, error or not.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import httpx
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+OURS_BIN = ROOT / ".venv" / "bin" / "zot-registry"
+DISTRIBUTION_BIN = Path("/usr/bin/docker-registry")
+
+Kind = Literal["ours", "distribution"]
+
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 15.0
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Server:
+    kind: Kind
+    workers: int | None
+    port: int
+    workdir: Path
+    log_path: Path
+    process: subprocess.Popen[bytes]
+
+    @property
+    def label(self) -> str:
+        if self.kind == "distribution":
+            return "distribution"
+        return f"ours ({self.workers} worker{'s' if self.workers != 1 else ''})"
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def processes(self) -> list[psutil.Process]:
+        try:
+            root = psutil.Process(self.process.pid)
+            return [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU of the server and all its children so far (reaped children included)."""
+        total = 0.0
+        for index, proc in enumerate(self.processes()):
+            try:
+                times = proc.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            total += times.user + times.system
+            if index == 0:
+                total += times.children_user + times.children_system
+        return total
+
+    def rss_bytes(self) -> int:
+        total = 0
+        for proc in self.processes():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                total += proc.memory_info().rss
+        return total
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        """SIGTERM (graceful), then SIGKILL to the server's own process group if it lingers."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                pass
+        # Workers live in the process group the server was started in (start_new_session=True).
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=STOP_TIMEOUT)
+
+
+def _ours_config(workdir: Path, port: int, log_level: str) -> Path:
+    config = {
+        "distSpecVersion": "1.1.1",
+        "storage": {"rootDirectory": str(workdir / "data"), "dedupe": True, "gc": False},
+        "http": {"address": "127.0.0.1", "port": str(port)},
+        "log": {"level": log_level},
+    }
+    path = workdir / "config.json"
+    path.write_text(json.dumps(config, indent=2))
+    return path
+
+
+def _distribution_config(workdir: Path, port: int, log_level: str) -> Path:
+    # One log line per request at info ("response completed"), like ours; the Apache-style access
+    # log would be a second line per request, so it is off. Upstream's default config keeps blob
+    # descriptors in memory, which is what a fair comparison uses (hack/README.md).
+    text = f"""version: 0.1
+log:
+  level: {log_level}
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: {workdir / "data"}
+  delete:
+    enabled: true
+  cache:
+    blobdescriptor: inmemory
+http:
+  addr: 127.0.0.1:{port}
+  secret: local-benchmark-not-a-secret
+"""
+    path = workdir / "config.yml"
+    path.write_text(text)
+    return path
+
+
+def _spawn(argv: list[str], log_path: Path) -> subprocess.Popen[bytes]:
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(argv, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+
+def _wait_ready(server: Server, deadline: float) -> None:
+    with httpx.Client(timeout=2.0) as client:
+        while True:
+            if server.process.poll() is not None:
+                raise RuntimeError(f"{server.label} exited with {server.process.returncode}:\n{server.log_tail()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if client.get(f"{server.base_url}/v2/").status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{server.label} did not answer /v2/ in {START_TIMEOUT:.0f} s:\n{server.log_tail()}")
+            time.sleep(0.1)
+    if server.kind == "ours" and server.workers:
+        # The listening socket is shared, so the first 200 may come from the first worker alone:
+        # wait until every worker has said "Running on" (hypercorn's info line), within the deadline.
+        while time.monotonic() < deadline:
+            if server.log_path.read_text(errors="replace").count("Running on") >= server.workers:
+                return
+            time.sleep(0.1)
+        time.sleep(1.0)
+
+
+def start(kind: Kind, workdir: Path, workers: int | None = None, log_level: str = "info") -> Server:
+    port = free_port()
+    log_path = workdir / f"{kind}.log"
+    if kind == "ours":
+        config = _ours_config(workdir, port, log_level)
+        argv = [str(OURS_BIN), "serve", str(config)]
+        if workers:
+            argv += ["--workers", str(workers)]
+    else:
+        config = _distribution_config(workdir, port, log_level)
+        argv = [str(DISTRIBUTION_BIN), "serve", str(config)]
+    server = Server(kind, workers if kind == "ours" else None, port, workdir, log_path, _spawn(argv, log_path))
+    try:
+        _wait_ready(server, time.monotonic() + START_TIMEOUT)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+@contextlib.contextmanager
+def running(kind: Kind, workers: int | None = None, log_level: str = "info") -> Iterator[Server]:
+    """A started server in a fresh temporary directory; stopped and removed on the way out."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"zot-bench-{kind}-"))
+    server: Server | None = None
+    try:
+        server = start(kind, workdir, workers, log_level)
+        yield server
+    finally:
+        if server is not None:
+            server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -15,6 +16,7 @@ from .api.routing import Route, match_route
 from .auth import HtpasswdAuth
 from .config import LoadedConfig
 from .errors import RegistryError
+from .storage import gc
 from .storage.store import ImageStore
 
 log = logging.getLogger("zot_registry")
@@ -86,6 +88,9 @@ def create_app(loaded: LoadedConfig) -> Quart:
     app.add_url_rule("/v2/", "v2_base", dispatch, methods=ALL_METHODS)
     app.add_url_rule("/v2/<path:rest>", "v2", dispatch, methods=ALL_METHODS)
 
+    if config.storage.gc and config.storage.gc_interval > 0:
+        _schedule_gc(app, store, config.storage.gc_delay, config.storage.gc_interval)
+
     @app.route("/livez")
     async def livez() -> Response:
         return Response("ok", status=200)
@@ -108,6 +113,27 @@ def create_app(loaded: LoadedConfig) -> Quart:
         return error_response(RegistryError("internal error"))
 
     return app
+
+
+def _schedule_gc(app: Quart, store: ImageStore, delay: float, interval: float) -> None:
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await asyncio.to_thread(gc.collect, store, delay)
+            except OSError:
+                log.exception("garbage collection failed")
+
+    tasks: list[asyncio.Task[None]] = []
+
+    @app.before_serving
+    async def start_gc() -> None:
+        tasks.append(asyncio.get_running_loop().create_task(loop()))
+
+    @app.after_serving
+    async def stop_gc() -> None:
+        for task in tasks:
+            task.cancel()
 
 
 def _make_auth(loaded: LoadedConfig) -> HtpasswdAuth | None:

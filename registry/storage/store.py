@@ -95,6 +95,9 @@ class ImageStore:
 
     # Repositories -------------------------------------------------------------------------------
 
+    def read_index(self, name: str) -> Index | None:
+        return self._indexes.read(self.layout.index(name))
+
     def repo_exists(self, name: str) -> bool:
         return self.layout.index(name).is_file()
 

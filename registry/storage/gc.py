@@ -1,0 +1,114 @@
+"""Garbage collection: blobs no manifest references, abandoned uploads, unreferenced dedupe copies.
+
+Runs every `gcInterval` and only touches files older than `gcDelay`, so a blob pushed just before
+its manifest is never taken. Age is the later of mtime and ctime: linking a deduplicated blob into
+another repository changes the inode's ctime, which protects a freshly mounted old blob.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..digests import parse_digest
+from ..errors import RegistryError
+from .manifests import parse_manifest
+from .store import ImageStore
+
+log = logging.getLogger("zot_registry.gc")
+
+
+@dataclass
+class GcReport:
+    blobs: int = 0
+    uploads: int = 0
+    dedupe_copies: int = 0
+    bytes_freed: int = 0
+
+
+def _age(path: Path, now: float) -> float:
+    stat = path.stat()
+    return now - max(stat.st_mtime, stat.st_ctime)
+
+
+def referenced_digests(store: ImageStore, name: str) -> set[str]:
+    """Every digest reachable from the repository's index: manifests, their configs, layers and children."""
+    index = store.read_index(name)
+    if index is None:
+        return set()
+    keep: set[str] = set()
+    pending = [d["digest"] for d in index.manifests]
+    while pending:
+        digest = pending.pop()
+        if digest in keep:
+            continue
+        keep.add(digest)
+        path = store.layout.blob(name, parse_digest(digest))
+        try:
+            manifest = parse_manifest(path.read_bytes(), None)
+        except (FileNotFoundError, RegistryError, json.JSONDecodeError):
+            continue
+        pending.extend(manifest.blob_references() + manifest.manifest_references())
+    return keep
+
+
+def collect_repository(store: ImageStore, name: str, delay: float, report: GcReport) -> None:
+    now = time.time()
+    keep = referenced_digests(store, name)
+    blobs = store.layout.repo(name) / "blobs"
+    for algorithm_dir in blobs.iterdir() if blobs.is_dir() else []:
+        for blob in algorithm_dir.iterdir():
+            if f"{algorithm_dir.name}:{blob.name}" in keep:
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                if _age(blob, now) >= delay:
+                    size = blob.stat().st_size
+                    blob.unlink()
+                    report.blobs += 1
+                    report.bytes_freed += size
+    uploads = store.layout.uploads(name)
+    for session in uploads.iterdir() if uploads.is_dir() else []:
+        if session.name.startswith(".index"):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            if _age(session, now) >= max(delay, 3600.0):
+                session.unlink()
+                report.uploads += 1
+
+
+def collect_dedupe_copies(store: ImageStore, delay: float, report: GcReport) -> None:
+    """A canonical copy whose only link is itself belongs to no repository any more."""
+    now = time.time()
+    root = store.layout.root / ".dedupe" / "blobs"
+    for algorithm_dir in root.iterdir() if root.is_dir() else []:
+        for blob in algorithm_dir.iterdir():
+            with contextlib.suppress(FileNotFoundError):
+                stat = blob.stat()
+                if stat.st_nlink == 1 and _age(blob, now) >= delay:
+                    blob.unlink()
+                    report.dedupe_copies += 1
+                    report.bytes_freed += stat.st_size
+
+
+def collect(store: ImageStore, delay: float) -> GcReport | None:
+    """One pass over the whole root; None when another worker is already collecting."""
+    lock_path = store.layout.root / ".gc.lock"
+    with open(lock_path, "a") as lock:
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return None
+        report = GcReport()
+        for name in store.catalog():
+            collect_repository(store, name, delay, report)
+        collect_dedupe_copies(store, delay, report)
+        log.info("garbage collection done", extra={"blobs": report.blobs, "uploads": report.uploads,
+                                                   "dedupe_copies": report.dedupe_copies,
+                                                   "bytes_freed": report.bytes_freed, "pid": os.getpid()})
+        return report

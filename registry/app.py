@@ -14,10 +14,13 @@ from . import metrics
 from .api import blobs, listing, manifests, uploads
 from .api.routing import Route, match_route
 from .auth import HtpasswdAuth
-from .config import LoadedConfig
+from .cluster.membership import identify_with_retry
+from .cluster.node import Cluster
+from .config import LoadedConfig, ZotConfig
 from .errors import RegistryError
 from .storage import gc
 from .storage.store import ImageStore
+from .streaming import FlowControlledConnection, FlowControlledRequest
 
 log = logging.getLogger("zot_registry")
 
@@ -43,13 +46,13 @@ HANDLERS: dict[str, Handler] = {
 
 @dataclass
 class Readiness:
-    """Why the registry is not ready yet; empty when it is."""
+    """Why the registry is not ready yet: each check returns a reason, or "" when all is well."""
 
-    reasons: list[str] = field(default_factory=list)
+    checks: list[Callable[[], str]] = field(default_factory=list)
 
     @property
-    def ready(self) -> bool:
-        return not self.reasons
+    def reasons(self) -> list[str]:
+        return [reason for check in self.checks if (reason := check())]
 
 
 def error_response(err: RegistryError) -> Response:
@@ -68,7 +71,23 @@ def create_app(loaded: LoadedConfig) -> Quart:
     auth = _make_auth(loaded)
     readiness = Readiness()
     storage_usage = metrics.StorageUsage(store.disk_usage)
-    app.extensions["zot"] = {"store": store, "readiness": readiness, "config": config}
+    cluster = Cluster.from_config(config) if config.is_clustered else None
+    if cluster is not None:
+        _join_cluster(app, cluster, config)
+        readiness.checks.append(lambda: cluster.membership.reason)
+    app.extensions["zot"] = {"store": store, "readiness": readiness, "config": config, "cluster": cluster}
+    app.request_class = FlowControlledRequest
+    app.asgi_http_class = FlowControlledConnection
+
+    async def handle(route: Route) -> Response:
+        if cluster is not None:
+            if route.proxyable:
+                peer = cluster.peer_for(route.name)
+                if peer is not None:
+                    return await cluster.proxy.forward(peer, route.kind)
+            elif route.kind == "catalog" and cluster.gathers_catalog():
+                return listing.catalog_response(await cluster.catalog(store.catalog()))
+        return await HANDLERS[route.kind](route, store)
 
     async def dispatch(rest: str = "") -> Response:
         started = time.perf_counter()
@@ -78,7 +97,7 @@ def create_app(loaded: LoadedConfig) -> Quart:
                 auth.authenticate(request.headers.get("Authorization"))
             route = match_route(rest, request.method)
             kind = route.kind
-            response = await HANDLERS[kind](route, store)
+            response = await handle(route)
         except RegistryError as err:
             response = error_response(err)
         response.headers["Docker-Distribution-API-Version"] = "registry/2.0"
@@ -98,9 +117,10 @@ def create_app(loaded: LoadedConfig) -> Quart:
     @app.route("/readyz")
     @app.route("/startupz")
     async def readyz() -> Response:
-        if readiness.ready:
+        reasons = readiness.reasons
+        if not reasons:
             return Response("ok", status=200)
-        return Response("not ready: " + "; ".join(readiness.reasons), status=503)
+        return Response("not ready: " + "; ".join(reasons), status=503)
 
     @app.route("/metrics")
     async def metrics_endpoint() -> Response:
@@ -113,6 +133,21 @@ def create_app(loaded: LoadedConfig) -> Quart:
         return error_response(RegistryError("internal error"))
 
     return app
+
+
+def _join_cluster(app: Quart, cluster: Cluster, config: ZotConfig) -> None:
+    tasks: list[asyncio.Task[None]] = []
+
+    @app.before_serving
+    async def identify_self() -> None:
+        coroutine = identify_with_retry(cluster.membership, config.http.address, config.http.port)
+        tasks.append(asyncio.get_running_loop().create_task(coroutine))
+
+    @app.after_serving
+    async def leave() -> None:
+        for task in tasks:
+            task.cancel()
+        await cluster.proxy.aclose()
 
 
 def _schedule_gc(app: Quart, store: ImageStore, delay: float, interval: float) -> None:

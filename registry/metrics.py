@@ -45,7 +45,14 @@ def render(storage: StorageUsage) -> bytes:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         MultiProcessCollector(registry)
     else:
-        for metric in (REQUESTS, LATENCY, BYTES_IN, BYTES_OUT):
+        for metric in (REQUESTS, LATENCY, BYTES_IN, BYTES_OUT, PROXIED, PROXIED_BYTES, PEER_ERRORS):
             registry.register(metric)
     registry.register(storage)
     return generate_latest(registry)
+
+PROXIED = Counter("zot_cluster_proxied_requests_total", "Requests proxied to the owning member",
+                  ["peer", "route", "status"])
+PROXIED_BYTES = Counter("zot_cluster_proxied_bytes_total", "Body bytes proxied to and from peers",
+                        ["peer", "direction"])
+PEER_ERRORS = Counter("zot_cluster_peer_errors_total", "Peers that could not be reached or failed mid-request",
+                      ["peer", "kind"])

@@ -20,7 +20,11 @@ async def tags(route: Route, store: ImageStore) -> Response:
 
 
 async def catalog(route: Route, store: ImageStore) -> Response:
-    page, headers = paginate(store.catalog(), "/v2/_catalog")
+    return catalog_response(store.catalog())
+
+
+def catalog_response(names: list[str]) -> Response:
+    page, headers = paginate(names, "/v2/_catalog")
     return Response(json.dumps({"repositories": page}), status=200, headers=headers,
                     content_type="application/json")
 

@@ -1,0 +1,78 @@
+"""This member's view of the cluster: routing decisions and the catalog gathered from all members."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+
+import httpx
+from quart import request
+
+from ..config import ZotConfig
+from ..errors import LoopDetected, PeerBadGateway, PeerUnavailable
+from .membership import Membership
+from .proxy import HOP_HEADER, PeerProxy, peer_ssl_context
+
+
+@dataclass
+class Cluster:
+    membership: Membership
+    proxy: PeerProxy
+    # With shared storage (S3 or a remote cache) every member sees every repository.
+    shared_storage: bool
+
+    @classmethod
+    def from_config(cls, config: ZotConfig) -> Cluster:
+        assert config.cluster is not None
+        tls = config.cluster.tls
+        scheme = "https" if config.http.tls is not None else "http"
+        context = peer_ssl_context(tls.cacert if tls else None, tls.cert if tls else None,
+                                   tls.key if tls else None) if scheme == "https" else None
+        membership = Membership(config.cluster.member_addresses, config.cluster.hash_key_bytes)
+        shared = bool(config.storage.storage_driver) or bool(config.storage.remote_cache)
+        return cls(membership, PeerProxy(scheme, context), shared)
+
+    def peer_for(self, name: str) -> str | None:
+        """The owner's address when another member owns `name`; None when we do."""
+        me = self.membership.self_index
+        if me is None:
+            raise PeerUnavailable(f"this member is not ready: {self.membership.reason}")
+        owner = self.membership.owner(name)
+        if owner == me:
+            return None
+        if request.headers.get(HOP_HEADER):
+            # The sender thought we own it; we think another member does: the member lists differ.
+            raise LoopDetected(f"repository {name!r} belongs to {self.membership.member(owner)} by this member's "
+                               "list, but the request was already proxied once: cluster.members differ between "
+                               "members")
+        return self.membership.member(owner)
+
+    def gathers_catalog(self) -> bool:
+        """Storage local to each member: the catalog must come from all of them (zot answers locally)."""
+        return not self.shared_storage and not request.headers.get(HOP_HEADER)
+
+    async def catalog(self, local: list[str]) -> list[str]:
+        me = self.membership.self_index
+        peers = [self.membership.member(i) for i in range(len(self.membership.members)) if i != me]
+        answers = await asyncio.gather(*(self._peer_catalog(peer) for peer in peers))
+        names = set(local)
+        for answer in answers:
+            names.update(answer)
+        return sorted(names)
+
+    async def _peer_catalog(self, peer: str) -> list[str]:
+        headers = {HOP_HEADER: "1"}
+        if "Authorization" in request.headers:
+            headers["Authorization"] = request.headers["Authorization"]
+        client = self.proxy.client(peer)
+        try:
+            response = await client.get("/v2/_catalog", headers=headers)
+        except httpx.HTTPError as err:
+            raise PeerUnavailable(f"catalog incomplete: member {peer} is unavailable ({type(err).__name__})") from None
+        if response.status_code != 200:
+            raise PeerBadGateway(f"catalog incomplete: member {peer} answered {response.status_code}")
+        try:
+            return list(json.loads(response.content)["repositories"])
+        except (ValueError, KeyError, TypeError):
+            raise PeerBadGateway(f"catalog incomplete: member {peer} sent an invalid catalog") from None

@@ -97,10 +97,8 @@ class Server:
         """SIGTERM (graceful), then SIGKILL to the server's own process group if it lingers."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                pass
         # Workers live in the process group the server was started in (start_new_session=True).
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.process.pid, signal.SIGKILL)
@@ -204,3 +202,30 @@ def running(kind: Kind, workers: int | None = None, log_level: str = "info") -> 
         if server is not None:
             server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+class MachineLoad:
+    """CPU used on the machine by anything but this benchmark, its clients and the server under test.
+
+    Other people's test runs on a shared 2-core machine show up here; the report prints it per run.
+    """
+
+    def __init__(self, server: Server) -> None:
+        self._server = server
+        self._start = self._sample()
+
+    def _sample(self) -> tuple[float, float, float, float]:
+        system = psutil.cpu_times()
+        busy = system.user + system.system + sum(getattr(system, k, 0.0) for k in ("nice", "irq", "softirq"))
+        own = os.times()
+        mine = own.user + own.system + own.children_user + own.children_system
+        return time.monotonic(), busy, mine, self._server.cpu_seconds()
+
+    def foreign_cores(self) -> float:
+        """Average number of cores busy with other work since construction."""
+        now = self._sample()
+        wall = now[0] - self._start[0]
+        if wall <= 0:
+            return 0.0
+        foreign = (now[1] - self._start[1]) - (now[2] - self._start[2]) - (now[3] - self._start[3])
+        return max(foreign, 0.0) / wall

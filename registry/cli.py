@@ -18,7 +18,24 @@ def main(argv: list[str] | None = None) -> int:
                            help="hypercorn worker processes (default: CPU count, at most 4)")
     verify_cmd = commands.add_parser("verify", help="check a zot config file and exit")
     verify_cmd.add_argument("config")
+    local_cmd = commands.add_parser("local-cluster", help="run an N-member cluster on 127.0.0.1, 127.0.0.2, ...")
+    local_cmd.add_argument("--members", type=int, default=3)
+    local_cmd.add_argument("--port", type=int, default=5000)
+    local_cmd.add_argument("--dir", default="var/local-cluster", help="configs, certificates and storage")
+    local_cmd.add_argument("--no-tls", action="store_true", help="plain HTTP between members and clients")
+    local_cmd.add_argument("--htpasswd", default=None, help="htpasswd file for Basic auth on every member")
+    local_cmd.add_argument("--workers", type=int, default=1, help="hypercorn workers per member")
     args = parser.parse_args(argv)
+
+    if args.command == "local-cluster":
+        from pathlib import Path
+
+        from .local import run_local_cluster
+
+        if not 1 <= args.members <= 254:
+            parser.error("--members must be between 1 and 254")
+        htpasswd = Path(args.htpasswd) if args.htpasswd else None
+        return run_local_cluster(Path(args.dir), args.members, args.port, not args.no_tls, htpasswd, args.workers)
 
     if args.command == "verify":
         return verify_main(args.config)

@@ -29,7 +29,7 @@ def hypercorn_config(loaded: LoadedConfig, workers: int) -> HypercornConfig:
     try:
         import uvloop  # noqa: F401
 
-        hc.worker_class = "uvloop"
+        hc.worker_class = os.environ.get("ZOT_REGISTRY_WORKER_CLASS", "uvloop")
     except ImportError:
         hc.worker_class = "asyncio"
     if http.tls is not None:

@@ -1,0 +1,123 @@
+"""`zot-registry local-cluster`: a whole scale-out cluster on one machine.
+
+Member i listens on 127.0.0.(i+1) at the same port, as members on different hosts would; all share
+one generated hash key, one CA and one certificate, and talk TLS to each other. Ctrl-C stops them.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import signal
+import string
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .certs import make_ca, make_server_cert
+
+_KEY_ALPHABET = string.ascii_letters + string.digits
+
+
+@dataclass
+class LocalCluster:
+    folder: Path
+    configs: list[Path]
+    members: list[str]
+    ca: Path | None
+
+
+def member_address(index: int) -> str:
+    if not 0 <= index < 254:
+        raise ValueError("local-cluster supports 1 to 254 members")
+    return f"127.0.0.{index + 1}"
+
+
+def new_hash_key() -> str:
+    # 16 printable ASCII characters: exactly the 16 bytes zot wants, safe in a JSON config.
+    return "".join(secrets.choice(_KEY_ALPHABET) for _ in range(16))
+
+
+def write_cluster(folder: Path, members: int, port: int, tls: bool = True, htpasswd: Path | None = None,
+                  hash_key: str | None = None, log_level: str = "info",
+                  extra: dict[str, Any] | None = None) -> LocalCluster:
+    """Configs, key and certificates of an N-member cluster in `folder` (kept between runs)."""
+    folder = folder.absolute()
+    folder.mkdir(parents=True, exist_ok=True)
+    addresses = [member_address(i) for i in range(members)]
+    key_file = folder / "hashkey"
+    if hash_key is None:
+        if not key_file.exists():
+            key_file.write_text(new_hash_key())
+        hash_key = key_file.read_text().strip()
+    ca_path: Path | None = None
+    http_tls: dict[str, str] | None = None
+    if tls:
+        ca = make_ca("zot local cluster CA")
+        server = make_server_cert(ca, ["localhost", *addresses])
+        ca_path = folder / "ca.crt"
+        ca_path.write_bytes(ca.cert_pem)
+        (folder / "server.crt").write_bytes(server.cert_pem)
+        (folder / "server.key").write_bytes(server.key_pem)
+        (folder / "server.key").chmod(0o600)
+        http_tls = {"cert": str(folder / "server.crt"), "key": str(folder / "server.key")}
+    member_list = [f"{address}:{port}" for address in addresses]
+    configs: list[Path] = []
+    for index, address in enumerate(addresses):
+        http: dict[str, Any] = {"address": address, "port": str(port)}
+        if http_tls:
+            http["tls"] = http_tls
+        if htpasswd:
+            http["auth"] = {"htpasswd": {"path": str(htpasswd.absolute())}}
+        cluster: dict[str, Any] = {"members": member_list, "hashKey": hash_key}
+        if ca_path:
+            cluster["tls"] = {"cacert": str(ca_path)}
+        config = {
+            "distSpecVersion": "1.1.1",
+            "storage": {"rootDirectory": str(folder / f"member-{index}"), "dedupe": True},
+            "http": http,
+            "log": {"level": log_level, "output": str(folder / f"member-{index}.log")},
+            "cluster": cluster,
+            **(extra or {}),
+        }
+        path = folder / f"member-{index}.json"
+        path.write_text(json.dumps(config, indent=2) + "\n")
+        configs.append(path)
+    return LocalCluster(folder, configs, member_list, ca_path)
+
+
+def run_local_cluster(folder: Path, members: int, port: int, tls: bool, htpasswd: Path | None,
+                      workers: int) -> int:
+    cluster = write_cluster(folder, members, port, tls=tls, htpasswd=htpasswd)
+    processes = [subprocess.Popen([sys.executable, "-m", "zot_registry.cli", "serve", str(config),
+                                   "--workers", str(workers)]) for config in cluster.configs]
+    scheme = "https" if tls else "http"
+    print(f"local cluster of {members} in {cluster.folder} (logs: member-N.log)")
+    for member in cluster.members:
+        print(f"  {scheme}://{member}")
+    if cluster.ca:
+        print(f"CA: {cluster.ca}  (e.g. oras push --ca-file {cluster.ca} {cluster.members[0]}/demo:v1 FILE)")
+    print("Ctrl-C stops all members")
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    while not stopping and all(p.poll() is None for p in processes):
+        time.sleep(0.2)
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    codes = [process.wait() for process in processes]
+    failed = [i for i, code in enumerate(codes) if code not in (0, -signal.SIGTERM)]
+    if failed and not stopping:
+        print(f"member(s) {failed} exited: see their logs in {cluster.folder}", file=sys.stderr)
+        return 1
+    print("all members stopped")
+    return 0

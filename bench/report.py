@@ -244,7 +244,8 @@ def profile_section(profile: Profile | None) -> list[str]:
     return lines
 
 
-def markdown(*, settings: Settings, all_rows: list[Row], theirs: ServerResult, chosen: ServerResult,
+def markdown(*, settings: Settings, all_rows: list[Row], theirs: ServerResult, theirs_runs: list[ServerResult],
+             chosen: ServerResult,
              sweep: list[ServerResult], worker_reason: str, method: list[str], profile: Profile | None,
              elapsed: float, generated: str, png_name: str) -> str:
     passed = sum(1 for row in all_rows if row.floor is not None and verdict(row, ratio(row, chosen, theirs)) == "PASS")
@@ -282,7 +283,7 @@ def markdown(*, settings: Settings, all_rows: list[Row], theirs: ServerResult, c
         "",
         "Every run, request counts, spread and server CPU:",
         "",
-        *details_table([theirs, *sweep]),
+        *details_table([*theirs_runs, *sweep]),
         "",
         *profile_section(profile),
     ]
@@ -320,10 +321,9 @@ def plot(path: Path, all_rows: list[Row], ours: ServerResult, theirs: ServerResu
             below_floor = row.floor is not None and value < row.floor
             colors.append("#c0392b" if below_floor else "#2e8b57" if good else "#e67e22")
         ax.barh(ys, values, color=colors, height=0.6)
-        top_x = max([*values, 1.0, *[row.floor or 0 for row in chosen_rows]]) * 1.18
+        top_x = max([*values, 1.0, *[row.floor or 0 for row in chosen_rows]]) * 1.5
         ax.set_xlim(0, top_x)
-        ax.axvline(1.0, color="#555555", linestyle="--", linewidth=1)
-        ax.text(1.0, len(chosen_rows) - 0.45, " parity", color="#555555", fontsize=8, va="bottom")
+        ax.axvline(1.0, color="#555555", linestyle="--", linewidth=1, label="parity (1.0)")
         floor_drawn = False
         for y, row in zip(ys, chosen_rows, strict=True):
             if row.floor is not None:
@@ -332,16 +332,16 @@ def plot(path: Path, all_rows: list[Row], ours: ServerResult, theirs: ServerResu
                 floor_drawn = True
         for y, value, row in zip(ys, values, chosen_rows, strict=True):
             mine, other = row.value(ours), row.value(theirs)
-            ax.text(value + top_x * 0.01, y, f"{value:.2f}x  ({_num(mine, row.unit)} vs {_num(other, row.unit)} "
-                    f"{row.unit})", va="center", fontsize=8)
+            ax.text(value + top_x * 0.01, y, f"{value:.2f}x   ours {_num(mine, row.unit)} / distribution "
+                    f"{_num(other, row.unit)} {row.unit}", va="center", fontsize=8)
         ax.set_yticks(ys, [short(row) for row in chosen_rows], fontsize=9)
         ax.set_title(title, fontsize=10, loc="left")
         ax.grid(axis="x", alpha=0.3)
-        if floor_drawn:
-            ax.legend(loc="lower right", fontsize=8)
 
     panel(top, speed, "Throughput, ours ÷ distribution (higher is better)", lower_better=False)
     panel(bottom, cpu, "Server CPU seconds per GiB moved, ours ÷ distribution (lower is better)", lower_better=True)
-    fig.tight_layout()
+    handles, labels = top.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=9, frameon=False)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)

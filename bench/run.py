@@ -83,6 +83,22 @@ def measure(kind: servers.Kind, workers: int | None, blobs: list[BlobFile], sett
     return result
 
 
+def best_of(runs: list[ServerResult]) -> ServerResult:
+    """Per row, the better of distribution's runs (first and last): noise can only lower our ratios."""
+    if len(runs) == 1:
+        return runs[0]
+    best = ServerResult("distribution", runs[0].kind, None, single_post=runs[0].single_post,
+                        other_load_cores=max(r.other_load_cores for r in runs), seconds=sum(r.seconds for r in runs),
+                        peak_rss=max(r.peak_rss for r in runs))
+    for key in {k for r in runs for k in r.blobs}:
+        best.blobs[key] = max((r.blobs[key] for r in runs if key in r.blobs), key=lambda phase: phase.mb_per_s)
+    for key in {k for r in runs for k in r.rates}:
+        best.rates[key] = max((r.rates[key] for r in runs if key in r.rates), key=lambda rate: rate.per_second)
+    for index, run in enumerate(runs, start=1):
+        run.label = f"distribution (run {index})"
+    return best
+
+
 def _version(argv: list[str]) -> str:
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=10)
@@ -157,7 +173,10 @@ def method_lines(settings: Settings, log_level: str, sweep: list[ServerResult]) 
         "request row at a few thousand per second. The comparison is against the packaged 2.8.2, as the "
         "issue asks.",
         "- Noise: this machine is shared; the 'other load' row of the workers table is the CPU used by other "
-        "processes during each run (0 means a quiet machine). Each configuration runs once.",
+        "processes during each run (0 means a quiet machine). Each configuration of ours runs once; distribution "
+        "runs twice, first and last (once with `--quick`), and each row takes distribution's better run, so "
+        "noise can only make our ratios look worse. Between whole runs on this machine single rows moved by up "
+        "to ±30% (the request rows at 32 connections most).",
     ]
 
 
@@ -230,12 +249,17 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="zot-bench-blobs-") as scratch:
         log(f"making {3 * reps} blobs of {args.blob_mib} MiB")
         blobs = make_blobs(Path(scratch), 3 * reps, settings.blob_size)
-        log("distribution")
-        theirs = measure("distribution", None, blobs, settings, args.log_level)
+        log("distribution, first run")
+        first = measure("distribution", None, blobs, settings, args.log_level)
         sweep: list[ServerResult] = []
         for workers in worker_counts:
             log(f"ours, {workers} worker(s)")
             sweep.append(measure("ours", workers, blobs, settings, args.log_level))
+        runs = [first]
+        if not args.quick:
+            log("distribution, second run")
+            runs.append(measure("distribution", None, blobs, settings, args.log_level))
+        theirs = best_of(runs)
         chosen = max(sweep, key=lambda r: report.score(all_rows, r, theirs))
         log(f"chosen: {chosen.label} (score {report.score(all_rows, chosen, theirs):.2f})")
 
@@ -252,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     png = out / "benchmarks.png"
     report.plot(png, all_rows, chosen, theirs)
     text = report.markdown(
-        settings=settings, all_rows=all_rows, theirs=theirs, chosen=chosen, sweep=sweep,
+        settings=settings, all_rows=all_rows, theirs=theirs, theirs_runs=runs, chosen=chosen, sweep=sweep,
         worker_reason=worker_reason(all_rows, sweep, theirs, chosen),
         method=method_lines(settings, args.log_level, sweep), profile=profile, elapsed=elapsed,
         generated=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"), png_name=png.name)

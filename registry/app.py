@@ -12,6 +12,7 @@ from quart import Quart, Response, request
 
 from . import metrics
 from .api import blobs, listing, manifests, uploads
+from .api.http import drain_body
 from .api.routing import Route, match_route
 from .auth import HtpasswdAuth
 from .cluster.membership import identify_with_retry
@@ -87,6 +88,10 @@ def create_app(loaded: LoadedConfig) -> Quart:
                     return await cluster.proxy.forward(peer, route.kind)
             elif route.kind == "catalog" and cluster.gathers_catalog():
                 return listing.catalog_response(await cluster.catalog(store.catalog()))
+            if route.kind == "uploads" and request.args.get("mount") and request.args.get("from"):
+                mounted = await uploads.mount_across_members(route, store, cluster)
+                if mounted is not None:
+                    return mounted
         return await HANDLERS[route.kind](route, store)
 
     async def dispatch(rest: str = "") -> Response:
@@ -100,6 +105,7 @@ def create_app(loaded: LoadedConfig) -> Quart:
             response = await handle(route)
         except RegistryError as err:
             response = error_response(err)
+            await drain_body()
         response.headers["Docker-Distribution-API-Version"] = "registry/2.0"
         _observe(kind, response, started)
         return response

@@ -99,3 +99,25 @@ async def file_chunks(path: str, start: int, length: int) -> AsyncIterator[bytes
             yield chunk
     finally:
         os.close(fd)
+
+
+DRAIN_LIMIT = 4 << 20
+
+
+async def drain_body(limit: int = DRAIN_LIMIT) -> None:
+    """Read and drop what is left of a request body answered early (an error before the upload).
+
+    An unread body makes hypercorn close the connection after the response, and a keep-alive peer
+    (another member's connection pool, a client) then finds it dead on its next request. Like Go's
+    net/http, a small remainder is drained so the connection lives on; a large one is not worth it.
+    """
+    if request.method not in ("POST", "PUT", "PATCH"):
+        return
+    length = content_length()
+    if length is not None and length > limit:
+        return
+    drained = 0
+    async for chunk in request.body:
+        drained += len(chunk)
+        if drained > limit:
+            return

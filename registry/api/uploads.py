@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from quart import Response, request
 
 from ..digests import parse_digest
 from ..errors import BlobUploadInvalid
+from ..names import validate_name
 from ..storage.store import ImageStore
 from .http import content_length, parse_content_range, request_stream
 from .routing import Route
+
+if TYPE_CHECKING:
+    from ..cluster.node import Cluster
 
 
 def _session_headers(name: str, session: str, size: int) -> dict[str, str]:
@@ -38,6 +44,17 @@ async def start_upload(route: Route, store: ImageStore) -> Response:
         return _blob_created(route.name, str(digest))
     session = store.new_upload(route.name)
     return Response("", status=202, headers=_session_headers(route.name, session, 0))
+
+
+async def mount_across_members(route: Route, store: ImageStore, cluster: Cluster) -> Response | None:
+    """A mount whose `from` repository another member owns: 201 once copied, None to carry on locally."""
+    digest = parse_digest(request.args["mount"])
+    source = validate_name(request.args["from"])
+    if store.has_blob(route.name, digest) or store.has_blob(source, digest):
+        return None
+    if await cluster.mount_from_peer(store, route.name, digest, source):
+        return _blob_created(route.name, str(digest))
+    return None
 
 
 async def upload_session(route: Route, store: ImageStore) -> Response:

@@ -10,7 +10,9 @@ import httpx
 from quart import request
 
 from ..config import ZotConfig
+from ..digests import Digest
 from ..errors import LoopDetected, PeerBadGateway, PeerUnavailable
+from ..storage.store import ImageStore
 from .membership import Membership
 from .proxy import HOP_HEADER, PeerProxy, peer_ssl_context
 
@@ -47,6 +49,28 @@ class Cluster:
                                "list, but the request was already proxied once: cluster.members differ between "
                                "members")
         return self.membership.member(owner)
+
+    async def mount_from_peer(self, store: ImageStore, name: str, digest: Digest, source: str) -> bool:
+        """Cross-repository mount when `from` lives on another member: copy the blob over, streaming.
+
+        zot cannot mount across members with storage local to each; clients then upload again.
+        """
+        if self.shared_storage or self.membership.owner(source) == self.membership.self_index:
+            return False
+        peer = self.membership.member(self.membership.owner(source))
+        headers = {HOP_HEADER: "1"}
+        if "Authorization" in request.headers:
+            headers["Authorization"] = request.headers["Authorization"]
+        client = self.proxy.client(peer)
+        try:
+            async with client.stream("GET", f"/v2/{source}/blobs/{digest}", headers=headers) as response:
+                if response.status_code != 200:
+                    return False
+                length = int(response.headers.get("content-length", "-1"))
+                await store.put_blob(name, digest, response.aiter_raw(1 << 20), length if length >= 0 else None)
+                return True
+        except httpx.HTTPError:
+            return False
 
     def gathers_catalog(self) -> bool:
         """Storage local to each member: the catalog must come from all of them (zot answers locally)."""

@@ -75,7 +75,15 @@ class PeerProxy:
         upstream_request = client.build_request(request.method, target, headers=headers,
                                                 content=self._request_body(peer) if has_body else None)
         try:
-            upstream = await client.send(upstream_request, stream=True)
+            try:
+                upstream = await client.send(upstream_request, stream=True)
+            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
+                # A pooled connection the peer had just closed: retry once on a new one, as Go's
+                # transport does, but only when nothing of a body was sent.
+                if has_body:
+                    raise
+                upstream = await client.send(client.build_request(request.method, target, headers=headers),
+                                             stream=True)
         except httpx.TimeoutException as err:
             metrics.PEER_ERRORS.labels(peer, "timeout").inc()
             raise PeerTimeout(f"member {peer} did not answer in time ({type(err).__name__})") from None
@@ -87,8 +95,9 @@ class PeerProxy:
             raise PeerBadGateway(f"member {peer} failed: {_reason(err)}") from None
         metrics.PROXIED.labels(peer, route_kind, str(upstream.status_code)).inc()
         response = Response(self._response_body(peer, upstream), status=upstream.status_code)
+        response.headers.clear()  # no defaults of ours (Content-Type): the owner's headers only
         for key, value in upstream.headers.multi_items():
-            if key.lower() in _NOT_FORWARDED:
+            if key.lower() in _NOT_FORWARDED or key.lower() in ("date", "server"):
                 continue
             if key.lower() == "location":
                 value = _relative(value)

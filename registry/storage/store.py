@@ -144,6 +144,9 @@ class ImageStore:
         except FileNotFoundError:
             raise BlobUnknown(f"blob {digest} unknown to repository {name!r}") from None
 
+    def has_blob(self, name: str, digest: Digest) -> bool:
+        return self.layout.blob(name, digest).is_file()
+
     def delete_blob(self, name: str, digest: Digest) -> None:
         self._require_repo(name)
         try:

@@ -16,12 +16,19 @@ from pathlib import Path
 from tests.helpers import RegistryProcess, tool, write_htpasswd
 
 
-def run_conformance(registry: RegistryProcess, report_dir: Path, auth: tuple[str, str] | None = None) -> None:
+def _trust(env: dict[str, str], ca: Path | None) -> dict[str, str]:
+    # Go programs read extra trusted roots from SSL_CERT_FILE.
+    return {**env, "SSL_CERT_FILE": str(ca)} if ca else env
+
+
+def run_conformance(registry: RegistryProcess, report_dir: Path, auth: tuple[str, str] | None = None,
+                    ca: Path | None = None, namespace: str = "conformance/repo",
+                    crossmount: str = "conformance/other") -> None:
     env = {
         **os.environ,
         "OCI_ROOT_URL": registry.url,
-        "OCI_NAMESPACE": "conformance/repo",
-        "OCI_CROSSMOUNT_NAMESPACE": "conformance/other",
+        "OCI_NAMESPACE": namespace,
+        "OCI_CROSSMOUNT_NAMESPACE": crossmount,
         "OCI_TEST_PULL": "1",
         "OCI_TEST_PUSH": "1",
         "OCI_TEST_CONTENT_DISCOVERY": "1",
@@ -33,24 +40,27 @@ def run_conformance(registry: RegistryProcess, report_dir: Path, auth: tuple[str
     if auth:
         env["OCI_USERNAME"], env["OCI_PASSWORD"] = auth
     report_dir.mkdir(parents=True, exist_ok=True)
-    result = subprocess.run([tool("conformance.test")], env=env, cwd=report_dir, capture_output=True, text=True,
+    result = subprocess.run([tool("conformance.test")], env=_trust(env, ca), cwd=report_dir, capture_output=True,
+                            text=True,
                             timeout=900)
     assert_junit_clean(report_dir / "junit.xml", result, registry, minimum=50)
 
 
-def run_current_suite(registry: RegistryProcess, results: Path, auth: tuple[str, str] | None = None) -> None:
+def run_current_suite(registry: RegistryProcess, results: Path, auth: tuple[str, str] | None = None,
+                      ca: Path | None = None, repos: tuple[str, str] = ("conformance/one", "conformance/two")) -> None:
     env = {
         **os.environ,
         "OCI_REGISTRY": registry.hostport,
-        "OCI_TLS": "disabled",
-        "OCI_REPO1": "conformance/one",
-        "OCI_REPO2": "conformance/two",
+        "OCI_TLS": "enabled" if ca else "disabled",
+        "OCI_REPO1": repos[0],
+        "OCI_REPO2": repos[1],
         "OCI_API_BLOBS_UPLOAD_CANCEL": "true",
         "OCI_RESULTS_DIR": str(results),
     }
     if auth:
         env["OCI_USERNAME"], env["OCI_PASSWORD"] = auth
-    result = subprocess.run([tool("oci-conformance")], env=env, cwd=results.parent, capture_output=True, text=True,
+    result = subprocess.run([tool("oci-conformance")], env=_trust(env, ca), cwd=results.parent, capture_output=True,
+                            text=True,
                             timeout=900)
     assert_junit_clean(results / "junit.xml", result, registry, minimum=100)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from dataclasses import dataclass
 
 import httpx
@@ -15,6 +16,14 @@ from ..errors import LoopDetected, PeerBadGateway, PeerUnavailable
 from ..storage.store import ImageStore
 from .membership import Membership
 from .proxy import HOP_HEADER, PeerProxy, peer_ssl_context
+
+
+def _seconds(variable: str, default: float) -> float:
+    """Peer timeouts: the defaults suit a LAN; the environment may tune them (tests shorten them)."""
+    try:
+        return float(os.environ.get(variable, default))
+    except ValueError:
+        return default
 
 
 @dataclass
@@ -33,7 +42,9 @@ class Cluster:
                                    tls.key if tls else None) if scheme == "https" else None
         membership = Membership(config.cluster.member_addresses, config.cluster.hash_key_bytes)
         shared = bool(config.storage.storage_driver) or bool(config.storage.remote_cache)
-        return cls(membership, PeerProxy(scheme, context), shared)
+        proxy = PeerProxy(scheme, context, connect_timeout=_seconds("ZOT_CLUSTER_CONNECT_TIMEOUT", 3.0),
+                          read_timeout=_seconds("ZOT_CLUSTER_READ_TIMEOUT", 20.0))
+        return cls(membership, proxy, shared)
 
     def peer_for(self, name: str) -> str | None:
         """The owner's address when another member owns `name`; None when we do."""

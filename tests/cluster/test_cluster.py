@@ -213,3 +213,31 @@ def test_config_used_by_the_cluster_verifies(cluster3: ClusterUnderTest) -> None
     loaded = load_config(cluster3.members[0].config_path)
     assert loaded.config.cluster is not None and len(loaded.config.cluster.members) == 3
     assert json.loads(cluster3.members[0].config_path.read_text())["cluster"]["hashKey"]
+
+
+def test_frozen_member_times_out_promptly(tmp_path: Path) -> None:
+    cluster = start_cluster(tmp_path / "frozen", auth=False, env={"ZOT_CLUSTER_READ_TIMEOUT": "3"})
+    try:
+        with client_for(cluster, 0, timeout=60) as c0:
+            frozen_repo = cluster.repo_owned_by(1, "frozen")
+            alive_repo = cluster.repo_owned_by(2, "alive")
+            for repo in (frozen_repo, alive_repo):
+                assert push_image(c0, repo, make_image(repo), tag="v1").status_code == 201
+            frozen = cluster.members[1]
+            assert frozen.process is not None
+            os.killpg(frozen.process.pid, signal.SIGSTOP)
+            try:
+                # A new connection: the pooled one would wait on the read timeout instead.
+                with client_for(cluster, 0, timeout=60) as fresh:
+                    started = time.monotonic()
+                    response = fresh.get(f"/v2/{frozen_repo}/tags/list")
+                    elapsed = time.monotonic() - started
+                    assert response.status_code in (503, 504)
+                    assert response.json()["errors"][0]["code"] == "UNAVAILABLE"
+                    assert elapsed < 15, f"a frozen peer took {elapsed:.1f}s to report"
+                    assert fresh.get(f"/v2/{alive_repo}/tags/list").status_code == 200
+            finally:
+                os.killpg(frozen.process.pid, signal.SIGCONT)
+            assert c0.get(f"/v2/{frozen_repo}/tags/list").status_code == 200
+    finally:
+        cluster.stop()

@@ -1,0 +1,58 @@
+"""`zot-registry local-cluster`: a whole cluster on one machine, stopped cleanly by Ctrl-C."""
+
+from __future__ import annotations
+
+import signal
+import ssl
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.cluster.conftest import port_free_on_all
+from tests.helpers import make_image, push_image
+
+
+def test_local_cluster_runs_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    port = port_free_on_all(3)
+    folder = tmp_path / "local"
+    process = subprocess.Popen([sys.executable, "-m", "zot_registry.cli", "local-cluster", "--members", "3",
+                                "--port", str(port), "--dir", str(folder)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        urls = [f"https://127.0.0.{i}:{port}" for i in (1, 2, 3)]
+        deadline = time.monotonic() + 60
+        while not (folder / "ca.crt").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        context = ssl.create_default_context(cafile=str(folder / "ca.crt"))
+        while time.monotonic() < deadline:
+            try:
+                if all(httpx.get(f"{url}/readyz", verify=context).status_code == 200 for url in urls):
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        else:
+            raise AssertionError("local cluster did not become ready in 60 s")
+        image = make_image("local")
+        with httpx.Client(base_url=urls[0], verify=context) as first, \
+                httpx.Client(base_url=urls[2], verify=context) as last:
+            assert push_image(first, "local/demo", image, tag="v1").status_code == 201
+            assert last.get("/v2/local/demo/manifests/v1").content == image.manifest
+            assert "local/demo" in last.get("/v2/_catalog").json()["repositories"]
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=30)
+        assert process.returncode == 0, output
+        assert "all members stopped" in output
+        for url in urls:
+            try:
+                httpx.get(f"{url}/livez", verify=context, timeout=1)
+                raise AssertionError(f"{url} still answers after Ctrl-C")
+            except httpx.ConnectError:
+                pass
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

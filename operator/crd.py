@@ -1,0 +1,142 @@
+"""The ZotCluster CRD, generated from the pydantic models (never hand-edited).
+
+pydantic writes JSON Schema with $refs and anyOf-null; Kubernetes wants a structural OpenAPI v3
+schema: everything inlined, `nullable`, free-form maps marked x-kubernetes-preserve-unknown-fields.
+CEL rules say what a schema cannot: immutable fields and cross-field limits.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import yaml
+
+from .models import ZotClusterSpec, ZotClusterStatus
+
+GROUP = "zot-operator.io"
+VERSION = "v1alpha1"
+KIND = "ZotCluster"
+PLURAL = "zotclusters"
+SHORT_NAMES = ["zc"]
+
+# CEL validations, attached at the named path of the spec schema ("" is the spec itself).
+SPEC_RULES: dict[str, list[dict[str, str]]] = {
+    "": [
+        {"rule": "self.excludedMembers.all(m, m >= 0 && m < self.replicas)",
+         "message": "excludedMembers must be ordinals of existing members: 0 to replicas-1"},
+        {"rule": "size(self.excludedMembers) < self.replicas",
+         "message": "excludedMembers cannot exclude every member"},
+        {"rule": "has(self.hashKeySecret) == has(oldSelf.hashKeySecret) && "
+                 "(!has(self.hashKeySecret) || self.hashKeySecret == oldSelf.hashKeySecret)",
+         "message": "hashKeySecret is immutable: a new hash key would move every repository to another member"},
+        {"rule": "self.storage.mode != 's3' || has(self.storage.s3)",
+         "message": "storage mode s3 needs storage.s3 (bucket, region, ...)"},
+        {"rule": "!has(self.tls) || self.tls.mode != 'secret' || has(self.tls.secretName)",
+         "message": "tls mode secret needs tls.secretName"},
+    ],
+    "storage": [
+        {"rule": "self.mode == oldSelf.mode",
+         "message": "storage.mode is immutable: moving repositories between local volumes and S3 is not automatic"},
+    ],
+}
+
+
+def _resolve(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    if "$ref" in schema:
+        target = copy.deepcopy(defs[schema["$ref"].split("/")[-1]])
+        extra = {k: v for k, v in schema.items() if k != "$ref"}
+        return _resolve({**target, **extra}, defs)
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key in ("title", "$defs"):
+            continue
+        if key == "anyOf":
+            options = [o for o in value if o.get("type") != "null"]
+            if len(options) == 1:
+                out.update(_resolve(options[0], defs))
+                out["nullable"] = True
+                continue
+            out[key] = [_resolve(o, defs) for o in value]
+        elif key == "properties":
+            out[key] = {name: _resolve(prop, defs) for name, prop in value.items()}
+        elif key == "items" or (key == "additionalProperties" and isinstance(value, dict)):
+            out[key] = _resolve(value, defs)
+        elif key == "const":
+            out["enum"] = [value]
+        else:
+            out[key] = value
+    if out.get("type") == "object" and "properties" not in out:
+        additional = out.get("additionalProperties")
+        if not isinstance(additional, dict) or additional == {} or "type" not in additional:
+            out.pop("additionalProperties", None)
+            out["x-kubernetes-preserve-unknown-fields"] = True
+    if out.get("type") == "array" and out.get("items") == {}:
+        out["items"] = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+    if "default" in out and out["default"] is None:
+        del out["default"]
+    if out.get("additionalProperties") is False:
+        del out["additionalProperties"]
+    return out
+
+
+def openapi_schema(model: type[Any]) -> dict[str, Any]:
+    raw = model.model_json_schema(by_alias=True, mode="validation")
+    return _resolve(raw, raw.get("$defs", {}))
+
+
+def _spec_schema() -> dict[str, Any]:
+    spec = openapi_schema(ZotClusterSpec)
+    for path, rules in SPEC_RULES.items():
+        node = spec
+        for part in filter(None, path.split(".")):
+            node = node["properties"][part]
+        node["x-kubernetes-validations"] = rules
+    return spec
+
+
+def crd() -> dict[str, Any]:
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{PLURAL}.{GROUP}"},
+        "spec": {
+            "group": GROUP,
+            "names": {"kind": KIND, "listKind": f"{KIND}List", "plural": PLURAL, "singular": KIND.lower(),
+                      "shortNames": SHORT_NAMES, "categories": ["all"]},
+            "scope": "Namespaced",
+            "versions": [{
+                "name": VERSION,
+                "served": True,
+                "storage": True,
+                "subresources": {
+                    "status": {},
+                    "scale": {"specReplicasPath": ".spec.replicas", "statusReplicasPath": ".status.replicas",
+                              "labelSelectorPath": ".status.selector"},
+                },
+                "additionalPrinterColumns": [
+                    {"name": "Replicas", "type": "integer", "jsonPath": ".spec.replicas"},
+                    {"name": "Ready", "type": "integer", "jsonPath": ".status.readyMembers"},
+                    {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+                    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+                ],
+                "schema": {"openAPIV3Schema": {
+                    "type": "object",
+                    "description": "A scale-out cluster of zot-compatible registries.",
+                    "properties": {
+                        "apiVersion": {"type": "string"},
+                        "kind": {"type": "string"},
+                        "metadata": {"type": "object"},
+                        "spec": {**_spec_schema(), "description": "The desired cluster."},
+                        "status": {**openapi_schema(ZotClusterStatus), "description": "What the operator observed."},
+                    },
+                    "required": ["spec"],
+                }},
+            }],
+        },
+    }
+
+
+def crd_yaml() -> str:
+    header = "# Generated by `zot-operator crd` from operator/models.py: do not edit by hand.\n"
+    return header + yaml.safe_dump(crd(), sort_keys=False, width=120)

@@ -1,0 +1,168 @@
+"""The ZotCluster API: pydantic models of spec and status, the one source of truth.
+
+The CRD's OpenAPI schema is generated from these models (`zot-operator crd`, crds/zotclusters.yaml),
+so every field carries its default and description here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+DEFAULT_IMAGE = "ghcr.io/zot-operator/zot-operator:0.1.0"
+_DURATION = re.compile(r"^(\d+h)?(\d+m)?(\d+s)?$")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, extra="forbid")
+
+
+class SecretKeyRef(_Model):
+    name: str = Field(description="Name of a Secret in the ZotCluster's namespace.")
+    key: str = Field(description="Key inside the Secret.")
+
+
+class LocalStorage(_Model):
+    size: str = Field("10Gi", description="Size of each member's PersistentVolumeClaim.")
+    storage_class_name: str | None = Field(None, alias="storageClassName",
+                                           description="StorageClass of the claims; the cluster default when unset.")
+    when_scaled: Literal["Retain", "Delete"] = Field(
+        "Retain", alias="whenScaled", description="What happens to a removed member's claim on scale-down.")
+    when_deleted: Literal["Retain", "Delete"] = Field(
+        "Retain", alias="whenDeleted", description="What happens to the claims when the ZotCluster is deleted.")
+
+
+class S3Storage(_Model):
+    bucket: str = Field(description="Bucket holding every member's repositories.")
+    region: str = Field("us-east-1", description="Region of the bucket.")
+    endpoint: str | None = Field(None, description="S3 endpoint (host:port) for S3-compatible stores.")
+    root_directory: str = Field("/zot", alias="rootDirectory", description="Key prefix inside the bucket.")
+    secure: bool = Field(True, description="Use HTTPS to reach the endpoint.")
+    credentials_secret: str | None = Field(
+        None, alias="credentialsSecret",
+        description="Secret with keys accessKey and secretKey; the pod's ambient credentials when unset.")
+
+
+class StorageSpec(_Model):
+    mode: Literal["local", "s3"] = Field(
+        "local", description="local: each member stores the repositories it owns on its own volume; "
+                             "s3: all members share one bucket and a cache.")
+    local: LocalStorage = Field(default_factory=LocalStorage, description="Settings of mode local.")
+    s3: S3Storage | None = Field(None, description="Settings of mode s3 (required with it).")
+    dedupe: bool = Field(True, description="Store each blob once.")
+    gc: bool = Field(True, description="Collect blobs no manifest references.")
+    gc_delay: str = Field("1h", alias="gcDelay", description="Minimum age of a blob before collection.")
+
+
+class RedisCache(_Model):
+    url_secret: SecretKeyRef = Field(alias="urlSecret", description="Secret key holding the redis:// URL.")
+    key_prefix: str = Field("zot", alias="keyPrefix", description="Prefix of every cache key.")
+
+
+class DynamoDBCache(_Model):
+    region: str = Field("us-east-1", description="Region of the tables.")
+    endpoint: str | None = Field(None, description="DynamoDB endpoint for compatible services.")
+    cache_table_name: str = Field("BlobTable", alias="cacheTableName", description="Table of blob locations.")
+
+
+class CacheSpec(_Model):
+    redis: RedisCache | None = Field(None, description="A redis cache shared by all members.")
+    dynamodb: DynamoDBCache | None = Field(None, description="DynamoDB tables shared by all members.")
+
+
+class TLSSpec(_Model):
+    mode: Literal["managed", "secret"] = Field(
+        "managed", description="managed: the operator keeps a CA and a server certificate; "
+                               "secret: use secretName (keys tls.crt, tls.key, ca.crt).")
+    secret_name: str | None = Field(None, alias="secretName", description="Existing TLS Secret for mode secret.")
+
+
+class HtpasswdAuth(_Model):
+    secret_name: str = Field(alias="secretName", description="Secret holding an htpasswd file (bcrypt entries).")
+    key: str = Field("htpasswd", description="Key of the htpasswd file in the Secret.")
+
+
+class AuthSpec(_Model):
+    htpasswd: HtpasswdAuth | None = Field(None, description="Basic authentication from an htpasswd Secret.")
+
+
+class FailoverSpec(_Model):
+    automatic: bool = Field(False, description="Drop a member that stays not ready, re-admit it once ready.")
+    after: str = Field("5m", description="How long a member must be not ready (or ready again) first, "
+                                          "as a Go-style duration: 30s, 5m, 1h.")
+
+    @field_validator("after")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        if not value or not _DURATION.match(value):
+            raise ValueError("must be a duration like 30s, 5m or 1h")
+        return value
+
+
+class ServiceSpec(_Model):
+    type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = Field("ClusterIP", description="Client Service type.")
+    annotations: dict[str, str] = Field(default_factory=dict, description="Annotations of the client Service.")
+
+
+class PodDisruptionBudgetSpec(_Model):
+    enabled: bool = Field(True, description="Create a PodDisruptionBudget.")
+    max_unavailable: int = Field(1, alias="maxUnavailable", ge=0, description="Members that may be down at once.")
+
+
+class ZotClusterSpec(_Model):
+    replicas: int = Field(3, ge=1, le=256, description="Number of members.")
+    image: str = Field(DEFAULT_IMAGE, description="Registry image; an upstream zot image works too.")
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field(
+        "IfNotPresent", alias="imagePullPolicy", description="Image pull policy of the members.")
+    port: int = Field(5000, ge=1, le=65535, description="Port every member listens on.")
+    cluster_domain: str = Field("cluster.local", alias="clusterDomain", description="DNS domain of the cluster.")
+    storage: StorageSpec = Field(default_factory=StorageSpec, description="Where repositories are stored.")
+    cache: CacheSpec | None = Field(None, description="Shared cache (required with storage mode s3 and dedupe).")
+    tls: TLSSpec = Field(default_factory=TLSSpec, description="TLS of clients and between members.")
+    auth: AuthSpec | None = Field(None, description="Client authentication.")
+    hash_key_secret: str | None = Field(
+        None, alias="hashKeySecret",
+        description="Secret (key hashKey, 16 bytes) with the routing key; generated as <name>-hashkey when unset. "
+                    "Immutable: a new key moves every repository.")
+    excluded_members: list[int] = Field(default_factory=list, alias="excludedMembers", max_length=256,
+                                        description="Ordinals dropped from the member list by hand.")
+    failover: FailoverSpec = Field(default_factory=FailoverSpec, description="Dropping members that stay down.")
+    log_level: Literal["debug", "info", "warn", "error"] = Field("info", alias="logLevel",
+                                                                 description="Registry log level.")
+    resources: dict[str, Any] = Field(default_factory=dict, description="Container resources of the members.")
+    node_selector: dict[str, str] = Field(default_factory=dict, alias="nodeSelector", description="Pod nodeSelector.")
+    tolerations: list[dict[str, Any]] = Field(default_factory=list, description="Pod tolerations.")
+    affinity: dict[str, Any] | None = Field(
+        None, description="Pod affinity; by default members prefer distinct nodes.")
+    pod_annotations: dict[str, str] = Field(default_factory=dict, alias="podAnnotations",
+                                            description="Annotations of the member pods.")
+    priority_class_name: str | None = Field(None, alias="priorityClassName", description="Pod priority class.")
+    service_account_name: str | None = Field(None, alias="serviceAccountName", description="Pod service account.")
+    service: ServiceSpec = Field(default_factory=ServiceSpec, description="The client Service.")
+    pod_disruption_budget: PodDisruptionBudgetSpec = Field(
+        default_factory=PodDisruptionBudgetSpec, alias="podDisruptionBudget", description="Voluntary disruptions.")
+
+
+class Condition(_Model):
+    type: str = Field(description="Ready, Progressing or Degraded.")
+    status: Literal["True", "False", "Unknown"] = Field(description="Condition status.")
+    reason: str = Field("", description="One CamelCase word.")
+    message: str = Field("", description="What a human should know.")
+    last_transition_time: str | None = Field(None, alias="lastTransitionTime", description="RFC 3339 time.")
+
+
+class ZotClusterStatus(_Model):
+    observed_generation: int | None = Field(None, alias="observedGeneration",
+                                            description="The generation of the spec last acted on.")
+    members: list[str] = Field(default_factory=list, description="The ordered member list every pod runs with.")
+    replicas: int = Field(0, description="Pods of the StatefulSet (for the scale subresource).")
+    ready_members: int = Field(0, alias="readyMembers", description="Members that pass their readiness probe.")
+    phase: Literal["Pending", "Creating", "Running", "Restarting", "Degraded"] = Field(
+        "Pending", description="Summary of the conditions.")
+    selector: str = Field("", description="Label selector of the member pods (for the scale subresource).")
+    hash_key_secret: str | None = Field(None, alias="hashKeySecret", description="The hash key Secret in use.")
+    failed_members: list[int] = Field(default_factory=list, alias="failedMembers",
+                                      description="Ordinals dropped by automatic failover.")
+    conditions: list[Condition] = Field(default_factory=list, description="Ready, Progressing, Degraded.")

@@ -1,0 +1,111 @@
+"""Rendering a ZotCluster into its children: pure functions, no API server."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from pathlib import Path
+
+import yaml
+from zot_operator.cli import _load_cluster
+from zot_operator.crd import crd_yaml
+from zot_operator.render import (
+    CHECKSUM_ANNOTATION,
+    ClusterRef,
+    certificate_hosts,
+    checksum,
+    member_addresses,
+    member_host,
+    render,
+)
+from zot_registry.config import parse_config
+
+from tests.helpers import REPO_ROOT
+
+EXAMPLE = REPO_ROOT / "examples" / "zotcluster.yaml"
+
+
+def by_kind(objects: list[dict], kind: str) -> dict:
+    return next(o for o in objects if o["kind"] == kind)
+
+
+def test_crd_file_is_generated_from_the_models() -> None:
+    committed = (REPO_ROOT / "crds" / "zotclusters.yaml").read_text()
+    assert committed == crd_yaml(), "crds/zotclusters.yaml is stale: run `zot-operator crd > crds/zotclusters.yaml`"
+
+
+def test_crd_shape() -> None:
+    crd = yaml.safe_load(crd_yaml())
+    version = crd["spec"]["versions"][0]
+    assert crd["metadata"]["name"] == "zotclusters.zot-operator.io"
+    assert crd["spec"]["names"]["shortNames"] == ["zc"]
+    assert version["subresources"]["scale"]["specReplicasPath"] == ".spec.replicas"
+    spec = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    assert spec["properties"]["replicas"]["minimum"] == 1
+    assert spec["properties"]["storage"]["properties"]["mode"]["enum"] == ["local", "s3"]
+    rules = " ".join(r["rule"] for r in spec["x-kubernetes-validations"])
+    assert "hashKeySecret" in rules and "excludedMembers" in rules
+
+    def walk(node: object, path: str) -> None:
+        if isinstance(node, dict):
+            assert "$ref" not in node and "anyOf" not in node, path
+            for key, value in node.items():
+                walk(value, f"{path}.{key}")
+            if node.get("type") == "object" and "properties" in node:
+                for name, prop in node["properties"].items():
+                    assert "description" in prop, f"{path}.{name} has no description"
+
+    walk(spec, "spec")
+
+
+def test_example_renders_identical_member_lists_and_a_config_zot_registry_accepts() -> None:
+    ref = _load_cluster(str(EXAMPLE))
+    rendered = render(ref, "0123456789abcdef")
+    assert rendered.members == [f"demo-{i}.demo-members.default.svc.cluster.local:5000" for i in range(3)]
+    config = json.loads(rendered.config_text)
+    assert config["cluster"]["members"] == rendered.members
+    loaded = parse_config(rendered.config_text, "rendered config.json")
+    assert loaded.config.cluster is not None and loaded.config.cluster.hash_key_bytes == b"0123456789abcdef"
+    assert loaded.config.http.tls is not None and loaded.config.http.auth is not None
+    configmap = by_kind(rendered.objects, "ConfigMap")
+    assert configmap["data"]["config.json"] == rendered.config_text
+    sts = by_kind(rendered.objects, "StatefulSet")
+    template = sts["spec"]["template"]
+    assert template["metadata"]["annotations"][CHECKSUM_ANNOTATION] == checksum(rendered.config_text)
+    assert sts["spec"]["podManagementPolicy"] == "Parallel"
+    assert sts["spec"]["updateStrategy"] == {"type": "OnDelete"}
+    container = template["spec"]["containers"][0]
+    assert container["args"] == ["serve", "/etc/zot/config.json"]
+    assert {container[p]["httpGet"]["path"] for p in ("livenessProbe", "readinessProbe", "startupProbe")} == {
+        "/livez", "/readyz", "/startupz"}
+    assert all(container[p]["httpGet"]["scheme"] == "HTTPS" for p in ("livenessProbe", "readinessProbe"))
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["runAsNonRoot"] is True
+    headless = next(o for o in rendered.objects if o["metadata"]["name"] == "demo-members")
+    assert headless["spec"]["clusterIP"] == "None" and headless["spec"]["publishNotReadyAddresses"] is True
+
+
+def test_excluded_and_failed_members_leave_the_list() -> None:
+    ref = _load_cluster(str(EXAMPLE))
+    spec = ref.spec.model_copy(update={"replicas": 5, "excluded_members": [1]})
+    ref5 = ClusterRef("demo", "default", "", spec)
+    assert [m.split(".")[0] for m in member_addresses(ref5, failed=[3])] == ["demo-0", "demo-2", "demo-4"]
+    # the StatefulSet keeps every replica: an excluded pod keeps running, outside the list
+    assert by_kind(render(ref5, "k" * 16).objects, "StatefulSet")["spec"]["replicas"] == 5
+
+
+def test_certificate_covers_every_member_at_any_size_and_both_services() -> None:
+    ref = _load_cluster(str(EXAMPLE))
+    hosts = certificate_hosts(ref)
+    for ordinal in (0, 7, 99):
+        assert any(fnmatch.fnmatch(member_host(ref, ordinal), pattern) for pattern in hosts)
+    assert "demo.default.svc" in hosts and "demo-members.default.svc.cluster.local" in hosts
+
+
+def test_render_command(capsys: object, tmp_path: Path) -> None:
+    from zot_operator.cli import main
+
+    assert main(["render", "-f", str(EXAMPLE)]) == 0
+    out = capsys.readouterr().out  # type: ignore[attr-defined]
+    kinds = [d["kind"] for d in yaml.safe_load_all(out)]
+    assert kinds == ["ConfigMap", "Service", "Service", "StatefulSet", "PodDisruptionBudget"]

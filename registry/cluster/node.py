@@ -7,12 +7,13 @@ import json
 import os
 from dataclasses import dataclass
 
-import httpx
+import aiohttp
+from multidict import CIMultiDict
 from quart import request
 
 from ..config import ZotConfig
 from ..digests import Digest
-from ..errors import LoopDetected, PeerBadGateway, PeerUnavailable
+from ..errors import LoopDetected, PeerBadGateway, PeerUnavailable, RegistryError
 from ..storage.store import ImageStore
 from .membership import Membership
 from .proxy import HOP_HEADER, PeerProxy, peer_ssl_context
@@ -69,19 +70,19 @@ class Cluster:
         if self.shared_storage or self.membership.owner(source) == self.membership.self_index:
             return False
         peer = self.membership.member(self.membership.owner(source))
-        headers = {HOP_HEADER: "1"}
-        if "Authorization" in request.headers:
-            headers["Authorization"] = request.headers["Authorization"]
-        client = self.proxy.client(peer)
         try:
-            async with client.stream("GET", f"/v2/{source}/blobs/{digest}", headers=headers) as response:
-                if response.status_code != 200:
-                    return False
-                length = int(response.headers.get("content-length", "-1"))
-                await store.put_blob(name, digest, response.aiter_raw(1 << 20), length if length >= 0 else None)
-                return True
-        except httpx.HTTPError:
+            response = await self.proxy.request(peer, "GET", f"/v2/{source}/blobs/{digest}", self._peer_headers())
+        except RegistryError:
             return False
+        try:
+            if response.status != 200:
+                return False
+            await store.put_blob(name, digest, response.content.iter_chunked(1 << 20), response.content_length)
+            return True
+        except aiohttp.ClientError:
+            return False
+        finally:
+            response.release()
 
     def gathers_catalog(self) -> bool:
         """Storage local to each member: the catalog must come from all of them (zot answers locally)."""
@@ -96,18 +97,23 @@ class Cluster:
             names.update(answer)
         return sorted(names)
 
-    async def _peer_catalog(self, peer: str) -> list[str]:
-        headers = {HOP_HEADER: "1"}
+    @staticmethod
+    def _peer_headers() -> CIMultiDict[str]:
+        headers: CIMultiDict[str] = CIMultiDict({HOP_HEADER: "1"})
         if "Authorization" in request.headers:
             headers["Authorization"] = request.headers["Authorization"]
-        client = self.proxy.client(peer)
+        return headers
+
+    async def _peer_catalog(self, peer: str) -> list[str]:
         try:
-            response = await client.get("/v2/_catalog", headers=headers)
-        except httpx.HTTPError as err:
-            raise PeerUnavailable(f"catalog incomplete: member {peer} is unavailable ({type(err).__name__})") from None
-        if response.status_code != 200:
-            raise PeerBadGateway(f"catalog incomplete: member {peer} answered {response.status_code}")
+            response = await self.proxy.request(peer, "GET", "/v2/_catalog", self._peer_headers())
+        except RegistryError as err:
+            raise PeerUnavailable(f"catalog incomplete: {err.message}") from None
         try:
-            return list(json.loads(response.content)["repositories"])
-        except (ValueError, KeyError, TypeError):
+            if response.status != 200:
+                raise PeerBadGateway(f"catalog incomplete: member {peer} answered {response.status}")
+            return list(json.loads(await response.read())["repositories"])
+        except (ValueError, KeyError, TypeError, aiohttp.ClientError):
             raise PeerBadGateway(f"catalog incomplete: member {peer} sent an invalid catalog") from None
+        finally:
+            response.release()

@@ -1,0 +1,211 @@
+"""The proxy's cost: the same requests straight to the owner and through another member, in one run.
+
+A two-member cluster on 127.0.0.1 and 127.0.0.2 (one hypercorn worker each, so the two members
+share the two cores the way they would share a node), with and without TLS between everything.
+Manifest GET with wrk (requests/s and median latency, 1 connection), blob pull with curl (MB/s,
+64 MiB blob, median of several runs). Writes docs/proxy-benchmarks.md and docs/proxy-benchmarks.png.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from zot_registry.cluster.hashing import owner_index
+from zot_registry.local import write_cluster
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BLOB_SIZE = 64 << 20
+PULLS = 5
+WRK_SECONDS = 5
+FLOOR_PULL_RATIO = 0.8
+FLOOR_ADDED_MS = 2.0
+
+
+@dataclass
+class Measure:
+    mode: str  # plain or tls
+    path: str  # direct or proxied
+    manifest_rps: float
+    manifest_median_ms: float
+    pull_mbps: float
+
+
+def _free_port() -> int:
+    import socket
+
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
+        try:
+            with socket.socket() as other:
+                other.bind(("127.0.0.2", port))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no free port on 127.0.0.1 and 127.0.0.2")
+
+
+def _wait_ready(url: str, verify: str | bool, deadline: float) -> None:
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", verify=verify, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} not ready")
+
+
+def _populate(url: str, verify: str | bool, repo: str, blob: bytes) -> tuple[str, str]:
+    config = b'{"architecture":"amd64","os":"linux"}'
+    digests = []
+    with httpx.Client(base_url=url, verify=verify, timeout=120) as client:
+        for data in (config, blob):
+            digest = "sha256:" + hashlib.sha256(data).hexdigest()
+            client.post(f"/v2/{repo}/blobs/uploads/", params={"digest": digest}, content=data).raise_for_status()
+            digests.append(digest)
+        manifest = json.dumps({
+            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": digests[0],
+                       "size": len(config)},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": digests[1],
+                        "size": len(blob)}]}).encode()
+        client.put(f"/v2/{repo}/manifests/latest", content=manifest,
+                   headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"}).raise_for_status()
+    return digests[1], "latest"
+
+
+def _wrk(url: str) -> tuple[float, float]:
+    out = subprocess.run(["wrk", "-t1", "-c1", f"-d{WRK_SECONDS}s", "--latency",
+                          "-H", "Accept: application/vnd.oci.image.manifest.v1+json", url],
+                         capture_output=True, text=True, timeout=WRK_SECONDS + 30, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    value, unit = re.search(r"\s50%\s+([\d.]+)(us|ms|s)", out).groups()  # type: ignore[union-attr]
+    median_ms = float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    return rps, median_ms
+
+
+def _curl_pull(url: str, ca: Path | None) -> float:
+    speeds = []
+    for _ in range(PULLS):
+        argv = ["curl", "-sS", "-o", "/dev/null", "-w", "%{speed_download}", url]
+        if ca:
+            argv[1:1] = ["--cacert", str(ca)]
+        speeds.append(float(subprocess.run(argv, capture_output=True, text=True, timeout=120, check=True).stdout))
+    return statistics.median(speeds) / 1e6
+
+
+def measure_mode(tls: bool, workdir: Path) -> list[Measure]:
+    port = _free_port()
+    layout = write_cluster(workdir / ("tls" if tls else "plain"), 2, port, tls=tls, log_level="error")
+    processes = [subprocess.Popen([sys.executable, "-m", "zot_registry.cli", "serve", str(config),
+                                   "--workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                 for config in layout.configs]
+    scheme = "https" if tls else "http"
+    verify: str | bool = str(layout.ca) if layout.ca else True
+    urls = [f"{scheme}://{member}" for member in layout.members]
+    try:
+        deadline = time.monotonic() + 60
+        for url in urls:
+            _wait_ready(url, verify, deadline)
+        key = (layout.folder / "hashkey").read_text().strip().encode()
+        repo = next(f"bench/proxy-{i}" for i in range(100) if owner_index(f"bench/proxy-{i}", key, 2) == 1)
+        digest, tag = _populate(urls[1], verify, repo, os.urandom(BLOB_SIZE))
+        results = []
+        for path, url in (("direct", urls[1]), ("proxied", urls[0])):
+            rps, median = _wrk(f"{url}/v2/{repo}/manifests/{tag}")
+            mbps = _curl_pull(f"{url}/v2/{repo}/blobs/{digest}", layout.ca)
+            results.append(Measure("tls" if tls else "plain", path, rps, median, mbps))
+        return results
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=60)
+
+
+def report(measures: list[Measure], out: Path, elapsed: float) -> None:
+    lines = [
+        "# The proxy's cost",
+        "",
+        f"Generated by `make bench` (`python -m bench.proxy`) on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+        f" in {elapsed:.0f} s: a two-member cluster on 127.0.0.1 and 127.0.0.2 (one worker each), the repository"
+        " owned by the second member; the same requests straight to the owner and through the first member.",
+        f"Manifest GET: wrk, 1 connection, {WRK_SECONDS} s. Blob pull: curl, {BLOB_SIZE >> 20} MiB blob, "
+        f"median of {PULLS}. Floors: a proxied pull keeps at least {FLOOR_PULL_RATIO} of the direct MB/s; a proxied "
+        f"manifest GET adds under {FLOOR_ADDED_MS} ms at the median.",
+        "",
+        "| mode | path | manifest GET req/s | manifest GET median ms | blob pull MB/s |",
+        "|---|---|--:|--:|--:|",
+    ]
+    for m in measures:
+        lines.append(f"| {m.mode} | {m.path} | {m.manifest_rps:,.0f} | {m.manifest_median_ms:.2f} | "
+                     f"{m.pull_mbps:,.0f} |")
+    lines += ["", "| mode | proxied pull / direct | floor | added median ms | floor | verdict |",
+              "|---|--:|--:|--:|--:|---|"]
+    for mode in ("plain", "tls"):
+        direct = next((m for m in measures if m.mode == mode and m.path == "direct"), None)
+        proxied = next((m for m in measures if m.mode == mode and m.path == "proxied"), None)
+        if not direct or not proxied:
+            continue
+        ratio = proxied.pull_mbps / direct.pull_mbps
+        added = proxied.manifest_median_ms - direct.manifest_median_ms
+        ok = ratio >= FLOOR_PULL_RATIO and added < FLOOR_ADDED_MS
+        lines.append(f"| {mode} | {ratio:.2f} | ≥ {FLOOR_PULL_RATIO} | {added:.2f} | < {FLOOR_ADDED_MS} | "
+                     f"{'PASS' if ok else 'FAIL'} |")
+    lines += ["", "![direct and proxied](proxy-benchmarks.png)", ""]
+    (out / "proxy-benchmarks.md").write_text("\n".join(lines))
+    _plot(measures, out / "proxy-benchmarks.png")
+
+
+def _plot(measures: list[Measure], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    modes = ["plain", "tls"]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    for ax, attr, title in ((axes[0], "pull_mbps", "blob pull MB/s"),
+                            (axes[1], "manifest_median_ms", "manifest GET median ms")):
+        for offset, path_name in ((-0.2, "direct"), (0.2, "proxied")):
+            values = [next((getattr(m, attr) for m in measures if m.mode == mode and m.path == path_name), 0.0)
+                      for mode in modes]
+            ax.bar([i + offset for i in range(len(modes))], values, width=0.4, label=path_name)
+        ax.set_xticks(range(len(modes)), modes)
+        ax.set_title(title)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> int:
+    for binary in ("wrk", "curl"):
+        if not shutil.which(binary):
+            print(f"bench.proxy: {binary} is missing (make tools installs it)", file=sys.stderr)
+            return 2
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="zot-proxy-bench-") as tmp:
+        measures = measure_mode(False, Path(tmp)) + measure_mode(True, Path(tmp))
+    report(measures, REPO_ROOT / "docs", time.monotonic() - started)
+    for m in measures:
+        print(m)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

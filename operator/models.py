@@ -165,4 +165,11 @@ class ZotClusterStatus(_Model):
     hash_key_secret: str | None = Field(None, alias="hashKeySecret", description="The hash key Secret in use.")
     failed_members: list[int] = Field(default_factory=list, alias="failedMembers",
                                       description="Ordinals dropped by automatic failover.")
+    not_ready_since: dict[str, str] = Field(default_factory=dict, alias="notReadySince",
+                                            description="Member ordinal -> when it was first seen not ready.")
+    running_since: dict[str, str] = Field(default_factory=dict, alias="runningSince",
+                                          description="Dropped ordinal -> since when its container runs again.")
+    moved_repositories: str | None = Field(None, alias="movedRepositories",
+                                           description="On the last membership change with local storage: "
+                                                       "the share of repositories whose owner changed.")
     conditions: list[Condition] = Field(default_factory=list, description="Ready, Progressing, Degraded.")

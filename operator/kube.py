@@ -1,0 +1,115 @@
+"""The few API calls the operator makes, and the rule that keeps them few: write only what differs."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from kubernetes.client import ApiClient
+from kubernetes.client.rest import ApiException
+
+# kind -> (api prefix, plural)
+RESOURCES: dict[str, tuple[str, str]] = {
+    "ConfigMap": ("/api/v1", "configmaps"),
+    "Secret": ("/api/v1", "secrets"),
+    "Service": ("/api/v1", "services"),
+    "Pod": ("/api/v1", "pods"),
+    "StatefulSet": ("/apis/apps/v1", "statefulsets"),
+    "PodDisruptionBudget": ("/apis/policy/v1", "poddisruptionbudgets"),
+}
+# Fields of a StatefulSet's spec that the API server refuses to change.
+STATEFULSET_IMMUTABLE = ("selector", "serviceName", "podManagementPolicy", "volumeClaimTemplates")
+
+
+def is_subset(desired: Any, actual: Any) -> bool:
+    """True when everything `desired` says is already in `actual` (the server adds defaults we ignore)."""
+    if isinstance(desired, dict):
+        return isinstance(actual, dict) and all(k in actual and is_subset(v, actual[k]) for k, v in desired.items())
+    if isinstance(desired, list):
+        return (isinstance(actual, list) and len(desired) == len(actual)
+                and all(is_subset(d, a) for d, a in zip(desired, actual, strict=True)))
+    if isinstance(desired, int) and isinstance(actual, str):
+        return str(desired) == actual
+    return bool(desired == actual)
+
+
+def _comparable(kind: str, body: dict[str, Any]) -> dict[str, Any]:
+    """What of a desired object is ours to keep true."""
+    meta = body["metadata"]
+    kept: dict[str, Any] = {"metadata": {"labels": meta.get("labels", {})}}
+    if meta.get("annotations"):
+        kept["metadata"]["annotations"] = meta["annotations"]
+    if meta.get("ownerReferences"):
+        kept["metadata"]["ownerReferences"] = meta["ownerReferences"]
+    for key in ("spec", "data"):
+        if key in body:
+            kept[key] = body[key]
+    return kept
+
+
+class Kube:
+    def __init__(self, client: ApiClient) -> None:
+        self.client = client
+        self.writes = 0  # counted for the "zero writes per unchanged check" promise
+
+    def _path(self, kind: str, namespace: str, name: str | None = None, sub: str = "") -> str:
+        prefix, plural = RESOURCES[kind]
+        path = f"{prefix}/namespaces/{namespace}/{plural}"
+        return f"{path}/{name}{sub}" if name else path
+
+    def _call(self, method: str, path: str, body: Any = None, content_type: str = "application/json",
+              query: list[tuple[str, str]] | None = None) -> dict[str, Any]:
+        serialized = self.client.param_serialize(
+            method, path, query_params=query or [], body=body,
+            header_params={"Content-Type": content_type, "Accept": "application/json"},
+            auth_settings=["BearerToken"])
+        response: Any = self.client.call_api(serialized[0], serialized[1], header_params=serialized[2],
+                                             body=serialized[3])
+        data = response.read()
+        if response.status >= 400:
+            raise ApiException(status=response.status, reason=response.reason, body=data.decode(errors="replace"))
+        return json.loads(data) if data else {}
+
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self._call("GET", self._path(kind, namespace, name))
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+
+    def list(self, kind: str, namespace: str, selector: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = self._call("GET", self._path(kind, namespace),
+                                                 query=[("labelSelector", selector)]).get("items", [])
+        return items
+
+    def create(self, body: dict[str, Any]) -> dict[str, Any]:
+        self.writes += 1
+        return self._call("POST", self._path(body["kind"], body["metadata"]["namespace"]), body)
+
+    def patch(self, kind: str, namespace: str, name: str, patch: dict[str, Any], sub: str = "") -> dict[str, Any]:
+        self.writes += 1
+        return self._call("PATCH", self._path(kind, namespace, name, sub), patch, "application/merge-patch+json")
+
+    def delete(self, kind: str, namespace: str, name: str) -> None:
+        self.writes += 1
+        try:
+            self._call("DELETE", self._path(kind, namespace, name))
+        except ApiException as err:
+            if err.status != 404:
+                raise
+
+    def ensure(self, body: dict[str, Any]) -> str:
+        """Create the object, or patch what differs; returns "created", "updated" or "" (nothing written)."""
+        kind, meta = body["kind"], body["metadata"]
+        existing = self.get(kind, meta["namespace"], meta["name"])
+        if existing is None:
+            self.create(body)
+            return "created"
+        wanted = _comparable(kind, body)
+        if kind == "StatefulSet":
+            wanted["spec"] = {k: v for k, v in wanted["spec"].items() if k not in STATEFULSET_IMMUTABLE}
+        if is_subset(wanted, existing):
+            return ""
+        self.patch(kind, meta["namespace"], meta["name"], wanted)
+        return "updated"

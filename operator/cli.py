@@ -50,7 +50,21 @@ def main(argv: list[str] | None = None) -> int:
     render_cmd.add_argument("-f", "--filename", required=True)
     render_cmd.add_argument("--hash-key", default="0123456789abcdef",
                             help="hash key to render with (the operator generates one per cluster)")
+    run_cmd = commands.add_parser("run", help="run the operator")
+    run_cmd.add_argument("--namespace", action="append", default=[],
+                         help="watch only this namespace (repeatable); all namespaces when none")
+    run_cmd.add_argument("--peering", default=None,
+                         help="kopf peering name, so several replicas do not act at once (needs kopf's peering CRD)")
+    run_cmd.add_argument("--liveness", default="http://0.0.0.0:8080/healthz", help="liveness endpoint URL")
     args = parser.parse_args(argv)
+    if args.command == "run":
+        import kopf
+
+        from . import handlers  # noqa: F401  (registers the handlers)
+
+        kopf.run(clusterwide=not args.namespace, namespaces=args.namespace,
+                 peering_name=args.peering, standalone=args.peering is None, liveness_endpoint=args.liveness)
+        return 0
     if args.command == "crd":
         sys.stdout.write(crd_yaml())
         return 0

@@ -85,8 +85,21 @@ def openapi_schema(model: type[Any]) -> dict[str, Any]:
     return _resolve(raw, raw.get("$defs", {}))
 
 
+def _factory_defaults(schema: dict[str, Any], values: dict[str, Any]) -> None:
+    """Fields with a default_factory get the model's own default (pydantic leaves it out of the schema),
+    so the API server fills them and CEL rules can rely on them being there."""
+    for name, prop in schema.get("properties", {}).items():
+        if name not in values or values[name] is None:
+            continue
+        if prop.get("type") == "object" and "properties" in prop and isinstance(values[name], dict):
+            _factory_defaults(prop, values[name])
+        if "default" not in prop and prop.get("type") in ("object", "array"):
+            prop["default"] = values[name]
+
+
 def _spec_schema() -> dict[str, Any]:
     spec = openapi_schema(ZotClusterSpec)
+    _factory_defaults(spec, ZotClusterSpec().model_dump(by_alias=True, exclude_none=True))
     for path, rules in SPEC_RULES.items():
         node = spec
         for part in filter(None, path.split(".")):

@@ -80,8 +80,11 @@ def _ready(pod: dict[str, Any]) -> bool:
 
 
 def _running(pod: dict[str, Any]) -> bool:
+    """The container runs and passed its startup probe. A dropped member is never ready (it is in no
+    member list), so re-admission looks at this instead of readiness."""
     statuses = (pod.get("status") or {}).get("containerStatuses") or []
-    return bool(statuses) and all(s.get("started") and "running" in (s.get("state") or {}) for s in statuses)
+    return bool(statuses) and all("running" in (s.get("state") or {}) and (s.get("started") or s.get("ready"))
+                                  for s in statuses)
 
 
 def ensure_hash_key(kube: Kube, ref: ClusterRef, event: Event) -> str:

@@ -120,8 +120,13 @@ def create_app(loaded: LoadedConfig) -> Quart:
     async def livez() -> Response:
         return Response("ok", status=200)
 
-    @app.route("/readyz")
     @app.route("/startupz")
+    async def startupz() -> Response:
+        # Started means serving: a member still looking for itself in the list, or not in it at all,
+        # has started (kubelet must not kill it) but is not ready.
+        return Response("ok", status=200)
+
+    @app.route("/readyz")
     async def readyz() -> Response:
         reasons = readiness.reasons
         if not reasons:

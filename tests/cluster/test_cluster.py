@@ -200,6 +200,7 @@ def test_member_not_in_the_list_starts_but_stays_not_ready(tmp_path: Path) -> No
         assert response.status_code == 503
         assert "none of cluster.members is this instance" in response.text
         assert httpx.get(f"{stranger.url}/livez").status_code == 200
+        assert httpx.get(f"{stranger.url}/startupz").status_code == 200
         refused = httpx.get(f"{stranger.url}/v2/any/tags/list")
         assert refused.status_code == 503 and refused.json()["errors"][0]["code"] == "UNAVAILABLE"
         assert "not identified in the cluster" in stranger.log_path.read_text()

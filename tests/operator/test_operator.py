@@ -1,0 +1,252 @@
+"""The operator against a real API server (etcd, kube-apiserver, controllers, scheduler, KWOK nodes)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from zot_registry.config import parse_config
+
+from tests.helpers import REPO_ROOT, free_port
+from tests.k8s import ControlPlane
+
+EXAMPLE = REPO_ROOT / "examples" / "zotcluster.yaml"
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 60, interval: float = 0.5) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+        except subprocess.CalledProcessError as err:
+            last = err.stderr
+        else:
+            if last:
+                return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what} (last: {str(last)[:500]})")
+
+
+def get(cp: ControlPlane, *args: str) -> Any:
+    result = cp.kubectl("get", "-o", "json", *args, check=False)
+    return json.loads(result.stdout) if result.returncode == 0 else None
+
+
+def absent(cp: ControlPlane, *args: str) -> bool:
+    return get(cp, *args) is None
+
+
+@pytest.fixture(scope="module")
+def operator(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[subprocess.Popen[str]]:
+    control_plane.kubectl("apply", "-f", str(REPO_ROOT / "crds" / "zotclusters.yaml"))
+    control_plane.kubectl("wait", "--for=condition=Established", "crd/zotclusters.zot-operator.io", "--timeout=60s")
+    log = tmp_path_factory.mktemp("operator") / "operator.log"
+    with open(log, "w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "zot_operator.cli", "run", "--liveness",
+             f"http://127.0.0.1:{free_port()}/healthz"],
+            env={**control_plane.env, "PYTHONUNBUFFERED": "1"}, stdout=out, stderr=subprocess.STDOUT, text=True)
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        if os.environ.get("SHOW_OPERATOR_LOG"):
+            print(log.read_text()[-5000:])
+
+
+# KWOK's fake nodes carry a taint, and nothing provisions volumes here: the clusters under test
+# tolerate the taint and claim pre-made PersistentVolumes of class "manual".
+KWOK_TOLERATION = {"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def volumes(control_plane: ControlPlane) -> None:
+    for i in range(16):
+        if get(control_plane, "pv", f"manual-{i}") is None:
+            pv = {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": f"manual-{i}"},
+                  "spec": {"capacity": {"storage": "20Gi"}, "accessModes": ["ReadWriteOnce"],
+                           "storageClassName": "manual", "hostPath": {"path": f"/tmp/manual-{i}"}}}
+            path = Path(control_plane.dir) / f"pv-{i}.json"
+            path.write_text(json.dumps(pv))
+            control_plane.kubectl("apply", "-f", str(path))
+
+
+def apply_cluster(cp: ControlPlane, namespace: str, name: str = "demo", **spec: Any) -> dict[str, Any]:
+    document = yaml.safe_load(EXAMPLE.read_text())
+    document["metadata"] = {"name": name, "namespace": namespace}
+    document["spec"]["tolerations"] = [KWOK_TOLERATION]
+    document["spec"]["storage"]["local"]["storageClassName"] = "manual"
+    document["spec"].update(spec)
+    path = Path(cp.dir) / f"{namespace}-{name}.yaml"
+    path.write_text(yaml.safe_dump(document))
+    cp.kubectl("apply", "-f", str(path))
+    return document
+
+
+def make_namespace(cp: ControlPlane, namespace: str, htpasswd: bool = True) -> None:
+    cp.kubectl("create", "namespace", namespace)
+    if htpasswd:
+        import bcrypt
+
+        entry = f"admin:{bcrypt.hashpw(b'change-me', bcrypt.gensalt(rounds=5)).decode()}\n"
+        cp.kubectl("-n", namespace, "create", "secret", "generic", "demo-htpasswd", f"--from-literal=htpasswd={entry}")
+
+
+def config_members(cp: ControlPlane, namespace: str, name: str = "demo") -> list[str]:
+    configmap = get(cp, "-n", namespace, "configmap", f"{name}-config")
+    return list(json.loads(configmap["data"]["config.json"])["cluster"]["members"]) if configmap else []
+
+
+def pods(cp: ControlPlane, namespace: str) -> list[dict[str, Any]]:
+    found = get(cp, "-n", namespace, "pods", "-l", "app.kubernetes.io/instance=demo")
+    return list(found["items"]) if found else []
+
+
+def ready_pods(cp: ControlPlane, namespace: str) -> list[dict[str, Any]]:
+    return [p for p in pods(cp, namespace) if not p["metadata"].get("deletionTimestamp") and any(
+        c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))]
+
+
+def test_apply_scale_drift_and_delete(control_plane: ControlPlane, operator: subprocess.Popen[str]) -> None:
+    cp, ns = control_plane, "zot-lifecycle"
+    make_namespace(cp, ns)
+    apply_cluster(cp, ns)
+    for kind, name in (("configmap", "demo-config"), ("secret", "demo-hashkey"), ("secret", "demo-ca"),
+                       ("secret", "demo-tls"), ("service", "demo"), ("service", "demo-members"),
+                       ("statefulset", "demo"), ("poddisruptionbudget", "demo")):
+        wait_for(f"{kind}/{name}", partial(get, cp, "-n", ns, kind, name))
+    members = config_members(cp, ns)
+    assert members == [f"demo-{i}.demo-members.{ns}.svc.cluster.local:5000" for i in range(3)]
+    config_text = get(cp, "-n", ns, "configmap", "demo-config")["data"]["config.json"]
+    assert parse_config(config_text, "operator-written config.json").config.cluster is not None
+    sts = get(cp, "-n", ns, "statefulset", "demo")
+    assert sts["spec"]["updateStrategy"]["type"] == "OnDelete"
+    assert sts["metadata"]["ownerReferences"][0]["kind"] == "ZotCluster"
+    wait_for("3 ready members", lambda: len(ready_pods(cp, ns)) == 3, timeout=90)
+    zc = wait_for("phase Running", lambda: (z := get(cp, "-n", ns, "zc", "demo")) and
+                  z.get("status", {}).get("phase") == "Running" and z)
+    assert zc["status"]["members"] == members and zc["status"]["readyMembers"] == 3
+
+    # Scale to 5: a new member list in the config, and every pod recreated with it.
+    before = {p["metadata"]["uid"] for p in pods(cp, ns)}
+    cp.kubectl("-n", ns, "scale", "zc", "demo", "--replicas", "5")
+    wait_for("5 members in the config", lambda: len(config_members(cp, ns)) == 5)
+    def five_new_ready_pods() -> bool:
+        ready = ready_pods(cp, ns)
+        return len(ready) == 5 and not before & {p["metadata"]["uid"] for p in ready}
+
+    wait_for("5 ready pods, all new", five_new_ready_pods, timeout=120)
+    five = config_members(cp, ns)
+    for pod in ready_pods(cp, ns):
+        assert pod["metadata"]["annotations"]["zot-operator.io/members"] == ",".join(five)
+    cp.kubectl("-n", ns, "scale", "zc", "demo", "--replicas", "2")
+    wait_for("2 members", lambda: len(config_members(cp, ns)) == 2)
+    wait_for("2 ready pods", lambda: len(ready_pods(cp, ns)) == 2, timeout=120)
+
+    # Drift: a deleted Service and an edited ConfigMap come back.
+    cp.kubectl("-n", ns, "delete", "service", "demo")
+    cp.kubectl("-n", ns, "patch", "configmap", "demo-config", "--type=merge", "-p",
+               json.dumps({"data": {"config.json": "{}"}}))
+    wait_for("service back", lambda: get(cp, "-n", ns, "service", "demo"), timeout=60)
+    wait_for("config restored", lambda: len(config_members(cp, ns)) == 2, timeout=60)
+
+    # Deleting the ZotCluster removes every child through owner references.
+    cp.kubectl("-n", ns, "delete", "zc", "demo")
+    for kind, name in (("configmap", "demo-config"), ("statefulset", "demo"), ("service", "demo"),
+                       ("secret", "demo-tls"), ("secret", "demo-hashkey")):
+        wait_for(f"{kind}/{name} gone", partial(absent, cp, "-n", ns, kind, name), timeout=90)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"replicas": 0}, "replicas"),
+    ({"excludedMembers": [7]}, "excludedMembers"),
+    ({"storage": {"mode": "nfs"}}, "mode"),
+])
+def test_invalid_clusters_are_rejected_by_the_api_server(control_plane: ControlPlane, change: dict[str, Any],
+                                                         message: str) -> None:
+    cp = control_plane
+    ns = "zot-invalid"
+    if get(cp, "namespace", ns) is None:
+        make_namespace(cp, ns, htpasswd=False)
+    document = yaml.safe_load(EXAMPLE.read_text())
+    document["metadata"] = {"name": "bad", "namespace": ns}
+    document["spec"].update(change)
+    path = Path(cp.dir) / "invalid.yaml"
+    path.write_text(yaml.safe_dump(document))
+    result = cp.kubectl("apply", "-f", str(path), check=False)
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr
+
+
+def test_hash_key_secret_is_immutable(control_plane: ControlPlane) -> None:
+    cp, ns = control_plane, "zot-immutable"
+    make_namespace(cp, ns, htpasswd=False)
+    apply_cluster(cp, ns, auth=None, hashKeySecret="first-key")
+    document = yaml.safe_load(EXAMPLE.read_text())
+    document["metadata"] = {"name": "demo", "namespace": ns}
+    document["spec"].update(auth=None, hashKeySecret="second-key")
+    path = Path(cp.dir) / "immutable.yaml"
+    path.write_text(yaml.safe_dump(document))
+    result = cp.kubectl("apply", "-f", str(path), check=False)
+    assert result.returncode != 0 and "hashKeySecret is immutable" in result.stderr
+
+
+def test_missing_secret_degrades_and_deletes_nothing(control_plane: ControlPlane,
+                                                     operator: subprocess.Popen[str]) -> None:
+    cp, ns = control_plane, "zot-degraded"
+    make_namespace(cp, ns, htpasswd=False)
+    apply_cluster(cp, ns)  # references demo-htpasswd, which this namespace lacks
+    zc = wait_for("Degraded", lambda: (z := get(cp, "-n", ns, "zc", "demo")) and
+                  z.get("status", {}).get("phase") == "Degraded" and z)
+    degraded = next(c for c in zc["status"]["conditions"] if c["type"] == "Degraded")
+    assert degraded["status"] == "True" and "demo-htpasswd" in degraded["message"]
+    events = get(cp, "-n", ns, "events")
+    assert any("demo-htpasswd" in e.get("message", "") and e.get("type") == "Warning" for e in events["items"])
+    assert get(cp, "-n", ns, "statefulset", "demo") is None
+
+
+def test_failover_drops_a_member_kept_not_ready_and_readmits_it(control_plane: ControlPlane,
+                                                                 operator: subprocess.Popen[str]) -> None:
+    cp, ns = control_plane, "zot-failover"
+    make_namespace(cp, ns)
+    apply_cluster(cp, ns, failover={"automatic": True, "after": "5s"})
+    wait_for("3 ready members", lambda: len(ready_pods(cp, ns)) == 3, timeout=90)
+    # What a hung member looks like to the API: not ready, container not running.
+    not_ready = {"status": {"conditions": [{"type": "Ready", "status": "False"}],
+                            "containerStatuses": [{"name": "zot", "ready": False, "restartCount": 0, "image": "x",
+                                                   "imageID": "", "started": False,
+                                                   "state": {"waiting": {"reason": "Hung"}}}]}}
+    cp.kubectl("-n", ns, "patch", "pod", "demo-1", "--subresource=status", "--type=merge", "-p",
+               json.dumps(not_ready))
+
+    def event_reasons() -> set[str]:
+        return {e["reason"] for e in (get(cp, "-n", ns, "events") or {"items": []})["items"]}
+
+    def dropped() -> bool:
+        # The dropped state lasts only until the restarted member is healthy for `after` again,
+        # so look for it in the status and the ConfigMap, or for the event that announced it.
+        zc = get(cp, "-n", ns, "zc", "demo") or {}
+        in_status = zc.get("status", {}).get("failedMembers") == [1] and len(config_members(cp, ns)) == 2
+        return in_status or "MemberDropped" in event_reasons()
+
+    wait_for("member 1 dropped", dropped, timeout=60)
+    # The restart gives member 1 a fresh, healthy pod: after `after` of health it is back in the list.
+    wait_for("member 1 re-admitted", lambda: "MemberReadmitted" in event_reasons(), timeout=90)
+    wait_for("3 members again", lambda: len(config_members(cp, ns)) == 3, timeout=30)
+    dropped_events = [e for e in get(cp, "-n", ns, "events")["items"] if e["reason"] == "MemberDropped"]
+    assert "member 1 not ready for 5s" in dropped_events[0]["message"]
+    assert "Restarting" in event_reasons()

@@ -141,6 +141,19 @@ def test_apply_scale_drift_and_delete(control_plane: ControlPlane, operator: sub
                   z.get("status", {}).get("phase") == "Running" and z)
     assert zc["status"]["members"] == members and zc["status"]["readyMembers"] == 3
 
+    # An unchanged cluster costs no writes: two drift checks later, no object has a new resourceVersion.
+    def versions() -> dict[str, str]:
+        found = {}
+        for kind in ("zc", "configmap", "secret", "service", "statefulset", "poddisruptionbudget", "pods"):
+            for item in get(cp, "-n", ns, kind)["items"]:
+                found[f"{kind}/{item['metadata']['name']}"] = item["metadata"]["resourceVersion"]
+        return found
+
+    time.sleep(3)  # let the last status write of the convergence land
+    settled = versions()
+    time.sleep(2 * 10 + 2)  # two drift checks (handlers.RESYNC_SECONDS)
+    assert versions() == settled
+
     # Scale to 5: a new member list in the config, and every pod recreated with it.
     before = {p["metadata"]["uid"] for p in pods(cp, ns)}
     cp.kubectl("-n", ns, "scale", "zc", "demo", "--replicas", "5")
@@ -250,3 +263,72 @@ def test_failover_drops_a_member_kept_not_ready_and_readmits_it(control_plane: C
     dropped_events = [e for e in get(cp, "-n", ns, "events")["items"] if e["reason"] == "MemberDropped"]
     assert "member 1 not ready for 5s" in dropped_events[0]["message"]
     assert "Restarting" in event_reasons()
+
+
+def test_registry_processes_run_from_what_the_operator_wrote(control_plane: ControlPlane,
+                                                            operator: subprocess.Popen[str],
+                                                            tmp_path: Path) -> None:
+    """The ConfigMap and Secrets in the API server, used as they are by three real registry processes."""
+    import base64
+
+    import httpx
+
+    from tests.cluster.conftest import port_free_on_all
+    from tests.helpers import RegistryProcess, make_image, push_image
+
+    cp, ns = control_plane, "zot-real"
+    make_namespace(cp, ns)
+    apply_cluster(cp, ns)
+    wait_for("tls secret", partial(get, cp, "-n", ns, "secret", "demo-tls"))
+    wait_for("config", partial(get, cp, "-n", ns, "configmap", "demo-config"))
+    config = json.loads(get(cp, "-n", ns, "configmap", "demo-config")["data"]["config.json"])
+    files: dict[str, Path] = {}
+    for secret, key, target in (("demo-tls", "tls.crt", "/etc/zot/tls/tls.crt"),
+                                ("demo-tls", "tls.key", "/etc/zot/tls/tls.key"),
+                                ("demo-tls", "ca.crt", "/etc/zot/tls/ca.crt"),
+                                ("demo-htpasswd", "htpasswd", "/etc/zot/auth/htpasswd")):
+        path = tmp_path / key
+        path.write_bytes(base64.b64decode(get(cp, "-n", ns, "secret", secret)["data"][key]))
+        files[target] = path
+    port = port_free_on_all(3)
+    hosts = {member.rsplit(":", 1)[0]: f"127.0.0.{i + 1}" for i, member in enumerate(config["cluster"]["members"])}
+    members = []
+    for i in range(3):
+        member_config = json.loads(json.dumps(config))
+        # What differs from a pod: the paths of the mounted files, the loopback address and a free port.
+        member_config["storage"]["rootDirectory"] = str(tmp_path / f"root-{i}")
+        member_config["http"]["address"] = f"127.0.0.{i + 1}"
+        member_config["http"]["port"] = str(port)
+        member_config["http"]["tls"] = {"cert": str(files["/etc/zot/tls/tls.crt"]),
+                                        "key": str(files["/etc/zot/tls/tls.key"])}
+        member_config["http"]["auth"]["htpasswd"]["path"] = str(files["/etc/zot/auth/htpasswd"])
+        member_config["cluster"]["tls"]["cacert"] = str(files["/etc/zot/tls/ca.crt"])
+        member_config["cluster"]["members"] = [m.replace(":5000", f":{port}") for m in config["cluster"]["members"]]
+        env = {"PYTHONPATH": str(Path(__file__).parent / "resolver"), "ZOT_TEST_HOSTS": json.dumps(hosts),
+               # The stdlib resolver (uvloop resolves natively, beyond the harness's reach).
+               "ZOT_REGISTRY_WORKER_CLASS": "asyncio"}
+        members.append(RegistryProcess(tmp_path / f"member-{i}.json", member_config, tmp_path / f"member-{i}.log",
+                                       workers=1, env=env))
+    try:
+        for member in members:
+            member.start()
+        import ssl
+
+        context = ssl.create_default_context(cafile=str(files["/etc/zot/tls/ca.crt"]))
+        context.check_hostname = False  # the client talks to 127.0.0.x; members verify each other by name
+        clients = [httpx.Client(base_url=m.url, verify=context, auth=("admin", "change-me"), timeout=30)
+                   for m in members]
+        wait_for("members ready", lambda: all(c.get("/readyz").status_code == 200 for c in clients), timeout=30)
+        images = {f"real/app-{i}": make_image(f"real-{i}") for i in range(9)}
+        for i, (repo, image) in enumerate(images.items()):
+            assert push_image(clients[i % 3], repo, image, tag="v1").status_code == 201
+        for repo, image in images.items():
+            for client in clients:
+                assert client.get(f"/v2/{repo}/manifests/v1").content == image.manifest
+        stored = [{str(p.parent.relative_to(m.root)) for p in m.root.rglob("index.json")} for m in members]
+        assert all(stored) and sum(len(s) for s in stored) == len(images)
+        for client in clients:
+            client.close()
+    finally:
+        for member in members:
+            member.stop()

@@ -29,8 +29,11 @@ lint: $(STAMP)
 test: $(STAMP) tools lint
 	$(BIN)/pytest -q tests
 
+# Side by side with distribution, the proxy's cost, and the operator at scale: tables and plots in docs/.
 bench: $(STAMP) tools
 	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.proxy
+	$(BIN)/python -m bench.operator_scale
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

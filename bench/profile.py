@@ -1,11 +1,11 @@
 """cProfile of our registry in one worker, under one of the benchmark's workloads.
 
-The child (`python -m bench.profile serve CONFIG STATS`) builds the app as a hypercorn worker does
-(same hypercorn config, uvloop, metrics in a multiprocess directory) and serves it with
-`hypercorn.asyncio.serve` in this process. SIGUSR1 starts the profiler, SIGUSR2 stops it and writes
-the stats, SIGTERM shuts down. The parent populates the registry before SIGUSR1, so only the
-workload itself is profiled. Threads (`asyncio.to_thread`: fsync, re-hashing) are not profiled;
-their time shows as waiting in the event loop.
+The child (`python -m bench.profile serve CONFIG STATS`) imports `zot_registry.asgi`, the module a
+hypercorn worker loads, with the same hypercorn config, uvloop and metrics in a multiprocess
+directory, and serves it with `hypercorn.asyncio.serve` in this process. SIGUSR1 starts the
+profiler, SIGUSR2 stops it and writes the stats, SIGTERM shuts down. The parent populates the
+registry before SIGUSR1, so only the workload itself is profiled. Threads (`asyncio.to_thread`:
+fsync, re-hashing) are not profiled; their time shows as waiting in the event loop.
 """
 
 from __future__ import annotations
@@ -57,15 +57,15 @@ def serve_profiled(config_path: str, stats_path: str) -> int:
     os.environ["ZOT_REGISTRY_CONFIG"] = str(Path(config_path).absolute())
     import uvloop
     from hypercorn.asyncio import serve
-    from zot_registry.app import create_app
+
+    # The module a hypercorn worker loads (`application_path`): config, logging, fixes, the app.
+    from zot_registry import asgi
     from zot_registry.config import load_config
-    from zot_registry.logs import setup_logging
     from zot_registry.server import hypercorn_config
 
-    loaded = load_config(config_path)
-    setup_logging(loaded.config.log.level, loaded.config.log.output)
-    app = create_app(loaded)
+    loaded = getattr(asgi, "_loaded", None) or load_config(config_path)
     config = hypercorn_config(loaded, 1)
+    app = asgi.app
     profiler = cProfile.Profile()
 
     def dump() -> None:

@@ -154,8 +154,8 @@ def report(measures: list[Measure], out: Path, elapsed: float) -> None:
     for m in measures:
         lines.append(f"| {m.mode} | {m.path} | {m.manifest_rps:,.0f} | {m.manifest_median_ms:.2f} | "
                      f"{m.pull_mbps:,.0f} |")
-    lines += ["", "| mode | proxied pull / direct | floor | added median ms | floor | verdict |",
-              "|---|--:|--:|--:|--:|---|"]
+    lines += ["", "| mode | proxied pull / direct | floor ≥ 0.8 | added manifest GET median ms | floor < 2 ms |",
+              "|---|--:|---|--:|---|"]
     for mode in ("plain", "tls"):
         direct = next((m for m in measures if m.mode == mode and m.path == "direct"), None)
         proxied = next((m for m in measures if m.mode == mode and m.path == "proxied"), None)
@@ -163,10 +163,18 @@ def report(measures: list[Measure], out: Path, elapsed: float) -> None:
             continue
         ratio = proxied.pull_mbps / direct.pull_mbps
         added = proxied.manifest_median_ms - direct.manifest_median_ms
-        ok = ratio >= FLOOR_PULL_RATIO and added < FLOOR_ADDED_MS
-        lines.append(f"| {mode} | {ratio:.2f} | ≥ {FLOOR_PULL_RATIO} | {added:.2f} | < {FLOOR_ADDED_MS} | "
-                     f"{'PASS' if ok else 'FAIL'} |")
-    lines += ["", "![direct and proxied](proxy-benchmarks.png)", ""]
+        pull_ok = "PASS" if ratio >= FLOOR_PULL_RATIO else "FAIL"
+        latency_ok = "PASS" if added < FLOOR_ADDED_MS else "FAIL"
+        lines.append(f"| {mode} | {ratio:.2f} | {pull_ok} | {added:.2f} | {latency_ok} |")
+    lines += ["", "![direct and proxied](proxy-benchmarks.png)", "", "## What limits the proxied pull", "",
+              "A py-spy profile of the proxying member during pulls (`bench/proxy.py` leaves it out; see the",
+              "closing note of the cluster issue) puts about half of its CPU in the socket send of the",
+              "response (`StreamWriter.write`) and aiohttp's receive (`ResponseHandler.data_received`), most",
+              "of the rest in the event loop's own syscalls and buffer joins: the bytes are copied into and out",
+              "of the proxy twice, in the kernel. On this 2-core machine the client, the owner and the proxy",
+              "share the two cores, so the proxied path has roughly half the CPU per byte that the direct path",
+              "has. Closing the gap needs zero-copy forwarding (splice between the two sockets), which ASGI",
+              "does not expose.", ""]
     (out / "proxy-benchmarks.md").write_text("\n".join(lines))
     _plot(measures, out / "proxy-benchmarks.png")
 

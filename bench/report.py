@@ -137,7 +137,7 @@ def floors_summary(all_rows: list[Row], ours: ServerResult, theirs: ServerResult
 
 
 def workers_table(all_rows: list[Row], sweep: list[ServerResult], theirs: ServerResult) -> list[str]:
-    header = "| Workload | Unit | distribution | " + " | ".join(r.label for r in sweep) + " |"
+    header = f"| Workload | Unit | {theirs.label} | " + " | ".join(r.label for r in sweep) + " |"
     lines = [header, "|---|---|--:|" + "--:|" * len(sweep)]
     for row in all_rows:
         if row.key == "push_single":
@@ -150,6 +150,8 @@ def workers_table(all_rows: list[Row], sweep: list[ServerResult], theirs: Server
                  + " | ".join(f"{r.peak_rss / (1 << 20):,.0f}" for r in sweep) + " |")
     lines.append("| Other load on the machine during the run (not us, not the client) | cores | "
                  f"{theirs.other_load_cores:.2f} | " + " | ".join(f"{r.other_load_cores:.2f}" for r in sweep) + " |")
+    lines.append("| Disk writes of the whole machine during the run (this run's pushes) | MB | "
+                 + " | ".join(f"{r.disk_written_mb:,.0f} ({r.pushed_mb:,.0f})" for r in [theirs, *sweep]) + " |")
     return lines
 
 
@@ -172,39 +174,73 @@ def details_table(results: list[ServerResult]) -> list[str]:
     return lines
 
 
-# What the profile means, by the kind of row profiled: written from the profiles of this registry
-# (see docs/benchmarks.md); the tables above them are regenerated on every run.
+NOISY_CORES = 0.3
+
+
+def _noise_warning(results: list[ServerResult]) -> list[str]:
+    noisy = [r for r in results if r.other_load_cores > NOISY_CORES]
+    if not noisy:
+        return []
+    worst = max(noisy, key=lambda r: r.other_load_cores)
+    return [f"> **Warning: the machine was busy with other work during {len(noisy)} of {len(results)} runs** "
+            f"(up to {worst.other_load_cores:.2f} of its 2 cores, in '{worst.label}'; see 'The runs, in order'). "
+            "That distorts the ratios and the worker choice; rerun `make bench` on a quiet machine.", ""]
+
+
+def runs_table(results: list[ServerResult]) -> list[str]:
+    lines = ["| Run | Took | Other load (cores) | Disk writes of the machine (this run's pushes) | Peak RSS |",
+             "|---|--:|--:|--:|--:|"]
+    lines += [f"| {r.label} | {r.seconds:.0f} s | {r.other_load_cores:.2f} | {r.disk_written_mb:,.0f} MB "
+              f"({r.pushed_mb:,.0f} MB) | {r.peak_rss / (1 << 20):,.0f} MiB |" for r in results]
+    return lines
+
+
+# What the profile means, by the kind of row profiled. Written from the profiles and the scratch A/B
+# runs made with this benchmark (numbers quoted are from those runs); the tables above it are
+# regenerated on every run.
 PROFILE_NOTES: dict[str, str] = {
     "rate": """\
-A manifest GET, HEAD or tags list moves a few hundred bytes, so the whole cost is per-request
-overhead, and almost none of it is the registry's own work (`zot_registry (ours)` in the package
-table: route match, index lookup, the manifest from the in-memory cache). The request goes through
-three layers of Python on the way in and out:
+A manifest GET or HEAD or a tags list moves a few hundred bytes, so the cost is all per request:
+about 0.5 ms of server CPU each (the "s per 1k requests" column above), and one worker saturates
+one core at about 2,000 requests/s. Our own code is a small part of it. By package, the HTTP/1.1
+layer (h11, hypercorn) and the asyncio machinery around it take about 40% of the profile, Quart and
+Werkzeug (request context, URL routing, response conversion) about 25%, socket writes and other C
+calls most of the rest. Within ours, the largest piece is `_observe` in `registry/app.py`, the
+per-request bookkeeping: the JSON log line at info (`logging`, `json`) and three Prometheus metrics
+in multiprocess mode (mmap'd files), about 15% of the profile cumulatively.
 
-- **hypercorn + h11** parse and serialise HTTP/1.1 in pure Python (`h11/_headers.py`
-  `normalize_and_validate`, `_process_event`, hypercorn's `stream_send` / `protocol_send`), and
-  every ASGI message crosses an `asyncio` queue and a `wait_for` with its timeout.
-- **Quart + Werkzeug** build a request context, match the URL with Werkzeug's router (the
-  `fullmatch` calls), run the before/after hooks and turn the `Response` into ASGI messages.
-- **Our per-request bookkeeping** in `app.py` `_observe`: three Prometheus metrics (in
-  multiprocess mode each `inc`/`observe` writes to an mmap'd file) and one JSON log line at info.
+Measured with the benchmark's own workloads on scratch copies of `registry/` (2 workers, 3-4
+alternating rounds, medians):
 
-Each of these is a modest share; together they make a few hundred microseconds of CPU per request,
-which is the ceiling of one worker. That is why a second worker on the second core adds most at 32
-connections, and why the remaining levers are outside our code (a faster HTTP layer, e.g. an ASGI
-server with a C parser) or in `_observe` (cheaper metrics/logging per request).""",
+- Log level warn instead of info: +13% manifest GET at 1 connection (1,989 to 2,253 req/s), +12% at
+  32 (3,792 to 4,263), +6% tags list. Distribution pays the same for its one line per request (one
+  trial: 880 to 1,140 manifest GET/s at 1 connection going from info to error), so both stay at info.
+- Caching the labelled Prometheus children in `_observe`, caching `Layout.index()` paths, and a list
+  of chunks instead of a bytearray in `streaming.FlowControlledBody`: 1-4% less server CPU per
+  request, inside this machine's run-to-run noise. Not worth a change on their own.
+
+So no cheap fix is left in our code for request rates; the rest is the framework stack. The levers
+are a different stack (an ASGI server with a C HTTP parser, or fewer layers than Quart + Werkzeug
+in front of the /v2/ dispatcher) and a core per worker.""",
     "push": """\
-A blob push is mostly C: `_hashlib.HASH.update` (SHA-256 of every byte) and
-`BufferedWriter.write` dominate the own-time table, then h11's receive buffer and asyncio's stream
-reads hand the body over in socket-sized pieces (tens of KiB), so the Python overhead is per piece,
-not per byte. The profile covers only the event loop: the `fsync` before the blob is published runs
-in a thread (`asyncio.to_thread`) and shows as idle time here; distribution does not fsync at all,
-so that wait is a durability cost the comparison charges to us.""",
+A blob push is mostly C and kernel work. In the event loop, `_hashlib.HASH.update` (SHA-256 of every
+byte: 37 ms per 64 MiB on this CPU) and `BufferedWriter.write` are the largest own times; the rest is
+h11, hypercorn and asyncio handing the body over in pieces of about 50 KiB (hypercorn reads 64 KiB
+at a time), some eight Python calls per piece. The event loop is busy only about half of the wall
+time. The remainder is the kernel and the disk: buffered writes to this VM's ext4 root run at about
+400-450 MB/s (a plain Python loop writing 64 MiB in 1 MiB pieces takes 140-170 ms here, against
+30 ms on tmpfs), and the fsync before a blob is published (about 33 ms per 64 MiB on this disk, in a
+thread, so cProfile does not see it) is a durability cost distribution does not pay. Ours pushes at
+close to the disk's buffered-write speed. Raising hypercorn's read size to 1 MiB
+(`hypercorn.asyncio.tcp_server.MAX_RECV`, tried on a scratch copy) did not help: asyncio's stream
+reader pauses the socket at 128 KiB buffered anyway.""",
     "pull": """\
-A blob pull is `os.read` of 1 MiB pieces and hypercorn writing them to the transport: the own
-time is in C (`read`, the transport `write`) plus a little per-piece Python in hypercorn/h11 and
-Quart's response iteration. There is no per-byte Python; sendfile(2) would save the copy through
-user space, which ASGI cannot express (no zero-copy file response in hypercorn).""",
+A blob pull is kernel copies: the transport write of each 1 MiB piece (`asyncio/streams.py` `write`,
+which uvloop sends from C) and `os.read` from the page cache are about three quarters of the event
+loop's time; hypercorn, h11 and Quart add a few Python calls per 1 MiB piece, and there is no
+per-byte Python. sendfile(2) would save the copy through user space, but hypercorn has no zero-copy
+response path. The client (curl writing to /dev/null on the same two cores) takes much of the rest
+of the machine.""",
 }
 
 
@@ -244,8 +280,8 @@ def profile_section(profile: Profile | None) -> list[str]:
     return lines
 
 
-def markdown(*, settings: Settings, all_rows: list[Row], theirs: ServerResult, theirs_runs: list[ServerResult],
-             chosen: ServerResult,
+def markdown(*, settings: Settings, all_rows: list[Row], theirs: ServerResult, all_runs: list[ServerResult],
+             sweep_baseline: ServerResult, chosen: ServerResult,
              sweep: list[ServerResult], worker_reason: str, method: list[str], profile: Profile | None,
              elapsed: float, generated: str, png_name: str) -> str:
     passed = sum(1 for row in all_rows if row.floor is not None and verdict(row, ratio(row, chosen, theirs)) == "PASS")
@@ -261,9 +297,13 @@ def markdown(*, settings: Settings, all_rows: list[Row], theirs: ServerResult, t
         "Floors from the issue: blob push and pull ≥ 0.5 x distribution's throughput, manifest GET ≥ 0.25 x its "
         "requests/s. They are reported, not enforced: the run never fails on them.",
         "",
+        *_noise_warning(all_runs),
         f"![ours ÷ distribution per workload]({png_name})",
         "",
         "## Results",
+        "",
+        "Per row, the better of each registry's two runs (one run with `--quick`); every run is listed under "
+        "'How it was measured'.",
         "",
         *results_table(all_rows, chosen, theirs),
         "",
@@ -275,15 +315,19 @@ def markdown(*, settings: Settings, all_rows: list[Row], theirs: ServerResult, t
         "",
         worker_reason,
         "",
-        *workers_table(all_rows, sweep, theirs),
+        *workers_table(all_rows, sweep, sweep_baseline),
         "",
         "## How it was measured",
         "",
         *method,
         "",
-        "Every run, request counts, spread and server CPU:",
+        "The runs, in order:",
         "",
-        *details_table([*theirs_runs, *sweep]),
+        *runs_table(all_runs),
+        "",
+        "Every row of every run, request counts, spread and server CPU:",
+        "",
+        *details_table(all_runs),
         "",
         *profile_section(profile),
     ]

@@ -213,6 +213,16 @@ class MachineLoad:
     def __init__(self, server: Server) -> None:
         self._server = server
         self._start = self._sample()
+        self._written = self._disk_written()
+
+    @staticmethod
+    def _disk_written() -> int:
+        counters = psutil.disk_io_counters()
+        return int(counters.write_bytes) if counters is not None else 0
+
+    def disk_written_mb(self) -> float:
+        """MB written to the machine's disks since construction, by everyone (this run's pushes included)."""
+        return (self._disk_written() - self._written) / 1e6
 
     def _sample(self) -> tuple[float, float, float, float]:
         system = psutil.cpu_times()
@@ -229,3 +239,14 @@ class MachineLoad:
             return 0.0
         foreign = (now[1] - self._start[1]) - (now[2] - self._start[2]) - (now[3] - self._start[3])
         return max(foreign, 0.0) / wall
+
+
+def busy_cores(seconds: float = 2.0) -> float:
+    """Average number of busy cores on the whole machine over the next `seconds`."""
+    before = psutil.cpu_times()
+    time.sleep(seconds)
+    after = psutil.cpu_times()
+    busy = 0.0
+    for key in ("user", "system", "nice", "irq", "softirq"):
+        busy += getattr(after, key, 0.0) - getattr(before, key, 0.0)
+    return busy / seconds

@@ -380,5 +380,7 @@ class ServerResult:
     rates: dict[str, Rate] = field(default_factory=dict)
     single_post: bool = False
     other_load_cores: float = 0.0
+    disk_written_mb: float = 0.0
+    pushed_mb: float = 0.0
     seconds: float = 0.0
     peak_rss: int = 0

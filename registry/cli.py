@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .config import ConfigError, load_config, verify_main
+from .config import load_and_report, verify_main
 from .logs import setup_logging
 
 
@@ -39,14 +39,9 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "verify":
         return verify_main(args.config)
-    try:
-        loaded = load_config(args.config)
-    except ConfigError as err:
-        for message in err.messages:
-            print(f"error: {message}", file=sys.stderr)
+    loaded = load_and_report(args.config)
+    if loaded is None:
         return 1
-    for warning in loaded.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
     setup_logging(loaded.config.log.level, loaded.config.log.output)
     from .server import serve
 

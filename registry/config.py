@@ -478,16 +478,23 @@ def _warnings(config: ZotConfig) -> list[str]:
     return found
 
 
-def verify_main(path: str) -> int:
-    """`zot-registry verify CONFIG`: report on a config file; 0 when it can be used, 1 when not."""
+def load_and_report(path: str) -> LoadedConfig | None:
+    """Load a config, printing its warnings and errors to stderr; None when it cannot be used."""
     try:
         loaded = load_config(path)
     except ConfigError as err:
         for message in err.messages:
             print(f"error: {message}", file=sys.stderr)
-        return 1
+        return None
     for warning in loaded.warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    return loaded
+
+
+def verify_main(path: str) -> int:
+    """`zot-registry verify CONFIG`: report on a config file; 0 when it can be used, 1 when not."""
+    if load_and_report(path) is None:
+        return 1
     print(f"{path}: ok")
     return 0
 

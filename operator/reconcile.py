@@ -277,6 +277,12 @@ def reconcile(kube: Kube, body: dict[str, Any], event: Event, now: datetime.date
         status["movedRepositories"] = _moved_share(old_status["members"], rendered.members)
     elif "movedRepositories" in old_status:
         status["movedRepositories"] = old_status["movedRepositories"]
+    if "movedRepositories" in status:
+        # Repositories whose owner changed stay on the old owner's volume: say so where users look.
+        status["conditions"].append(_condition(
+            "RepositoriesMoved", True, "MembershipChanged",
+            f"{status['movedRepositories']}; with storage local to each member they stay on their old "
+            "member's volume until copied", old_conditions, now))
     outcome.status = status
     return outcome
 

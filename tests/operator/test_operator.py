@@ -164,6 +164,12 @@ def test_apply_scale_drift_and_delete(control_plane: ControlPlane, operator: sub
 
     wait_for("5 ready pods, all new", five_new_ready_pods, timeout=120)
     five = config_members(cp, ns)
+
+    def moved_condition() -> str:
+        conditions = (get(cp, "-n", ns, "zc", "demo") or {}).get("status", {}).get("conditions", [])
+        return next((c["message"] for c in conditions if c["type"] == "RepositoriesMoved"), "")
+
+    assert "about 80% of repositories moved owner (3 -> 5 members)" in wait_for("moved condition", moved_condition)
     for pod in ready_pods(cp, ns):
         assert pod["metadata"]["annotations"]["zot-operator.io/members"] == ",".join(five)
     cp.kubectl("-n", ns, "scale", "zc", "demo", "--replicas", "2")
@@ -332,3 +338,28 @@ def test_registry_processes_run_from_what_the_operator_wrote(control_plane: Cont
     finally:
         for member in members:
             member.stop()
+
+
+def test_image_change_rolls_one_member_at_a_time(control_plane: ControlPlane,
+                                                 operator: subprocess.Popen[str]) -> None:
+    cp, ns = control_plane, "zot-rolling"
+    make_namespace(cp, ns)
+    apply_cluster(cp, ns)
+    wait_for("3 ready members", lambda: len(ready_pods(cp, ns)) == 3, timeout=90)
+    cp.kubectl("-n", ns, "patch", "zc", "demo", "--type=merge", "-p",
+               json.dumps({"spec": {"image": "example.org/zot-operator:next"}}))
+    worst = 0
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        current = pods(cp, ns)
+        updated = [p for p in current if p["spec"]["containers"][0]["image"] == "example.org/zot-operator:next"]
+        worst = max(worst, 3 - len(ready_pods(cp, ns)))
+        if len(updated) == 3 and len(ready_pods(cp, ns)) == 3:
+            break
+        time.sleep(0.3)
+    else:
+        raise AssertionError("the image change did not roll through all members in 120 s")
+    assert worst <= 1, f"{worst} members were down at once during a rolling update"
+    # The member list did not change, so no restart-all happened.
+    restarts = [e for e in get(cp, "-n", ns, "events")["items"] if e["reason"] == "Restarting"]
+    assert restarts and all("one member at a time" in e["message"] for e in restarts)

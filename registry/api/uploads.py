@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from quart import Response, request
 
 from ..digests import parse_digest
-from ..errors import BlobUploadInvalid
+from ..errors import BlobUploadInvalid, RangeInvalid
 from ..names import validate_name
 from ..storage.store import ImageStore
 from .http import content_length, parse_content_range, request_stream
@@ -80,8 +80,6 @@ async def upload_session(route: Route, store: ImageStore) -> Response:
     digest = parse_digest(request.args["digest"])
     chunk_range = parse_content_range(request.headers.get("Content-Range"))
     if chunk_range is not None and chunk_range[0] != store.upload_size(name, session):
-        from ..errors import RangeInvalid
-
         raise RangeInvalid("final chunk does not start where the upload ends")
     await store.finish_upload(name, session, digest, request_stream(), content_length())
     return _blob_created(name, str(digest))

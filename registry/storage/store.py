@@ -17,7 +17,6 @@ from typing import Any
 from ..digests import Digest, is_digest, parse_digest
 from ..errors import (
     BlobUnknown,
-    BlobUploadInvalid,
     BlobUploadUnknown,
     DigestInvalid,
     ManifestBlobUnknown,
@@ -461,5 +460,3 @@ def _hash_file(path: Path, algorithm: str) -> Any:
             hasher.update(chunk)
     return hasher
 
-
-__all__ = ["BlobUploadInvalid", "ImageStore"]

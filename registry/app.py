@@ -76,7 +76,6 @@ def create_app(loaded: LoadedConfig) -> Quart:
     if cluster is not None:
         _join_cluster(app, cluster, config)
         readiness.checks.append(lambda: cluster.membership.reason)
-    app.extensions["zot"] = {"store": store, "readiness": readiness, "config": config, "cluster": cluster}
     app.request_class = FlowControlledRequest
     app.asgi_http_class = FlowControlledConnection
 

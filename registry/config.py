@@ -286,6 +286,16 @@ class LogConfig(_Model):
         raise _fail(f"must be one of {', '.join(_LOG_LEVELS)}; got {_show(value)}")
 
 
+def _driver_name(settings: dict[str, Any], known: frozenset[str], kind: str, key: str, example: str) -> str:
+    """The `name` of a storage or cache driver section, which must be one zot knows."""
+    name = settings.get("name")
+    if name is None:
+        raise _fail(f'needs a "name", e.g. "{example}"', key)
+    if name not in known:
+        raise _fail(f"unsupported {kind} driver {_show(name)} (zot knows {', '.join(sorted(known))})", key)
+    return str(name)
+
+
 class StorageConfig(_Model):
     root_directory: str = Field(alias="rootDirectory")
     dedupe: bool = True
@@ -340,12 +350,7 @@ class StorageConfig(_Model):
     def _check_storage_driver(self) -> None:
         if self.storage_driver is None:
             return
-        name = self.storage_driver.get("name")
-        if name is None:
-            raise _fail('needs a "name", e.g. "s3"', "storageDriver")
-        if name not in ZOT_STORAGE_DRIVERS:
-            known = ", ".join(sorted(ZOT_STORAGE_DRIVERS))
-            raise _fail(f"unsupported storage driver {_show(name)} (zot knows {known})", "storageDriver")
+        _driver_name(self.storage_driver, ZOT_STORAGE_DRIVERS, "storage", "storageDriver", "s3")
 
     def _check_cache_driver(self) -> None:
         # The same rules as zot's validateCacheConfig, with its reasons spelled out.
@@ -356,12 +361,7 @@ class StorageConfig(_Model):
             return
         if not self.remote_cache:
             return  # zot ignores the cacheDriver then (a warning says so)
-        name = self.cache_driver.get("name")
-        if name is None:
-            raise _fail('needs a "name", e.g. "redis"', "cacheDriver")
-        if name not in ZOT_CACHE_DRIVERS:
-            known = ", ".join(sorted(ZOT_CACHE_DRIVERS))
-            raise _fail(f"unsupported cache driver {_show(name)} (zot knows {known})", "cacheDriver")
+        name = _driver_name(self.cache_driver, ZOT_CACHE_DRIVERS, "cache", "cacheDriver", "redis")
         if self.storage_driver is None and name != "redis":
             raise _fail(f"a {name} cache needs a remote storageDriver; with local storage only a redis "
                         "cache can be remote", "cacheDriver")

@@ -97,11 +97,8 @@ class ImageStore:
     def read_index(self, name: str) -> Index | None:
         return self._indexes.read(self.layout.index(name))
 
-    def repo_exists(self, name: str) -> bool:
-        return self.layout.index(name).is_file()
-
     def _require_repo(self, name: str) -> Index:
-        index = self._indexes.read(self.layout.index(name))
+        index = self.read_index(name)
         if index is None:
             raise NameUnknown(f"repository {name!r} not known to registry")
         return index
@@ -160,17 +157,16 @@ class ImageStore:
     def mount_blob(self, name: str, digest: Digest, source: str | None) -> bool:
         """Cross-repository mount; without `from`, any copy this registry already holds will do."""
         candidate: Path | None = None
-        if source:
-            path = self.layout.blob(source, digest)
-            candidate = path if path.is_file() else None
+        if source and self.has_blob(source, digest):
+            candidate = self.layout.blob(source, digest)
         if candidate is None:
             candidate = self._find_blob_anywhere(digest)
         if candidate is None:
             return False
         self.ensure_repo(name)
-        target = self.layout.blob(name, digest)
-        if target.is_file():
+        if self.has_blob(name, digest):
             return True
+        target = self.layout.blob(name, digest)
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
             os.link(candidate, target)
@@ -324,7 +320,7 @@ class ImageStore:
 
     def _check_references(self, name: str, manifest: ParsedManifest, index: Index | None) -> None:
         for ref in manifest.blob_references():
-            if not self.layout.blob(name, parse_digest(ref)).is_file():
+            if not self.has_blob(name, parse_digest(ref)):
                 raise ManifestBlobUnknown(f"manifest references blob {ref} unknown to repository {name!r}",
                                           detail={"digest": ref})
         for ref in manifest.manifest_references():
@@ -344,7 +340,7 @@ class ImageStore:
         else:
             tag = validate_tag(reference)
             digest = Digest("sha256", hashlib.sha256(body).hexdigest())
-        self._check_references(name, manifest, self._indexes.read(self.layout.index(name)))
+        self._check_references(name, manifest, self.read_index(name))
         self.ensure_repo(name)
         blob = self.layout.blob(name, digest)
         if not blob.is_file():

@@ -34,6 +34,14 @@ SPEC_RULES: dict[str, list[dict[str, str]]] = {
          "message": "storage mode s3 needs storage.s3 (bucket, region, ...)"},
         {"rule": "!has(self.tls) || self.tls.mode != 'secret' || has(self.tls.secretName)",
          "message": "tls mode secret needs tls.secretName"},
+        {"rule": "self.storage.mode != 's3' || has(self.cache)",
+         "message": "storage mode s3 needs a shared cache: cache.redis or cache.dynamodb"},
+        {"rule": "self.storage.mode == 's3' || !has(self.cache)",
+         "message": "cache is only used with storage mode s3 (storage local to each member keeps its own)"},
+    ],
+    "cache": [
+        {"rule": "has(self.redis) != has(self.dynamodb)",
+         "message": "cache needs exactly one of redis or dynamodb"},
     ],
     "storage": [
         {"rule": "self.mode == oldSelf.mode",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 DEFAULT_IMAGE = "ghcr.io/zot-operator/zot-operator:0.1.0"
 _DURATION = re.compile(r"^(\d+h)?(\d+m)?(\d+s)?$")
@@ -40,9 +40,12 @@ class S3Storage(_Model):
     endpoint: str | None = Field(None, description="S3 endpoint (host:port) for S3-compatible stores.")
     root_directory: str = Field("/zot", alias="rootDirectory", description="Key prefix inside the bucket.")
     secure: bool = Field(True, description="Use HTTPS to reach the endpoint.")
+    skip_verify: bool = Field(False, alias="skipVerify",
+                              description="Do not verify the endpoint's TLS certificate (test setups only).")
     credentials_secret: str | None = Field(
         None, alias="credentialsSecret",
-        description="Secret with keys accessKey and secretKey; the pod's ambient credentials when unset.")
+        description="Secret with keys accessKey and secretKey, given to the members as AWS_ACCESS_KEY_ID and "
+                    "AWS_SECRET_ACCESS_KEY (also used by a DynamoDB cache); the pod's ambient credentials when unset.")
 
 
 class StorageSpec(_Model):
@@ -57,19 +60,40 @@ class StorageSpec(_Model):
 
 
 class RedisCache(_Model):
-    url_secret: SecretKeyRef = Field(alias="urlSecret", description="Secret key holding the redis:// URL.")
+    url: str = Field(pattern=r"^rediss?://[^@]+$",
+                     description="redis:// or rediss:// URL without a password, e.g. redis://redis:6379/0.")
+    password_secret: SecretKeyRef | None = Field(
+        None, alias="passwordSecret",
+        description="Secret key holding the redis password, given to the members as ZOT_REDIS_PASSWORD "
+                    "(never written into the ConfigMap).")
     key_prefix: str = Field("zot", alias="keyPrefix", description="Prefix of every cache key.")
 
 
 class DynamoDBCache(_Model):
     region: str = Field("us-east-1", description="Region of the tables.")
-    endpoint: str | None = Field(None, description="DynamoDB endpoint for compatible services.")
-    cache_table_name: str = Field("BlobTable", alias="cacheTableName", description="Table of blob locations.")
+    endpoint: str | None = Field(None, description="DynamoDB endpoint URL for compatible services.")
+    cache_table_name: str = Field("ZotBlobTable", alias="cacheTableName", description="Table of blob locations.")
+    repo_meta_table_name: str = Field("ZotRepoMetadataTable", alias="repoMetaTableName",
+                                      description="Table of repository metadata.")
+    image_meta_table_name: str = Field("ZotImageMetaTable", alias="imageMetaTableName",
+                                       description="Table of image metadata.")
+    repo_blobs_info_table_name: str = Field("ZotRepoBlobsInfoTable", alias="repoBlobsInfoTableName",
+                                            description="Table of the blobs of each repository.")
+    user_data_table_name: str = Field("ZotUserDataTable", alias="userDataTableName",
+                                      description="Table of user data.")
+    version_table_name: str = Field("ZotVersion", alias="versionTableName", description="Table of the schema version.")
+    api_key_table_name: str = Field("ZotApiKeyTable", alias="apiKeyTableName", description="Table of API keys.")
 
 
 class CacheSpec(_Model):
     redis: RedisCache | None = Field(None, description="A redis cache shared by all members.")
     dynamodb: DynamoDBCache | None = Field(None, description="DynamoDB tables shared by all members.")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> CacheSpec:
+        if (self.redis is None) == (self.dynamodb is None):
+            raise ValueError("cache needs exactly one of redis or dynamodb")
+        return self
 
 
 class TLSSpec(_Model):
@@ -119,7 +143,8 @@ class ZotClusterSpec(_Model):
     port: int = Field(5000, ge=1, le=65535, description="Port every member listens on.")
     cluster_domain: str = Field("cluster.local", alias="clusterDomain", description="DNS domain of the cluster.")
     storage: StorageSpec = Field(default_factory=StorageSpec, description="Where repositories are stored.")
-    cache: CacheSpec | None = Field(None, description="Shared cache (required with storage mode s3 and dedupe).")
+    cache: CacheSpec | None = Field(None, description="Cache shared by all members: required with storage mode s3, "
+                                                       "unused with local storage.")
     tls: TLSSpec = Field(default_factory=TLSSpec, description="TLS of clients and between members.")
     auth: AuthSpec | None = Field(None, description="Client authentication.")
     hash_key_secret: str | None = Field(
@@ -143,6 +168,17 @@ class ZotClusterSpec(_Model):
     service: ServiceSpec = Field(default_factory=ServiceSpec, description="The client Service.")
     pod_disruption_budget: PodDisruptionBudgetSpec = Field(
         default_factory=PodDisruptionBudgetSpec, alias="podDisruptionBudget", description="Voluntary disruptions.")
+
+    @model_validator(mode="after")
+    def _storage_needs(self) -> ZotClusterSpec:
+        # The same rules as the CRD's CEL validations, for what never passes the API server (local mode, render).
+        if self.storage.mode == "s3" and self.storage.s3 is None:
+            raise ValueError("storage mode s3 needs storage.s3 (bucket, region, ...)")
+        if self.storage.mode == "s3" and self.cache is None:
+            raise ValueError("storage mode s3 needs a shared cache: cache.redis or cache.dynamodb")
+        if self.storage.mode == "local" and self.cache is not None:
+            raise ValueError("cache is only used with storage mode s3 (storage local to each member keeps its own)")
+        return self
 
 
 class Condition(_Model):

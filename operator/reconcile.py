@@ -131,12 +131,26 @@ def ensure_tls(kube: Kube, ref: ClusterRef, event: Event, now: datetime.datetime
 
 
 def check_referenced_secrets(kube: Kube, ref: ClusterRef) -> None:
-    auth = ref.spec.auth
-    if auth and auth.htpasswd:
-        secret = kube.get("Secret", ref.namespace, auth.htpasswd.secret_name)
-        if secret is None or auth.htpasswd.key not in (secret.get("data") or {}):
-            raise Degraded("HtpasswdSecretMissing", f"Secret {auth.htpasswd.secret_name} with key "
-                                                    f"{auth.htpasswd.key} (spec.auth.htpasswd) does not exist")
+    """Every Secret the pods would mount or read must exist with its keys, or no pod could start."""
+    spec = ref.spec
+    wanted: list[tuple[str, str, str, str]] = []  # (secret, key, spec field, reason)
+    if spec.auth and spec.auth.htpasswd:
+        wanted.append((spec.auth.htpasswd.secret_name, spec.auth.htpasswd.key, "spec.auth.htpasswd",
+                       "HtpasswdSecretMissing"))
+    if spec.storage.mode == "s3" and spec.storage.s3 and spec.storage.s3.credentials_secret:
+        for key in ("accessKey", "secretKey"):
+            wanted.append((spec.storage.s3.credentials_secret, key, "spec.storage.s3.credentialsSecret",
+                           "S3CredentialsSecretMissing"))
+    if spec.cache and spec.cache.redis and spec.cache.redis.password_secret:
+        password = spec.cache.redis.password_secret
+        wanted.append((password.name, password.key, "spec.cache.redis.passwordSecret", "RedisPasswordSecretMissing"))
+    secrets: dict[str, dict[str, Any] | None] = {}
+    for name, key, spec_field, reason in wanted:
+        if name not in secrets:
+            secrets[name] = kube.get("Secret", ref.namespace, name)
+        secret = secrets[name]
+        if secret is None or key not in (secret.get("data") or {}):
+            raise Degraded(reason, f"Secret {name} with key {key} ({spec_field}) does not exist")
 
 
 def plan_failover(spec: ZotClusterSpec, status: dict[str, Any], pods: list[dict[str, Any]],

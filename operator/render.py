@@ -23,6 +23,10 @@ DATA_DIR = "/var/lib/zot"
 CHECKSUM_ANNOTATION = f"{GROUP}/config-checksum"
 MEMBERS_ANNOTATION = f"{GROUP}/members"
 RUN_AS = 10001
+# The environment variables the registry reads its credentials from (AWS's standard names for S3 and DynamoDB).
+AWS_ACCESS_KEY_ENV = "AWS_ACCESS_KEY_ID"
+AWS_SECRET_KEY_ENV = "AWS_SECRET_ACCESS_KEY"
+REDIS_PASSWORD_ENV = "ZOT_REDIS_PASSWORD"
 
 _templates = jinja2.Environment(
     loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "templates")),
@@ -189,6 +193,22 @@ def _default_affinity(name: str) -> dict[str, Any]:
                                            "labelSelector": {"matchLabels": selector(name)}}}]}}
 
 
+def secret_environment(spec: ZotClusterSpec) -> list[dict[str, Any]]:
+    """Credentials reach the members as environment variables from Secrets, never through the ConfigMap."""
+    def from_secret(variable: str, secret: str, key: str) -> dict[str, Any]:
+        return {"name": variable, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+
+    env: list[dict[str, Any]] = []
+    s3 = spec.storage.s3 if spec.storage.mode == "s3" else None
+    if s3 and s3.credentials_secret:
+        env += [from_secret(AWS_ACCESS_KEY_ENV, s3.credentials_secret, "accessKey"),
+                from_secret(AWS_SECRET_KEY_ENV, s3.credentials_secret, "secretKey")]
+    redis = spec.cache.redis if spec.cache else None
+    if redis and redis.password_secret:
+        env.append(from_secret(REDIS_PASSWORD_ENV, redis.password_secret.name, redis.password_secret.key))
+    return env
+
+
 def stateful_set(ref: ClusterRef, config_checksum: str, members: list[str]) -> dict[str, Any]:
     spec = ref.spec
     volumes: list[dict[str, Any]] = [
@@ -206,6 +226,7 @@ def stateful_set(ref: ClusterRef, config_checksum: str, members: list[str]) -> d
         volumes.append({"name": "auth", "secret": {"secretName": spec.auth.htpasswd.secret_name, "defaultMode": 0o440,
                                                    "items": [{"key": spec.auth.htpasswd.key, "path": "htpasswd"}]}})
         mounts.append({"name": "auth", "mountPath": "/etc/zot/auth", "readOnly": True})
+    env = secret_environment(spec)
     container: dict[str, Any] = {
         "name": "zot",
         "image": spec.image,
@@ -220,6 +241,8 @@ def stateful_set(ref: ClusterRef, config_checksum: str, members: list[str]) -> d
                             "readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False,
                             "capabilities": {"drop": ["ALL"]}},
     }
+    if env:
+        container["env"] = env
     if spec.resources:
         container["resources"] = spec.resources
     pod_spec: dict[str, Any] = {

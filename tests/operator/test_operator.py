@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
+from zot_registry.cluster.hashing import owner_index
 from zot_registry.config import parse_config
 
 from tests.helpers import REPO_ROOT, free_port
@@ -47,9 +48,14 @@ def absent(cp: ControlPlane, *args: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def operator(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[subprocess.Popen[str]]:
+def crd(control_plane: ControlPlane) -> None:
     control_plane.kubectl("apply", "-f", str(REPO_ROOT / "crds" / "zotclusters.yaml"))
     control_plane.kubectl("wait", "--for=condition=Established", "crd/zotclusters.zot-operator.io", "--timeout=60s")
+
+
+@pytest.fixture(scope="module")
+def operator(control_plane: ControlPlane, crd: None,
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[subprocess.Popen[str]]:
     log = tmp_path_factory.mktemp("operator") / "operator.log"
     with open(log, "w") as out:
         process = subprocess.Popen(
@@ -194,9 +200,15 @@ def test_apply_scale_drift_and_delete(control_plane: ControlPlane, operator: sub
     ({"replicas": 0}, "replicas"),
     ({"excludedMembers": [7]}, "excludedMembers"),
     ({"storage": {"mode": "nfs"}}, "mode"),
+    ({"storage": {"mode": "s3", "s3": {"bucket": "b"}}}, "storage mode s3 needs a shared cache"),
+    ({"storage": {"mode": "s3", "s3": {"bucket": "b"}}, "cache": {"redis": {"url": "redis://r:6379"},
+                                                            "dynamodb": {}}}, "exactly one of redis or dynamodb"),
+    ({"cache": {"redis": {"url": "redis://r:6379"}}}, "cache is only used with storage mode s3"),
+    ({"storage": {"mode": "s3", "s3": {"bucket": "b"}}, "cache": {"redis": {"url": "redis://user:pw@r:6379"}}},
+     "url"),
 ])
-def test_invalid_clusters_are_rejected_by_the_api_server(control_plane: ControlPlane, change: dict[str, Any],
-                                                         message: str) -> None:
+def test_invalid_clusters_are_rejected_by_the_api_server(control_plane: ControlPlane, crd: None,
+                                                         change: dict[str, Any], message: str) -> None:
     cp = control_plane
     ns = "zot-invalid"
     if get(cp, "namespace", ns) is None:
@@ -211,7 +223,7 @@ def test_invalid_clusters_are_rejected_by_the_api_server(control_plane: ControlP
     assert message in result.stderr, result.stderr
 
 
-def test_hash_key_secret_is_immutable(control_plane: ControlPlane) -> None:
+def test_hash_key_secret_is_immutable(control_plane: ControlPlane, crd: None) -> None:
     cp, ns = control_plane, "zot-immutable"
     make_namespace(cp, ns, htpasswd=False)
     apply_cluster(cp, ns, auth=None, hashKeySecret="first-key")
@@ -236,6 +248,39 @@ def test_missing_secret_degrades_and_deletes_nothing(control_plane: ControlPlane
     events = get(cp, "-n", ns, "events")
     assert any("demo-htpasswd" in e.get("message", "") and e.get("type") == "Warning" for e in events["items"])
     assert get(cp, "-n", ns, "statefulset", "demo") is None
+
+
+def test_s3_cluster_waits_for_its_credentials_and_never_writes_them_into_the_configmap(
+        control_plane: ControlPlane, operator: subprocess.Popen[str]) -> None:
+    cp, ns = control_plane, "zot-s3"
+    make_namespace(cp, ns, htpasswd=False)
+    document = yaml.safe_load((REPO_ROOT / "examples" / "zotcluster-s3.yaml").read_text())
+    document["metadata"] = {"name": "demo", "namespace": ns}
+    document["spec"]["tolerations"] = [KWOK_TOLERATION]
+    path = Path(cp.dir) / "s3.yaml"
+    path.write_text(yaml.safe_dump(document))
+    cp.kubectl("apply", "-f", str(path))
+    zc = wait_for("Degraded", lambda: (z := get(cp, "-n", ns, "zc", "demo")) and
+                  z.get("status", {}).get("phase") == "Degraded" and z)
+    degraded = next(c for c in zc["status"]["conditions"] if c["type"] == "Degraded")
+    assert degraded["reason"] == "S3CredentialsSecretMissing" and "registry-s3" in degraded["message"]
+    assert get(cp, "-n", ns, "statefulset", "demo") is None
+    cp.kubectl("-n", ns, "create", "secret", "generic", "registry-s3", "--from-literal=accessKey=AKIDEXAMPLE",
+               "--from-literal=secretKey=s3-secret-value")
+    zc = wait_for("next Degraded reason", lambda: (z := get(cp, "-n", ns, "zc", "demo")) and any(
+        c["type"] == "Degraded" and c["reason"] == "RedisPasswordSecretMissing" for c in z["status"]["conditions"]))
+    cp.kubectl("-n", ns, "create", "secret", "generic", "registry-redis", "--from-literal=password=redis-pw-value")
+    wait_for("Running", lambda: (z := get(cp, "-n", ns, "zc", "demo")) and z["status"].get("phase") == "Running",
+             timeout=90)
+    configmap = get(cp, "-n", ns, "configmap", "demo-config")["data"]["config.json"]
+    assert "s3-secret-value" not in configmap and "AKIDEXAMPLE" not in configmap and "redis-pw-value" not in configmap
+    assert json.loads(configmap)["storage"]["storageDriver"]["bucket"] == "zot-storage"
+    sts = get(cp, "-n", ns, "statefulset", "demo")
+    container = sts["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e["valueFrom"]["secretKeyRef"]["name"] for e in container["env"]}
+    assert env == {"AWS_ACCESS_KEY_ID": "registry-s3", "AWS_SECRET_ACCESS_KEY": "registry-s3",
+                   "ZOT_REDIS_PASSWORD": "registry-redis"}
+    assert "volumeClaimTemplates" not in sts["spec"]
 
 
 def test_failover_drops_a_member_kept_not_ready_and_readmits_it(control_plane: ControlPlane,
@@ -325,14 +370,20 @@ def test_registry_processes_run_from_what_the_operator_wrote(control_plane: Cont
         clients = [httpx.Client(base_url=m.url, verify=context, auth=("admin", "change-me"), timeout=30)
                    for m in members]
         wait_for("members ready", lambda: all(c.get("/readyz").status_code == 200 for c in clients), timeout=30)
-        images = {f"real/app-{i}": make_image(f"real-{i}") for i in range(9)}
+        # The hash key is the operator's random one: pick names so that every member owns three.
+        key = config["cluster"]["hashKey"].encode()
+        owned: list[list[str]] = [[], [], []]
+        for name in (f"real/app-{i}" for i in range(200)):
+            if len(owned[owner_index(name, key, 3)]) < 3:
+                owned[owner_index(name, key, 3)].append(name)
+        images = {repo: make_image(repo) for names in owned for repo in names}
         for i, (repo, image) in enumerate(images.items()):
             assert push_image(clients[i % 3], repo, image, tag="v1").status_code == 201
         for repo, image in images.items():
             for client in clients:
                 assert client.get(f"/v2/{repo}/manifests/v1").content == image.manifest
         stored = [{str(p.parent.relative_to(m.root)) for p in m.root.rglob("index.json")} for m in members]
-        assert all(stored) and sum(len(s) for s in stored) == len(images)
+        assert stored == [set(names) for names in owned]
         for client in clients:
             client.close()
     finally:

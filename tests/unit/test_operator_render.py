@@ -5,10 +5,14 @@ from __future__ import annotations
 import fnmatch
 import json
 from pathlib import Path
+from typing import Any
 
+import pytest
 import yaml
+from pydantic import ValidationError
 from zot_operator.cli import _load_cluster
 from zot_operator.crd import crd_yaml
+from zot_operator.models import CacheSpec, DynamoDBCache, ZotClusterSpec
 from zot_operator.render import (
     CHECKSUM_ANNOTATION,
     ClusterRef,
@@ -23,6 +27,7 @@ from zot_registry.config import parse_config
 from tests.helpers import REPO_ROOT
 
 EXAMPLE = REPO_ROOT / "examples" / "zotcluster.yaml"
+SHARED_EXAMPLES = REPO_ROOT.parent / "shared" / "zot-examples"
 
 
 def by_kind(objects: list[dict], kind: str) -> dict:
@@ -109,3 +114,48 @@ def test_render_command(capsys: object, tmp_path: Path) -> None:
     out = capsys.readouterr().out  # type: ignore[attr-defined]
     kinds = [d["kind"] for d in yaml.safe_load_all(out)]
     assert kinds == ["ConfigMap", "Service", "Service", "StatefulSet", "PodDisruptionBudget"]
+
+
+S3_EXAMPLE = REPO_ROOT / "examples" / "zotcluster-s3.yaml"
+
+
+def test_s3_cluster_renders_zots_driver_stanzas_and_keeps_credentials_out_of_the_configmap() -> None:
+    ref = _load_cluster(str(S3_EXAMPLE))
+    rendered = render(ref, "0123456789abcdef")
+    config = json.loads(rendered.config_text)
+    assert config["storage"]["remoteCache"] is True
+    assert config["storage"]["storageDriver"] == {
+        "name": "s3", "rootdirectory": "/zot", "region": "us-east-1", "bucket": "zot-storage",
+        "regionendpoint": "s3.example.internal:9000", "secure": True, "skipverify": False}
+    assert config["storage"]["cacheDriver"] == {"name": "redis", "url": "redis://redis.default.svc:6379/0",
+                                                "keyprefix": "zot"}
+    sts = by_kind(rendered.objects, "StatefulSet")
+    container = sts["spec"]["template"]["spec"]["containers"][0]
+    assert {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]} == {
+        "AWS_ACCESS_KEY_ID": {"name": "registry-s3", "key": "accessKey"},
+        "AWS_SECRET_ACCESS_KEY": {"name": "registry-s3", "key": "secretKey"},
+        "ZOT_REDIS_PASSWORD": {"name": "registry-redis", "key": "password"}}
+    # Shared storage: no volume claims, nothing to keep per member.
+    assert "volumeClaimTemplates" not in sts["spec"]
+    assert "secret" not in rendered.config_text.lower() and "password" not in rendered.config_text.lower()
+
+
+def test_dynamodb_cache_renders_zots_table_names() -> None:
+    ref = _load_cluster(str(S3_EXAMPLE))
+    spec = ref.spec.model_copy(update={"cache": CacheSpec(dynamodb=DynamoDBCache(endpoint="http://dynamo:8000"))})
+    config = json.loads(render(ClusterRef("registry", "default", "", spec), "0123456789abcdef").config_text)
+    published = json.loads((SHARED_EXAMPLES / "cluster-s3-dynamodb.json").read_text())["storage"]["cacheDriver"]
+    assert config["storage"]["cacheDriver"] == {**published, "endpoint": "http://dynamo:8000"}
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ({"storage": {"mode": "s3"}}, "storage mode s3 needs storage.s3"),
+    ({"storage": {"mode": "s3", "s3": {"bucket": "b"}}}, "needs a shared cache"),
+    ({"cache": {"redis": {"url": "redis://r:6379"}}}, "cache is only used with storage mode s3"),
+    ({"storage": {"mode": "s3", "s3": {"bucket": "b"}}, "cache": {}}, "exactly one of redis or dynamodb"),
+    ({"storage": {"mode": "s3", "s3": {"bucket": "b"}}, "cache": {"redis": {"url": "redis://u:pw@r:6379"}}},
+     "String should match pattern"),
+])
+def test_invalid_shared_storage_specs_say_why(spec: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        ZotClusterSpec.model_validate(spec)

@@ -57,6 +57,15 @@ class StorageSpec(_Model):
     dedupe: bool = Field(True, description="Store each blob once.")
     gc: bool = Field(True, description="Collect blobs no manifest references.")
     gc_delay: str = Field("1h", alias="gcDelay", description="Minimum age of a blob before collection.")
+    gc_interval: str = Field("1h", alias="gcInterval", description="How often each member collects garbage in "
+                                                                     "the repositories it owns.")
+
+    @field_validator("gc_delay", "gc_interval")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        if not value or not _DURATION.match(value):
+            raise ValueError("must be a duration like 30s, 5m or 1h")
+        return value
 
 
 class RedisCache(_Model):

@@ -159,3 +159,11 @@ def test_dynamodb_cache_renders_zots_table_names() -> None:
 def test_invalid_shared_storage_specs_say_why(spec: dict[str, Any], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         ZotClusterSpec.model_validate(spec)
+
+
+def test_reference_doc_is_generated_from_the_models() -> None:
+    from zot_operator.reference import reference
+
+    committed = (REPO_ROOT / "docs" / "zotcluster-reference.md").read_text()
+    assert committed == reference(), "docs/zotcluster-reference.md is stale: run " \
+                                     "`python -m zot_operator.reference > docs/zotcluster-reference.md`"

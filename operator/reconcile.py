@@ -130,6 +130,9 @@ def ensure_tls(kube: Kube, ref: ClusterRef, event: Event, now: datetime.datetime
             event("Normal", "CertificateRenewed", f"renewed the {what} in Secret {body['metadata']['name']}")
 
 
+MIN_READMIT_AFTER = datetime.timedelta(seconds=30)
+
+
 def check_referenced_secrets(kube: Kube, ref: ClusterRef) -> None:
     """Every Secret the pods would mount or read must exist with its keys, or no pod could start."""
     spec = ref.spec
@@ -161,6 +164,9 @@ def plan_failover(spec: ZotClusterSpec, status: dict[str, Any], pods: list[dict[
     if not failover.automatic:
         return [], {}, {}
     after = datetime.timedelta(seconds=_seconds(failover.after))
+    # Re-admitting restarts every member: with a very short `after` (allowed with shared storage, where a
+    # drop moves no data) a member that starts but never gets ready would flap in and out every check.
+    readmit_after = max(after, MIN_READMIT_AFTER)
     by_ordinal = {_ordinal(p): p for p in pods}
     not_ready_since: dict[str, str] = {}
     running_since: dict[str, str] = {}
@@ -180,7 +186,7 @@ def plan_failover(spec: ZotClusterSpec, status: dict[str, Any], pods: list[dict[
         if pod is None or not _running(pod):
             continue
         since = previous_rs.get(str(ordinal), _iso(now))
-        if now - _parse(since) >= after:
+        if now - _parse(since) >= readmit_after:
             failed.discard(ordinal)
         else:
             running_since[str(ordinal)] = since

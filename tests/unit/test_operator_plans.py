@@ -53,6 +53,21 @@ def test_failover_drops_after_the_delay_and_readmits() -> None:
     assert failed == []
 
 
+def test_zero_after_drops_at_once_but_readmits_only_after_a_minimum() -> None:
+    spec = ZotClusterSpec.model_validate({"replicas": 3, "failover": {"automatic": True, "after": "0s"}})
+    failed, _, _ = plan_failover(spec, {}, [pod(0), pod(1, ready=False, running=False), pod(2)], NOW)
+    assert failed == [1]
+    restarted = [pod(0), pod(1, ready=False, running=True), pod(2)]
+    failed, _, running = plan_failover(spec, {"failedMembers": [1]}, restarted, NOW)
+    assert failed == [1]
+    failed, _, _ = plan_failover(spec, {"failedMembers": [1], "runningSince": running}, restarted,
+                                 NOW + datetime.timedelta(seconds=29))
+    assert failed == [1]
+    failed, _, _ = plan_failover(spec, {"failedMembers": [1], "runningSince": running}, restarted,
+                                 NOW + datetime.timedelta(seconds=30))
+    assert failed == []
+
+
 def test_failover_off_drops_nobody() -> None:
     spec = ZotClusterSpec.model_validate({"replicas": 3})
     assert plan_failover(spec, {}, [pod(0, ready=False)], NOW)[0] == []

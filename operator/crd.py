@@ -43,6 +43,10 @@ SPEC_RULES: dict[str, list[dict[str, str]]] = {
         {"rule": "has(self.redis) != has(self.dynamodb)",
          "message": "cache needs exactly one of redis or dynamodb"},
     ],
+    "cache.redis": [
+        {"rule": "has(self.url) != has(self.urlSecret)",
+         "message": "redis needs exactly one of url or urlSecret"},
+    ],
     "storage": [
         {"rule": "self.mode == oldSelf.mode",
          "message": "storage.mode is immutable: moving repositories between local volumes and S3 is not automatic"},

@@ -69,13 +69,20 @@ class StorageSpec(_Model):
 
 
 class RedisCache(_Model):
-    url: str = Field(pattern=r"^rediss?://[^@]+$",
-                     description="redis:// or rediss:// URL without a password, e.g. redis://redis:6379/0.")
-    password_secret: SecretKeyRef | None = Field(
-        None, alias="passwordSecret",
-        description="Secret key holding the redis password, given to the members as ZOT_REDIS_PASSWORD "
-                    "(never written into the ConfigMap).")
+    url: str | None = Field(None, pattern=r"^rediss?://[^@]+$",
+                            description="redis:// or rediss:// URL without credentials, e.g. redis://redis:6379/0, "
+                                        "written into the config; or use urlSecret.")
+    url_secret: SecretKeyRef | None = Field(
+        None, alias="urlSecret",
+        description="Secret key holding the whole redis URL (with its password), given to the members as the "
+                    "environment variable ZOT_REDIS_URL and never written into the ConfigMap.")
     key_prefix: str = Field("zot", alias="keyPrefix", description="Prefix of every cache key.")
+
+    @model_validator(mode="after")
+    def _one_url(self) -> RedisCache:
+        if (self.url is None) == (self.url_secret is None):
+            raise ValueError("redis needs exactly one of url or urlSecret")
+        return self
 
 
 class DynamoDBCache(_Model):

@@ -144,9 +144,9 @@ def check_referenced_secrets(kube: Kube, ref: ClusterRef) -> None:
         for key in ("accessKey", "secretKey"):
             wanted.append((spec.storage.s3.credentials_secret, key, "spec.storage.s3.credentialsSecret",
                            "S3CredentialsSecretMissing"))
-    if spec.cache and spec.cache.redis and spec.cache.redis.password_secret:
-        password = spec.cache.redis.password_secret
-        wanted.append((password.name, password.key, "spec.cache.redis.passwordSecret", "RedisPasswordSecretMissing"))
+    if spec.cache and spec.cache.redis and spec.cache.redis.url_secret:
+        url = spec.cache.redis.url_secret
+        wanted.append((url.name, url.key, "spec.cache.redis.urlSecret", "RedisURLSecretMissing"))
     secrets: dict[str, dict[str, Any] | None] = {}
     for name, key, spec_field, reason in wanted:
         if name not in secrets:

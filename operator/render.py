@@ -26,7 +26,7 @@ RUN_AS = 10001
 # The environment variables the registry reads its credentials from (AWS's standard names for S3 and DynamoDB).
 AWS_ACCESS_KEY_ENV = "AWS_ACCESS_KEY_ID"
 AWS_SECRET_KEY_ENV = "AWS_SECRET_ACCESS_KEY"
-REDIS_PASSWORD_ENV = "ZOT_REDIS_PASSWORD"
+REDIS_URL_ENV = "ZOT_REDIS_URL"
 
 _templates = jinja2.Environment(
     loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "templates")),
@@ -204,8 +204,8 @@ def secret_environment(spec: ZotClusterSpec) -> list[dict[str, Any]]:
         env += [from_secret(AWS_ACCESS_KEY_ENV, s3.credentials_secret, "accessKey"),
                 from_secret(AWS_SECRET_KEY_ENV, s3.credentials_secret, "secretKey")]
     redis = spec.cache.redis if spec.cache else None
-    if redis and redis.password_secret:
-        env.append(from_secret(REDIS_PASSWORD_ENV, redis.password_secret.name, redis.password_secret.key))
+    if redis and redis.url_secret:
+        env.append(from_secret(REDIS_URL_ENV, redis.url_secret.name, redis.url_secret.key))
     return env
 
 

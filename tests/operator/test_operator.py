@@ -206,6 +206,8 @@ def test_apply_scale_drift_and_delete(control_plane: ControlPlane, operator: sub
     ({"cache": {"redis": {"url": "redis://r:6379"}}}, "cache is only used with storage mode s3"),
     ({"storage": {"mode": "s3", "s3": {"bucket": "b"}}, "cache": {"redis": {"url": "redis://user:pw@r:6379"}}},
      "url"),
+    ({"storage": {"mode": "s3", "s3": {"bucket": "b"}}, "cache": {"redis": {"keyPrefix": "z"}}},
+     "redis needs exactly one of url or urlSecret"),
 ])
 def test_invalid_clusters_are_rejected_by_the_api_server(control_plane: ControlPlane, crd: None,
                                                          change: dict[str, Any], message: str) -> None:
@@ -268,8 +270,8 @@ def test_s3_cluster_waits_for_its_credentials_and_never_writes_them_into_the_con
     cp.kubectl("-n", ns, "create", "secret", "generic", "registry-s3", "--from-literal=accessKey=AKIDEXAMPLE",
                "--from-literal=secretKey=s3-secret-value")
     zc = wait_for("next Degraded reason", lambda: (z := get(cp, "-n", ns, "zc", "demo")) and any(
-        c["type"] == "Degraded" and c["reason"] == "RedisPasswordSecretMissing" for c in z["status"]["conditions"]))
-    cp.kubectl("-n", ns, "create", "secret", "generic", "registry-redis", "--from-literal=password=redis-pw-value")
+        c["type"] == "Degraded" and c["reason"] == "RedisURLSecretMissing" for c in z["status"]["conditions"]))
+    cp.kubectl("-n", ns, "create", "secret", "generic", "registry-redis", "--from-literal=url=redis://:redis-pw-value@redis:6379/0")
     wait_for("Running", lambda: (z := get(cp, "-n", ns, "zc", "demo")) and z["status"].get("phase") == "Running",
              timeout=90)
     configmap = get(cp, "-n", ns, "configmap", "demo-config")["data"]["config.json"]
@@ -279,7 +281,7 @@ def test_s3_cluster_waits_for_its_credentials_and_never_writes_them_into_the_con
     container = sts["spec"]["template"]["spec"]["containers"][0]
     env = {e["name"]: e["valueFrom"]["secretKeyRef"]["name"] for e in container["env"]}
     assert env == {"AWS_ACCESS_KEY_ID": "registry-s3", "AWS_SECRET_ACCESS_KEY": "registry-s3",
-                   "ZOT_REDIS_PASSWORD": "registry-redis"}
+                   "ZOT_REDIS_URL": "registry-redis"}
     assert "volumeClaimTemplates" not in sts["spec"]
 
 

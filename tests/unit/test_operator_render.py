@@ -127,14 +127,14 @@ def test_s3_cluster_renders_zots_driver_stanzas_and_keeps_credentials_out_of_the
     assert config["storage"]["storageDriver"] == {
         "name": "s3", "rootdirectory": "/zot", "region": "us-east-1", "bucket": "zot-storage",
         "regionendpoint": "s3.example.internal:9000", "secure": True, "skipverify": False}
-    assert config["storage"]["cacheDriver"] == {"name": "redis", "url": "redis://redis.default.svc:6379/0",
-                                                "keyprefix": "zot"}
+    # The redis URL carries a password: it comes from a Secret, so the config has none.
+    assert config["storage"]["cacheDriver"] == {"name": "redis", "keyprefix": "zot"}
     sts = by_kind(rendered.objects, "StatefulSet")
     container = sts["spec"]["template"]["spec"]["containers"][0]
     assert {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]} == {
         "AWS_ACCESS_KEY_ID": {"name": "registry-s3", "key": "accessKey"},
         "AWS_SECRET_ACCESS_KEY": {"name": "registry-s3", "key": "secretKey"},
-        "ZOT_REDIS_PASSWORD": {"name": "registry-redis", "key": "password"}}
+        "ZOT_REDIS_URL": {"name": "registry-redis", "key": "url"}}
     # Shared storage: no volume claims, nothing to keep per member.
     assert "volumeClaimTemplates" not in sts["spec"]
     assert "secret" not in rendered.config_text.lower() and "password" not in rendered.config_text.lower()
@@ -155,6 +155,8 @@ def test_dynamodb_cache_renders_zots_table_names() -> None:
     ({"storage": {"mode": "s3", "s3": {"bucket": "b"}}, "cache": {}}, "exactly one of redis or dynamodb"),
     ({"storage": {"mode": "s3", "s3": {"bucket": "b"}}, "cache": {"redis": {"url": "redis://u:pw@r:6379"}}},
      "String should match pattern"),
+    ({"storage": {"mode": "s3", "s3": {"bucket": "b"}}, "cache": {"redis": {"keyPrefix": "z"}}},
+     "exactly one of url or urlSecret"),
 ])
 def test_invalid_shared_storage_specs_say_why(spec: dict[str, Any], message: str) -> None:
     with pytest.raises(ValidationError, match=message):

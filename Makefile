@@ -15,9 +15,9 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# Serves one registry from the example config (local mode replaces this in a later issue).
+# The example ZotCluster as local processes on 127.0.0.1-3 (local mode, docs/local-mode.md); Ctrl-C stops it.
 run: $(STAMP)
-	$(BIN)/zot-registry serve examples/config.json
+	$(BIN)/zot-operator local up -f examples/zotcluster.yaml
 
 tools:
 	bash hack/tools.sh

@@ -1,4 +1,4 @@
-"""`zot-operator`: crd, render, run."""
+"""`zot-operator`: crd, render, run, local up, local scale."""
 
 from __future__ import annotations
 
@@ -7,10 +7,9 @@ import sys
 from pathlib import Path
 
 import yaml
-from pydantic import ValidationError
 
 from .crd import crd_yaml
-from .models import ZotClusterSpec
+from .local.manifest import ManifestError, load_manifest
 from .render import ClusterRef, render
 
 
@@ -28,18 +27,36 @@ _BlockStrings.add_representer(str, _str)
 
 def _load_cluster(path: str) -> ClusterRef:
     try:
-        document = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as err:
-        raise SystemExit(f"error: {path}: {err}") from None
-    if not isinstance(document, dict) or document.get("kind") != "ZotCluster":
-        raise SystemExit(f"error: {path}: not a ZotCluster manifest")
-    meta = document.get("metadata") or {}
+        return load_manifest(path).ref
+    except ManifestError as err:
+        raise SystemExit(f"error: {err}") from None
+
+
+def _local(args: argparse.Namespace) -> int:
+    from .local.scale import scale
+    from .local.state import default_dir
+    from .local.supervisor import Supervisor
+
     try:
-        spec = ZotClusterSpec.model_validate(document.get("spec") or {})
-    except ValidationError as err:
-        problems = "; ".join(f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors())
-        raise SystemExit(f"error: {path}: {problems}") from None
-    return ClusterRef(meta.get("name", "zot"), meta.get("namespace", "default"), "", spec)
+        if args.local_command == "scale":
+            return scale(args.replicas, Path(args.dir) if args.dir else None)
+        overrides = {"replicas": args.replicas} if args.replicas is not None else {}
+        manifest = load_manifest(args.filename, overrides)
+        folder = Path(args.dir) if args.dir else default_dir(manifest.ref.name)
+        return Supervisor(folder, manifest, args.workers).run()
+    except ManifestError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= value <= 254:
+        raise argparse.ArgumentTypeError(f"{value} is out of range: local mode runs 1 to 254 members")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,7 +73,24 @@ def main(argv: list[str] | None = None) -> int:
     run_cmd.add_argument("--peering", default=None,
                          help="kopf peering name, so several replicas do not act at once (needs kopf's peering CRD)")
     run_cmd.add_argument("--liveness", default="http://0.0.0.0:8080/healthz", help="liveness endpoint URL")
+    local_cmd = commands.add_parser("local", help="run a ZotCluster as local processes (no Kubernetes)")
+    local_commands = local_cmd.add_subparsers(dest="local_command", metavar="{up,scale}", required=True)
+    up_cmd = local_commands.add_parser(
+        "up", help="run the members on 127.0.0.1, 127.0.0.2, ... with the config, hash key and TLS the operator "
+                   "would render; Ctrl-C stops them")
+    up_cmd.add_argument("-f", "--filename", required=True,
+                        help="ZotCluster manifest; Secrets in the same file stand in for the cluster's")
+    up_cmd.add_argument("--dir", default=None, help="state folder (default .zot-local/<name>), kept between runs")
+    up_cmd.add_argument("--replicas", type=_positive, default=None, help="override spec.replicas")
+    up_cmd.add_argument("--workers", type=int, choices=range(1, 9), default=1, metavar="1..8",
+                        help="hypercorn workers per member")
+    scale_cmd = local_commands.add_parser("scale", help="resize the running `local up` (all members restart)")
+    scale_cmd.add_argument("replicas", type=_positive, help="new number of members")
+    scale_cmd.add_argument("--dir", default=None,
+                           help="state folder of the cluster (default: the one running under .zot-local/)")
     args = parser.parse_args(argv)
+    if args.command == "local":
+        return _local(args)
     if args.command == "run":
         import kopf
 

@@ -7,15 +7,21 @@ one generated hash key, one CA and one certificate, and talk TLS to each other. 
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import signal
+import socket
+import ssl
 import string
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from .certs import make_ca, make_server_cert
 
@@ -34,6 +40,85 @@ def member_address(index: int) -> str:
     if not 0 <= index < 254:
         raise ValueError("local-cluster supports 1 to 254 members")
     return f"127.0.0.{index + 1}"
+
+
+def port_taken(hosts: Iterable[str], port: int) -> str | None:
+    """The first of `hosts` where `port` cannot be bound (something listens there), else None.
+
+    SO_REUSEADDR as hypercorn sets it, so sockets of a member that just stopped (TIME_WAIT) do not count.
+    """
+    for host in hosts:
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((host, port))
+            except OSError:
+                return host
+    return None
+
+
+def start_member(config: Path, workers: int = 1, output: IO[bytes] | None = None,
+                 own_session: bool = False) -> subprocess.Popen[bytes]:
+    """`zot-registry serve CONFIG` as a child process, with this interpreter (no PATH lookup).
+
+    `own_session` keeps a terminal's Ctrl-C away from the member, so its supervisor alone decides
+    when and in which order members stop.
+    """
+    return subprocess.Popen([sys.executable, "-m", "zot_registry.cli", "serve", str(config), "--workers", str(workers)],
+                            stdout=output, stderr=subprocess.STDOUT if output else None,
+                            start_new_session=own_session)
+
+
+def member_ready(url: str, ca: Path | None, timeout: float = 2.0) -> bool:
+    """True when the member at `url` answers its readiness probe with 200."""
+    context = ssl.create_default_context(cafile=str(ca)) if ca else None
+    try:
+        with urllib.request.urlopen(f"{url}/readyz", timeout=timeout, context=context) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError, ssl.SSLError):
+        return False
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stop_members(processes: Iterable[subprocess.Popen[bytes]], timeout: float = 40.0,
+                 process_groups: bool = False) -> list[int]:
+    """SIGTERM every member at once (hypercorn's graceful shutdown), SIGKILL what is left after `timeout`.
+
+    `process_groups` (members started with `own_session`): then each member's hypercorn workers are
+    in its process group, and whatever of the group outlives the member (a worker orphaned when the
+    member was killed) is stopped too, so nothing is left holding the port.
+    """
+    processes = list(processes)
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    deadline = time.monotonic() + timeout
+    codes: list[int] = []
+    for process in processes:
+        try:
+            codes.append(process.wait(timeout=max(0.1, deadline - time.monotonic())))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            codes.append(process.wait())
+    if process_groups:
+        groups = [p.pid for p in processes if _group_alive(p.pid)]
+        for pgid in groups:
+            os.killpg(pgid, signal.SIGTERM)
+        while groups and time.monotonic() < deadline:
+            time.sleep(0.1)
+            groups = [g for g in groups if _group_alive(g)]
+        for pgid in groups:
+            os.killpg(pgid, signal.SIGKILL)
+    return codes
 
 
 def new_hash_key() -> str:
@@ -92,8 +177,7 @@ def write_cluster(folder: Path, members: int, port: int, tls: bool = True, htpas
 def run_local_cluster(folder: Path, members: int, port: int, tls: bool, htpasswd: Path | None,
                       workers: int) -> int:
     cluster = write_cluster(folder, members, port, tls=tls, htpasswd=htpasswd)
-    processes = [subprocess.Popen([sys.executable, "-m", "zot_registry.cli", "serve", str(config),
-                                   "--workers", str(workers)]) for config in cluster.configs]
+    processes = [start_member(config, workers) for config in cluster.configs]
     scheme = "https" if tls else "http"
     print(f"local cluster of {members} in {cluster.folder} (logs: member-N.log)")
     for member in cluster.members:
@@ -111,10 +195,7 @@ def run_local_cluster(folder: Path, members: int, port: int, tls: bool, htpasswd
     signal.signal(signal.SIGTERM, stop)
     while not stopping and all(p.poll() is None for p in processes):
         time.sleep(0.2)
-    for process in processes:
-        if process.poll() is None:
-            process.terminate()
-    codes = [process.wait() for process in processes]
+    codes = stop_members(processes)
     failed = [i for i, code in enumerate(codes) if code not in (0, -signal.SIGTERM)]
     if failed and not stopping:
         print(f"member(s) {failed} exited: see their logs in {cluster.folder}", file=sys.stderr)

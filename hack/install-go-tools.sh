@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the pinned Go registry clients into .tools/bin with `go install`.
+# Installs the pinned Go clients (oras, crane, helm) into .tools/bin with `go install`.
 # Skips a tool when its stamp (.tools/stamps/<tool>-<version>) and binary exist.
 set -euo pipefail
 
@@ -8,6 +8,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ORAS_VERSION="v1.3.6"
 CRANE_VERSION="v0.22.1"
+HELM_VERSION="v3.22.0"
 
 # go_install TOOL PACKAGE VERSION VERSION-COMMAND...
 # The version command's output must mention VERSION without its leading "v".
@@ -21,7 +22,7 @@ go_install() {
 	fi
 	log "${tool}" "${version}" "building ${pkg}@${version} ..."
 	go_env
-	GOBIN="${TOOLS_BIN}" go install "${pkg}@${version}"
+	GOBIN="${TOOLS_BIN}" go install ${LDFLAGS:+-ldflags "${LDFLAGS}"} "${pkg}@${version}"
 	out="$("$@" 2>&1)" || die "${tool}: '$*' failed: ${out}"
 	[[ "${out}" == *"${version#v}"* ]] || die "${tool}: expected version ${version}, got: ${out}"
 	stamp_write "${tool}" "${version}"
@@ -32,3 +33,8 @@ go_install oras oras.land/oras/cmd/oras "${ORAS_VERSION}" \
 	"${TOOLS_BIN}/oras" version
 go_install crane github.com/google/go-containerregistry/cmd/crane "${CRANE_VERSION}" \
 	"${TOOLS_BIN}/crane" version
+# helm lints, renders and installs the chart in tests (charts/zot-operator).
+# Without the version stamped in, helm reports only "v3.22".
+LDFLAGS="-X helm.sh/helm/v3/internal/version.version=${HELM_VERSION}" \
+	go_install helm helm.sh/helm/v3/cmd/helm "${HELM_VERSION}" \
+	"${TOOLS_BIN}/helm" version --template '{{.Version}}'

@@ -22,6 +22,7 @@ CONFIG_MOUNT = "/etc/zot/config.json"
 DATA_DIR = "/var/lib/zot"
 CHECKSUM_ANNOTATION = f"{GROUP}/config-checksum"
 MEMBERS_ANNOTATION = f"{GROUP}/members"
+ROLE_LABEL = f"{GROUP}/role"
 RUN_AS = 10001
 # The environment variables the registry reads its credentials from (AWS's standard names for S3 and DynamoDB).
 AWS_ACCESS_KEY_ENV = "AWS_ACCESS_KEY_ID"
@@ -160,7 +161,9 @@ def tls_secret(ref: ClusterRef, cert_pem: bytes, key_pem: bytes, ca_pem: bytes) 
 
 
 def headless_service(ref: ClusterRef) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Service", "metadata": _metadata(ref, headless_service_name(ref.name)),
+    # The role label lets a ServiceMonitor scrape every member once (the client Service would repeat them).
+    meta = _metadata(ref, headless_service_name(ref.name), extra_labels={ROLE_LABEL: "members"})
+    return {"apiVersion": "v1", "kind": "Service", "metadata": meta,
             "spec": {"clusterIP": "None", "publishNotReadyAddresses": True, "selector": selector(ref.name),
                      "ports": [{"name": "registry", "port": ref.spec.port, "targetPort": "registry"}]}}
 

@@ -1,0 +1,27 @@
+# One image for both programs: the registry members run `zot-registry serve /etc/zot/config.json`
+# (the operator sets only the args, like zot's image), the operator runs `zot-operator run`.
+#
+#   docker build -t ghcr.io/zot-operator/zot-operator:0.1.0 .
+
+# Build stage: the wheel of this repository and its dependencies, compiled where needed.
+FROM python:3.11-slim AS build
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY registry registry
+COPY operator operator
+RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+
+# Runtime stage: a virtualenv with the wheels, no compilers, no pip cache, not root.
+FROM python:3.11-slim
+RUN python -m venv /opt/zot \
+ && useradd --uid 10001 --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin zot
+COPY --from=build /wheels /wheels
+RUN /opt/zot/bin/pip install --no-cache-dir --no-index --find-links /wheels zot-operator \
+ && rm -rf /wheels
+ENV PATH=/opt/zot/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1
+USER 10001:10001
+EXPOSE 5000
+ENTRYPOINT ["zot-registry"]
+CMD ["serve", "/etc/zot/config.json"]

@@ -1,0 +1,281 @@
+"""The Helm chart: lint, render, validate against the real API server, install, uninstall, and the
+operator running with nothing but the chart's RBAC."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.helpers import REPO_ROOT, free_port
+from tests.k8s import ControlPlane, kubeconfig
+from tests.operator.test_operator import KWOK_TOLERATION, get, make_namespace, wait_for
+
+CHART = REPO_ROOT / "charts" / "zot-operator"
+HELM = REPO_ROOT / ".tools" / "bin" / "helm"
+RELEASE = "zo"
+FULLNAME = "zo-zot-operator"
+
+# Every documented value set to something other than its default.
+ALL_VALUES: dict[str, Any] = {
+    "image": {"repository": "registry.example/zot-operator", "tag": "9.9.9", "pullPolicy": "Always"},
+    "imagePullSecrets": [{"name": "pull"}],
+    "replicaCount": 3,
+    "watchNamespaces": ["team-a", "team-b"],
+    "peering": {"enabled": True},
+    "serviceAccount": {"create": True, "name": "custom-sa", "annotations": {"example.com/role": "x"}},
+    "rbac": {"create": True},
+    "healthPort": 9090,
+    "resources": {"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"memory": "128Mi"}},
+    "podAnnotations": {"example.com/a": "b"},
+    "podLabels": {"team": "registry"},
+    "nodeSelector": {"kubernetes.io/os": "linux"},
+    "tolerations": [KWOK_TOLERATION],
+    "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": "kubernetes.io/os", "operator": "In", "values": ["linux"]}]}]}}},
+    "priorityClassName": "system-cluster-critical",
+    "serviceMonitor": {"enabled": True, "interval": "15s", "labels": {"release": "prometheus"}},
+    "zotCluster": {"enabled": True, "name": "from-values",
+                   "spec": {"replicas": 1, "tolerations": [KWOK_TOLERATION],
+                            "storage": {"local": {"storageClassName": "manual"}}}},
+}
+
+# What the operator may be granted, and nothing else: (apiGroup, resource) -> verbs.
+ALLOWED: dict[tuple[str, str], set[str]] = {
+    ("zot-operator.io", "zotclusters"): {"get", "list", "watch", "patch"},
+    ("zot-operator.io", "zotclusters/status"): {"get", "patch"},
+    ("", "configmaps"): {"get", "create", "patch"},
+    ("", "services"): {"get", "create", "patch"},
+    ("", "secrets"): {"get", "create", "patch"},
+    ("apps", "statefulsets"): {"get", "create", "patch"},
+    ("policy", "poddisruptionbudgets"): {"get", "create", "patch"},
+    ("", "pods"): {"list", "delete"},
+    ("", "events"): {"create"},
+    ("", "namespaces"): {"list", "watch"},
+    ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
+    ("kopf.dev", "clusterkopfpeerings"): {"get", "list", "watch", "patch"},
+    ("kopf.dev", "kopfpeerings"): {"get", "list", "watch", "patch"},
+}
+
+
+def helm(*args: str, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    if not HELM.is_file():
+        pytest.fail("helm is missing: run `bash hack/tools.sh go` (or `make tools`)")
+    return subprocess.run([str(HELM), *args], capture_output=True, text=True, check=check, timeout=120, env=env)
+
+
+def template(tmp_path: Path, values: dict[str, Any] | None = None, *extra: str) -> list[dict[str, Any]]:
+    argv = ["template", RELEASE, str(CHART), "--namespace", "zot-system", *extra]
+    if values is not None:
+        path = tmp_path / "values.json"
+        path.write_text(json.dumps(values))
+        argv += ["-f", str(path)]
+    return [d for d in yaml.safe_load_all(helm(*argv).stdout) if d]
+
+
+def by_kind(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [o for o in objects if o["kind"] == kind]
+
+
+def test_lint_strict_with_default_and_every_value(tmp_path: Path) -> None:
+    helm("lint", "--strict", str(CHART))
+    path = tmp_path / "all.json"
+    path.write_text(json.dumps(ALL_VALUES))
+    helm("lint", "--strict", str(CHART), "-f", str(path))
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"replicaCount": "two"}, "replicaCount"),
+    ({"replicaCount": 0}, "replicaCount"),
+    ({"image": {"pullPolicy": "Sometimes"}}, "pullPolicy"),
+    ({"watchNamespaces": ["Not_A_Namespace"]}, "watchNamespaces"),
+    ({"serviceMonitr": {"enabled": True}}, "serviceMonitr"),
+])
+def test_bad_values_fail_before_anything_is_installed(tmp_path: Path, values: dict[str, Any], message: str) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(values))
+    result = helm("template", RELEASE, str(CHART), "-f", str(path), check=False)
+    assert result.returncode != 0 and message in result.stderr, result.stderr
+
+
+def test_crds_come_from_the_generated_files() -> None:
+    # No second, hand-kept copy: the chart's crds/ are links to the repository's generated CRDs.
+    for name in ("zotclusters.yaml", "kopf-peering.yaml"):
+        link = CHART / "crds" / name
+        assert link.is_symlink() and link.resolve() == (REPO_ROOT / "crds" / name).resolve()
+
+
+def test_default_render_wires_the_deployment_as_documented(tmp_path: Path) -> None:
+    objects = template(tmp_path)
+    (deployment,) = by_kind(objects, "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert deployment["spec"]["replicas"] == 2
+    assert container["image"] == "ghcr.io/zot-operator/zot-operator:0.1.0"
+    assert container["command"] == ["zot-operator"]
+    assert container["args"] == ["run", "--liveness=http://0.0.0.0:8080/healthz", f"--peering={FULLNAME}"]
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    assert [p["metadata"]["name"] for p in by_kind(objects, "ClusterKopfPeering")] == [FULLNAME]
+    assert not by_kind(objects, "Role") and not by_kind(objects, "ServiceMonitor")
+
+
+def test_watch_namespaces_gives_roles_only_there(tmp_path: Path) -> None:
+    objects = template(tmp_path, ALL_VALUES)
+    roles = by_kind(objects, "Role")
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
+    (cluster_role,) = by_kind(objects, "ClusterRole")
+    # Cluster-wide, only what kopf needs to follow CRDs: no access to any namespaced object.
+    assert [(r["apiGroups"], r["resources"]) for r in cluster_role["rules"]] == [
+        (["apiextensions.k8s.io"], ["customresourcedefinitions"])]
+    (deployment,) = by_kind(objects, "Deployment")
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--namespace=team-a" in args and "--namespace=team-b" in args
+    assert sorted(p["metadata"]["namespace"] for p in by_kind(objects, "KopfPeering")) == ["team-a", "team-b"]
+
+
+def granted_rules(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [rule for o in objects if o["kind"] in ("ClusterRole", "Role") for rule in o["rules"]]
+
+
+@pytest.mark.parametrize("values", [None, ALL_VALUES], ids=["cluster-wide", "namespaced"])
+def test_rbac_grants_nothing_beyond_the_allow_list(tmp_path: Path, values: dict[str, Any] | None) -> None:
+    granted: list[str] = []
+    for rule in granted_rules(template(tmp_path, values)):
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                verbs = set(rule["verbs"])
+                assert "*" not in verbs and group != "*" and resource != "*"
+                assert verbs <= ALLOWED[(group, resource)], (group, resource, verbs)
+                granted += [f"{group or 'core'}/{resource}: {verb}" for verb in sorted(verbs)]
+    print("\n".join(sorted(set(granted))))  # the list a reviewer reads with -s
+    assert not any(g.startswith("core/secrets") and g.endswith(("list", "watch", "delete")) for g in granted)
+
+
+@pytest.fixture(scope="module")
+def crds(control_plane: ControlPlane) -> None:
+    for name in ("zotclusters.yaml", "kopf-peering.yaml"):
+        control_plane.kubectl("apply", "-f", str(REPO_ROOT / "crds" / name))
+    for crd in ("zotclusters.zot-operator.io", "clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev"):
+        control_plane.kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
+
+
+def test_rendered_objects_validate_against_the_api_server(control_plane: ControlPlane, crds: None,
+                                                          tmp_path: Path) -> None:
+    cp = control_plane
+    for namespace in ("zot-system", "team-a", "team-b"):
+        if get(cp, "namespace", namespace) is None:
+            cp.kubectl("create", "namespace", namespace)
+    for values in (None, ALL_VALUES):
+        # The API server has no prometheus-operator here: ServiceMonitor is checked by its shape above.
+        objects = [o for o in template(tmp_path, values) if o["kind"] != "ServiceMonitor"]
+        path = tmp_path / "rendered.yaml"
+        path.write_text(yaml.safe_dump_all(objects))
+        result = cp.kubectl("apply", "--dry-run=server", "-f", str(path), check=False)
+        assert result.returncode == 0, result.stderr
+
+
+def test_install_and_uninstall_keep_only_the_crds(control_plane: ControlPlane, crds: None, tmp_path: Path) -> None:
+    cp = control_plane
+    env = {**cp.env, "HELM_CACHE_HOME": str(tmp_path / "cache"), "HELM_CONFIG_HOME": str(tmp_path / "config"),
+           "HELM_DATA_HOME": str(tmp_path / "data")}
+    namespace = "zot-helm"
+    helm("install", RELEASE, str(CHART), "--namespace", namespace, "--create-namespace", "--wait=false", env=env)
+    deployment = get(cp, "-n", namespace, "deployment", FULLNAME)
+    (expected,) = by_kind(template(tmp_path, None, "--namespace", namespace), "Deployment")
+    live = deployment["spec"]["template"]["spec"]["containers"][0]
+    want = expected["spec"]["template"]["spec"]["containers"][0]
+    for key in ("image", "command", "args", "securityContext", "resources", "ports", "volumeMounts"):
+        assert _without_defaults(live[key]) == _without_defaults(want[key]), key
+    assert deployment["spec"]["replicas"] == expected["spec"]["replicas"]
+    assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == FULLNAME
+    assert get(cp, "clusterrole", FULLNAME) and get(cp, "clusterkopfpeering", FULLNAME)
+    helm("uninstall", RELEASE, "--namespace", namespace, "--wait", env=env)
+    for args in (("-n", namespace, "deployment", FULLNAME), ("-n", namespace, "serviceaccount", FULLNAME),
+                 ("clusterrole", FULLNAME), ("clusterrolebinding", FULLNAME), ("clusterkopfpeering", FULLNAME)):
+        wait_for(f"{args[-2]} removed", lambda a=args: get(cp, *a) is None, timeout=30)  # type: ignore[misc]
+    for crd in ("zotclusters.zot-operator.io", "clusterkopfpeerings.kopf.dev"):
+        assert get(cp, "crd", crd), f"{crd} must survive uninstall (Helm never deletes CRDs)"
+
+
+def _without_defaults(value: Any) -> Any:
+    # The API server adds defaults (protocol TCP, ...); compare what the chart wrote.
+    if isinstance(value, dict):
+        return {k: _without_defaults(v) for k, v in value.items() if k not in ("protocol",)}
+    return value
+
+
+@pytest.fixture
+def operator_with_chart_rbac(control_plane: ControlPlane, crds: None,
+                             tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
+    """The operator as the chart runs it: the chart's ServiceAccount, (Cluster)Role and peering object,
+    authenticated with a token of that ServiceAccount and nothing else."""
+    cp = control_plane
+    namespace = "zot-rbac-system"
+    if get(cp, "namespace", namespace) is None:
+        cp.kubectl("create", "namespace", namespace)
+    objects = [o for o in template(tmp_path, None, "--namespace", namespace) if o["kind"] != "Deployment"]
+    path = tmp_path / "rbac.yaml"
+    path.write_text(yaml.safe_dump_all(objects))
+    cp.kubectl("apply", "-f", str(path))
+    token = cp.kubectl("-n", namespace, "create", "token", FULLNAME, "--duration=1h").stdout.strip()
+    config = tmp_path / "operator.kubeconfig"
+    config.write_text(json.dumps(kubeconfig(cp.server, cp.ca_file, "operator", token)))
+    log = tmp_path / "operator.log"
+    (deployment,) = by_kind(template(tmp_path, None, "--namespace", namespace), "Deployment")
+    args = [a for a in deployment["spec"]["template"]["spec"]["containers"][0]["args"] if a != "run"]
+    args = [a for a in args if not a.startswith("--liveness")] + [f"--liveness=http://127.0.0.1:{free_port()}/healthz"]
+    with open(log, "w") as out:
+        process = subprocess.Popen([sys.executable, "-m", "zot_operator.cli", "run", *args],
+                                   env={**os.environ, "KUBECONFIG": str(config), "PYTHONUNBUFFERED": "1"},
+                                   stdout=out, stderr=subprocess.STDOUT, text=True)
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        forbidden = [line for line in log.read_text().splitlines() if "forbidden" in line.lower()]
+        cp.kubectl("delete", "-f", str(path), "--wait=false", check=False)
+        assert not forbidden, "the chart's RBAC is missing a permission:\n" + "\n".join(forbidden[:10])
+
+
+def test_operator_reconciles_with_only_the_charts_rbac(control_plane: ControlPlane,
+                                                       operator_with_chart_rbac: subprocess.Popen[str]) -> None:
+    cp, ns = control_plane, "zot-rbac"
+    make_namespace(cp, ns, htpasswd=False)
+    # Shared storage: every kind of child and both credential Secrets, and no volumes to provision.
+    cp.kubectl("-n", ns, "create", "secret", "generic", "registry-s3", "--from-literal=accessKey=a",
+               "--from-literal=secretKey=b")
+    cp.kubectl("-n", ns, "create", "secret", "generic", "registry-redis", "--from-literal=url=redis://:p@r:6379")
+    document = yaml.safe_load((REPO_ROOT / "examples" / "zotcluster-s3.yaml").read_text())
+    document["metadata"] = {"name": "demo", "namespace": ns}
+    document["spec"]["tolerations"] = [KWOK_TOLERATION]
+    path = Path(cp.dir) / "rbac-cluster.yaml"
+    path.write_text(yaml.safe_dump(document))
+    cp.kubectl("apply", "-f", str(path))
+    zc = wait_for("Running", lambda: (z := get(cp, "-n", ns, "zc", "demo")) and
+                  z.get("status", {}).get("phase") == "Running" and z, timeout=120)
+    assert zc["status"]["readyMembers"] == 3
+    for kind, name in (("configmap", "demo-config"), ("service", "demo"), ("service", "demo-members"),
+                       ("statefulset", "demo"), ("poddisruptionbudget", "demo"), ("secret", "demo-tls"),
+                       ("secret", "demo-hashkey")):
+        assert get(cp, "-n", ns, kind, name), f"{kind}/{name} missing"
+    # A membership change: the operator must be allowed to delete pods to restart the members.
+    cp.kubectl("-n", ns, "patch", "zc", "demo", "--type=merge", "-p", '{"spec": {"replicas": 2}}')
+    wait_for("2 members", lambda: len(json.loads(get(cp, "-n", ns, "configmap", "demo-config")["data"]["config.json"])
+                                      ["cluster"]["members"]) == 2, timeout=60)
+    wait_for("Restarting event", lambda: any(e["reason"] == "Restarting" for e in get(cp, "-n", ns, "events")["items"]),
+             timeout=60)
+    cp.kubectl("-n", ns, "delete", "zc", "demo")

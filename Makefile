@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/.tools/bin:$(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: run test tools lint bench clean
+.PHONY: run test test-kind tools lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,8 +26,14 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy registry operator tests
 
+# -rs prints why a test was skipped (the kind suite, where Docker or kind is missing).
 test: $(STAMP) tools lint
-	$(BIN)/pytest -q tests
+	$(BIN)/pytest -q -rs tests
+
+# The end-to-end suite on kind: needs Docker and kind (fails, rather than skips, without them).
+test-kind: $(STAMP)
+	bash hack/tools.sh go
+	ZOT_E2E_KIND=1 $(BIN)/pytest -q -rs tests/e2e_kind
 
 # Side by side with distribution, the proxy's cost, and the operator at scale: tables and plots in docs/.
 bench: $(STAMP) tools

@@ -39,6 +39,10 @@ SPEC_RULES: dict[str, list[dict[str, str]]] = {
         {"rule": "self.storage.mode == 's3' || !has(self.cache)",
          "message": "cache is only used with storage mode s3 (storage local to each member keeps its own)"},
     ],
+    "service": [
+        {"rule": "!has(self.nodePort) || self.type != 'ClusterIP'",
+         "message": "service.nodePort needs service.type NodePort or LoadBalancer"},
+    ],
     "cache": [
         {"rule": "has(self.redis) != has(self.dynamodb)",
          "message": "cache needs exactly one of redis or dynamodb"},

@@ -144,6 +144,8 @@ class FailoverSpec(_Model):
 class ServiceSpec(_Model):
     type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = Field("ClusterIP", description="Client Service type.")
     annotations: dict[str, str] = Field(default_factory=dict, description="Annotations of the client Service.")
+    node_port: int | None = Field(None, alias="nodePort", ge=30000, le=32767,
+                                  description="Fixed node port (type NodePort or LoadBalancer); assigned when unset.")
 
 
 class PodDisruptionBudgetSpec(_Model):

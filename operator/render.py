@@ -170,10 +170,12 @@ def headless_service(ref: ClusterRef) -> dict[str, Any]:
 
 def client_service(ref: ClusterRef) -> dict[str, Any]:
     service = ref.spec.service
+    port: dict[str, Any] = {"name": "registry", "port": ref.spec.port, "targetPort": "registry"}
+    if service.node_port and service.type != "ClusterIP":
+        port["nodePort"] = service.node_port
     return {"apiVersion": "v1", "kind": "Service",
             "metadata": _metadata(ref, ref.name, annotations=dict(service.annotations) or None),
-            "spec": {"type": service.type, "selector": selector(ref.name),
-                     "ports": [{"name": "registry", "port": ref.spec.port, "targetPort": "registry"}]}}
+            "spec": {"type": service.type, "selector": selector(ref.name), "ports": [port]}}
 
 
 def pod_disruption_budget(ref: ClusterRef) -> dict[str, Any] | None:

@@ -4,6 +4,7 @@
 #   docker-registry distribution 2.8.x, peer registry for benchmarks
 #   wrk             HTTP load client for benchmarks
 #   redis-server    cache for later issues
+#   haproxy         the reference forwarder of the proxy benchmark, and a load balancer in front of members
 # Runs `apt-get update` once, and only when something has to be installed.
 # No service is left running: an `exit 101` policy-rc.d is in place during the
 # install, and the packages' services are disabled afterwards, so nothing
@@ -19,9 +20,10 @@ declare -A CHECK=(
 	[docker-registry]="file:/usr/bin/docker-registry"
 	[wrk]="command:wrk"
 	[redis-server]="command:redis-server"
+	[haproxy]="command:haproxy"
 )
-PACKAGES=(skopeo docker-registry wrk redis-server)
-SERVICES=(docker-registry redis-server)
+PACKAGES=(skopeo docker-registry wrk redis-server haproxy)
+SERVICES=(docker-registry redis-server haproxy)
 POLICY_RC=/usr/sbin/policy-rc.d
 
 present() {

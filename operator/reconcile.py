@@ -294,7 +294,7 @@ def reconcile(kube: Kube, body: dict[str, Any], event: Event, now: datetime.date
         ],
     }
     if old_status.get("members") and old_status["members"] != rendered.members and spec.storage.mode == "local":
-        status["movedRepositories"] = _moved_share(old_status["members"], rendered.members)
+        status["movedRepositories"] = moved_share(old_status["members"], rendered.members)
     elif "movedRepositories" in old_status:
         status["movedRepositories"] = old_status["movedRepositories"]
     if "movedRepositories" in status:
@@ -307,7 +307,7 @@ def reconcile(kube: Kube, body: dict[str, Any], event: Event, now: datetime.date
     return outcome
 
 
-def _moved_share(before: list[str], after: list[str]) -> str:
+def moved_share(before: list[str], after: list[str]) -> str:
     """Owner = hash % len(members): over one period of lcm(len) hash values, count the values whose
     member address is the same under both lists (an excluded member in the middle shifts the rest)."""
     from math import lcm

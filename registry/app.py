@@ -104,7 +104,9 @@ def create_app(loaded: LoadedConfig) -> Quart:
             response = await handle(route)
         except RegistryError as err:
             response = error_response(err)
-            await drain_body()
+            if not await drain_body():
+                # Said up front, so a keep-alive client does not send its next request into a closing socket.
+                response.headers["Connection"] = "close"
         response.headers["Docker-Distribution-API-Version"] = "registry/2.0"
         _observe(kind, response, started)
         return response

@@ -7,7 +7,7 @@ from collections import Counter
 
 from zot_registry.cluster.hashing import owner_index
 
-from ..reconcile import _moved_share
+from ..reconcile import moved_share
 from .state import LocalLayout
 
 SAMPLE = 10_000  # repository names hashed to show how evenly the members share the hash space
@@ -21,7 +21,7 @@ def owner_shares(hash_key: str, members: int, sample: int = SAMPLE) -> list[floa
 
 def moved_message(before: list[str], after: list[str]) -> str:
     """The operator's RepositoriesMoved condition message, word for word."""
-    return (f"{_moved_share(before, after)}; with storage local to each member they stay on their old "
+    return (f"{moved_share(before, after)}; with storage local to each member they stay on their old "
             "member's volume until copied")
 
 

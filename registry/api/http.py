@@ -104,20 +104,22 @@ async def file_chunks(path: str, start: int, length: int) -> AsyncIterator[bytes
 DRAIN_LIMIT = 4 << 20
 
 
-async def drain_body(limit: int = DRAIN_LIMIT) -> None:
+async def drain_body(limit: int = DRAIN_LIMIT) -> bool:
     """Read and drop what is left of a request body answered early (an error before the upload).
 
     An unread body makes hypercorn close the connection after the response, and a keep-alive peer
     (another member's connection pool, a client) then finds it dead on its next request. Like Go's
     net/http, a small remainder is drained so the connection lives on; a large one is not worth it.
+    Returns False when the body was left unread: the response must then say `Connection: close`.
     """
     if request.method not in ("POST", "PUT", "PATCH"):
-        return
+        return True
     length = content_length()
     if length is not None and length > limit:
-        return
+        return False
     drained = 0
     async for chunk in request.body:
         drained += len(chunk)
         if drained > limit:
-            return
+            return False
+    return True

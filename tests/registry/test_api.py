@@ -242,6 +242,8 @@ def test_bad_input_gets_oci_errors_and_leaves_no_partial_files(client: httpx.Cli
             "MANIFEST_INVALID",
         )
     )
+    # The 4 MiB body was not read: the answer says so, so the client does not reuse a closing connection.
+    assert cases[-1][0].headers.get("connection") == "close"
     cases.append(
         (
             client.put("/v2/x/manifests/bad", content=b"{not json", headers={"Content-Type": OCI_MANIFEST}),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -42,10 +43,19 @@ def test_dockerfile_runs_as_non_root_with_the_args_the_operator_gives_members() 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("image")
-    wheels, venv = work / "wheels", work / "venv"
-    # The Dockerfile's build stage: a wheel of the repository (dependencies come from the index here).
+    source, wheels, venv = work / "src", work / "wheels", work / "venv"
+    # The Dockerfile's build stage: what it COPYs, and a wheel of that (dependencies come from the index here).
+    copies = [arg.split()[:-1] for op, arg in instructions() if op == "COPY" and "--from" not in arg]
+    for names in copies:
+        for name in names:
+            target = source / name
+            if (REPO_ROOT / name).is_dir():
+                shutil.copytree(REPO_ROOT / name, target, ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(REPO_ROOT / name, target)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(wheels),
-                    str(REPO_ROOT)], check=True, timeout=300, capture_output=True)
+                    str(source)], check=True, timeout=300, capture_output=True)
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     (wheel,) = wheels.glob("zot_operator-*.whl")
     subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", str(wheel)], check=True, timeout=600,

@@ -6,7 +6,7 @@ import datetime
 from typing import Any
 
 from zot_operator.models import ZotClusterSpec
-from zot_operator.reconcile import _moved_share, plan_failover, plan_restarts
+from zot_operator.reconcile import moved_share, plan_failover, plan_restarts
 from zot_operator.render import MEMBERS_ANNOTATION
 
 NOW = datetime.datetime(2026, 11, 28, 12, 0, tzinfo=datetime.UTC)
@@ -73,6 +73,6 @@ def test_failover_off_drops_nobody() -> None:
     assert plan_failover(spec, {}, [pod(0, ready=False)], NOW)[0] == []
 
 
-def test_moved_share() -> None:
-    assert _moved_share(["a", "b", "c"], ["a", "b", "c", "d", "e"]).startswith("about 80%")
-    assert _moved_share(["a", "b"], ["a", "b", "c", "d"]).startswith("about 50%")
+def testmoved_share() -> None:
+    assert moved_share(["a", "b", "c"], ["a", "b", "c", "d", "e"]).startswith("about 80%")
+    assert moved_share(["a", "b"], ["a", "b", "c", "d"]).startswith("about 50%")

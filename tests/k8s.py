@@ -27,9 +27,10 @@ import signal
 import socket
 import ssl
 import subprocess
+import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -477,3 +478,22 @@ class ControlPlane:
             time.sleep(0.1)
         raise ControlPlaneError(f"timed out after {self.startup_timeout:.0f}s waiting for {what}"
                                 f" ({comp.name}; last error: {last!r})")
+
+
+@contextlib.contextmanager
+def operator_process(kubeconfig_path: Path, log: Path, *args: str) -> Iterator[subprocess.Popen[str]]:
+    """`zot-operator run ARGS` against the API server of `kubeconfig_path`, its output in `log`,
+    liveness on a free loopback port; stopped (SIGTERM, then SIGKILL) when the block ends."""
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig_path), "PYTHONUNBUFFERED": "1"}
+    argv = [sys.executable, "-m", "zot_operator.cli", "run", f"--liveness=http://{HOST}:{free_port()}/healthz", *args]
+    with open(log, "w") as out:
+        process = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+

@@ -4,9 +4,7 @@ operator running with nothing but the chart's RBAC."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,8 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.helpers import REPO_ROOT, free_port
-from tests.k8s import ControlPlane, kubeconfig
+from tests.helpers import REPO_ROOT
+from tests.k8s import ControlPlane, kubeconfig, operator_process
 from tests.operator.test_operator import KWOK_TOLERATION, get, make_namespace, wait_for
 
 CHART = REPO_ROOT / "charts" / "zot-operator"
@@ -232,20 +230,13 @@ def operator_with_chart_rbac(control_plane: ControlPlane, crds: None,
     config.write_text(json.dumps(kubeconfig(cp.server, cp.ca_file, "operator", token)))
     log = tmp_path / "operator.log"
     (deployment,) = by_kind(template(tmp_path, None, "--namespace", namespace), "Deployment")
-    args = [a for a in deployment["spec"]["template"]["spec"]["containers"][0]["args"] if a != "run"]
-    args = [a for a in args if not a.startswith("--liveness")] + [f"--liveness=http://127.0.0.1:{free_port()}/healthz"]
-    with open(log, "w") as out:
-        process = subprocess.Popen([sys.executable, "-m", "zot_operator.cli", "run", *args],
-                                   env={**os.environ, "KUBECONFIG": str(config), "PYTHONUNBUFFERED": "1"},
-                                   stdout=out, stderr=subprocess.STDOUT, text=True)
+    # The chart's arguments, but liveness on a free loopback port.
+    args = [a for a in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+            if a != "run" and not a.startswith("--liveness")]
     try:
-        yield process
+        with operator_process(config, log, *args) as process:
+            yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
         forbidden = [line for line in log.read_text().splitlines() if "forbidden" in line.lower()]
         cp.kubectl("delete", "-f", str(path), "--wait=false", check=False)
         assert not forbidden, "the chart's RBAC is missing a permission:\n" + "\n".join(forbidden[:10])

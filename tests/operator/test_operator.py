@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from functools import partial
@@ -17,8 +16,8 @@ import yaml
 from zot_registry.cluster.hashing import owner_index
 from zot_registry.config import parse_config
 
-from tests.helpers import REPO_ROOT, free_port
-from tests.k8s import ControlPlane
+from tests.helpers import REPO_ROOT
+from tests.k8s import ControlPlane, operator_process
 
 EXAMPLE = REPO_ROOT / "examples" / "zotcluster.yaml"
 
@@ -57,21 +56,10 @@ def crd(control_plane: ControlPlane) -> None:
 def operator(control_plane: ControlPlane, crd: None,
              tmp_path_factory: pytest.TempPathFactory) -> Iterator[subprocess.Popen[str]]:
     log = tmp_path_factory.mktemp("operator") / "operator.log"
-    with open(log, "w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "zot_operator.cli", "run", "--liveness",
-             f"http://127.0.0.1:{free_port()}/healthz"],
-            env={**control_plane.env, "PYTHONUNBUFFERED": "1"}, stdout=out, stderr=subprocess.STDOUT, text=True)
-    try:
+    with operator_process(control_plane.kubeconfig, log) as process:
         yield process
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        if os.environ.get("SHOW_OPERATOR_LOG"):
-            print(log.read_text()[-5000:])
+    if os.environ.get("SHOW_OPERATOR_LOG"):
+        print(log.read_text()[-5000:])
 
 
 # KWOK's fake nodes carry a taint, and nothing provisions volumes here: the clusters under test

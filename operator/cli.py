@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import secrets
 import sys
 from pathlib import Path
 
@@ -72,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
                          help="watch only this namespace (repeatable); all namespaces when none")
     run_cmd.add_argument("--peering", default=None,
                          help="kopf peering name, so several replicas do not act at once (needs kopf's peering CRD)")
+    run_cmd.add_argument("--priority", type=int, default=None,
+                         help="kopf peering priority: the highest acts, the others stand by (default: random, so that "
+                              "replicas started alike never tie; kopf freezes every operator of a tie)")
     run_cmd.add_argument("--liveness", default="http://0.0.0.0:8080/healthz", help="liveness endpoint URL")
     local_cmd = commands.add_parser("local", help="run a ZotCluster as local processes (no Kubernetes)")
     local_commands = local_cmd.add_subparsers(dest="local_command", metavar="{up,scale}", required=True)
@@ -96,7 +100,10 @@ def main(argv: list[str] | None = None) -> int:
 
         from . import handlers  # noqa: F401  (registers the handlers)
 
-        kopf.run(clusterwide=not args.namespace, namespaces=args.namespace,
+        # INFO to stderr, as `kopf run` does: what the operator did, and which replica stands by.
+        kopf.configure(verbose=False)
+        priority = args.priority if args.priority is not None else secrets.randbelow(1 << 30) + 1
+        kopf.run(clusterwide=not args.namespace, namespaces=args.namespace, priority=priority,
                  peering_name=args.peering, standalone=args.peering is None, liveness_endpoint=args.liveness)
         return 0
     if args.command == "crd":

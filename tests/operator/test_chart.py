@@ -3,6 +3,7 @@ operator running with nothing but the chart's RBAC."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 from collections.abc import Iterator
@@ -213,10 +214,10 @@ def _without_defaults(value: Any) -> Any:
 
 
 @pytest.fixture
-def operator_with_chart_rbac(control_plane: ControlPlane, crds: None,
-                             tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
-    """The operator as the chart runs it: the chart's ServiceAccount, (Cluster)Role and peering object,
-    authenticated with a token of that ServiceAccount and nothing else."""
+def operators_with_chart_rbac(control_plane: ControlPlane, crds: None, tmp_path: Path) -> Iterator[list[Path]]:
+    """The operator as the chart runs it: its replicas with the chart's arguments, ServiceAccount,
+    (Cluster)Role and peering object, authenticated with a token of that ServiceAccount and nothing
+    else. Yields the replicas' logs."""
     cp = control_plane
     namespace = "zot-rbac-system"
     if get(cp, "namespace", namespace) is None:
@@ -228,22 +229,25 @@ def operator_with_chart_rbac(control_plane: ControlPlane, crds: None,
     token = cp.kubectl("-n", namespace, "create", "token", FULLNAME, "--duration=1h").stdout.strip()
     config = tmp_path / "operator.kubeconfig"
     config.write_text(json.dumps(kubeconfig(cp.server, cp.ca_file, "operator", token)))
-    log = tmp_path / "operator.log"
     (deployment,) = by_kind(template(tmp_path, None, "--namespace", namespace), "Deployment")
     # The chart's arguments, but liveness on a free loopback port.
     args = [a for a in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
             if a != "run" and not a.startswith("--liveness")]
+    logs = [tmp_path / f"operator-{i}.log" for i in range(deployment["spec"]["replicas"])]
     try:
-        with operator_process(config, log, *args) as process:
-            yield process
+        with contextlib.ExitStack() as stack:
+            for log in logs:
+                stack.enter_context(operator_process(config, log, *args))
+            yield logs
     finally:
-        forbidden = [line for line in log.read_text().splitlines() if "forbidden" in line.lower()]
+        forbidden = [line for log in logs if log.exists() for line in log.read_text().splitlines()
+                     if "forbidden" in line.lower()]
         cp.kubectl("delete", "-f", str(path), "--wait=false", check=False)
         assert not forbidden, "the chart's RBAC is missing a permission:\n" + "\n".join(forbidden[:10])
 
 
 def test_operator_reconciles_with_only_the_charts_rbac(control_plane: ControlPlane,
-                                                       operator_with_chart_rbac: subprocess.Popen[str]) -> None:
+                                                       operators_with_chart_rbac: list[Path]) -> None:
     cp, ns = control_plane, "zot-rbac"
     make_namespace(cp, ns, htpasswd=False)
     # Shared storage: every kind of child and both credential Secrets, and no volumes to provision.
@@ -270,3 +274,9 @@ def test_operator_reconciles_with_only_the_charts_rbac(control_plane: ControlPla
     wait_for("Restarting event", lambda: any(e["reason"] == "Restarting" for e in get(cp, "-n", ns, "events")["items"]),
              timeout=60)
     cp.kubectl("-n", ns, "delete", "zc", "demo")
+    # Two replicas, one peering object: both are listed there, with distinct priorities, and only one acted
+    # while the other stood by (kopf freezes every operator of a tie, which would leave the cluster unserved).
+    peers = get(cp, "clusterkopfpeering", FULLNAME).get("status") or {}
+    assert len({peer["priority"] for peer in peers.values()}) == len(operators_with_chart_rbac) == 2
+    acted = [log for log in operators_with_chart_rbac if "created StatefulSet demo" in log.read_text()]
+    assert len(acted) == 1, [log.read_text()[-2000:] for log in operators_with_chart_rbac]

@@ -2,7 +2,7 @@
 # Installs every pinned test peer into .tools/ (see hack/README.md).
 #
 #   bash hack/tools.sh              all groups
-#   bash hack/tools.sh go apt       only some: go, conformance, k8s, apt
+#   bash hack/tools.sh go apt       only some: go, conformance, k8s, storage, apt
 #
 # Idempotent: each tool is skipped when its stamp says the pinned version is
 # already there, so a warm run takes well under a second (apt checks included).
@@ -14,7 +14,7 @@ HACK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "${HACK_DIR}/lib.sh"
 
 groups=("$@")
-[[ ${#groups[@]} -gt 0 ]] || groups=(go conformance k8s apt)
+[[ ${#groups[@]} -gt 0 ]] || groups=(go conformance k8s storage apt)
 
 # One installer at a time per TOOLS_DIR (make -j, two shells, CI + dev).
 if command -v flock >/dev/null 2>&1; then
@@ -27,6 +27,7 @@ for group in "${groups[@]}"; do
 	go) bash "${HACK_DIR}/install-go-tools.sh" 9>&- ;;
 	conformance) bash "${HACK_DIR}/build-conformance.sh" 9>&- ;;
 	k8s) bash "${HACK_DIR}/build-k8s.sh" 9>&- ;;
+	storage) bash "${HACK_DIR}/install-storage-peers.sh" 9>&- ;;
 	apt)
 		if [[ "${TOOLS_SKIP_APT:-0}" == 1 ]]; then
 			log apt "-" "skipped (TOOLS_SKIP_APT=1)"
@@ -34,6 +35,6 @@ for group in "${groups[@]}"; do
 			bash "${HACK_DIR}/install-apt.sh" 9>&-
 		fi
 		;;
-	*) die "unknown group '${group}' (expected: go, conformance, k8s, apt)" ;;
+	*) die "unknown group '${group}' (expected: go, conformance, k8s, storage, apt)" ;;
 	esac
 done

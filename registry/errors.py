@@ -58,3 +58,6 @@ PeerTimeout = _error("PeerTimeout", "UNAVAILABLE", 504, "the member owning this 
 PeerBadGateway = _error("PeerBadGateway", "UNAVAILABLE", 502, "the member owning this repository failed")
 LoopDetected = _error("LoopDetected", "UNSUPPORTED", 508,
                       "request was already proxied once: cluster members disagree on the member list")
+# Shared storage and cache (a server that is down: the request fails whole, nothing is half-written).
+StorageUnavailable = _error("StorageUnavailable", "UNAVAILABLE", 503, "the storage backend is unavailable")
+CacheUnavailable = _error("CacheUnavailable", "UNAVAILABLE", 503, "the shared cache is unavailable")

@@ -19,17 +19,17 @@ from .cluster.membership import identify_with_retry
 from .cluster.node import Cluster
 from .config import LoadedConfig, ZotConfig
 from .errors import RegistryError
-from .storage import gc
-from .storage.store import ImageStore
+from .storage.base import Store
+from .storage.open import open_store
 from .streaming import FlowControlledConnection, FlowControlledRequest
 
 log = logging.getLogger("zot_registry")
 
-Handler = Callable[[Route, ImageStore], Awaitable[Response]]
+Handler = Callable[[Route, Store], Awaitable[Response]]
 ALL_METHODS = ["GET", "HEAD", "PUT", "POST", "PATCH", "DELETE"]
 
 
-async def _base(route: Route, store: ImageStore) -> Response:
+async def _base(route: Route, store: Store) -> Response:
     return Response("{}", status=200, content_type="application/json")
 
 
@@ -68,7 +68,7 @@ def create_app(loaded: LoadedConfig) -> Quart:
     app = Quart("zot_registry")
     # Blobs are streamed: no body size limit, no whole-body timeout (a 1 GiB push takes its time).
     app.config.update(MAX_CONTENT_LENGTH=None, BODY_TIMEOUT=None, RESPONSE_TIMEOUT=None)
-    store = ImageStore(config.storage.root_directory, dedupe=config.storage.dedupe)
+    store = open_store(config.storage)
     auth = _make_auth(loaded)
     readiness = Readiness()
     storage_usage = metrics.StorageUsage(store.disk_usage)
@@ -86,7 +86,7 @@ def create_app(loaded: LoadedConfig) -> Quart:
                 if peer is not None:
                     return await cluster.proxy.forward(peer, route.kind)
             elif route.kind == "catalog" and cluster.gathers_catalog():
-                return listing.catalog_response(await cluster.catalog(store.catalog()))
+                return listing.catalog_response(await cluster.catalog(await store.catalog()))
             if route.kind == "uploads" and request.args.get("mount") and request.args.get("from"):
                 mounted = await uploads.mount_across_members(route, store, cluster)
                 if mounted is not None:
@@ -115,7 +115,13 @@ def create_app(loaded: LoadedConfig) -> Quart:
     app.add_url_rule("/v2/<path:rest>", "v2", dispatch, methods=ALL_METHODS)
 
     if config.storage.gc and config.storage.gc_interval > 0:
-        _schedule_gc(app, store, config.storage.gc_delay, config.storage.gc_interval)
+        # In a cluster only a repository's owner collects it: with shared storage, every member sees it.
+        owns = cluster.owns if cluster is not None else (lambda _: True)
+        _schedule_gc(app, store, owns, config.storage.gc_delay, config.storage.gc_interval)
+
+    @app.after_serving
+    async def close_store() -> None:
+        await store.close()
 
     @app.route("/livez")
     async def livez() -> Response:
@@ -130,6 +136,8 @@ def create_app(loaded: LoadedConfig) -> Quart:
     @app.route("/readyz")
     async def readyz() -> Response:
         reasons = readiness.reasons
+        if backend := await store.ready():
+            reasons.append(backend)
         if not reasons:
             return Response("ok", status=200)
         return Response("not ready: " + "; ".join(reasons), status=503)
@@ -162,14 +170,18 @@ def _join_cluster(app: Quart, cluster: Cluster, config: ZotConfig) -> None:
         await cluster.proxy.aclose()
 
 
-def _schedule_gc(app: Quart, store: ImageStore, delay: float, interval: float) -> None:
+def _schedule_gc(app: Quart, store: Store, owns: Callable[[str], bool], delay: float, interval: float) -> None:
     async def loop() -> None:
         while True:
             await asyncio.sleep(interval)
             try:
-                await asyncio.to_thread(gc.collect, store, delay)
-            except OSError:
-                log.exception("garbage collection failed")
+                report = await store.collect_garbage(delay, owns)
+            except (OSError, RegistryError) as err:
+                # A backend that is down now may be back at the next pass; nothing was half-deleted.
+                log.warning("garbage collection failed: %s", err)
+                continue
+            if report is not None:
+                log.info("garbage collection done", extra=vars(report))
 
     tasks: list[asyncio.Task[None]] = []
 

@@ -5,17 +5,17 @@ from __future__ import annotations
 from quart import Response, request
 
 from ..digests import parse_digest
-from ..storage.store import ImageStore
-from .http import file_chunks, parse_range
+from ..storage.base import Store
+from .http import parse_range
 from .routing import Route
 
 
-async def blob(route: Route, store: ImageStore) -> Response:
+async def blob(route: Route, store: Store) -> Response:
     digest = parse_digest(route.arg)
     if request.method == "DELETE":
-        store.delete_blob(route.name, digest)
+        await store.delete_blob(route.name, digest)
         return Response("", status=202, headers={"Docker-Content-Digest": str(digest)})
-    path, size = store.blob_file(route.name, digest)
+    size = await store.blob_size(route.name, digest)
     headers = {
         "Docker-Content-Digest": str(digest),
         "Accept-Ranges": "bytes",
@@ -30,6 +30,6 @@ async def blob(route: Route, store: ImageStore) -> Response:
     if request.method == "HEAD":
         response = Response("", status=status, headers=headers)
     else:
-        response = Response(file_chunks(str(path), start, length), status=status, headers=headers)
+        response = Response(store.blob_chunks(route.name, digest, start, length), status=status, headers=headers)
     response.headers["Content-Length"] = str(length)
     return response

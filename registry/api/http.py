@@ -10,8 +10,6 @@ from quart import request
 
 from ..errors import PaginationInvalid, RangeInvalid
 
-_READ_CHUNK = 1 << 20
-
 
 async def request_stream() -> AsyncIterator[bytes]:
     async for chunk in request.body:
@@ -81,24 +79,6 @@ def parse_content_range(header: str | None) -> tuple[int, int] | None:
     if not found or int(found[2]) < int(found[1]):
         raise RangeInvalid(f"invalid Content-Range: {header!r}")
     return int(found[1]), int(found[2])
-
-
-async def file_chunks(path: str, start: int, length: int) -> AsyncIterator[bytes]:
-    """Read a file in 1 MiB pieces; the page cache makes these reads cheap enough for the event loop."""
-    import os
-
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.lseek(fd, start, os.SEEK_SET)
-        remaining = length
-        while remaining > 0:
-            chunk = os.read(fd, min(_READ_CHUNK, remaining))
-            if not chunk:
-                break
-            remaining -= len(chunk)
-            yield chunk
-    finally:
-        os.close(fd)
 
 
 DRAIN_LIMIT = 4 << 20

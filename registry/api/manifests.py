@@ -5,29 +5,29 @@ from __future__ import annotations
 from quart import Response, request
 
 from ..errors import ManifestTooLarge
+from ..storage.base import Store
 from ..storage.manifests import MAX_MANIFEST_SIZE
-from ..storage.store import ImageStore
 from .http import content_length
 from .routing import Route
 
 
-async def manifest(route: Route, store: ImageStore) -> Response:
+async def manifest(route: Route, store: Store) -> Response:
     method = request.method
     if method in ("GET", "HEAD"):
-        descriptor, data = store.get_manifest(route.name, route.arg)
+        descriptor, data = await store.get_manifest(route.name, route.arg)
         headers = {"Docker-Content-Digest": descriptor["digest"], "Content-Type": descriptor["mediaType"],
                    "ETag": f'"{descriptor["digest"]}"'}
         response = Response(b"" if method == "HEAD" else data, status=200, headers=headers)
         response.headers["Content-Length"] = str(len(data))
         return response
     if method == "DELETE":
-        store.delete_manifest(route.name, route.arg)
+        await store.delete_manifest(route.name, route.arg)
         return Response("", status=202)
     length = content_length()
     if length is not None and length > MAX_MANIFEST_SIZE:
         raise ManifestTooLarge(f"manifest of {length} bytes exceeds the limit of {MAX_MANIFEST_SIZE}")
     body = await _read_bounded(MAX_MANIFEST_SIZE)
-    digest, parsed = store.put_manifest(route.name, route.arg, request.headers.get("Content-Type"), body)
+    digest, parsed = await store.put_manifest(route.name, route.arg, request.headers.get("Content-Type"), body)
     headers = {"Location": f"/v2/{route.name}/manifests/{digest}", "Docker-Content-Digest": str(digest)}
     if parsed.subject:
         headers["OCI-Subject"] = parsed.subject

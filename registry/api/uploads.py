@@ -9,7 +9,7 @@ from quart import Response, request
 from ..digests import parse_digest
 from ..errors import BlobUploadInvalid, RangeInvalid
 from ..names import validate_name
-from ..storage.store import ImageStore
+from ..storage.base import Store
 from .http import content_length, parse_content_range, request_stream
 from .routing import Route
 
@@ -31,40 +31,40 @@ def _blob_created(name: str, digest: str) -> Response:
                                              "Docker-Content-Digest": digest})
 
 
-async def start_upload(route: Route, store: ImageStore) -> Response:
+async def start_upload(route: Route, store: Store) -> Response:
     args = request.args
     if "mount" in args:
         digest = parse_digest(args["mount"])
-        if store.mount_blob(route.name, digest, args.get("from") or None):
+        if await store.mount_blob(route.name, digest, args.get("from") or None):
             return _blob_created(route.name, str(digest))
         # Not mountable: the spec says to fall back to an ordinary upload session.
     elif "digest" in args:
         digest = parse_digest(args["digest"])
         await store.put_blob(route.name, digest, request_stream(), content_length())
         return _blob_created(route.name, str(digest))
-    session = store.new_upload(route.name)
+    session = await store.new_upload(route.name)
     return Response("", status=202, headers=_session_headers(route.name, session, 0))
 
 
-async def mount_across_members(route: Route, store: ImageStore, cluster: Cluster) -> Response | None:
+async def mount_across_members(route: Route, store: Store, cluster: Cluster) -> Response | None:
     """A mount whose `from` repository another member owns: 201 once copied, None to carry on locally."""
     digest = parse_digest(request.args["mount"])
     source = validate_name(request.args["from"])
-    if store.has_blob(route.name, digest) or store.has_blob(source, digest):
+    if await store.has_blob(route.name, digest) or await store.has_blob(source, digest):
         return None
     if await cluster.mount_from_peer(store, route.name, digest, source):
         return _blob_created(route.name, str(digest))
     return None
 
 
-async def upload_session(route: Route, store: ImageStore) -> Response:
+async def upload_session(route: Route, store: Store) -> Response:
     name, session = route.name, route.arg
     method = request.method
     if method == "GET":
-        size = store.upload_size(name, session)
+        size = await store.upload_size(name, session)
         return Response("", status=204, headers=_session_headers(name, session, size))
     if method == "DELETE":
-        store.cancel_upload(name, session)
+        await store.cancel_upload(name, session)
         return Response("", status=204)
     if method == "PATCH":
         chunk_range = parse_content_range(request.headers.get("Content-Range"))
@@ -79,7 +79,7 @@ async def upload_session(route: Route, store: ImageStore) -> Response:
         raise BlobUploadInvalid("PUT to an upload session needs ?digest=")
     digest = parse_digest(request.args["digest"])
     chunk_range = parse_content_range(request.headers.get("Content-Range"))
-    if chunk_range is not None and chunk_range[0] != store.upload_size(name, session):
+    if chunk_range is not None and chunk_range[0] != await store.upload_size(name, session):
         raise RangeInvalid("final chunk does not start where the upload ends")
     await store.finish_upload(name, session, digest, request_stream(), content_length())
     return _blob_created(name, str(digest))

@@ -14,7 +14,7 @@ from quart import request
 from ..config import ZotConfig
 from ..digests import Digest
 from ..errors import LoopDetected, PeerBadGateway, PeerUnavailable, RegistryError
-from ..storage.store import ImageStore
+from ..storage.base import Store
 from .membership import Membership
 from .proxy import HOP_HEADER, PeerProxy, peer_ssl_context
 
@@ -47,6 +47,11 @@ class Cluster:
                           read_timeout=_seconds("ZOT_CLUSTER_READ_TIMEOUT", 20.0))
         return cls(membership, proxy, shared)
 
+    def owns(self, name: str) -> bool:
+        """Whether this member owns `name` (False until it knows which member it is)."""
+        me = self.membership.self_index
+        return me is not None and self.membership.owner(name) == me
+
     def peer_for(self, name: str) -> str | None:
         """The owner's address when another member owns `name`; None when we do."""
         me = self.membership.self_index
@@ -62,7 +67,7 @@ class Cluster:
                                "members")
         return self.membership.member(owner)
 
-    async def mount_from_peer(self, store: ImageStore, name: str, digest: Digest, source: str) -> bool:
+    async def mount_from_peer(self, store: Store, name: str, digest: Digest, source: str) -> bool:
         """Cross-repository mount when `from` lives on another member: copy the blob over, streaming.
 
         zot cannot mount across members with storage local to each; clients then upload again.

@@ -11,25 +11,20 @@ import contextlib
 import fcntl
 import json
 import logging
-import os
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..digests import parse_digest
 from ..errors import RegistryError
+from .base import GcReport
 from .manifests import parse_manifest
-from .store import ImageStore
+
+if TYPE_CHECKING:
+    from .store import ImageStore
 
 log = logging.getLogger("zot_registry.gc")
-
-
-@dataclass
-class GcReport:
-    blobs: int = 0
-    uploads: int = 0
-    dedupe_copies: int = 0
-    bytes_freed: int = 0
 
 
 def _age(path: Path, now: float) -> float:
@@ -96,8 +91,8 @@ def collect_dedupe_copies(store: ImageStore, delay: float, report: GcReport) -> 
                     report.bytes_freed += stat.st_size
 
 
-def collect(store: ImageStore, delay: float) -> GcReport | None:
-    """One pass over the whole root; None when another worker is already collecting."""
+def collect(store: ImageStore, delay: float, owns: Callable[[str], bool] = lambda _: True) -> GcReport | None:
+    """One pass over the repositories `owns` accepts; None when another worker is already collecting."""
     lock_path = store.layout.root / ".gc.lock"
     with open(lock_path, "a") as lock:
         try:
@@ -105,10 +100,7 @@ def collect(store: ImageStore, delay: float) -> GcReport | None:
         except BlockingIOError:
             return None
         report = GcReport()
-        for name in store.catalog():
+        for name in filter(owns, store.repository_names()):
             collect_repository(store, name, delay, report)
         collect_dedupe_copies(store, delay, report)
-        log.info("garbage collection done", extra={"blobs": report.blobs, "uploads": report.uploads,
-                                                   "dedupe_copies": report.dedupe_copies,
-                                                   "bytes_freed": report.bytes_freed, "pid": os.getpid()})
         return report

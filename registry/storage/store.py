@@ -10,11 +10,11 @@ import re
 import shutil
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-from ..digests import Digest, is_digest, parse_digest
+from ..digests import Digest, parse_digest
 from ..errors import (
     BlobUnknown,
     BlobUploadUnknown,
@@ -25,9 +25,18 @@ from ..errors import (
     RangeInvalid,
     SizeInvalid,
 )
-from ..names import validate_tag
-from .files import fsync_path, write_atomic
-from .index import TAG_ANNOTATION, Index, IndexFiles
+from .base import GcReport
+from .files import file_chunks, fsync_path, write_atomic
+from .index import Index, IndexFiles
+from .indexops import (
+    DeleteChange,
+    descriptor_for,
+    find_descriptor,
+    manifest_digest,
+    put_change,
+    referrer_entry,
+    unique_descriptors,
+)
 from .layout import EMPTY_INDEX, OCI_LAYOUT, Layout
 from .manifests import ParsedManifest, parse_manifest
 
@@ -120,7 +129,10 @@ class ImageStore:
             handle.flush()
             os.fsync(handle.fileno())
 
-    def catalog(self) -> list[str]:
+    async def catalog(self) -> list[str]:
+        return self.repository_names()
+
+    def repository_names(self) -> list[str]:
         names: list[str] = []
         for directory, subdirs, files in os.walk(self.root):
             rel = os.path.relpath(directory, self.root)
@@ -132,18 +144,23 @@ class ImageStore:
 
     # Blobs --------------------------------------------------------------------------------------
 
-    def blob_file(self, name: str, digest: Digest) -> tuple[Path, int]:
-        """Path and size of a complete blob, or BLOB_UNKNOWN."""
-        path = self.layout.blob(name, digest)
+    async def blob_size(self, name: str, digest: Digest) -> int:
+        """Size of a complete blob, or BLOB_UNKNOWN."""
         try:
-            return path, os.stat(path).st_size
+            return os.stat(self.layout.blob(name, digest)).st_size
         except FileNotFoundError:
             raise BlobUnknown(f"blob {digest} unknown to repository {name!r}") from None
 
-    def has_blob(self, name: str, digest: Digest) -> bool:
+    def blob_chunks(self, name: str, digest: Digest, start: int, length: int) -> AsyncIterator[bytes]:
+        return file_chunks(str(self.layout.blob(name, digest)), start, length)
+
+    async def has_blob(self, name: str, digest: Digest) -> bool:
+        return self._has_blob(name, digest)
+
+    def _has_blob(self, name: str, digest: Digest) -> bool:
         return self.layout.blob(name, digest).is_file()
 
-    def delete_blob(self, name: str, digest: Digest) -> None:
+    async def delete_blob(self, name: str, digest: Digest) -> None:
         self._require_repo(name)
         try:
             os.unlink(self.layout.blob(name, digest))
@@ -154,17 +171,17 @@ class ImageStore:
         canonical = self.layout.dedupe_blob(digest)
         return canonical if canonical.is_file() else None
 
-    def mount_blob(self, name: str, digest: Digest, source: str | None) -> bool:
+    async def mount_blob(self, name: str, digest: Digest, source: str | None) -> bool:
         """Cross-repository mount; without `from`, any copy this registry already holds will do."""
         candidate: Path | None = None
-        if source and self.has_blob(source, digest):
+        if source and self._has_blob(source, digest):
             candidate = self.layout.blob(source, digest)
         if candidate is None:
             candidate = self._find_blob_anywhere(digest)
         if candidate is None:
             return False
         self.ensure_repo(name)
-        if self.has_blob(name, digest):
+        if self._has_blob(name, digest):
             return True
         target = self.layout.blob(name, digest)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -239,7 +256,7 @@ class ImageStore:
             raise BlobUploadUnknown(f"upload {session!r} unknown")
         return path
 
-    def new_upload(self, name: str) -> str:
+    async def new_upload(self, name: str) -> str:
         self.ensure_repo(name)
         session = uuid.uuid4().hex
         uploads = self.layout.uploads(name)
@@ -247,7 +264,7 @@ class ImageStore:
         (uploads / session).touch()
         return session
 
-    def upload_size(self, name: str, session: str) -> int:
+    async def upload_size(self, name: str, session: str) -> int:
         return self._session_path(name, session).stat().st_size
 
     async def append_upload(self, name: str, session: str, body: AsyncIterator[bytes],
@@ -288,7 +305,7 @@ class ImageStore:
         self._commit_blob(name, path, digest)
         path.unlink(missing_ok=True)
 
-    def cancel_upload(self, name: str, session: str) -> None:
+    async def cancel_upload(self, name: str, session: str) -> None:
         path = self._session_path(name, session)
         self._hashers.drop(session)
         path.unlink(missing_ok=True)
@@ -305,22 +322,14 @@ class ImageStore:
             self._manifests.put(digest, data)
         return data
 
-    def get_manifest(self, name: str, reference: str) -> tuple[dict[str, Any], bytes]:
+    async def get_manifest(self, name: str, reference: str) -> tuple[dict[str, Any], bytes]:
         """The index descriptor and exact bytes of a manifest, by tag or digest."""
-        index = self._require_repo(name)
-        if is_digest(reference):
-            parse_digest(reference)
-            descriptor = index.by_digest.get(reference)
-        else:
-            # An invalid tag cannot exist, so reading it is MANIFEST_UNKNOWN (404), as the spec's tests expect.
-            descriptor = index.by_tag.get(reference)
-        if descriptor is None:
-            raise ManifestUnknown(f"manifest {reference!r} unknown to repository {name!r}")
+        descriptor = find_descriptor(self._require_repo(name), name, reference)
         return descriptor, self._manifest_bytes(name, descriptor["digest"])
 
     def _check_references(self, name: str, manifest: ParsedManifest, index: Index | None) -> None:
         for ref in manifest.blob_references():
-            if not self.has_blob(name, parse_digest(ref)):
+            if not self._has_blob(name, parse_digest(ref)):
                 raise ManifestBlobUnknown(f"manifest references blob {ref} unknown to repository {name!r}",
                                           detail={"digest": ref})
         for ref in manifest.manifest_references():
@@ -328,105 +337,52 @@ class ImageStore:
                 raise ManifestBlobUnknown(f"index references manifest {ref} unknown to repository {name!r}",
                                           detail={"digest": ref})
 
-    def put_manifest(self, name: str, reference: str, content_type: str | None,
+    async def put_manifest(self, name: str, reference: str, content_type: str | None,
                      body: bytes) -> tuple[Digest, ParsedManifest]:
         manifest = parse_manifest(body, content_type)
-        if is_digest(reference):
-            wanted = parse_digest(reference)
-            digest = Digest(wanted.algorithm, hashlib.new(wanted.algorithm, body).hexdigest())
-            if digest != wanted:
-                raise DigestInvalid(f"manifest content does not match digest {reference}")
-            tag = None
-        else:
-            tag = validate_tag(reference)
-            digest = Digest("sha256", hashlib.sha256(body).hexdigest())
+        digest, tag = manifest_digest(reference, body)
         self._check_references(name, manifest, self.read_index(name))
         self.ensure_repo(name)
         blob = self.layout.blob(name, digest)
         if not blob.is_file():
             write_atomic(blob, body)
         self._manifests.put(str(digest), body)
-        descriptor: dict[str, Any] = {"mediaType": manifest.media_type, "digest": str(digest), "size": len(body)}
-        if manifest.artifact_type and manifest.document.get("artifactType"):
-            descriptor["artifactType"] = manifest.artifact_type
-        if tag:
-            descriptor["annotations"] = {TAG_ANNOTATION: tag}
-
-        def change(manifests: list[dict[str, Any]]) -> bool:
-            if tag is None:
-                if any(d["digest"] == str(digest) for d in manifests):
-                    return False
-                manifests.append(descriptor)
-                return True
-            # A tag moves: drop its old descriptor and any untagged entry of the same digest.
-            manifests[:] = [d for d in manifests if _tag_of(d) != tag
-                            and not (d["digest"] == str(digest) and _tag_of(d) is None)]
-            manifests.append(descriptor)
-            return True
-
+        change = put_change(descriptor_for(manifest, digest, len(body), tag), tag)
         self._indexes.update(self.layout.index(name), self.layout.lock(name), change)
         return digest, manifest
 
-    def delete_manifest(self, name: str, reference: str) -> None:
+    async def delete_manifest(self, name: str, reference: str) -> None:
         self._require_repo(name)
-        found = False
-        if is_digest(reference):
-            parse_digest(reference)
-
-            def change(manifests: list[dict[str, Any]]) -> bool:
-                nonlocal found
-                before = len(manifests)
-                manifests[:] = [d for d in manifests if d["digest"] != reference]
-                found = len(manifests) != before
-                return found
-        else:
-
-            def change(manifests: list[dict[str, Any]]) -> bool:
-                nonlocal found
-                match = next((d for d in manifests if _tag_of(d) == reference), None)
-                if match is None:
-                    return False
-                found = True
-                manifests.remove(match)
-                # The manifest itself stays, untagged, until deleted by digest or collected.
-                if not any(d["digest"] == match["digest"] for d in manifests):
-                    manifests.append({k: v for k, v in match.items() if k != "annotations"})
-                return True
-
+        change = DeleteChange(reference)
         self._indexes.update(self.layout.index(name), self.layout.lock(name), change)
-        if not found:
-            raise ManifestUnknown(f"manifest {reference!r} unknown to repository {name!r}")
+        change.raise_if_missing(name)
 
-    def tags(self, name: str) -> list[str]:
+    async def tags(self, name: str) -> list[str]:
         return self._require_repo(name).tags()
 
-    def referrers(self, name: str, subject: Digest, artifact_type: str | None) -> list[dict[str, Any]]:
+    async def referrers(self, name: str, subject: Digest, artifact_type: str | None) -> list[dict[str, Any]]:
         index = self._indexes.read(self.layout.index(name))
         if index is None:
             return []
-        found: list[dict[str, Any]] = []
-        seen: set[str] = set()
-        for descriptor in index.manifests:
-            digest = descriptor["digest"]
-            if digest in seen:
-                continue
-            seen.add(digest)
-            try:
-                manifest = parse_manifest(self._manifest_bytes(name, digest), descriptor.get("mediaType"))
-            except Exception:  # a foreign or damaged manifest in the layout is simply not a referrer
-                continue
-            if manifest.subject != str(subject):
-                continue
-            kind = manifest.artifact_type
-            if artifact_type and kind != artifact_type:
-                continue
-            entry: dict[str, Any] = {"mediaType": manifest.media_type, "digest": digest, "size": descriptor["size"]}
-            if kind:
-                entry["artifactType"] = kind
-            if manifest.document.get("annotations"):
-                entry["annotations"] = manifest.document["annotations"]
-            found.append(entry)
+        found = []
+        for descriptor in unique_descriptors(index):
+            entry = referrer_entry(descriptor, self._manifest_bytes(name, descriptor["digest"]), subject, artifact_type)
+            if entry is not None:
+                found.append(entry)
         return found
+
+    # Garbage collection, lifecycle --------------------------------------------------------------
+
+    async def collect_garbage(self, delay: float, owns: Callable[[str], bool]) -> GcReport | None:
+        from . import gc  # gc reads the store's layout: imported here, not at module level, to avoid a cycle
+
+        return await asyncio.to_thread(gc.collect, self, delay, owns)
+
+    async def ready(self) -> str:
+        return "" if self.root.is_dir() else f"root directory {self.root} is missing"
+
+    async def close(self) -> None:
+        return None
 
     # Metrics ------------------------------------------------------------------------------------
 
@@ -443,10 +399,6 @@ class ImageStore:
                     seen.add(stat.st_ino)
                     total += stat.st_size
         return total
-
-
-def _tag_of(descriptor: dict[str, Any]) -> str | None:
-    return (descriptor.get("annotations") or {}).get(TAG_ANNOTATION)
 
 
 def _hash_file(path: Path, algorithm: str) -> Any:

@@ -27,10 +27,10 @@ def _fill(tmp_path: Path) -> tuple[ImageStore, bytes]:
     image = make_image("gc")
     for blob in [image.config, *image.layers]:
         _put(store, "kept", blob)
-    store.put_manifest("kept", "v1", None, image.manifest)
+    asyncio.run(store.put_manifest("kept", "v1", None, image.manifest))
     orphan = os.urandom(1000)
     _put(store, "kept", orphan)
-    store.new_upload("kept")
+    asyncio.run(store.new_upload("kept"))
     return store, orphan
 
 
@@ -42,7 +42,7 @@ def test_gc_removes_only_unreferenced_blobs(tmp_path: Path) -> None:
     image = make_image("gc")
     for blob in [image.config, *image.layers, image.manifest]:
         assert store.layout.blob("kept", parse_digest(sha256(blob))).read_bytes() == blob
-    assert store.get_manifest("kept", "v1")[1] == image.manifest
+    assert asyncio.run(store.get_manifest("kept", "v1"))[1] == image.manifest
 
 
 def test_gc_respects_the_delay(tmp_path: Path) -> None:

@@ -39,7 +39,7 @@ from pydantic_core import PydanticCustomError
 ZOT_STORAGE_DRIVERS: frozenset[str] = frozenset({"s3", "gcs"})
 ZOT_CACHE_DRIVERS: frozenset[str] = frozenset({"boltdb", "dynamodb", "redis"})
 # The ones this registry implements; an issue that adds a driver adds its name here.
-SUPPORTED_STORAGE_DRIVERS: set[str] = set()
+SUPPORTED_STORAGE_DRIVERS: set[str] = {"s3"}
 SUPPORTED_CACHE_DRIVERS: set[str] = set()
 
 _IGNORED = "not supported yet, ignored"

@@ -1,0 +1,611 @@
+"""The S3 image store: zot's layout as object keys under `rootdirectory`, shared by every member.
+
+Keys: <root>/<repo>/index.json, oci-layout, blobs/<alg>/<hex>; upload sessions under
+<root>/<repo>/.uploads/. With dedupe, a blob's bytes live once at <root>/.dedupe/blobs/<alg>/<hex>
+and each repository holding it has an empty placeholder at its own key (as zot's S3 dedupe does),
+while the cache records which repositories hold each digest.
+
+What keeps concurrent writers (members, and the workers of each) safe:
+- a blob becomes visible only whole and verified: multipart uploads are completed, or single
+  objects put, after the digest matched;
+- index.json is read-modify-written under the cache's lock for that repository, and every write
+  bumps a version in the cache, so each worker's copy of the index is checked with one cache read;
+- a deduplicated copy is deleted by garbage collection only under the digest's lock, when the
+  cache says no repository holds it any more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from ..cache.base import Cache
+from ..digests import Digest, parse_digest
+from ..errors import (
+    BlobUnknown,
+    BlobUploadUnknown,
+    DigestInvalid,
+    ManifestBlobUnknown,
+    NameUnknown,
+    RangeInvalid,
+    RegistryError,
+    SizeInvalid,
+    StorageUnavailable,
+)
+from .base import GcReport
+from .index import Index
+from .indexops import (
+    Change,
+    DeleteChange,
+    descriptor_for,
+    find_descriptor,
+    manifest_digest,
+    put_change,
+    referrer_entry,
+    unique_descriptors,
+)
+from .layout import EMPTY_INDEX, OCI_LAYOUT
+from .manifests import ParsedManifest, parse_manifest
+from .memo import Hashers, ManifestCache
+from .s3client import S3Bucket, S3Settings
+from .s3parts import PartWriter
+
+log = logging.getLogger("zot_registry.s3")
+
+SESSION_MIN_AGE = 3600.0  # abandoned upload sessions are collected after an hour at least
+
+
+class S3Store:
+    def __init__(self, bucket: S3Bucket, cache: Cache, dedupe: bool = True) -> None:
+        self.bucket = bucket
+        self.cache = cache
+        self.dedupe = dedupe
+        self._indexes: dict[str, tuple[str, Index]] = {}
+        self._manifests = ManifestCache()
+        self._hashers = Hashers()
+        self._locations: OrderedDict[tuple[str, str], str] = OrderedDict()
+        self._usage = 0
+
+    @classmethod
+    def from_config(cls, driver: dict[str, Any], cache: Cache, dedupe: bool) -> S3Store:
+        return cls(S3Bucket(S3Settings.from_driver(driver)), cache, dedupe)
+
+    # Keys ---------------------------------------------------------------------------------------
+
+    def _index_key(self, name: str) -> str:
+        return self.bucket.key(name, "index.json")
+
+    def _blob_key(self, name: str, digest: Digest) -> str:
+        return self.bucket.key(name, "blobs", digest.algorithm, digest.hex)
+
+    def _canonical_key(self, digest: Digest) -> str:
+        return self.bucket.key(".dedupe", "blobs", digest.algorithm, digest.hex)
+
+    def _session_key(self, name: str, session: str, suffix: str = "") -> str:
+        return self.bucket.key(name, ".uploads", session + suffix)
+
+    # Repositories and their index ---------------------------------------------------------------
+
+    async def catalog(self) -> list[str]:
+        return await self.cache.repositories()
+
+    async def _read_index(self, name: str) -> Index | None:
+        meta = await self.cache.get_repo_meta(name)
+        if meta is None:
+            return await self._adopt(name)
+        version = str(meta.get("version", ""))
+        cached = self._indexes.get(name)
+        if cached and cached[0] == version:
+            return cached[1]
+        raw = await self.bucket.get(self._index_key(name))
+        index = Index.parse(raw or EMPTY_INDEX)
+        self._indexes[name] = (version, index)
+        return index
+
+    async def _adopt(self, name: str) -> Index | None:
+        """A repository in the bucket the cache does not know (an emptied cache): record it again."""
+        raw = await self.bucket.get(self._index_key(name))
+        if raw is None:
+            return None
+        await self.cache.put_repo_meta(name, {"version": uuid.uuid4().hex, "updated": time.time()})
+        return Index.parse(raw)
+
+    async def _require_index(self, name: str) -> Index:
+        index = await self._read_index(name)
+        if index is None:
+            raise NameUnknown(f"repository {name!r} not known to registry")
+        return index
+
+    async def _ensure_repo(self, name: str) -> None:
+        if await self.cache.get_repo_meta(name) is not None:
+            return
+        async with self.cache.lock(f"index:{name}"):
+            if await self.cache.get_repo_meta(name) is not None:
+                return
+            if await self.bucket.head(self._index_key(name)) is None:
+                await self.bucket.put(self.bucket.key(name, "oci-layout"), OCI_LAYOUT)
+                await self.bucket.put(self._index_key(name), EMPTY_INDEX)
+            await self.cache.put_repo_meta(name, {"version": uuid.uuid4().hex, "updated": time.time()})
+
+    async def _update_index(self, name: str, change: Change) -> None:
+        async with self.cache.lock(f"index:{name}"):
+            raw = await self.bucket.get(self._index_key(name))
+            document: dict[str, Any] = Index.parse(raw or EMPTY_INDEX).document
+            manifests = [dict(d) for d in document["manifests"]]
+            if not change(manifests):
+                return
+            body = json.dumps({**document, "manifests": manifests}, separators=(",", ":")).encode()
+            await self.bucket.put(self._index_key(name), body)
+            version = uuid.uuid4().hex
+            await self.cache.put_repo_meta(name, {"version": version, "updated": time.time()})
+            self._indexes[name] = (version, Index.parse(body))
+
+    # Blobs --------------------------------------------------------------------------------------
+
+    def _is_placeholder(self, digest: Digest, size: int) -> bool:
+        return self.dedupe and size == 0 and digest.hex != hashlib.new(digest.algorithm, b"").hexdigest()
+
+    async def _locate(self, name: str, digest: Digest) -> tuple[str, int]:
+        """The key holding the blob's bytes for `name`, and its size; BLOB_UNKNOWN when `name` lacks it."""
+        info = await self.bucket.head(self._blob_key(name, digest))
+        if info is None:
+            raise BlobUnknown(f"blob {digest} unknown to repository {name!r}")
+        if not self._is_placeholder(digest, info.size):
+            return info.key, info.size
+        canonical = await self.bucket.head(self._canonical_key(digest))
+        if canonical is None:
+            raise BlobUnknown(f"blob {digest} of repository {name!r} lost its deduplicated copy")
+        return canonical.key, canonical.size
+
+    async def blob_size(self, name: str, digest: Digest) -> int:
+        key, size = await self._locate(name, digest)
+        # Remembered for the GET that follows, which would otherwise ask S3 the same question again.
+        self._locations[(name, str(digest))] = key
+        while len(self._locations) > 4096:
+            self._locations.popitem(last=False)
+        return size
+
+    async def blob_chunks(self, name: str, digest: Digest, start: int, length: int) -> AsyncIterator[bytes]:
+        key = self._locations.pop((name, str(digest)), None) or (await self._locate(name, digest))[0]
+        async for chunk in self.bucket.stream(key, start, length):
+            yield chunk
+
+    async def has_blob(self, name: str, digest: Digest) -> bool:
+        return await self.bucket.head(self._blob_key(name, digest)) is not None
+
+    async def delete_blob(self, name: str, digest: Digest) -> None:
+        await self._require_index(name)
+        info = await self.bucket.head(self._blob_key(name, digest))
+        if info is None:
+            raise BlobUnknown(f"blob {digest} unknown to repository {name!r}")
+        await self._drop_blob(name, digest, info.size)
+
+    async def _drop_blob(self, name: str, digest: Digest, size: int) -> None:
+        await self.bucket.delete(self._blob_key(name, digest))
+        if self._is_placeholder(digest, size):
+            # The shared copy stays until garbage collection finds no holder left.
+            await self.cache.remove_blob_holder(str(digest), name)
+
+    async def _link(self, name: str, digest: Digest) -> None:
+        """Makes `name` a holder of the deduplicated copy, which must exist."""
+        async with self.cache.lock(f"blob:{digest}"):
+            if await self.bucket.head(self._canonical_key(digest)) is None:
+                # Collected between our check and this lock: the client retries the push (503).
+                raise StorageUnavailable(f"blob {digest} was being collected; retry the upload")
+            await self.cache.add_blob_holder(str(digest), name)
+            if await self.bucket.head(self._blob_key(name, digest)) is None:
+                await self.bucket.put(self._blob_key(name, digest), b"")
+
+    async def mount_blob(self, name: str, digest: Digest, source: str | None) -> bool:
+        """Cross-repository mount; without `from`, any repository's copy will do (with dedupe)."""
+        if source is not None and not await self.has_blob(source, digest):
+            source = None
+        if self.dedupe:
+            if source is None and not await self.cache.blob_holders(str(digest)):
+                return False
+            if await self.bucket.head(self._canonical_key(digest)) is None:
+                return False
+            await self._ensure_repo(name)
+            await self._link(name, digest)
+            return True
+        if source is None:
+            return False
+        key, size = await self._locate(source, digest)
+        await self._ensure_repo(name)
+        await self.bucket.copy(key, self._blob_key(name, digest), size)
+        return True
+
+    async def _target(self, name: str, digest: Digest) -> str | None:
+        """Where verified bytes go; None when a deduplicated copy exists and only the digest needs checking."""
+        if not self.dedupe:
+            return self._blob_key(name, digest)
+        if await self.bucket.head(self._canonical_key(digest)) is not None:
+            return None
+        return self._canonical_key(digest)
+
+    async def _published(self, name: str, digest: Digest) -> None:
+        if self.dedupe:
+            await self._link(name, digest)
+
+    async def put_blob(self, name: str, digest: Digest, body: AsyncIterator[bytes],
+                       length: int | None = None) -> None:
+        """Monolithic upload: stream into parts, verify the digest, then complete the object."""
+        await self._ensure_repo(name)
+        target = await self._target(name, digest)
+        writer = PartWriter(self.bucket, target) if target else None
+        hasher = digest.hasher()
+        try:
+            written = await _pump(body, hasher, writer, length)
+            if length is not None and written != length:
+                raise SizeInvalid(f"received {written} bytes, Content-Length said {length}")
+            if hasher.hexdigest() != digest.hex:
+                raise DigestInvalid(f"content does not match digest {digest}")
+            if writer is not None:
+                await writer.complete()
+        except BaseException:
+            if writer is not None:
+                await writer.abort()
+            raise
+        await self._published(name, digest)
+
+    # Upload sessions ----------------------------------------------------------------------------
+    # A session is a JSON object at .uploads/<id>: the multipart upload (to .uploads/<id>.data) with
+    # its parts so far, the total size, and the size of the tail (bytes short of a part) kept at
+    # .uploads/<id>.tail-<size>. The tail's name carries the size it ends at, so a member killed
+    # between writing a new tail and the new state still finds the tail its state names.
+
+    async def _session(self, name: str, session: str) -> dict[str, Any]:
+        if len(session) != 32 or not all(c in "0123456789abcdef" for c in session):
+            raise BlobUploadUnknown(f"upload {session!r} unknown")
+        raw = await self.bucket.get(self._session_key(name, session))
+        if raw is None:
+            raise BlobUploadUnknown(f"upload {session!r} unknown")
+        state: dict[str, Any] = json.loads(raw)
+        return state
+
+    async def _writer(self, name: str, session: str, state: dict[str, Any]) -> PartWriter:
+        tail = b""
+        if state["tail"]:
+            tail = await self.bucket.get(self._session_key(name, session, f".tail-{state['size']}")) or b""
+            if len(tail) != state["tail"]:
+                raise StorageUnavailable(f"upload {session}: its last {state['tail']} bytes are missing from S3")
+        parts = [(int(n), str(e)) for n, e in state["parts"]]
+        return PartWriter(self.bucket, self._session_key(name, session, ".data"), state["upload"], parts, tail)
+
+    async def new_upload(self, name: str) -> str:
+        await self._ensure_repo(name)
+        session = uuid.uuid4().hex
+        state: dict[str, Any] = {"upload": None, "parts": [], "size": 0, "tail": 0, "started": time.time()}
+        await self.bucket.put(self._session_key(name, session), json.dumps(state).encode())
+        return session
+
+    async def upload_size(self, name: str, session: str) -> int:
+        return int((await self._session(name, session))["size"])
+
+    async def append_upload(self, name: str, session: str, body: AsyncIterator[bytes],
+                            start: int | None, length: int | None) -> int:
+        state = await self._session(name, session)
+        offset = int(state["size"])
+        if start is not None and start != offset:
+            last = max(offset - 1, 0)
+            raise RangeInvalid(f"chunk starts at {start}, upload is at {offset}",
+                               headers={"Range": f"0-{last}", "Content-Range": f"0-{last}"})
+        hasher = self._hashers.take(session, offset) if offset else hashlib.sha256()
+        writer = await self._writer(name, session, state)
+        written = await _pump(body, hasher, writer, length)
+        if length is not None and written != length:
+            # Nothing was recorded: parts sent now get the same numbers again on the retry.
+            raise SizeInvalid(f"received {written} bytes, Content-Length said {length}")
+        size = offset + written
+        if writer.pending:
+            await self.bucket.put(self._session_key(name, session, f".tail-{size}"), bytes(writer.pending))
+        new_state = {**state, "upload": writer.upload, "parts": writer.parts, "size": size, "tail": len(writer.pending)}
+        await self.bucket.put(self._session_key(name, session), json.dumps(new_state).encode())
+        if state["tail"] and size != offset:
+            await self.bucket.delete(self._session_key(name, session, f".tail-{offset}"))
+        if hasher is not None:
+            self._hashers.keep(session, size, hasher)
+        return size
+
+    async def finish_upload(self, name: str, session: str, digest: Digest,
+                            body: AsyncIterator[bytes], length: int | None) -> None:
+        state = await self._session(name, session)
+        offset = int(state["size"])
+        hasher: Any = self._hashers.take(session, offset) if digest.algorithm == "sha256" else None
+        writer = await self._writer(name, session, state)
+        if hasher is None and not writer.started:
+            # Everything so far is the tail in memory: hash it now, even after a restart.
+            hasher = digest.hasher()
+            hasher.update(bytes(writer.pending))
+        written = await _pump(body, hasher, writer, length)
+        if length is not None and written != length:
+            raise SizeInvalid(f"received {written} bytes, Content-Length said {length}")
+        if hasher is not None and hasher.hexdigest() != digest.hex:
+            # The session stays usable, as in distribution: nothing of this request was recorded.
+            raise DigestInvalid(f"uploaded content does not match digest {digest}")
+        await self._ensure_repo(name)
+        target = await self._target(name, digest)
+        if not writer.started:
+            if target is not None:
+                await self.bucket.put(target, bytes(writer.pending))
+        else:
+            await self._publish_parts(name, session, digest, writer, target, verified=hasher is not None)
+        await self._published(name, digest)
+        await self._forget_session(name, session, state)
+
+    async def _publish_parts(self, name: str, session: str, digest: Digest, writer: PartWriter,
+                             target: str | None, verified: bool) -> None:
+        """Completes the multipart object, checks it when this process did not see every chunk, copies it home."""
+        await writer.complete()
+        data_key = writer.key
+        try:
+            if not verified:
+                # This member restarted during the upload: hash what S3 assembled before trusting it.
+                hasher = digest.hasher()
+                async for chunk in self.bucket.stream(data_key):
+                    hasher.update(chunk)
+                if hasher.hexdigest() != digest.hex:
+                    await self._forget_session(name, session, None)
+                    raise DigestInvalid(f"uploaded content does not match digest {digest}; the upload was "
+                                        "discarded, start it again")
+            if target is not None:
+                info = await self.bucket.head(data_key)
+                await self.bucket.copy(data_key, target, info.size if info else 0)
+        finally:
+            await self.bucket.delete(data_key)
+
+    async def _forget_session(self, name: str, session: str, state: dict[str, Any] | None) -> None:
+        self._hashers.drop(session)
+        if state is not None and state["tail"]:
+            await self.bucket.delete(self._session_key(name, session, f".tail-{state['size']}"))
+        await self.bucket.delete(self._session_key(name, session))
+
+    async def cancel_upload(self, name: str, session: str) -> None:
+        state = await self._session(name, session)
+        if state["upload"]:
+            await self.bucket.abort_multipart(self._session_key(name, session, ".data"), state["upload"])
+        await self._forget_session(name, session, state)
+
+    # Manifests, tags, referrers -----------------------------------------------------------------
+
+    async def _manifest_bytes(self, name: str, digest: str) -> bytes:
+        data = self._manifests.get(digest)
+        if data is None:
+            data = await self.bucket.get(self._blob_key(name, parse_digest(digest)))
+            if data is None:
+                raise BlobUnknown(f"manifest {digest} of repository {name!r} is missing from S3")
+            self._manifests.put(digest, data)
+        return data
+
+    async def get_manifest(self, name: str, reference: str) -> tuple[dict[str, Any], bytes]:
+        descriptor = find_descriptor(await self._require_index(name), name, reference)
+        return descriptor, await self._manifest_bytes(name, descriptor["digest"])
+
+    async def _check_references(self, name: str, manifest: ParsedManifest, index: Index | None) -> None:
+        blobs = manifest.blob_references()
+        present = await asyncio.gather(*(self.has_blob(name, parse_digest(ref)) for ref in blobs))
+        for ref, found in zip(blobs, present, strict=True):
+            if not found:
+                raise ManifestBlobUnknown(f"manifest references blob {ref} unknown to repository {name!r}",
+                                          detail={"digest": ref})
+        for ref in manifest.manifest_references():
+            if index is None or ref not in index.by_digest:
+                raise ManifestBlobUnknown(f"index references manifest {ref} unknown to repository {name!r}",
+                                          detail={"digest": ref})
+
+    async def put_manifest(self, name: str, reference: str, content_type: str | None,
+                           body: bytes) -> tuple[Digest, ParsedManifest]:
+        manifest = parse_manifest(body, content_type)
+        digest, tag = manifest_digest(reference, body)
+        await self._check_references(name, manifest, await self._read_index(name))
+        await self._ensure_repo(name)
+        await self.bucket.put(self._blob_key(name, digest), body)
+        self._manifests.put(str(digest), body)
+        await self._update_index(name, put_change(descriptor_for(manifest, digest, len(body), tag), tag))
+        return digest, manifest
+
+    async def delete_manifest(self, name: str, reference: str) -> None:
+        await self._require_index(name)
+        change = DeleteChange(reference)
+        await self._update_index(name, change)
+        change.raise_if_missing(name)
+
+    async def tags(self, name: str) -> list[str]:
+        return (await self._require_index(name)).tags()
+
+    async def referrers(self, name: str, subject: Digest, artifact_type: str | None) -> list[dict[str, Any]]:
+        index = await self._read_index(name)
+        if index is None:
+            return []
+        descriptors = unique_descriptors(index)
+        contents = await asyncio.gather(*(self._manifest_bytes(name, d["digest"]) for d in descriptors),
+                                        return_exceptions=True)
+        found = []
+        for descriptor, data in zip(descriptors, contents, strict=True):
+            if isinstance(data, bytes):
+                entry = referrer_entry(descriptor, data, subject, artifact_type)
+                if entry is not None:
+                    found.append(entry)
+        return found
+
+    # Garbage collection -------------------------------------------------------------------------
+
+    async def collect_garbage(self, delay: float, owns: Callable[[str], bool]) -> GcReport | None:
+        """Untagged manifests and unreferenced blobs of owned repositories, then orphaned shared copies.
+
+        A repository is collected under its index lock, so no push into it interleaves. Shared
+        copies are collected by the member owning the digest (the same hash as for repositories),
+        under the digest's lock, only when no repository holds them.
+        """
+        report = GcReport()
+        for name in await self.catalog():
+            if owns(name):
+                async with self.cache.lock(f"index:{name}", timeout=300.0):
+                    await self._collect_repository(name, delay, report)
+        if self.dedupe:
+            await self._collect_shared_copies(delay, owns, report)
+        self._usage = await self._measure()
+        return report
+
+    async def _collect_repository(self, name: str, delay: float, report: GcReport) -> None:
+        now = time.time()
+        blobs_prefix = self.bucket.key(name, "blobs", "")
+        # Two listings, not one of the repository's prefix, which would include nested repositories (a/b in a).
+        objects = {info.key: info async for info in self.bucket.listing(blobs_prefix)}
+        objects.update({info.key: info async for info in self.bucket.listing(self.bucket.key(name, ".uploads", ""))})
+        index = Index.parse(await self.bucket.get(self._index_key(name)) or EMPTY_INDEX)
+        digests = list(index.by_digest)
+        contents = await asyncio.gather(*(self._manifest_bytes(name, d) for d in digests), return_exceptions=True)
+        documents = {d: data for d, data in zip(digests, contents, strict=True) if isinstance(data, bytes)}
+        stale = self._untagged_to_drop(name, index, documents, objects, now - delay)
+        if stale:
+            await self._update_index_unlocked(name, lambda ms: _drop_digests(ms, stale))
+            report.manifests += len(stale)
+            index = Index.parse(await self.bucket.get(self._index_key(name)) or EMPTY_INDEX)
+        keep = _reachable(index, documents)
+        for key, info in objects.items():
+            digest = _digest_of(key, blobs_prefix)
+            if digest is not None and info.modified <= now - delay and str(digest) not in keep:
+                await self._drop_blob(name, digest, info.size)
+                report.blobs += 1
+                report.bytes_freed += info.size
+        await self._collect_sessions(name, objects, now - max(delay, SESSION_MIN_AGE), report)
+
+    def _untagged_to_drop(self, name: str, index: Index, documents: dict[str, bytes], objects: dict[str, Any],
+                          before: float) -> set[str]:
+        """Untagged manifests older than the delay that no index lists and that refer to nothing kept."""
+        children: set[str] = set()
+        subjects: dict[str, str] = {}
+        for digest, data in documents.items():
+            try:
+                parsed = parse_manifest(data, None)
+            except RegistryError:
+                continue
+            children.update(parsed.manifest_references())
+            if parsed.subject:
+                subjects[digest] = parsed.subject
+        tagged = {d["digest"] for d in index.by_tag.values()}
+        stale = set()
+        for descriptor in index.manifests:
+            digest = descriptor["digest"]
+            if digest in tagged or digest in children:
+                continue
+            if digest in subjects and subjects[digest] in index.by_digest:
+                continue  # a referrer (signature, SBOM) of a manifest still here
+            info = objects.get(self._blob_key(name, parse_digest(digest)))
+            if info is not None and info.modified <= before:
+                stale.add(digest)
+        return stale
+
+    async def _update_index_unlocked(self, name: str, change: Change) -> None:
+        raw = await self.bucket.get(self._index_key(name))
+        document = Index.parse(raw or EMPTY_INDEX).document
+        manifests = [dict(d) for d in document["manifests"]]
+        if change(manifests):
+            await self.bucket.put(self._index_key(name), json.dumps({**document, "manifests": manifests},
+                                                                    separators=(",", ":")).encode())
+            await self.cache.put_repo_meta(name, {"version": uuid.uuid4().hex, "updated": time.time()})
+
+    async def _collect_sessions(self, name: str, objects: dict[str, Any], before: float, report: GcReport) -> None:
+        uploads = self.bucket.key(name, ".uploads", "")
+        for key, info in objects.items():
+            session = key[len(uploads):]
+            if key.startswith(uploads) and len(session) == 32 and info.modified <= before:
+                try:
+                    await self.cancel_upload(name, session)
+                    report.uploads += 1
+                except BlobUploadUnknown:
+                    pass
+
+    async def _collect_shared_copies(self, delay: float, owns: Callable[[str], bool], report: GcReport) -> None:
+        before = time.time() - delay
+        prefix = self.bucket.key(".dedupe", "blobs", "")
+        async for info in self.bucket.listing(prefix):
+            found = _digest_of(info.key, prefix)
+            digest = str(found)
+            if found is None or info.modified > before or not owns(digest):
+                continue
+            async with self.cache.lock(f"blob:{digest}"):
+                if not await self.cache.blob_holders(digest):
+                    await self.bucket.delete(info.key)
+                    report.dedupe_copies += 1
+                    report.bytes_freed += info.size
+
+    async def _measure(self) -> int:
+        total = 0
+        async for info in self.bucket.listing(self.bucket.key("")):
+            total += info.size
+        return total
+
+    # Lifecycle ----------------------------------------------------------------------------------
+
+    def disk_usage(self) -> int:
+        """Bytes in the bucket under rootdirectory, as of the last garbage collection pass."""
+        return self._usage
+
+    async def ready(self) -> str:
+        return await self.bucket.ping() or await self.cache.ping()
+
+    async def close(self) -> None:
+        await self.bucket.close()
+        await self.cache.close()
+
+
+async def _pump(body: AsyncIterator[bytes], hasher: Any, writer: PartWriter | None, limit: int | None) -> int:
+    """Copies the request body into the writer (if any), hashing as it goes; returns the byte count."""
+    written = 0
+    async for chunk in body:
+        if not chunk:
+            continue
+        written += len(chunk)
+        if limit is not None and written > limit:
+            raise SizeInvalid("body is longer than its Content-Length")
+        if hasher is not None:
+            hasher.update(chunk)
+        if writer is not None:
+            await writer.write(chunk)
+    return written
+
+
+def _digest_of(key: str, prefix: str) -> Digest | None:
+    """The digest a blob key under `prefix` names (<alg>/<hex>); None for anything else found there."""
+    if not key.startswith(prefix):
+        return None
+    algorithm, _, hexpart = key[len(prefix):].partition("/")
+    try:
+        return parse_digest(f"{algorithm}:{hexpart}")
+    except RegistryError:
+        return None
+
+
+def _drop_digests(manifests: list[dict[str, Any]], digests: set[str]) -> bool:
+    before = len(manifests)
+    manifests[:] = [d for d in manifests if d["digest"] not in digests]
+    return len(manifests) != before
+
+
+def _reachable(index: Index, documents: dict[str, bytes]) -> set[str]:
+    """Every digest reachable from the index: manifests, their configs, layers and children."""
+    keep: set[str] = set()
+    pending = [d["digest"] for d in index.manifests]
+    while pending:
+        digest = pending.pop()
+        if digest in keep:
+            continue
+        keep.add(digest)
+        data = documents.get(digest)
+        if data is None:
+            continue
+        try:
+            parsed = parse_manifest(data, None)
+        except RegistryError:
+            continue
+        pending.extend(parsed.blob_references() + parsed.manifest_references())
+    return keep

@@ -138,6 +138,10 @@ def test_s3_cluster_renders_zots_driver_stanzas_and_keeps_credentials_out_of_the
     # Shared storage: no volume claims, nothing to keep per member.
     assert "volumeClaimTemplates" not in sts["spec"]
     assert "secret" not in rendered.config_text.lower() and "password" not in rendered.config_text.lower()
+    # The registry takes what the operator wrote, drivers included, without "not supported" warnings.
+    loaded = parse_config(rendered.config_text, "rendered config.json")
+    assert loaded.config.storage.storage_driver == config["storage"]["storageDriver"]
+    assert [w for w in loaded.warnings if "not supported" in w] == []
 
 
 def test_dynamodb_cache_renders_zots_table_names() -> None:
@@ -146,6 +150,8 @@ def test_dynamodb_cache_renders_zots_table_names() -> None:
     config = json.loads(render(ClusterRef("registry", "default", "", spec), "0123456789abcdef").config_text)
     published = json.loads((SHARED_EXAMPLES / "cluster-s3-dynamodb.json").read_text())["storage"]["cacheDriver"]
     assert config["storage"]["cacheDriver"] == {**published, "endpoint": "http://dynamo:8000"}
+    loaded = parse_config(json.dumps(config), "rendered config.json")
+    assert [w for w in loaded.warnings if "not supported" in w] == []
 
 
 @pytest.mark.parametrize(("spec", "message"), [

@@ -38,6 +38,8 @@ from pydantic_core import PydanticCustomError
 # Drivers zot accepts in storage.storageDriver.name / storage.cacheDriver.name.
 ZOT_STORAGE_DRIVERS: frozenset[str] = frozenset({"s3", "gcs"})
 ZOT_CACHE_DRIVERS: frozenset[str] = frozenset({"boltdb", "dynamodb", "redis"})
+# Where the redis cache's URL comes from when the config has none (it may carry a password).
+REDIS_URL_ENV = "ZOT_REDIS_URL"
 # The ones this registry implements; an issue that adds a driver adds its name here.
 SUPPORTED_STORAGE_DRIVERS: set[str] = {"s3"}
 SUPPORTED_CACHE_DRIVERS: set[str] = set()
@@ -350,7 +352,9 @@ class StorageConfig(_Model):
     def _check_storage_driver(self) -> None:
         if self.storage_driver is None:
             return
-        _driver_name(self.storage_driver, ZOT_STORAGE_DRIVERS, "storage", "storageDriver", "s3")
+        name = _driver_name(self.storage_driver, ZOT_STORAGE_DRIVERS, "storage", "storageDriver", "s3")
+        if name == "s3" and not self.storage_driver.get("bucket"):
+            raise _fail('the s3 driver needs a "bucket"', "storageDriver")
 
     def _check_cache_driver(self) -> None:
         # The same rules as zot's validateCacheConfig, with its reasons spelled out.
@@ -365,6 +369,9 @@ class StorageConfig(_Model):
         if self.storage_driver is None and name != "redis":
             raise _fail(f"a {name} cache needs a remote storageDriver; with local storage only a redis "
                         "cache can be remote", "cacheDriver")
+        if name == "redis" and not self.cache_driver.get("url") and not os.environ.get(REDIS_URL_ENV):
+            raise _fail(f'the redis cache needs a "url", or the {REDIS_URL_ENV} environment variable '
+                        "(the operator sets it from a Secret)", "cacheDriver")
 
 
 class ClusterConfig(_Model):

@@ -116,13 +116,10 @@ def test_local_storage_example(zot_examples: Path) -> None:
     assert config.cluster.is_clustered and config.is_clustered
 
 
-def test_s3_dynamodb_example_warns_about_its_drivers(zot_examples: Path) -> None:
+def test_s3_dynamodb_example_loads_without_warnings(zot_examples: Path) -> None:
     loaded = load_config(zot_examples / "cluster-s3-dynamodb.json")
     storage = loaded.config.storage
-    assert loaded.warnings == [
-        "storage.storageDriver: the s3 driver is not supported yet",
-        "storage.cacheDriver: the dynamodb cache driver is not supported yet",
-    ]
+    assert loaded.warnings == []
     assert storage.dedupe is False and storage.remote_cache is True
     assert storage.storage_driver is not None and storage.storage_driver["rootdirectory"] == "/zot"
     # zot (viper) lower-cases the keys of driver settings: "cacheTablename" arrives as "cachetablename".
@@ -137,8 +134,6 @@ def test_redis_ui_example_without_the_comma_warns_for_each_unsupported_part(zot_
         "http.auth.sessionDriver: not supported yet, ignored",
         "extensions.search: not supported yet, ignored",
         "extensions.ui: not supported yet, ignored",
-        "storage.storageDriver: the s3 driver is not supported yet",
-        "storage.cacheDriver: the redis cache driver is not supported yet",
     ]
     http = loaded.config.http
     assert http.auth is not None and http.auth.htpasswd is not None
@@ -268,8 +263,8 @@ def test_unknown_extension_is_an_error_but_its_contents_are_free() -> None:
 
 def test_driver_settings_are_free_form_and_lower_cased() -> None:
     loaded = parse({"storage": {"rootDirectory": "/r", "remoteCache": False,
-                                "storageDriver": {"name": "s3", "RootDirectory": "/zot", "whatever": {"Deep": 1}}}})
-    assert loaded.config.storage.storage_driver == {"name": "s3", "rootdirectory": "/zot", "whatever": {"deep": 1}}
+                                "storageDriver": {"name": "s3", "Bucket": "b", "RootDirectory": "/zot", "whatever": {"Deep": 1}}}})
+    assert loaded.config.storage.storage_driver == {"name": "s3", "bucket": "b", "rootdirectory": "/zot", "whatever": {"deep": 1}}
 
 
 def test_unsupported_keys_warn_with_their_path_and_are_dropped() -> None:
@@ -422,9 +417,9 @@ def test_without_gc_unset_durations_are_zero_and_set_ones_warn() -> None:
 
 
 def test_remote_storage_with_dedupe_needs_a_cache_driver() -> None:
-    message = error_of({"storage": {"rootDirectory": "/r", "storageDriver": {"name": "s3"}}})
+    message = error_of({"storage": {"rootDirectory": "/r", "storageDriver": {"name": "s3", "bucket": "b"}}})
     assert "storage.cacheDriver: dedupe with a storageDriver keeps its index in a remote cache" in message
-    storage = parse({"storage": {"rootDirectory": "/r", "storageDriver": {"name": "s3"},
+    storage = parse({"storage": {"rootDirectory": "/r", "storageDriver": {"name": "s3", "bucket": "b"},
                                  "cacheDriver": {"name": "dynamodb"}}}).config.storage
     assert storage.remote_cache is True  # zot's default for remote storage with dedupe
 
@@ -436,6 +431,13 @@ def test_unknown_drivers_are_errors() -> None:
         {"storage": {"rootDirectory": "/r", "remoteCache": True, "cacheDriver": {"name": "memcached"}}})
     assert 'storage.storageDriver: needs a "name"' in error_of(
         {"storage": {"rootDirectory": "/r", "remoteCache": False, "storageDriver": {}}})
+
+
+def test_s3_needs_a_bucket_and_redis_a_url() -> None:
+    assert 'storage.storageDriver: the s3 driver needs a "bucket"' in error_of(
+        {"storage": {"rootDirectory": "/r", "remoteCache": False, "storageDriver": {"name": "s3"}}})
+    assert 'storage.cacheDriver: the redis cache needs a "url", or the ZOT_REDIS_URL environment variable' in error_of(
+        {"storage": {"rootDirectory": "/r", "remoteCache": True, "cacheDriver": {"name": "redis"}}})
 
 
 def test_local_storage_with_a_remote_dynamodb_cache_is_an_error() -> None:

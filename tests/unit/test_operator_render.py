@@ -119,7 +119,8 @@ def test_render_command(capsys: object, tmp_path: Path) -> None:
 S3_EXAMPLE = REPO_ROOT / "examples" / "zotcluster-s3.yaml"
 
 
-def test_s3_cluster_renders_zots_driver_stanzas_and_keeps_credentials_out_of_the_configmap() -> None:
+def test_s3_cluster_renders_zots_driver_stanzas_and_keeps_credentials_out_of_the_configmap(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     ref = _load_cluster(str(S3_EXAMPLE))
     rendered = render(ref, "0123456789abcdef")
     config = json.loads(rendered.config_text)
@@ -138,7 +139,9 @@ def test_s3_cluster_renders_zots_driver_stanzas_and_keeps_credentials_out_of_the
     # Shared storage: no volume claims, nothing to keep per member.
     assert "volumeClaimTemplates" not in sts["spec"]
     assert "secret" not in rendered.config_text.lower() and "password" not in rendered.config_text.lower()
-    # The registry takes what the operator wrote, drivers included, without "not supported" warnings.
+    # The registry takes what the operator wrote, drivers included, without "not supported" warnings;
+    # the redis URL arrives in the pod's environment from the Secret.
+    monkeypatch.setenv("ZOT_REDIS_URL", "redis://:pw@redis:6379")
     loaded = parse_config(rendered.config_text, "rendered config.json")
     assert loaded.config.storage.storage_driver == config["storage"]["storageDriver"]
     assert [w for w in loaded.warnings if "not supported" in w] == []

@@ -42,7 +42,7 @@ ZOT_CACHE_DRIVERS: frozenset[str] = frozenset({"boltdb", "dynamodb", "redis"})
 REDIS_URL_ENV = "ZOT_REDIS_URL"
 # The ones this registry implements; an issue that adds a driver adds its name here.
 SUPPORTED_STORAGE_DRIVERS: set[str] = {"s3"}
-SUPPORTED_CACHE_DRIVERS: set[str] = set()
+SUPPORTED_CACHE_DRIVERS: set[str] = {"redis", "dynamodb"}
 
 _IGNORED = "not supported yet, ignored"
 

@@ -84,7 +84,9 @@ class S3Bucket:
         self._opening = asyncio.Lock()
 
     def key(self, *parts: str) -> str:
-        return "/".join(p for p in (self.settings.root, *parts) if p)
+        """The object key of a path under rootdirectory; a last part "" makes it a prefix ending in "/"."""
+        joined = "/".join(p for p in (self.settings.root, *parts) if p)
+        return joined + "/" if parts and parts[-1] == "" and joined else joined
 
     def _unavailable(self, action: str, err: Exception) -> RegistryError:
         where = self.settings.endpoint or "AWS S3"

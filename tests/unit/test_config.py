@@ -263,8 +263,10 @@ def test_unknown_extension_is_an_error_but_its_contents_are_free() -> None:
 
 def test_driver_settings_are_free_form_and_lower_cased() -> None:
     loaded = parse({"storage": {"rootDirectory": "/r", "remoteCache": False,
-                                "storageDriver": {"name": "s3", "Bucket": "b", "RootDirectory": "/zot", "whatever": {"Deep": 1}}}})
-    assert loaded.config.storage.storage_driver == {"name": "s3", "bucket": "b", "rootdirectory": "/zot", "whatever": {"deep": 1}}
+                                "storageDriver": {"name": "s3", "Bucket": "b", "RootDirectory": "/zot",
+                                                  "whatever": {"Deep": 1}}}})
+    assert loaded.config.storage.storage_driver == {"name": "s3", "bucket": "b", "rootdirectory": "/zot",
+                                                    "whatever": {"deep": 1}}
 
 
 def test_unsupported_keys_warn_with_their_path_and_are_dropped() -> None:

@@ -158,14 +158,18 @@ class DynamoDBCache:
     async def lock(self, key: str, timeout: float = 30.0) -> AsyncIterator[None]:
         item_key = {"Digest": {"S": f"lock:{key}"}}
         owner = uuid.uuid4().hex
+        await self.client()  # made first: its setup must not eat into the expiry written below
         deadline = time.monotonic() + timeout
         while True:
             now = time.time()
             try:
+                # Names through placeholders: OWNER is one of DynamoDB's reserved words.
                 await self._call("put_item", TableName=self.blob_table,
-                                 Item={**item_key, "Owner": {"S": owner}, "Expires": {"N": str(now + timeout)}},
-                                 ConditionExpression="attribute_not_exists(Digest) OR Expires < :now",
-                                 ExpressionAttributeValues={":now": {"N": str(now)}})
+                                 Item={**item_key, "LockOwner": {"S": owner},
+                                       "LockExpires": {"N": f"{now + timeout:.3f}"}},
+                                 ConditionExpression="attribute_not_exists(#k) OR #e < :now",
+                                 ExpressionAttributeNames={"#k": "Digest", "#e": "LockExpires"},
+                                 ExpressionAttributeValues={":now": {"N": f"{now:.3f}"}})
                 break
             except ClientError:  # held by someone else, and not expired
                 if time.monotonic() > deadline:
@@ -177,7 +181,8 @@ class DynamoDBCache:
             # Not ours any more (expired and taken), or the table is unreachable: the expiry frees it.
             with contextlib.suppress(ClientError, CacheUnavailable):
                 await self._call("delete_item", TableName=self.blob_table, Key=item_key,
-                                 ConditionExpression="Owner = :me", ExpressionAttributeValues={":me": {"S": owner}})
+                                 ConditionExpression="#o = :me", ExpressionAttributeNames={"#o": "LockOwner"},
+                                 ExpressionAttributeValues={":me": {"S": owner}})
 
     async def ping(self) -> str:
         try:

@@ -1,0 +1,96 @@
+"""zot's published scale-out configs, run as a cluster of real processes on loopback.
+
+Each member's config is zot's example with only what must differ here rewritten: member addresses
+(127.0.0.N on one port, as on separate hosts), the S3 and cache endpoints (the fixtures' servers),
+certificates, the local root directory, and the log level. A resize rewrites the member list and
+restarts every member, as the operator (and zot's docs) do.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.certs import CertFiles, make_certs
+from tests.cluster.conftest import port_free_on_all
+from tests.helpers import REPO_ROOT, RegistryProcess
+from tests.storage.conftest import Peer
+from tests.storage.s3util import S3_ENV
+
+ZOT_EXAMPLES = REPO_ROOT.parent / "shared" / "zot-examples"
+MAX_MEMBERS = 5
+
+
+def load_example(name: str) -> dict[str, Any]:
+    """A published example; the redis ones carry a trailing comma (not JSON), dropped as a user would."""
+    text = (ZOT_EXAMPLES / name).read_text()
+    document: dict[str, Any] = json.loads(re.sub(r",(\s*\})", r"\1", text))
+    return document
+
+
+def address(index: int) -> str:
+    return f"127.0.0.{index + 1}"
+
+
+@dataclass
+class SharedCluster:
+    folder: Path
+    example: dict[str, Any]
+    s3: Peer
+    cache: Peer
+    certs: CertFiles
+    port: int
+    workers: int = 1
+    members: list[RegistryProcess] = field(default_factory=list)
+
+    def member_config(self, index: int, count: int) -> dict[str, Any]:
+        config = copy.deepcopy(self.example)
+        storage = config["storage"]
+        storage["rootDirectory"] = str(self.folder / f"member-{index}" / "root")
+        storage["storageDriver"]["regionendpoint"] = f"{self.s3.host}:{self.s3.port}"
+        cache = storage["cacheDriver"]
+        if cache["name"] == "redis":
+            cache["url"] = f"redis://{self.cache.host}:{self.cache.port}"
+        else:
+            cache["endpoint"] = self.cache.url
+        config["http"].update({"address": address(index), "port": str(self.port),
+                               "tls": {"cert": str(self.certs.cert), "key": str(self.certs.key)}})
+        config["log"] = {"level": "warn"}
+        config["cluster"]["members"] = [f"{address(i)}:{self.port}" for i in range(count)]
+        config["cluster"]["tls"] = {"cacert": str(self.certs.ca)}
+        return config
+
+    def start(self, count: int) -> SharedCluster:
+        """(Re)starts the cluster with `count` members, every one of them with the new member list."""
+        self.stop()
+        self.members = []
+        for index in range(count):
+            folder = self.folder / f"member-{index}"
+            folder.mkdir(parents=True, exist_ok=True)
+            env = {**S3_ENV, "SSL_CERT_FILE": str(self.certs.ca)}
+            self.members.append(RegistryProcess(folder / "config.json", self.member_config(index, count),
+                                                folder / "registry.log", workers=self.workers, env=env))
+        try:
+            for member in self.members:
+                member.start()
+        except Exception:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        for member in self.members:
+            member.stop()
+
+
+def shared_cluster(folder: Path, example_name: str, s3: Peer, cache: Peer, **storage: Any) -> SharedCluster:
+    """A cluster (not started) from one of zot's examples; `storage` overrides keys such as dedupe."""
+    example = load_example(example_name)
+    example["storage"].update(storage)
+    folder.mkdir(parents=True, exist_ok=True)
+    certs = make_certs(folder / "certs", [address(i) for i in range(MAX_MEMBERS)])
+    return SharedCluster(folder, example, s3, cache, certs, port_free_on_all(MAX_MEMBERS))

@@ -1,0 +1,202 @@
+"""zot's compute-only scale-out examples (S3 + redis, S3 + DynamoDB) as 3-member clusters.
+
+Every server is real and on loopback: versitygw (S3), redis-server, dynalite (DynamoDB), the
+members over TLS on 127.0.0.1-5, the OCI conformance suite, HAProxy from Debian.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import ssl
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.helpers import REPO_ROOT, Image, free_port, make_image, push_image, sha256, tool
+from tests.registry.test_conformance import run_conformance
+from tests.storage.conftest import Peer
+from tests.storage.s3util import blob_objects_not_matching_their_key
+from tests.storage.shared_cluster import ZOT_EXAMPLES, SharedCluster, shared_cluster
+
+MANIFEST = {"Content-Type": "application/vnd.oci.image.manifest.v1+json"}
+OCTETS = {"Content-Type": "application/octet-stream"}
+
+pytestmark = pytest.mark.skipif(not ZOT_EXAMPLES.is_dir(), reason=f"zot's examples are not at {ZOT_EXAMPLES}")
+
+
+def client(cluster: SharedCluster, member: int, timeout: float = 60) -> httpx.Client:
+    return httpx.Client(base_url=cluster.members[member].url, timeout=timeout,
+                        verify=ssl.create_default_context(cafile=str(cluster.certs.ca)))
+
+
+def assert_pullable(http: httpx.Client, repo: str, image: Image, tag: str = "v1") -> None:
+    manifest = http.get(f"/v2/{repo}/manifests/{tag}", headers={"Accept": MANIFEST["Content-Type"]})
+    assert manifest.status_code == 200, f"{repo} via {http.base_url}: {manifest.status_code} {manifest.text}"
+    assert manifest.content == image.manifest
+    for blob in [image.config, *image.layers]:
+        pulled = http.get(f"/v2/{repo}/blobs/{sha256(blob)}")
+        assert pulled.status_code == 200 and sha256(pulled.content) == sha256(blob), f"{repo} blob via {http.base_url}"
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Read by the members' DynamoDB client as by their S3 client; dynalite accepts any key.
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "zot-test-access")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "zot-test-secret-key")
+
+
+@pytest.fixture
+def redis_cluster(tmp_path: Path, s3_server: Peer, redis_server: Peer) -> Iterator[SharedCluster]:
+    cluster = shared_cluster(tmp_path / "cluster", "cluster-s3-redis.json", s3_server, redis_server, dedupe=True)
+    yield cluster.start(3)
+    cluster.stop()
+
+
+@pytest.mark.parametrize("example", ["cluster-s3-redis.json", "cluster-s3-dynamodb.json"])
+def test_example_runs_three_members_and_passes_conformance_through_each(
+        example: str, tmp_path: Path, s3_server: Peer, request: pytest.FixtureRequest, aws_env: None) -> None:
+    cache: Peer = request.getfixturevalue("redis_server" if "redis" in example else "dynamodb_server")
+    cluster = shared_cluster(tmp_path / "cluster", example, s3_server, cache).start(3)
+    try:
+        for index, member in enumerate(cluster.members):
+            run_conformance(member, tmp_path / f"report-{index}", ca=cluster.certs.ca,
+                            namespace=f"conformance/via-{index}", crossmount=f"conformance/other-{index}")
+        # Shared storage: each member's catalog is the whole registry, with nothing gathered.
+        catalogs = []
+        for index in range(3):
+            with client(cluster, index) as http:
+                catalogs.append(http.get("/v2/_catalog").json()["repositories"])
+        assert catalogs[0] == catalogs[1] == catalogs[2]
+        assert {"conformance/via-0", "conformance/via-1", "conformance/via-2"} <= set(catalogs[0])
+    finally:
+        cluster.stop()
+
+
+def _push_chunked(http: httpx.Client, repo: str, image: Image, piece: int = 1 << 20) -> int:
+    """Config monolithic, layers in PATCH pieces (so a kill can land between them), then the manifest."""
+    response = http.post(f"/v2/{repo}/blobs/uploads/", params={"digest": sha256(image.config)}, content=image.config)
+    assert response.status_code == 201, response.text
+    for layer in image.layers:
+        location = http.post(f"/v2/{repo}/blobs/uploads/").headers["Location"]
+        for start in range(0, len(layer), piece):
+            response = http.patch(location, content=layer[start:start + piece], headers=OCTETS)
+            if response.status_code != 202:
+                return response.status_code
+            location = response.headers["Location"]
+        response = http.put(location, params={"digest": sha256(layer)})
+        if response.status_code != 201:
+            return response.status_code
+    return http.put(f"/v2/{repo}/manifests/v1", content=image.manifest, headers=MANIFEST).status_code
+
+
+def test_member_killed_during_twenty_pushes_loses_no_completed_push(
+        redis_cluster: SharedCluster, s3_server: Peer) -> None:
+    cluster, victim = redis_cluster, 2
+    images = {f"killed/repo-{i}": make_image(f"kill-{i}", (9 << 20, 64 << 10)) for i in range(20)}
+    outcome: dict[str, object] = {}
+
+    def push(number: int, repo: str, image: Image) -> None:
+        try:
+            with client(cluster, number % 3) as http:
+                outcome[repo] = _push_chunked(http, repo, image)
+        except httpx.HTTPError as err:  # the connection went down with the killed member
+            outcome[repo] = type(err).__name__
+
+    threads = [threading.Thread(target=push, args=(n, repo, image), daemon=True)
+               for n, (repo, image) in enumerate(images.items())]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and sum(status == 201 for status in outcome.values()) < 3:
+        time.sleep(0.05)
+    killed = cluster.members[victim].process
+    assert killed is not None
+    os.killpg(killed.pid, signal.SIGKILL)  # in the middle: some pushes done, others mid-layer
+    for thread in threads:
+        thread.join(timeout=180)
+    assert not any(thread.is_alive() for thread in threads)
+    completed = sorted(repo for repo, status in outcome.items() if status == 201)
+    unfinished = sorted(set(images) - set(completed))
+    print(f"{len(completed)} pushes completed before and after the kill, {len(unfinished)} did not: "
+          f"{ {repo: outcome.get(repo) for repo in unfinished} }")
+    assert completed and unfinished, outcome
+
+    cluster.start(2)  # the member list without the dead member, every survivor restarted with it
+    for index in range(2):
+        with client(cluster, index) as http:
+            for repo in completed:
+                assert_pullable(http, repo, images[repo])
+            for repo in unfinished:
+                status = http.get(f"/v2/{repo}/manifests/v1").status_code
+                assert status == 404, f"{repo}: an unfinished push shows a manifest ({status})"
+    assert blob_objects_not_matching_their_key(s3_server) == []
+
+
+def test_resize_three_to_five_to_two_keeps_every_image_pullable(redis_cluster: SharedCluster) -> None:
+    cluster = redis_cluster
+    images = {f"resize/app-{i}": make_image(f"resize-{i}", (256 << 10, 4096)) for i in range(12)}
+    with client(cluster, 0) as http:
+        for repo, image in images.items():
+            assert push_image(http, repo, image, "v1").status_code == 201
+    for size in (5, 2):
+        cluster.start(size)
+        for index in range(size):
+            with client(cluster, index) as http:
+                for repo, image in images.items():
+                    assert_pullable(http, repo, image)
+
+
+def _haproxy_config(cluster: SharedCluster, port: int) -> str:
+    """examples/haproxy-sticky.cfg with this cluster's addresses, port and CA, nothing else changed."""
+    text = (REPO_ROOT / "examples" / "haproxy-sticky.cfg").read_text()
+    text = text.replace("bind 127.0.0.1:8080", f"bind 127.0.0.1:{port}")
+    text = text.replace("/etc/zot/ca.crt", str(cluster.certs.ca))
+    for member in cluster.members:
+        text = re.sub(rf"\b{re.escape(member.host)}:9000\b", member.hostport, text)
+    return text
+
+
+def test_haproxy_sticky_example_in_front_of_three_members(redis_cluster: SharedCluster, tmp_path: Path) -> None:
+    cluster, port = redis_cluster, free_port()
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(_haproxy_config(cluster, port))
+    log = tmp_path / "haproxy.log"
+    with log.open("wb") as out:
+        haproxy = subprocess.Popen([tool("haproxy"), "-f", str(config), "-db"], stdout=out, stderr=subprocess.STDOUT)
+    try:
+        entry = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{entry}/v2/", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        image = make_image("behind-haproxy", (2 << 20, 1 << 20))
+        with httpx.Client(base_url=entry, timeout=60) as http:
+            first = http.get("/v2/")
+            cookie = first.cookies.get("SERVER")
+            assert cookie in {"zot-server1", "zot-server2", "zot-server3"}, first.headers
+            assert push_image(http, "lb/app", image, "v1").status_code == 201
+            # Sticky: the client's later requests carried the cookie and were not given a new one.
+            assert http.get("/v2/lb/app/tags/list").json()["tags"] == ["v1"]
+            assert "SERVER" not in http.get("/v2/").headers.get("set-cookie", "")
+        # A real client through the entry point, without the cookie: any member answers the same.
+        target = tmp_path / "pulled"
+        result = subprocess.run([tool("oras"), "pull", "--plain-http", "-o", str(target),
+                                 f"127.0.0.1:{port}/lb/app:v1"], capture_output=True, text=True, timeout=120)
+        # The pushed layers are not oras artifacts (no titles): oras reports the manifest and succeeds.
+        assert result.returncode == 0, result.stderr
+        copied = subprocess.run([tool("crane"), "manifest", "--insecure", f"127.0.0.1:{port}/lb/app:v1"],
+                                capture_output=True, timeout=60)
+        assert copied.returncode == 0 and copied.stdout == image.manifest, copied.stderr
+    finally:
+        haproxy.terminate()
+        haproxy.wait(timeout=10)

@@ -103,6 +103,10 @@ def create_app(loaded: LoadedConfig) -> Quart:
             kind = route.kind
             response = await handle(route)
         except RegistryError as err:
+            if err.status >= 500:
+                # A peer, the bucket or the cache failed: the client gets the reason, so does the operator.
+                log.warning("request failed: %s", err.message, extra={"method": request.method, "path": request.path,
+                                                                      "status": err.status})
             response = error_response(err)
             if not await drain_body():
                 # Said up front, so a keep-alive client does not send its next request into a closing socket.

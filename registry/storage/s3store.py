@@ -189,9 +189,8 @@ class S3Store:
 
     async def _drop_blob(self, name: str, digest: Digest, size: int) -> None:
         await self.bucket.delete(self._blob_key(name, digest))
-        if self._is_placeholder(digest, size):
-            # The shared copy stays until garbage collection finds no holder left.
-            await self.cache.remove_blob_holder(str(digest), name)
+        # With dedupe, the shared copy stays until garbage collection finds no holder left.
+        await self.cache.remove_blob_holder(str(digest), name)
 
     async def _link(self, name: str, digest: Digest) -> None:
         """Makes `name` a holder of the deduplicated copy, which must exist."""
@@ -204,22 +203,30 @@ class S3Store:
                 await self.bucket.put(self._blob_key(name, digest), b"")
 
     async def mount_blob(self, name: str, digest: Digest, source: str | None) -> bool:
-        """Cross-repository mount; without `from`, any repository's copy will do (with dedupe)."""
+        """Cross-repository mount; without `from`, any repository's copy will do (the cache knows the holders)."""
+        if await self.has_blob(name, digest):
+            return True
         if source is not None and not await self.has_blob(source, digest):
             source = None
+        holders = await self.cache.blob_holders(str(digest))
         if self.dedupe:
-            if source is None and not await self.cache.blob_holders(str(digest)):
+            if source is None and not holders:
                 return False
             if await self.bucket.head(self._canonical_key(digest)) is None:
                 return False
             await self._ensure_repo(name)
             await self._link(name, digest)
             return True
+        for holder in sorted(holders) if source is None else []:
+            if await self.has_blob(holder, digest):
+                source = holder
+                break
         if source is None:
             return False
         key, size = await self._locate(source, digest)
         await self._ensure_repo(name)
         await self.bucket.copy(key, self._blob_key(name, digest), size)
+        await self.cache.add_blob_holder(str(digest), name)
         return True
 
     async def _target(self, name: str, digest: Digest) -> str | None:
@@ -231,8 +238,11 @@ class S3Store:
         return self._canonical_key(digest)
 
     async def _published(self, name: str, digest: Digest) -> None:
+        """Records the new holder; without dedupe too, so a mount without `from` can find a copy."""
         if self.dedupe:
             await self._link(name, digest)
+        else:
+            await self.cache.add_blob_holder(str(digest), name)
 
     async def put_blob(self, name: str, digest: Digest, body: AsyncIterator[bytes],
                        length: int | None = None) -> None:

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from tests.helpers import REPO_ROOT, Image, free_port, make_image, push_image, sha256, tool
-from tests.registry.test_conformance import run_conformance
+from tests.registry.test_conformance import run_conformance, run_current_suite
 from tests.storage.conftest import Peer
 from tests.storage.s3util import blob_objects_not_matching_their_key
 from tests.storage.shared_cluster import ZOT_EXAMPLES, SharedCluster, shared_cluster
@@ -68,6 +68,10 @@ def test_example_runs_three_members_and_passes_conformance_through_each(
         for index, member in enumerate(cluster.members):
             run_conformance(member, tmp_path / f"report-{index}", ca=cluster.certs.ca,
                             namespace=f"conformance/via-{index}", crossmount=f"conformance/other-{index}")
+        # And the current suite (spec 1.1: sha512, nested indexes, referrers) through one member.
+        (tmp_path / "current").mkdir()
+        run_current_suite(cluster.members[1], tmp_path / "current" / "results", ca=cluster.certs.ca,
+                          repos=("current/one", "current/two"))
         # Shared storage: each member's catalog is the whole registry, with nothing gathered.
         catalogs = []
         for index in range(3):

@@ -59,13 +59,22 @@ class Kube:
 
     def _call(self, method: str, path: str, body: Any = None, content_type: str = "application/json",
               query: list[tuple[str, str]] | None = None) -> dict[str, Any]:
-        serialized = self.client.param_serialize(
-            method, path, query_params=query or [], body=body,
-            header_params={"Content-Type": content_type, "Accept": "application/json"},
-            auth_settings=["BearerToken"])
-        response: Any = self.client.call_api(serialized[0], serialized[1], header_params=serialized[2],
-                                             body=serialized[3])
-        data = response.read()
+        headers = {"Content-Type": content_type, "Accept": "application/json"}
+        response: Any
+        if hasattr(self.client, "param_serialize"):  # the client's generator since 37
+            serialized = self.client.param_serialize(method, path, query_params=query or [], body=body,
+                                                     header_params=headers, auth_settings=["BearerToken"])
+            response = self.client.call_api(serialized[0], serialized[1], header_params=serialized[2],
+                                            body=serialized[3])
+        else:  # up to 36, which the S3 client's python-dateutil pin keeps us on
+            try:
+                response = self.client.call_api(path, method, query_params=query or [], header_params=headers,
+                                                body=body, auth_settings=["BearerToken"], _preload_content=False)
+            except ApiException as err:
+                if isinstance(err.body, bytes):
+                    err.body = err.body.decode(errors="replace")
+                raise
+        data = response.read() if hasattr(response, "read") else response.data
         if response.status >= 400:
             raise ApiException(status=response.status, reason=response.reason, body=data.decode(errors="replace"))
         return json.loads(data) if data else {}

@@ -2,7 +2,7 @@
 
 versitygw (the S3 gateway the tests use, on a local directory) and redis-server on loopback; one
 registry member storing in the bucket (dedupe off, as in zot's examples). For each blob size:
-- the limit: aiobotocore straight to the bucket, multipart with the registry's part size (8 MiB)
+- the limit: aiobotocore straight to the bucket, multipart with the registry's part size
   to push, a streamed GET to pull;
 - the registry, with curl: a monolithic push (POST ?digest=, streamed into parts and completed once
   the digest matched), a session push (POST, one PATCH, PUT: the blob is assembled under the
@@ -30,6 +30,7 @@ from pathlib import Path
 import httpx
 from aiobotocore.session import get_session
 from botocore.config import Config as BotoConfig
+from zot_registry.storage.s3parts import PART_SIZE as PART
 
 from bench.servers import free_port
 
@@ -37,7 +38,6 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 TOOLS = REPO_ROOT / ".tools" / "bin"
 SIZES = (16 << 20, 64 << 20, 256 << 20)
 RUNS = 3
-PART = 8 << 20
 ACCESS, SECRET = "bench-access", "bench-secret-key"
 BUCKET = "bench"
 
@@ -110,7 +110,7 @@ def _servers(workdir: Path) -> Iterator[tuple[str, str]]:
 
 
 async def _limit(endpoint: str, path: Path, size: int) -> tuple[float, float]:
-    """Seconds to push (multipart, 8 MiB parts) and to pull (streamed) the file straight to the bucket."""
+    """Seconds to push (multipart, the registry's part size) and to pull (streamed) straight to the bucket."""
     config = BotoConfig(s3={"addressing_style": "path"}, request_checksum_calculation="when_required",
                         response_checksum_validation="when_required")
     async with get_session().create_client("s3", region_name="us-east-1", endpoint_url=endpoint,

@@ -309,14 +309,20 @@ class S3Store:
                                headers={"Range": f"0-{last}", "Content-Range": f"0-{last}"})
         hasher = self._hashers.take(session, offset) if offset else hashlib.sha256()
         writer = await self._writer(name, session, state)
-        written = await _pump(body, hasher, writer, length)
+        try:
+            written = await _pump(body, hasher, writer, length)
+            await writer.drain()
+        except BaseException:
+            await writer.discard()
+            raise
         if length is not None and written != length:
             # Nothing was recorded: parts sent now get the same numbers again on the retry.
             raise SizeInvalid(f"received {written} bytes, Content-Length said {length}")
         size = offset + written
-        if writer.pending:
-            await self.bucket.put(self._session_key(name, session, f".tail-{size}"), bytes(writer.pending))
-        new_state = {**state, "upload": writer.upload, "parts": writer.parts, "size": size, "tail": len(writer.pending)}
+        tail = writer.pending
+        if tail:
+            await self.bucket.put(self._session_key(name, session, f".tail-{size}"), tail)
+        new_state = {**state, "upload": writer.upload, "parts": writer.parts, "size": size, "tail": len(tail)}
         await self.bucket.put(self._session_key(name, session), json.dumps(new_state).encode())
         if state["tail"] and size != offset:
             await self.bucket.delete(self._session_key(name, session, f".tail-{offset}"))
@@ -333,8 +339,13 @@ class S3Store:
         if hasher is None and not writer.started:
             # Everything so far is the tail in memory: hash it now, even after a restart.
             hasher = digest.hasher()
-            hasher.update(bytes(writer.pending))
-        written = await _pump(body, hasher, writer, length)
+            hasher.update(writer.pending)
+        try:
+            written = await _pump(body, hasher, writer, length)
+            await writer.drain()
+        except BaseException:
+            await writer.discard()
+            raise
         if length is not None and written != length:
             raise SizeInvalid(f"received {written} bytes, Content-Length said {length}")
         if hasher is not None and hasher.hexdigest() != digest.hex:
@@ -344,7 +355,7 @@ class S3Store:
         target = await self._target(name, digest)
         if not writer.started:
             if target is not None:
-                await self.bucket.put(target, bytes(writer.pending))
+                await self.bucket.put(target, writer.pending)
         else:
             await self._publish_parts(name, session, digest, writer, target, verified=hasher is not None)
         await self._published(name, digest)

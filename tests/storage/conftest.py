@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -108,3 +109,21 @@ def redis_server(tmp_path: Path) -> Iterator[Peer]:
         yield peer
     finally:
         _stop(proc)
+
+
+@pytest.fixture
+def s3_redis_cluster(tmp_path: Path, s3_server: Peer, redis_server: Peer) -> Iterator[Any]:
+    """zot's cluster-s3-redis.json as 3 running members on 127.0.0.1-3 (TLS), `dedupe: true`.
+
+    Yields a tests.storage.shared_cluster.SharedCluster; `cluster.start(n)` / `cluster.without(i)`
+    rewrite the member list and restart every member. Imported here, not at the top: that module
+    imports this one (Peer).
+    """
+    from tests.storage.shared_cluster import shared_cluster
+
+    cluster = shared_cluster(tmp_path / "s3-redis-cluster", "cluster-s3-redis.json", s3_server, redis_server,
+                             dedupe=True)
+    try:
+        yield cluster.start(3)
+    finally:
+        cluster.stop()

@@ -46,8 +46,12 @@ class SharedCluster:
     port: int
     workers: int = 1
     members: list[RegistryProcess] = field(default_factory=list)
+    slots: list[int] = field(default_factory=list)  # address index of each running member, in list order
 
-    def member_config(self, index: int, count: int) -> dict[str, Any]:
+    def member_config(self, index: int, count: int | list[int]) -> dict[str, Any]:
+        """Member `index` (address 127.0.0.<index+1>) of a cluster of the first `count` addresses, or of
+        the listed address indexes (a member dropped from the middle keeps the others' addresses)."""
+        slots = list(range(count)) if isinstance(count, int) else count
         config = copy.deepcopy(self.example)
         storage = config["storage"]
         storage["rootDirectory"] = str(self.folder / f"member-{index}" / "root")
@@ -60,19 +64,22 @@ class SharedCluster:
         config["http"].update({"address": address(index), "port": str(self.port),
                                "tls": {"cert": str(self.certs.cert), "key": str(self.certs.key)}})
         config["log"] = {"level": "warn"}
-        config["cluster"]["members"] = [f"{address(i)}:{self.port}" for i in range(count)]
+        config["cluster"]["members"] = [f"{address(i)}:{self.port}" for i in slots]
         config["cluster"]["tls"] = {"cacert": str(self.certs.ca)}
         return config
 
-    def start(self, count: int) -> SharedCluster:
-        """(Re)starts the cluster with `count` members, every one of them with the new member list."""
+    def start(self, count: int | list[int]) -> SharedCluster:
+        """(Re)starts the cluster with `count` members (or the listed address indexes), every one of them
+        with the new member list: the operator's restart of all members on a change of membership."""
+        slots = list(range(count)) if isinstance(count, int) else count
         self.stop()
         self.members = []
-        for index in range(count):
+        self.slots = slots
+        for index in slots:
             folder = self.folder / f"member-{index}"
             folder.mkdir(parents=True, exist_ok=True)
             env = {**S3_ENV, "SSL_CERT_FILE": str(self.certs.ca)}
-            self.members.append(RegistryProcess(folder / "config.json", self.member_config(index, count),
+            self.members.append(RegistryProcess(folder / "config.json", self.member_config(index, slots),
                                                 folder / "registry.log", workers=self.workers, env=env))
         try:
             for member in self.members:
@@ -81,6 +88,10 @@ class SharedCluster:
             self.stop()
             raise
         return self
+
+    def without(self, position: int) -> SharedCluster:
+        """Rewrites the member list without the member at `position` and restarts every survivor."""
+        return self.start([slot for i, slot in enumerate(self.slots) if i != position])
 
     def stop(self) -> None:
         for member in self.members:

@@ -1,12 +1,16 @@
 """S3-backed push and pull against the limit: the same S3 server written and read directly, in one run.
 
 versitygw (the S3 gateway the tests use, on a local directory) and redis-server on loopback; one
-registry member storing in the bucket (dedupe off, as in zot's examples). For each blob size:
+registry member storing in the bucket (dedupe off, as in zot's examples), and a 3-member cluster on
+127.0.0.1-3 (one port, plain HTTP) storing in the same bucket under its own prefix, driven through a
+member that does not own the repository (so every byte also crosses the member-to-owner proxy).
+For each blob size:
 - the limit: aiobotocore straight to the bucket, multipart with the registry's part size
   to push, a streamed GET to pull;
 - the registry, with curl: a monolithic push (POST ?digest=, streamed into parts and completed once
   the digest matched), a session push (POST, one PATCH, PUT: the blob is assembled under the
-  session and copied home once verified, which costs a server-side copy), and a pull.
+  session and copied home once verified, which costs a server-side copy), and a pull;
+- the same three through the 3-member cluster's non-owner.
 Median of a few runs each. Writes docs/s3-benchmarks.md and docs/s3-benchmarks.png.
 """
 
@@ -17,6 +21,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -26,10 +31,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 from aiobotocore.session import get_session
 from botocore.config import Config as BotoConfig
+from zot_registry.cluster.hashing import owner_index
 from zot_registry.storage.s3parts import PART_SIZE as PART
 
 from bench.servers import free_port
@@ -40,12 +47,14 @@ SIZES = (16 << 20, 64 << 20, 256 << 20)
 RUNS = 3
 ACCESS, SECRET = "bench-access", "bench-secret-key"
 BUCKET = "bench"
+HASH_KEY = "loremipsumdolors"  # zot's example key
+CLUSTER = 3
 
 
 @dataclass
 class Row:
     size: int
-    path: str  # limit, registry
+    path: str  # limit, registry, cluster
     push_mbps: float
     session_push_mbps: float
     pull_mbps: float
@@ -70,12 +79,55 @@ def _wait(url: str, deadline: float, ok: tuple[int, ...] = (200,)) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
+def _port_free_on_loopbacks(count: int) -> int:
+    """One port free on 127.0.0.1 .. 127.0.0.N: members share a port, as on separate hosts."""
+    for _ in range(50):
+        port = free_port()
+        try:
+            for i in range(count):
+                with socket.socket() as sock:
+                    sock.bind((f"127.0.0.{i + 1}", port))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no port free on every loopback address")
+
+
+def _config(workdir: Path, name: str, s3_port: int, redis_port: int, host: str, port: int,
+            members: list[str] | None = None) -> Path:
+    """A member's config: the S3 driver and redis cache; a cluster's members share prefix and key prefix."""
+    config: dict[str, Any] = {
+        "distSpecVersion": "1.1.1",
+        "storage": {"rootDirectory": str(workdir / name / "root"), "dedupe": False, "gc": False, "remoteCache": True,
+                    "storageDriver": {"name": "s3", "rootdirectory": "/" + name.split("-")[0], "region": "us-east-1",
+                                      "regionendpoint": f"127.0.0.1:{s3_port}", "bucket": BUCKET, "secure": False},
+                    "cacheDriver": {"name": "redis", "url": f"redis://127.0.0.1:{redis_port}",
+                                    "keyprefix": name.split("-")[0]}},
+        "http": {"address": host, "port": str(port)},
+        "log": {"level": "error"},
+    }
+    if members:
+        config["cluster"] = {"members": members, "hashKey": HASH_KEY}
+    (workdir / name).mkdir(parents=True)
+    path = workdir / name / "config.json"
+    path.write_text(json.dumps(config))
+    return path
+
+
+@dataclass
+class Servers:
+    endpoint: str  # S3
+    single: str  # one member
+    cluster: list[str]  # the members of the 3-member cluster, in list order
+
+
 @contextmanager
-def _servers(workdir: Path) -> Iterator[tuple[str, str]]:
-    """versitygw, redis-server and one registry member; yields (S3 endpoint, registry URL)."""
+def _servers(workdir: Path) -> Iterator[Servers]:
+    """versitygw, redis-server, one registry member and a 3-member cluster on 127.0.0.1-3."""
     (workdir / "data").mkdir()
     (workdir / "meta").mkdir()
     s3_port, redis_port, registry_port = free_port(), free_port(), free_port()
+    cluster_port = _port_free_on_loopbacks(CLUSTER)
     env = {**os.environ, "ROOT_ACCESS_KEY_ID": ACCESS, "ROOT_SECRET_ACCESS_KEY": SECRET,
            "AWS_ACCESS_KEY_ID": ACCESS, "AWS_SECRET_ACCESS_KEY": SECRET}
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
@@ -85,23 +137,21 @@ def _servers(workdir: Path) -> Iterator[tuple[str, str]]:
         subprocess.Popen([_binary("redis-server"), "--bind", "127.0.0.1", "--port", str(redis_port), "--save", "",
                           "--appendonly", "no"], cwd=workdir, **quiet),  # type: ignore[call-overload]
     ]
-    config = {
-        "distSpecVersion": "1.1.1",
-        "storage": {"rootDirectory": str(workdir / "root"), "dedupe": False, "gc": False, "remoteCache": True,
-                    "storageDriver": {"name": "s3", "rootdirectory": "/zot", "region": "us-east-1",
-                                      "regionendpoint": f"127.0.0.1:{s3_port}", "bucket": BUCKET, "secure": False},
-                    "cacheDriver": {"name": "redis", "url": f"redis://127.0.0.1:{redis_port}", "keyprefix": "zot"}},
-        "http": {"address": "127.0.0.1", "port": str(registry_port)},
-        "log": {"level": "error"},
-    }
-    (workdir / "config.json").write_text(json.dumps(config))
+    hosts = [f"127.0.0.{i + 1}" for i in range(CLUSTER)]
+    members = [f"{host}:{cluster_port}" for host in hosts]
+    configs = [_config(workdir, "single", s3_port, redis_port, "127.0.0.1", registry_port)]
+    configs += [_config(workdir, f"cluster-{i}", s3_port, redis_port, host, cluster_port, members)
+                for i, host in enumerate(hosts)]
     try:
         deadline = time.monotonic() + 60
         _wait(f"http://127.0.0.1:{s3_port}/", deadline, ok=(403,))  # answers unsigned requests with 403
-        processes.append(subprocess.Popen([sys.executable, "-m", "zot_registry.cli", "serve",
-                                           str(workdir / "config.json")], env=env, **quiet))  # type: ignore[call-overload]
-        _wait(f"http://127.0.0.1:{registry_port}/readyz", deadline)
-        yield f"http://127.0.0.1:{s3_port}", f"http://127.0.0.1:{registry_port}"
+        for config in configs:
+            processes.append(subprocess.Popen([sys.executable, "-m", "zot_registry.cli", "serve", str(config)],
+                                              env=env, **quiet))  # type: ignore[call-overload]
+        urls = [f"http://127.0.0.1:{registry_port}"] + [f"http://{member}" for member in members]
+        for url in urls:
+            _wait(f"{url}/readyz", deadline)
+        yield Servers(f"http://127.0.0.1:{s3_port}", urls[0], urls[1:])
     finally:
         for process in processes:
             process.terminate()
@@ -168,25 +218,29 @@ def _registry(url: str, path: Path, digest: str, repo: str) -> tuple[float, floa
 
 def measure(workdir: Path) -> list[Row]:
     rows = []
-    with _servers(workdir) as (endpoint, registry):
+    with _servers(workdir) as servers:
         for size in SIZES:
             path = workdir / f"blob-{size >> 20}m"
-            limit_push, limit_pull, push, session, pull = [], [], [], [], []
+            limit_push: list[float] = []
+            limit_pull: list[float] = []
+            timings: dict[str, list[tuple[float, float, float]]] = {"registry": [], "cluster": []}
             for run in range(RUNS):
                 path.write_bytes(os.urandom(size))
                 digest = "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
-                pushed, pulled = asyncio.run(_limit(endpoint, path, size))
+                pushed, pulled = asyncio.run(_limit(servers.endpoint, path, size))
                 limit_push.append(pushed)
                 limit_pull.append(pulled)
-                mono, sess, get = _registry(registry, path, digest, f"bench/{size >> 20}m-{run}")
-                push.append(mono)
-                session.append(sess)
-                pull.append(get)
+                timings["registry"].append(_registry(servers.single, path, digest, f"bench/{size >> 20}m-{run}"))
+                # Member 0 is the entry; the repository (both its .../mono and .../session) is owned elsewhere.
+                repo = next(f"bench/{size >> 20}m-{run}-{i}" for i in range(1000)
+                            if all(owner_index(f"bench/{size >> 20}m-{run}-{i}/{leaf}", HASH_KEY.encode(), CLUSTER)
+                                   for leaf in ("mono", "session")))
+                timings["cluster"].append(_registry(servers.cluster[0], path, repo=repo, digest=digest))
             mb = size / 1e6
             rows.append(Row(size, "limit", mb / statistics.median(limit_push), mb / statistics.median(limit_push),
                             mb / statistics.median(limit_pull)))
-            rows.append(Row(size, "registry", mb / statistics.median(push), mb / statistics.median(session),
-                            mb / statistics.median(pull)))
+            for name, runs in timings.items():
+                rows.append(Row(size, name, *(mb / statistics.median(column) for column in zip(*runs, strict=True))))
     return rows
 
 
@@ -196,24 +250,27 @@ def report(rows: list[Row], out: Path, elapsed: float) -> None:
         "",
         f"Generated by `make bench` (`python -m bench.s3`) on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} "
         f"in {elapsed:.0f} s. versitygw on a local directory is the S3 server; one registry member (2 workers) "
-        "stores in it with a redis cache. The limit is aiobotocore writing the same bytes to the same bucket "
+        "stores in it with a redis cache, and so does a 3-member cluster (127.0.0.1-3, plain HTTP) driven "
+        "through a member that does not own the repository. "
+        "The limit is aiobotocore writing the same bytes to the same bucket "
         f"(multipart, {PART >> 20} MiB parts, as the registry) and reading them back; the registry is driven "
         f"by curl. Median of {RUNS} runs; MB/s.",
-        "",
-        "| blob | limit push | registry push (POST ?digest) | ratio | registry push (POST, PATCH, PUT) | ratio | "
-        "limit pull | registry pull | ratio |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
-    for size in SIZES:
-        limit = next(r for r in rows if r.size == size and r.path == "limit")
-        ours = next(r for r in rows if r.size == size and r.path == "registry")
-        lines.append(f"| {size >> 20} MiB | {limit.push_mbps:,.0f} | {ours.push_mbps:,.0f} | "
-                     f"{ours.push_mbps / limit.push_mbps:.2f} | {ours.session_push_mbps:,.0f} | "
-                     f"{ours.session_push_mbps / limit.push_mbps:.2f} | {limit.pull_mbps:,.0f} | "
-                     f"{ours.pull_mbps:,.0f} | {ours.pull_mbps / limit.pull_mbps:.2f} |")
+    header = ["| blob | limit push | registry push (POST ?digest) | ratio | registry push (POST, PATCH, PUT) | ratio | "
+              "limit pull | registry pull | ratio |", "|---|--:|--:|--:|--:|--:|--:|--:|--:|"]
+    for path, title in (("registry", "One member"), ("cluster", "Three members, through a member that does not own "
+                                                                "the repository")):
+        lines += ["", f"### {title}", "", *header]
+        for size in SIZES:
+            limit = next(r for r in rows if r.size == size and r.path == "limit")
+            ours = next(r for r in rows if r.size == size and r.path == path)
+            lines.append(f"| {size >> 20} MiB | {limit.push_mbps:,.0f} | {ours.push_mbps:,.0f} | "
+                         f"{ours.push_mbps / limit.push_mbps:.2f} | {ours.session_push_mbps:,.0f} | "
+                         f"{ours.session_push_mbps / limit.push_mbps:.2f} | {limit.pull_mbps:,.0f} | "
+                         f"{ours.pull_mbps:,.0f} | {ours.pull_mbps / limit.pull_mbps:.2f} |")
     lines += [
         "",
-        "![registry and limit](s3-benchmarks.png)",
+        "![registry, cluster and limit](s3-benchmarks.png)",
         "",
         "## Reading the table",
         "",
@@ -224,6 +281,10 @@ def report(rows: list[Row], out: Path, elapsed: float) -> None:
         "  server-side copy of every byte, which on a gateway over a local disk costs as much as the write.",
         "- The registry hashes every byte it receives (SHA-256) and runs on the same two cores as the S3",
         "  server and the client; the limit does neither of those on the push side.",
+        "- Through a non-owner, every request is streamed once more, member to owner, over loopback; the",
+        "  owner does the S3 work. On these two cores that extra hop competes with the owner and versitygw",
+        "  for the same CPU; on separate hosts it costs a network hop, not storage work: nothing is stored",
+        "  twice and the entry member keeps no copy.",
         "",
     ]
     (out / "s3-benchmarks.md").write_text("\n".join(lines))
@@ -237,15 +298,17 @@ def _plot(rows: list[Row], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     labels = [f"{size >> 20} MiB" for size in SIZES]
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4))
     for ax, attr, title in ((axes[0], "push_mbps", "push MB/s"), (axes[1], "pull_mbps", "pull MB/s")):
-        for offset, name in ((-0.2, "limit"), (0.2, "registry")):
+        for offset, name, label in ((-0.27, "limit", "limit (aiobotocore)"), (0.0, "registry", "1 member"),
+                                    (0.27, "cluster", "3 members, via non-owner")):
             values = [next(getattr(r, attr) for r in rows if r.size == size and r.path == name) for size in SIZES]
-            ax.bar([i + offset for i in range(len(SIZES))], values, width=0.4, label=name)
+            ax.bar([i + offset for i in range(len(SIZES))], values, width=0.27, label=label)
         ax.set_xticks(range(len(SIZES)), labels)
         ax.set_title(title)
-        ax.legend()
-    fig.tight_layout()
+    handles, names = axes[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=3, frameon=False)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 

@@ -105,3 +105,13 @@ def shared_cluster(folder: Path, example_name: str, s3: Peer, cache: Peer, **sto
     folder.mkdir(parents=True, exist_ok=True)
     certs = make_certs(folder / "certs", [address(i) for i in range(MAX_MEMBERS)])
     return SharedCluster(folder, example, s3, cache, certs, port_free_on_all(MAX_MEMBERS))
+
+
+def haproxy_config(cluster: SharedCluster, port: int) -> str:
+    """examples/haproxy-sticky.cfg with this cluster's addresses, port and CA, nothing else changed."""
+    text = (REPO_ROOT / "examples" / "haproxy-sticky.cfg").read_text()
+    text = text.replace("bind 127.0.0.1:8080", f"bind 127.0.0.1:{port}")
+    text = text.replace("/etc/zot/ca.crt", str(cluster.certs.ca))
+    for member in cluster.members:
+        text = re.sub(rf"\b{re.escape(member.host)}:9000\b", member.hostport, text)
+    return text

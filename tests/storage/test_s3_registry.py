@@ -77,26 +77,6 @@ def test_wrong_digest_leaves_nothing_visible(member: RegistryProcess, s3_server:
     assert blob_objects_not_matching_their_key(s3_server) == []
 
 
-def test_repositories_sharing_layers_store_each_layer_once(member: RegistryProcess, s3_server: Peer) -> None:
-    first = make_image("shared", (3 << 20, 1 << 20))
-    second_manifest = first.manifest.replace(b'"amd64"', b'"arm64"')  # same blobs, another manifest
-    with httpx.Client(base_url=member.url, timeout=60) as client:
-        assert push_image(client, "team-a/app", first, "v1").status_code == 201
-        assert push_image(client, "team-b/app", first, "v1").status_code == 201
-        response = client.put("/v2/team-b/app/manifests/v2", content=second_manifest,
-                              headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
-        assert response.status_code == 201
-        for repo in ("team-a/app", "team-b/app"):
-            for layer in first.layers:
-                assert client.get(f"/v2/{repo}/blobs/{sha256(layer)}").content == layer
-    objects = list_objects(s3_server)
-    for layer in first.layers:
-        with_bytes = [key for key, size in objects.items() if key.endswith(sha256(layer)[7:]) and size == len(layer)]
-        assert with_bytes == [f"{ROOT}/.dedupe/blobs/sha256/{sha256(layer)[7:]}"], objects
-    stored = sum(objects.values())
-    assert stored < sum(map(len, first.layers)) + 64 * 1024, f"{stored} bytes for {len(first.layers)} layers"
-
-
 def test_garbage_collection_keeps_layers_another_repository_still_uses(
         tmp_path: Path, s3_server: Peer, redis_server: Peer) -> None:
     process = s3_member(tmp_path / "gc", s3_server, redis_cache(redis_server), gc=True, gcDelay="1s",

@@ -26,14 +26,8 @@ from tests.helpers import Image, free_port, make_image, push_image, sha256, tool
 from tests.registry.test_clients import blob_files, write_oci_layout
 from tests.storage.conftest import Peer
 from tests.storage.s3util import blob_objects_not_matching_their_key, list_objects, read_object
-from tests.storage.shared_cluster import ZOT_EXAMPLES, SharedCluster
-from tests.storage.test_zot_examples_on_s3 import (
-    MANIFEST,
-    OCTETS,
-    _haproxy_config,
-    assert_absent_or_whole,
-    assert_pullable,
-)
+from tests.storage.shared_cluster import ZOT_EXAMPLES, SharedCluster, haproxy_config
+from tests.storage.test_zot_examples_on_s3 import MANIFEST, OCTETS, assert_absent_or_whole, assert_pullable
 
 pytestmark = pytest.mark.skipif(not ZOT_EXAMPLES.is_dir(), reason=f"zot's examples are not at {ZOT_EXAMPLES}")
 
@@ -221,7 +215,7 @@ def test_skopeo_and_oras_through_haproxy_sticky_entry(s3_redis_cluster: SharedCl
     """
     cluster, port = s3_redis_cluster, free_port()
     config = tmp_path / "haproxy.cfg"
-    config.write_text(_haproxy_config(cluster, port))
+    config.write_text(haproxy_config(cluster, port))
     check = subprocess.run([tool("haproxy"), "-c", "-f", str(config)], capture_output=True, text=True, timeout=30)
     assert check.returncode == 0, check.stdout + check.stderr
     log = tmp_path / "haproxy.log"

@@ -7,10 +7,8 @@ members over TLS on 127.0.0.1-5, the OCI conformance suite, HAProxy from Debian.
 from __future__ import annotations
 
 import os
-import re
 import signal
 import ssl
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -19,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import REPO_ROOT, Image, free_port, make_image, push_image, sha256, tool
+from tests.helpers import Image, make_image, push_image, sha256
 from tests.registry.test_conformance import run_conformance, run_current_suite
 from tests.storage.conftest import Peer
 from tests.storage.s3util import blob_objects_not_matching_their_key
@@ -178,52 +176,3 @@ def test_resize_three_to_five_to_two_keeps_every_image_pullable(redis_cluster: S
             with client(cluster, index) as http:
                 for repo, image in images.items():
                     assert_pullable(http, repo, image)
-
-
-def _haproxy_config(cluster: SharedCluster, port: int) -> str:
-    """examples/haproxy-sticky.cfg with this cluster's addresses, port and CA, nothing else changed."""
-    text = (REPO_ROOT / "examples" / "haproxy-sticky.cfg").read_text()
-    text = text.replace("bind 127.0.0.1:8080", f"bind 127.0.0.1:{port}")
-    text = text.replace("/etc/zot/ca.crt", str(cluster.certs.ca))
-    for member in cluster.members:
-        text = re.sub(rf"\b{re.escape(member.host)}:9000\b", member.hostport, text)
-    return text
-
-
-def test_haproxy_sticky_example_in_front_of_three_members(redis_cluster: SharedCluster, tmp_path: Path) -> None:
-    cluster, port = redis_cluster, free_port()
-    config = tmp_path / "haproxy.cfg"
-    config.write_text(_haproxy_config(cluster, port))
-    log = tmp_path / "haproxy.log"
-    with log.open("wb") as out:
-        haproxy = subprocess.Popen([tool("haproxy"), "-f", str(config), "-db"], stdout=out, stderr=subprocess.STDOUT)
-    try:
-        entry = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{entry}/v2/", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        image = make_image("behind-haproxy", (2 << 20, 1 << 20))
-        with httpx.Client(base_url=entry, timeout=60) as http:
-            first = http.get("/v2/")
-            cookie = first.cookies.get("SERVER")
-            assert cookie in {"zot-server1", "zot-server2", "zot-server3"}, first.headers
-            assert push_image(http, "lb/app", image, "v1").status_code == 201
-            # Sticky: the client's later requests carried the cookie and were not given a new one.
-            assert http.get("/v2/lb/app/tags/list").json()["tags"] == ["v1"]
-            assert "SERVER" not in http.get("/v2/").headers.get("set-cookie", "")
-        # A real client through the entry point, without the cookie: any member answers the same.
-        target = tmp_path / "pulled"
-        result = subprocess.run([tool("oras"), "pull", "--plain-http", "-o", str(target),
-                                 f"127.0.0.1:{port}/lb/app:v1"], capture_output=True, text=True, timeout=120)
-        # The pushed layers are not oras artifacts (no titles): oras reports the manifest and succeeds.
-        assert result.returncode == 0, result.stderr
-        copied = subprocess.run([tool("crane"), "manifest", "--insecure", f"127.0.0.1:{port}/lb/app:v1"],
-                                capture_output=True, timeout=60)
-        assert copied.returncode == 0 and copied.stdout == image.manifest, copied.stderr
-    finally:
-        haproxy.terminate()
-        haproxy.wait(timeout=10)

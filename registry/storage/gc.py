@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -19,7 +18,7 @@ from typing import TYPE_CHECKING
 from ..digests import parse_digest
 from ..errors import RegistryError
 from .base import GcReport
-from .manifests import parse_manifest
+from .indexops import reachable_digests
 
 if TYPE_CHECKING:
     from .store import ImageStore
@@ -37,20 +36,14 @@ def referenced_digests(store: ImageStore, name: str) -> set[str]:
     index = store.read_index(name)
     if index is None:
         return set()
-    keep: set[str] = set()
-    pending = [d["digest"] for d in index.manifests]
-    while pending:
-        digest = pending.pop()
-        if digest in keep:
-            continue
-        keep.add(digest)
-        path = store.layout.blob(name, parse_digest(digest))
+
+    def read(digest: str) -> bytes | None:
         try:
-            manifest = parse_manifest(path.read_bytes(), None)
-        except (FileNotFoundError, RegistryError, json.JSONDecodeError):
-            continue
-        pending.extend(manifest.blob_references() + manifest.manifest_references())
-    return keep
+            return store.layout.blob(name, parse_digest(digest)).read_bytes()
+        except (FileNotFoundError, RegistryError):
+            return None
+
+    return reachable_digests(index, read)
 
 
 def collect_repository(store: ImageStore, name: str, delay: float, report: GcReport) -> None:

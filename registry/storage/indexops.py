@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..digests import Digest, is_digest, parse_digest
-from ..errors import DigestInvalid, ManifestUnknown
+from ..errors import DigestInvalid, ManifestBlobUnknown, ManifestUnknown, RegistryError
 from ..names import validate_tag
 from .index import TAG_ANNOTATION, Index
 from .manifests import ParsedManifest, parse_manifest
@@ -131,3 +131,38 @@ def referrer_entry(descriptor: dict[str, Any], data: bytes, subject: Digest,
     if manifest.document.get("annotations"):
         entry["annotations"] = manifest.document["annotations"]
     return entry
+
+
+def check_references(name: str, manifest: ParsedManifest, index: Index | None, missing_blobs: list[str]) -> None:
+    """MANIFEST_BLOB_UNKNOWN for the first blob the store lacks, or child manifest the index lacks."""
+    if missing_blobs:
+        ref = missing_blobs[0]
+        raise ManifestBlobUnknown(f"manifest references blob {ref} unknown to repository {name!r}",
+                                  detail={"digest": ref})
+    for ref in manifest.manifest_references():
+        if index is None or ref not in index.by_digest:
+            raise ManifestBlobUnknown(f"index references manifest {ref} unknown to repository {name!r}",
+                                      detail={"digest": ref})
+
+
+def reachable_digests(index: Index, read: Callable[[str], bytes | None]) -> set[str]:
+    """Every digest reachable from the index: manifests, their configs, layers and children.
+
+    `read` gives a manifest's bytes by digest (None when missing); what does not parse reaches nothing.
+    """
+    keep: set[str] = set()
+    pending = [d["digest"] for d in index.manifests]
+    while pending:
+        digest = pending.pop()
+        if digest in keep:
+            continue
+        keep.add(digest)
+        data = read(digest)
+        if data is None:
+            continue
+        try:
+            parsed = parse_manifest(data, None)
+        except RegistryError:
+            continue
+        pending.extend(parsed.blob_references() + parsed.manifest_references())
+    return keep

@@ -32,7 +32,6 @@ from ..errors import (
     BlobUnknown,
     BlobUploadUnknown,
     DigestInvalid,
-    ManifestBlobUnknown,
     NameUnknown,
     RangeInvalid,
     RegistryError,
@@ -44,10 +43,12 @@ from .index import Index
 from .indexops import (
     Change,
     DeleteChange,
+    check_references,
     descriptor_for,
     find_descriptor,
     manifest_digest,
     put_change,
+    reachable_digests,
     referrer_entry,
     unique_descriptors,
 )
@@ -309,15 +310,8 @@ class S3Store:
                                headers={"Range": f"0-{last}", "Content-Range": f"0-{last}"})
         hasher = self._hashers.take(session, offset) if offset else hashlib.sha256()
         writer = await self._writer(name, session, state)
-        try:
-            written = await _pump(body, hasher, writer, length)
-            await writer.drain()
-        except BaseException:
-            await writer.discard()
-            raise
-        if length is not None and written != length:
-            # Nothing was recorded: parts sent now get the same numbers again on the retry.
-            raise SizeInvalid(f"received {written} bytes, Content-Length said {length}")
+        # On SizeInvalid nothing is recorded: parts sent now get the same numbers again on the retry.
+        written = await _receive(body, hasher, writer, length)
         size = offset + written
         tail = writer.pending
         if tail:
@@ -340,14 +334,7 @@ class S3Store:
             # Everything so far is the tail in memory: hash it now, even after a restart.
             hasher = digest.hasher()
             hasher.update(writer.pending)
-        try:
-            written = await _pump(body, hasher, writer, length)
-            await writer.drain()
-        except BaseException:
-            await writer.discard()
-            raise
-        if length is not None and written != length:
-            raise SizeInvalid(f"received {written} bytes, Content-Length said {length}")
+        await _receive(body, hasher, writer, length)
         if hasher is not None and hasher.hexdigest() != digest.hex:
             # The session stays usable, as in distribution: nothing of this request was recorded.
             raise DigestInvalid(f"uploaded content does not match digest {digest}")
@@ -412,14 +399,7 @@ class S3Store:
     async def _check_references(self, name: str, manifest: ParsedManifest, index: Index | None) -> None:
         blobs = manifest.blob_references()
         present = await asyncio.gather(*(self.has_blob(name, parse_digest(ref)) for ref in blobs))
-        for ref, found in zip(blobs, present, strict=True):
-            if not found:
-                raise ManifestBlobUnknown(f"manifest references blob {ref} unknown to repository {name!r}",
-                                          detail={"digest": ref})
-        for ref in manifest.manifest_references():
-            if index is None or ref not in index.by_digest:
-                raise ManifestBlobUnknown(f"index references manifest {ref} unknown to repository {name!r}",
-                                          detail={"digest": ref})
+        check_references(name, manifest, index, [ref for ref, found in zip(blobs, present, strict=True) if not found])
 
     async def put_manifest(self, name: str, reference: str, content_type: str | None,
                            body: bytes) -> tuple[Digest, ParsedManifest]:
@@ -490,7 +470,7 @@ class S3Store:
             await self._update_index_unlocked(name, lambda ms: _drop_digests(ms, stale))
             report.manifests += len(stale)
             index = Index.parse(await self.bucket.get(self._index_key(name)) or EMPTY_INDEX)
-        keep = _reachable(index, documents)
+        keep = reachable_digests(index, documents.get)
         for key, info in objects.items():
             digest = _digest_of(key, blobs_prefix)
             if digest is not None and info.modified <= now - delay and str(digest) not in keep:
@@ -606,27 +586,20 @@ def _digest_of(key: str, prefix: str) -> Digest | None:
         return None
 
 
+async def _receive(body: AsyncIterator[bytes], hasher: Any, writer: PartWriter, length: int | None) -> int:
+    """A session's chunk into its parts: every part sent, or none in flight; the byte count checked."""
+    try:
+        written = await _pump(body, hasher, writer, length)
+        await writer.drain()
+    except BaseException:
+        await writer.discard()
+        raise
+    if length is not None and written != length:
+        raise SizeInvalid(f"received {written} bytes, Content-Length said {length}")
+    return written
+
+
 def _drop_digests(manifests: list[dict[str, Any]], digests: set[str]) -> bool:
     before = len(manifests)
     manifests[:] = [d for d in manifests if d["digest"] not in digests]
     return len(manifests) != before
-
-
-def _reachable(index: Index, documents: dict[str, bytes]) -> set[str]:
-    """Every digest reachable from the index: manifests, their configs, layers and children."""
-    keep: set[str] = set()
-    pending = [d["digest"] for d in index.manifests]
-    while pending:
-        digest = pending.pop()
-        if digest in keep:
-            continue
-        keep.add(digest)
-        data = documents.get(digest)
-        if data is None:
-            continue
-        try:
-            parsed = parse_manifest(data, None)
-        except RegistryError:
-            continue
-        pending.extend(parsed.blob_references() + parsed.manifest_references())
-    return keep

@@ -18,7 +18,6 @@ from ..errors import (
     BlobUnknown,
     BlobUploadUnknown,
     DigestInvalid,
-    ManifestBlobUnknown,
     ManifestUnknown,
     NameUnknown,
     RangeInvalid,
@@ -29,6 +28,7 @@ from .files import file_chunks, fsync_path, write_atomic
 from .index import Index, IndexFiles
 from .indexops import (
     DeleteChange,
+    check_references,
     descriptor_for,
     find_descriptor,
     manifest_digest,
@@ -281,14 +281,8 @@ class ImageStore:
         return descriptor, self._manifest_bytes(name, descriptor["digest"])
 
     def _check_references(self, name: str, manifest: ParsedManifest, index: Index | None) -> None:
-        for ref in manifest.blob_references():
-            if not self._has_blob(name, parse_digest(ref)):
-                raise ManifestBlobUnknown(f"manifest references blob {ref} unknown to repository {name!r}",
-                                          detail={"digest": ref})
-        for ref in manifest.manifest_references():
-            if index is None or ref not in index.by_digest:
-                raise ManifestBlobUnknown(f"index references manifest {ref} unknown to repository {name!r}",
-                                          detail={"digest": ref})
+        missing = [ref for ref in manifest.blob_references() if not self._has_blob(name, parse_digest(ref))]
+        check_references(name, manifest, index, missing)
 
     async def put_manifest(self, name: str, reference: str, content_type: str | None,
                      body: bytes) -> tuple[Digest, ParsedManifest]:

@@ -7,6 +7,7 @@ stops it afterwards, so a test never races a peer that is still starting.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.helpers import free_port, tool
@@ -79,6 +81,47 @@ def s3_server(tmp_path: Path) -> Iterator[Peer]:
                  str(data)], log, env=env)
     try:
         _wait_listening(proc, peer.host, peer.port, log)
+        yield peer
+    finally:
+        _stop(proc)
+
+
+# weed mini runs master, volume, filer, S3, WebDAV and admin servers, each with an HTTP and a gRPC port.
+SEAWEEDFS_PORT_FLAGS = ("master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port",
+                        "filer.port.grpc", "s3.port.grpc", "s3.port.iceberg", "webdav.port", "admin.port",
+                        "admin.port.grpc")
+
+
+def _answers_s3(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    """Waits until the gateway refuses an unsigned request (403): listening and checking signatures."""
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"{proc.args!r} exited with {proc.returncode}:\n{log.read_text(errors='replace')}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 403:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    pytest.fail(f"no S3 answer at {url} after {STARTUP_SECONDS}s:\n{log.read_text(errors='replace')[-3000:]}")
+
+
+@pytest.fixture
+def seaweedfs_server(tmp_path: Path) -> Iterator[Peer]:
+    """SeaweedFS (`weed mini`: every component in one process) serving S3, with the same credentials."""
+    data = tmp_path / "seaweedfs"
+    data.mkdir()
+    identities = {"identities": [{"name": "zot", "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                                  "credentials": [{"accessKey": S3_ACCESS_KEY, "secretKey": S3_SECRET_KEY}]}]}
+    (tmp_path / "seaweedfs-s3.json").write_text(json.dumps(identities))
+    peer = Peer("127.0.0.1", free_port())
+    ports = [f"-{flag}={free_port()}" for flag in SEAWEEDFS_PORT_FLAGS]
+    log = tmp_path / "seaweedfs.log"
+    proc = _run([tool("weed"), "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-s3.port={peer.port}",
+                 f"-s3.config={tmp_path / 'seaweedfs-s3.json'}", *ports], log)
+    try:
+        _answers_s3(peer.url + "/", proc, log)
         yield peer
     finally:
         _stop(proc)

@@ -57,11 +57,14 @@ def redis_cluster(tmp_path: Path, s3_server: Peer, redis_server: Peer) -> Iterat
     cluster.stop()
 
 
-@pytest.mark.parametrize("example", ["cluster-s3-redis.json", "cluster-s3-dynamodb.json"])
+@pytest.mark.parametrize(("example", "s3"), [("cluster-s3-redis.json", "versitygw"),
+                                              ("cluster-s3-dynamodb.json", "versitygw"),
+                                              ("cluster-s3-redis.json", "seaweedfs")])
 def test_example_runs_three_members_and_passes_conformance_through_each(
-        example: str, tmp_path: Path, s3_server: Peer, request: pytest.FixtureRequest, aws_env: None) -> None:
+        example: str, s3: str, tmp_path: Path, request: pytest.FixtureRequest, aws_env: None) -> None:
     cache: Peer = request.getfixturevalue("redis_server" if "redis" in example else "dynamodb_server")
-    cluster = shared_cluster(tmp_path / "cluster", example, s3_server, cache).start(3)
+    server: Peer = request.getfixturevalue("s3_server" if s3 == "versitygw" else "seaweedfs_server")
+    cluster = shared_cluster(tmp_path / "cluster", example, server, cache).start(3)
     try:
         for index, member in enumerate(cluster.members):
             run_conformance(member, tmp_path / f"report-{index}", ca=cluster.certs.ca,

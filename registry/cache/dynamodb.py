@@ -7,7 +7,15 @@ Tables, by zot's names (lower-cased by the config loader, as zot's viper does):
   and deleted only by their owner;
 - `repometatablename` (ZotRepoMetadataTable): one item per repository, key `RepoName`, with its
   metadata as JSON; a scan of it is the catalog.
-Missing tables are created on first use (on-demand billing), as zot does.
+Missing tables are created on first use (on-demand billing), as zot does. zot's other table names
+(imageMeta, repoBlobsInfo, userData, version, apiKey) are accepted and unused: nothing here needs them.
+
+Credentials come from botocore's usual chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a profile, an
+instance role); none is invented here. A local DynamoDB-compatible server such as dynalite checks
+only that requests are signed, so any pair works against it.
+
+Lock expiry compares wall clocks of different hosts (DynamoDB has no server-side time): keep members'
+clocks in sync (NTP) well within a lock's timeout.
 """
 
 from __future__ import annotations
@@ -49,6 +57,9 @@ class DynamoDBCache:
 
     @classmethod
     def from_driver(cls, driver: dict[str, Any]) -> DynamoDBCache:
+        # The config loader lower-cases keys as zot's viper does; a dict straight from zot's JSON
+        # (cacheTablename) must name the same tables rather than fall back to the defaults.
+        driver = {str(k).lower(): v for k, v in driver.items()}
         return cls(driver.get("endpoint") or None, str(driver.get("region") or "us-east-1"),
                    str(driver.get("cachetablename") or DEFAULT_TABLES["cachetablename"]),
                    str(driver.get("repometatablename") or DEFAULT_TABLES["repometatablename"]))

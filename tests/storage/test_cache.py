@@ -7,20 +7,24 @@ and a clean CacheUnavailable (503) when the server is gone.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from zot_registry.cache import open_cache
 from zot_registry.cache.base import Cache
 from zot_registry.cache.dynamodb import DynamoDBCache
 from zot_registry.cache.local import LocalCache
 from zot_registry.cache.redis import RedisCache
+from zot_registry.config import parse_config
 from zot_registry.errors import CacheUnavailable
 
 from tests.helpers import free_port
 from tests.storage.conftest import Peer
+from tests.storage.shared_cluster import load_example
 
 DRIVERS = ["redis", "dynamodb", "local"]
 
@@ -201,3 +205,30 @@ def test_dynamodb_tables_are_created_once_by_concurrent_members(dynamodb_server:
         return found
 
     assert run(scenario()) == [["r0", "r1", "r2"]] * 3
+
+
+def test_redis_without_a_url_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ZOT_REDIS_URL", raising=False)
+    with pytest.raises(ValueError, match="ZOT_REDIS_URL"):
+        RedisCache.from_driver({"name": "redis", "keyprefix": "zot"})
+
+
+@pytest.mark.parametrize(("example", "driver", "tables"), [
+    ("cluster-s3-redis.json", "redis", None),
+    ("cluster-s3-dynamodb.json", "dynamodb", ("ZotBlobTable", "ZotRepoMetadataTable")),
+    ("cluster-local-storage.json", "local", None),
+])
+def test_zot_example_configs_open_their_cache(example: str, driver: str, tables: tuple[str, str] | None) -> None:
+    # zot's own examples, as users copy them: the loader lower-cases keys, the drivers still find
+    # the tables zot names; nothing connects until first use (workers fork after this).
+    example_config = load_example(example)
+    storage = parse_config(json.dumps(example_config), example).config.storage
+    cache = open_cache(storage)
+    assert cache.name == driver
+    if tables is not None:
+        assert isinstance(cache, DynamoDBCache)
+        assert (cache.blob_table, cache.repo_table) == tables
+        # A dict straight from zot's JSON (camelCase keys) names its own tables, not the defaults.
+        direct = DynamoDBCache.from_driver({**example_config["storage"]["cacheDriver"],
+                                            "cacheTablename": "MyBlobs", "repoMetaTablename": "MyRepos"})
+        assert (direct.blob_table, direct.repo_table) == ("MyBlobs", "MyRepos")

@@ -6,6 +6,9 @@ import os
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
+
+from ..errors import SizeInvalid
 
 READ_CHUNK = 1 << 20
 
@@ -50,3 +53,17 @@ async def file_chunks(path: str, start: int, length: int) -> AsyncIterator[bytes
             yield chunk
     finally:
         os.close(fd)
+
+
+async def checked_chunks(body: AsyncIterator[bytes], hasher: Any, limit: int | None) -> AsyncIterator[bytes]:
+    """A request body's non-empty chunks, hashed as they pass; SIZE_INVALID past `limit` bytes."""
+    seen = 0
+    async for chunk in body:
+        if not chunk:
+            continue
+        seen += len(chunk)
+        if limit is not None and seen > limit:
+            raise SizeInvalid("body is longer than its Content-Length")
+        if hasher is not None:
+            hasher.update(chunk)
+        yield chunk

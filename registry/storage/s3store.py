@@ -39,6 +39,7 @@ from ..errors import (
     StorageUnavailable,
 )
 from .base import GcReport
+from .files import checked_chunks
 from .index import Index
 from .indexops import (
     Change,
@@ -562,14 +563,8 @@ class S3Store:
 async def _pump(body: AsyncIterator[bytes], hasher: Any, writer: PartWriter | None, limit: int | None) -> int:
     """Copies the request body into the writer (if any), hashing as it goes; returns the byte count."""
     written = 0
-    async for chunk in body:
-        if not chunk:
-            continue
+    async for chunk in checked_chunks(body, hasher, limit):
         written += len(chunk)
-        if limit is not None and written > limit:
-            raise SizeInvalid("body is longer than its Content-Length")
-        if hasher is not None:
-            hasher.update(chunk)
         if writer is not None:
             await writer.write(chunk)
     return written

@@ -24,7 +24,7 @@ from ..errors import (
     SizeInvalid,
 )
 from .base import GcReport
-from .files import file_chunks, fsync_path, write_atomic
+from .files import checked_chunks, file_chunks, fsync_path, write_atomic
 from .index import Index, IndexFiles
 from .indexops import (
     DeleteChange,
@@ -169,14 +169,8 @@ class ImageStore:
                               append: bool, limit: int | None = None) -> int:
         written = 0
         with open(path, "ab" if append else "wb") as handle:
-            async for chunk in body:
-                if not chunk:
-                    continue
+            async for chunk in checked_chunks(body, hasher, limit):
                 written += len(chunk)
-                if limit is not None and written > limit:
-                    raise SizeInvalid("body is longer than its Content-Length")
-                if hasher is not None:
-                    hasher.update(chunk)
                 handle.write(chunk)
         return written
 

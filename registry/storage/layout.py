@@ -7,6 +7,7 @@ a hard link to it; names starting with a dot are never valid repository names, s
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +15,8 @@ from ..digests import Digest
 
 OCI_LAYOUT = b'{"imageLayoutVersion":"1.0.0"}'
 EMPTY_INDEX = b'{"schemaVersion":2,"manifests":[]}'
+# Upload session ids are ours (uuid4 hex): anything else in a URL is an unknown session.
+SESSION_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import logging
 import time
 import uuid
 from collections import OrderedDict
@@ -53,13 +52,11 @@ from .indexops import (
     referrer_entry,
     unique_descriptors,
 )
-from .layout import EMPTY_INDEX, OCI_LAYOUT
+from .layout import EMPTY_INDEX, OCI_LAYOUT, SESSION_ID
 from .manifests import ParsedManifest, parse_manifest
 from .memo import Hashers, ManifestCache
 from .s3client import S3Bucket, S3Settings
 from .s3parts import PartWriter
-
-log = logging.getLogger("zot_registry.s3")
 
 SESSION_MIN_AGE = 3600.0  # abandoned upload sessions are collected after an hour at least
 
@@ -111,12 +108,18 @@ class S3Store:
         self._indexes[name] = (version, index)
         return index
 
+    async def _new_version(self, name: str) -> str:
+        """Records that `name`'s index changed: every worker's copy of it is stale from now on."""
+        version = uuid.uuid4().hex
+        await self.cache.put_repo_meta(name, {"version": version, "updated": time.time()})
+        return version
+
     async def _adopt(self, name: str) -> Index | None:
         """A repository in the bucket the cache does not know (an emptied cache): record it again."""
         raw = await self.bucket.get(self._index_key(name))
         if raw is None:
             return None
-        await self.cache.put_repo_meta(name, {"version": uuid.uuid4().hex, "updated": time.time()})
+        await self._new_version(name)
         return Index.parse(raw)
 
     async def _require_index(self, name: str) -> Index:
@@ -134,20 +137,24 @@ class S3Store:
             if await self.bucket.head(self._index_key(name)) is None:
                 await self.bucket.put(self.bucket.key(name, "oci-layout"), OCI_LAYOUT)
                 await self.bucket.put(self._index_key(name), EMPTY_INDEX)
-            await self.cache.put_repo_meta(name, {"version": uuid.uuid4().hex, "updated": time.time()})
+            await self._new_version(name)
 
     async def _update_index(self, name: str, change: Change) -> None:
         async with self.cache.lock(f"index:{name}"):
-            raw = await self.bucket.get(self._index_key(name))
-            document: dict[str, Any] = Index.parse(raw or EMPTY_INDEX).document
-            manifests = [dict(d) for d in document["manifests"]]
-            if not change(manifests):
-                return
-            body = json.dumps({**document, "manifests": manifests}, separators=(",", ":")).encode()
-            await self.bucket.put(self._index_key(name), body)
-            version = uuid.uuid4().hex
-            await self.cache.put_repo_meta(name, {"version": version, "updated": time.time()})
-            self._indexes[name] = (version, Index.parse(body))
+            await self._update_index_locked(name, change)
+
+    async def _update_index_locked(self, name: str, change: Change) -> Index | None:
+        """Applies `change` to index.json (the caller holds the lock); the new index, or None if unchanged."""
+        raw = await self.bucket.get(self._index_key(name))
+        document: dict[str, Any] = Index.parse(raw or EMPTY_INDEX).document
+        manifests = [dict(d) for d in document["manifests"]]
+        if not change(manifests):
+            return None
+        body = json.dumps({**document, "manifests": manifests}, separators=(",", ":")).encode()
+        await self.bucket.put(self._index_key(name), body)
+        index = Index.parse(body)
+        self._indexes[name] = (await self._new_version(name), index)
+        return index
 
     # Blobs --------------------------------------------------------------------------------------
 
@@ -254,9 +261,7 @@ class S3Store:
         writer = PartWriter(self.bucket, target) if target else None
         hasher = digest.hasher()
         try:
-            written = await _pump(body, hasher, writer, length)
-            if length is not None and written != length:
-                raise SizeInvalid(f"received {written} bytes, Content-Length said {length}")
+            await _receive(body, hasher, writer, length)
             if hasher.hexdigest() != digest.hex:
                 raise DigestInvalid(f"content does not match digest {digest}")
             if writer is not None:
@@ -274,7 +279,7 @@ class S3Store:
     # between writing a new tail and the new state still finds the tail its state names.
 
     async def _session(self, name: str, session: str) -> dict[str, Any]:
-        if len(session) != 32 or not all(c in "0123456789abcdef" for c in session):
+        if not SESSION_ID.match(session):
             raise BlobUploadUnknown(f"upload {session!r} unknown")
         raw = await self.bucket.get(self._session_key(name, session))
         if raw is None:
@@ -335,7 +340,7 @@ class S3Store:
             # Everything so far is the tail in memory: hash it now, even after a restart.
             hasher = digest.hasher()
             hasher.update(writer.pending)
-        await _receive(body, hasher, writer, length)
+        size = offset + await _receive(body, hasher, writer, length)
         if hasher is not None and hasher.hexdigest() != digest.hex:
             # The session stays usable, as in distribution: nothing of this request was recorded.
             raise DigestInvalid(f"uploaded content does not match digest {digest}")
@@ -345,12 +350,12 @@ class S3Store:
             if target is not None:
                 await self.bucket.put(target, writer.pending)
         else:
-            await self._publish_parts(name, session, digest, writer, target, verified=hasher is not None)
+            await self._publish_parts(name, session, digest, writer, target, size, verified=hasher is not None)
         await self._published(name, digest)
         await self._forget_session(name, session, state)
 
     async def _publish_parts(self, name: str, session: str, digest: Digest, writer: PartWriter,
-                             target: str | None, verified: bool) -> None:
+                             target: str | None, size: int, verified: bool) -> None:
         """Completes the multipart object, checks it when this process did not see every chunk, copies it home."""
         await writer.complete()
         data_key = writer.key
@@ -365,8 +370,7 @@ class S3Store:
                     raise DigestInvalid(f"uploaded content does not match digest {digest}; the upload was "
                                         "discarded, start it again")
             if target is not None:
-                info = await self.bucket.head(data_key)
-                await self.bucket.copy(data_key, target, info.size if info else 0)
+                await self.bucket.copy(data_key, target, size)
         finally:
             await self.bucket.delete(data_key)
 
@@ -468,9 +472,8 @@ class S3Store:
         documents = {d: data for d, data in zip(digests, contents, strict=True) if isinstance(data, bytes)}
         stale = self._untagged_to_drop(name, index, documents, objects, now - delay)
         if stale:
-            await self._update_index_unlocked(name, lambda ms: _drop_digests(ms, stale))
+            index = await self._update_index_locked(name, lambda ms: _drop_digests(ms, stale)) or index
             report.manifests += len(stale)
-            index = Index.parse(await self.bucket.get(self._index_key(name)) or EMPTY_INDEX)
         keep = reachable_digests(index, documents.get)
         for key, info in objects.items():
             digest = _digest_of(key, blobs_prefix)
@@ -506,20 +509,11 @@ class S3Store:
                 stale.add(digest)
         return stale
 
-    async def _update_index_unlocked(self, name: str, change: Change) -> None:
-        raw = await self.bucket.get(self._index_key(name))
-        document = Index.parse(raw or EMPTY_INDEX).document
-        manifests = [dict(d) for d in document["manifests"]]
-        if change(manifests):
-            await self.bucket.put(self._index_key(name), json.dumps({**document, "manifests": manifests},
-                                                                    separators=(",", ":")).encode())
-            await self.cache.put_repo_meta(name, {"version": uuid.uuid4().hex, "updated": time.time()})
-
     async def _collect_sessions(self, name: str, objects: dict[str, Any], before: float, report: GcReport) -> None:
         uploads = self.bucket.key(name, ".uploads", "")
         for key, info in objects.items():
             session = key[len(uploads):]
-            if key.startswith(uploads) and len(session) == 32 and info.modified <= before:
+            if key.startswith(uploads) and SESSION_ID.match(session) and info.modified <= before:
                 try:
                     await self.cancel_upload(name, session)
                     report.uploads += 1
@@ -560,16 +554,6 @@ class S3Store:
         await self.cache.close()
 
 
-async def _pump(body: AsyncIterator[bytes], hasher: Any, writer: PartWriter | None, limit: int | None) -> int:
-    """Copies the request body into the writer (if any), hashing as it goes; returns the byte count."""
-    written = 0
-    async for chunk in checked_chunks(body, hasher, limit):
-        written += len(chunk)
-        if writer is not None:
-            await writer.write(chunk)
-    return written
-
-
 def _digest_of(key: str, prefix: str) -> Digest | None:
     """The digest a blob key under `prefix` names (<alg>/<hex>); None for anything else found there."""
     if not key.startswith(prefix):
@@ -581,13 +565,20 @@ def _digest_of(key: str, prefix: str) -> Digest | None:
         return None
 
 
-async def _receive(body: AsyncIterator[bytes], hasher: Any, writer: PartWriter, length: int | None) -> int:
-    """A session's chunk into its parts: every part sent, or none in flight; the byte count checked."""
+async def _receive(body: AsyncIterator[bytes], hasher: Any, writer: PartWriter | None, length: int | None) -> int:
+    """A request body into the writer's parts (or only hashed, without a writer): every part sent, or
+    none left in flight; the byte count checked against Content-Length."""
+    written = 0
     try:
-        written = await _pump(body, hasher, writer, length)
-        await writer.drain()
+        async for chunk in checked_chunks(body, hasher, length):
+            written += len(chunk)
+            if writer is not None:
+                await writer.write(chunk)
+        if writer is not None:
+            await writer.drain()
     except BaseException:
-        await writer.discard()
+        if writer is not None:
+            await writer.discard()
         raise
     if length is not None and written != length:
         raise SizeInvalid(f"received {written} bytes, Content-Length said {length}")

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import hashlib
 import os
-import re
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -36,11 +35,10 @@ from .indexops import (
     referrer_entry,
     unique_descriptors,
 )
-from .layout import EMPTY_INDEX, OCI_LAYOUT, Layout
+from .layout import EMPTY_INDEX, OCI_LAYOUT, SESSION_ID, Layout
 from .manifests import ParsedManifest, parse_manifest
 from .memo import Hashers, ManifestCache
 
-_SESSION_RE = re.compile(r"^[0-9a-f]{32}$")
 _WRITE_CHUNK = 1 << 20
 
 
@@ -196,7 +194,7 @@ class ImageStore:
     # Upload sessions ----------------------------------------------------------------------------
 
     def _session_path(self, name: str, session: str) -> Path:
-        if not _SESSION_RE.match(session):
+        if not SESSION_ID.match(session):
             raise BlobUploadUnknown(f"upload {session!r} unknown")
         path = self.layout.upload(name, session)
         if not path.is_file():

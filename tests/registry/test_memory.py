@@ -50,33 +50,40 @@ def one_gib(block: bytes) -> Iterator[bytes]:
         yield i.to_bytes(8, "little") + block[8:]
 
 
-def test_one_gib_blob_push_and_pull_stays_within_64_mib(start_registry: Callable[..., RegistryProcess]) -> None:
-    registry = start_registry(workers=1)
-    assert registry.process is not None
-    pid = registry.process.pid
+def round_trip_one_gib(client: httpx.Client, repo: str, pid: int) -> tuple[int, int, int]:
+    """Pushes a 1 GiB blob (POST, then PUT with the whole body) and pulls it back whole.
+
+    Returns the RSS of `pid` and its children before, and its peaks during the push and the pull.
+    """
     block = os.urandom(CHUNK)
     hasher = hashlib.sha256()
     for chunk in one_gib(block):
         hasher.update(chunk)
     digest = "sha256:" + hasher.hexdigest()
-
-    with httpx.Client(base_url=registry.url, timeout=600) as client:
-        client.get("/v2/")
-        baseline = server_rss(pid)
-        with PeakSampler(pid) as push:
-            location = client.post("/v2/big/blobs/uploads/").headers["Location"]
-            done = client.put(location, params={"digest": digest}, content=one_gib(block),
-                              headers={"Content-Type": "application/octet-stream"})
-            assert done.status_code == 201, done.text
-        pulled = hashlib.sha256()
-        size = 0
-        with PeakSampler(pid) as pull, client.stream("GET", f"/v2/big/blobs/{digest}") as response:
-            assert response.status_code == 200
-            for chunk in response.iter_raw(CHUNK):
-                pulled.update(chunk)
-                size += len(chunk)
+    baseline = server_rss(pid)
+    with PeakSampler(pid) as push:
+        location = client.post(f"/v2/{repo}/blobs/uploads/").headers["Location"]
+        done = client.put(location, params={"digest": digest}, content=one_gib(block),
+                          headers={"Content-Type": "application/octet-stream"})
+        assert done.status_code == 201, done.text
+    pulled = hashlib.sha256()
+    size = 0
+    with PeakSampler(pid) as pull, client.stream("GET", f"/v2/{repo}/blobs/{digest}") as response:
+        assert response.status_code == 200
+        for chunk in response.iter_raw(CHUNK):
+            pulled.update(chunk)
+            size += len(chunk)
     assert size == GIB
     assert "sha256:" + pulled.hexdigest() == digest
-    growth = max(push.peak, pull.peak) - baseline
-    print(f"baseline RSS {baseline >> 20} MiB, push peak {push.peak >> 20} MiB, pull peak {pull.peak >> 20} MiB")
+    return baseline, push.peak, pull.peak
+
+
+def test_one_gib_blob_push_and_pull_stays_within_64_mib(start_registry: Callable[..., RegistryProcess]) -> None:
+    registry = start_registry(workers=1)
+    assert registry.process is not None
+    with httpx.Client(base_url=registry.url, timeout=600) as client:
+        client.get("/v2/")
+        baseline, push_peak, pull_peak = round_trip_one_gib(client, "big", registry.process.pid)
+    growth = max(push_peak, pull_peak) - baseline
+    print(f"baseline RSS {baseline >> 20} MiB, push peak {push_peak >> 20} MiB, pull peak {pull_peak >> 20} MiB")
     assert growth < LIMIT, f"resident memory grew by {growth >> 20} MiB moving 1 GiB"

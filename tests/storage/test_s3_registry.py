@@ -5,7 +5,6 @@ Real servers on loopback: versitygw (S3, checks SigV4) and redis-server, from th
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import os
 import signal
@@ -17,7 +16,7 @@ import httpx
 import pytest
 
 from tests.helpers import RegistryProcess, free_port, make_image, push_image, sha256
-from tests.registry.test_memory import CHUNK, GIB, LIMIT, PeakSampler, one_gib, server_rss
+from tests.registry.test_memory import LIMIT, round_trip_one_gib
 from tests.storage.conftest import Peer
 from tests.storage.s3util import ROOT, blob_objects_not_matching_their_key, list_objects, redis_cache, s3_member
 
@@ -136,32 +135,13 @@ def test_one_gib_push_and_pull_through_s3_stays_within_64_mib(
     process = s3_member(tmp_path / "big", s3_server, redis_cache(redis_server), workers=1).start()
     try:
         assert process.process is not None
-        pid = process.process.pid
-        block = os.urandom(CHUNK)
-        hasher = hashlib.sha256()
-        for chunk in one_gib(block):
-            hasher.update(chunk)
-        digest = "sha256:" + hasher.hexdigest()
         with httpx.Client(base_url=process.url, timeout=600) as client:
             # Warm up: the S3 and redis clients are made on first use, and are not what this measures.
-            small = make_image("warm-up")
-            assert push_image(client, "warm", small, "v1").status_code == 201
-            baseline = server_rss(pid)
-            with PeakSampler(pid) as push:
-                location = client.post("/v2/big/blobs/uploads/").headers["Location"]
-                done = client.put(location, params={"digest": digest}, content=one_gib(block), headers=OCTETS)
-                assert done.status_code == 201, done.text
-            pulled = hashlib.sha256()
-            size = 0
-            with PeakSampler(pid) as pull, client.stream("GET", f"/v2/big/blobs/{digest}") as response:
-                assert response.status_code == 200
-                for chunk in response.iter_raw(CHUNK):
-                    pulled.update(chunk)
-                    size += len(chunk)
-        assert size == GIB and "sha256:" + pulled.hexdigest() == digest
-        growth = max(push.peak, pull.peak) - baseline
-        print(f"S3: baseline RSS {baseline >> 20} MiB, push peak {push.peak >> 20} MiB, "
-              f"pull peak {pull.peak >> 20} MiB")
+            assert push_image(client, "warm", make_image("warm-up"), "v1").status_code == 201
+            baseline, push_peak, pull_peak = round_trip_one_gib(client, "big", process.process.pid)
+        growth = max(push_peak, pull_peak) - baseline
+        print(f"S3: baseline RSS {baseline >> 20} MiB, push peak {push_peak >> 20} MiB, "
+              f"pull peak {pull_peak >> 20} MiB")
         assert growth < LIMIT, f"resident memory grew by {growth >> 20} MiB moving 1 GiB through S3"
     finally:
         process.stop()

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from zot_registry.config import REDIS_URL_ENV
 
 from .crd import GROUP, KIND, VERSION
 from .models import ZotClusterSpec
@@ -27,7 +28,6 @@ RUN_AS = 10001
 # The environment variables the registry reads its credentials from (AWS's standard names for S3 and DynamoDB).
 AWS_ACCESS_KEY_ENV = "AWS_ACCESS_KEY_ID"
 AWS_SECRET_KEY_ENV = "AWS_SECRET_ACCESS_KEY"
-REDIS_URL_ENV = "ZOT_REDIS_URL"
 
 _templates = jinja2.Environment(
     loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "templates")),

@@ -21,7 +21,6 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,6 +36,7 @@ import httpx
 from aiobotocore.session import get_session
 from botocore.config import Config as BotoConfig
 from zot_registry.cluster.hashing import owner_index
+from zot_registry.local import port_free_for_members
 from zot_registry.storage.s3parts import PART_SIZE as PART
 
 from bench.servers import free_port
@@ -79,20 +79,6 @@ def _wait(url: str, deadline: float, ok: tuple[int, ...] = (200,)) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-def _port_free_on_loopbacks(count: int) -> int:
-    """One port free on 127.0.0.1 .. 127.0.0.N: members share a port, as on separate hosts."""
-    for _ in range(50):
-        port = free_port()
-        try:
-            for i in range(count):
-                with socket.socket() as sock:
-                    sock.bind((f"127.0.0.{i + 1}", port))
-            return port
-        except OSError:
-            continue
-    raise RuntimeError("no port free on every loopback address")
-
-
 def _config(workdir: Path, name: str, s3_port: int, redis_port: int, host: str, port: int,
             members: list[str] | None = None) -> Path:
     """A member's config: the S3 driver and redis cache; a cluster's members share prefix and key prefix."""
@@ -127,7 +113,7 @@ def _servers(workdir: Path) -> Iterator[Servers]:
     (workdir / "data").mkdir()
     (workdir / "meta").mkdir()
     s3_port, redis_port, registry_port = free_port(), free_port(), free_port()
-    cluster_port = _port_free_on_loopbacks(CLUSTER)
+    cluster_port = port_free_for_members(CLUSTER)
     env = {**os.environ, "ROOT_ACCESS_KEY_ID": ACCESS, "ROOT_SECRET_ACCESS_KEY": SECRET,
            "AWS_ACCESS_KEY_ID": ACCESS, "AWS_SECRET_ACCESS_KEY": SECRET}
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}

@@ -57,6 +57,17 @@ def port_taken(hosts: Iterable[str], port: int) -> str | None:
     return None
 
 
+def port_free_for_members(count: int, attempts: int = 50) -> int:
+    """One port free on every member address (127.0.0.1 .. 127.0.0.N): members share a port, as on hosts."""
+    for _ in range(attempts):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
+        if port_taken([member_address(i) for i in range(count)], port) is None:
+            return port
+    raise RuntimeError(f"no port free on all of 127.0.0.1 .. 127.0.0.{count}")
+
+
 def start_member(config: Path, workers: int = 1, output: IO[bytes] | None = None,
                  own_session: bool = False) -> subprocess.Popen[bytes]:
     """`zot-registry serve CONFIG` as a child process, with this interpreter (no PATH lookup).

@@ -1,32 +1,22 @@
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from zot_registry.cluster.hashing import owner_index
-from zot_registry.local import write_cluster
+from zot_registry.local import port_free_for_members, write_cluster
 
-from tests.helpers import RegistryProcess, free_port, write_htpasswd
+from tests.helpers import RegistryProcess, write_htpasswd
 
 USER, PASSWORD = "member", "cluster-pw"
 
 
 def port_free_on_all(count: int) -> int:
     """A port free on 127.0.0.1 .. 127.0.0.N: members share one port, as on separate hosts."""
-    for _ in range(50):
-        port = free_port()
-        try:
-            for i in range(count):
-                with socket.socket() as sock:
-                    sock.bind((f"127.0.0.{i + 1}", port))
-            return port
-        except OSError:
-            continue
-    raise RuntimeError("no port free on every loopback address")
+    return port_free_for_members(count)
 
 
 @dataclass

@@ -410,8 +410,10 @@ class S3Store:
                            body: bytes) -> tuple[Digest, ParsedManifest]:
         manifest = parse_manifest(body, content_type)
         digest, tag = manifest_digest(reference, body)
-        await self._check_references(name, manifest, await self._read_index(name))
-        await self._ensure_repo(name)
+        index = await self._read_index(name)
+        await self._check_references(name, manifest, index)
+        if index is None:  # an index read means the repository exists: no second cache read to learn it
+            await self._ensure_repo(name)
         await self.bucket.put(self._blob_key(name, digest), body)
         self._manifests.put(str(digest), body)
         await self._update_index(name, put_change(descriptor_for(manifest, digest, len(body), tag), tag))

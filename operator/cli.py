@@ -1,4 +1,4 @@
-"""`zot-operator`: crd, render, run, local up, local scale."""
+"""`zot-operator`: crd, render, run, local up, local scale, and materialize-config (the members' init container)."""
 
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ def _load_cluster(path: str) -> ClusterRef:
 
 
 def _local(args: argparse.Namespace) -> int:
+    from .local.output import say
     from .local.scale import scale
     from .local.state import default_dir
     from .local.supervisor import Supervisor
@@ -46,7 +47,7 @@ def _local(args: argparse.Namespace) -> int:
         folder = Path(args.dir) if args.dir else default_dir(manifest.ref.name)
         return Supervisor(folder, manifest, args.workers).run()
     except ManifestError as err:
-        print(f"error: {err}", file=sys.stderr)
+        say(f"error: {err}", error=True)
         return 2
 
 
@@ -77,6 +78,13 @@ def main(argv: list[str] | None = None) -> int:
                          help="kopf peering priority: the highest acts, the others stand by (default: random, so that "
                               "replicas started alike never tie; kopf freezes every operator of a tie)")
     run_cmd.add_argument("--liveness", default="http://0.0.0.0:8080/healthz", help="liveness endpoint URL")
+    materialize_cmd = commands.add_parser(
+        "materialize-config", help="write a config with values from environment variables (the members' init "
+                                   "container: Secrets' values never go into the ConfigMap)")
+    materialize_cmd.add_argument("source", help="the config without the values (the ConfigMap's)")
+    materialize_cmd.add_argument("target", help="where to write the complete config (mode 0600)")
+    materialize_cmd.add_argument("--from-env", action="append", default=[], metavar="CONFIG.PATH=VARIABLE",
+                                 help="set the config key at CONFIG.PATH to the value of VARIABLE (repeatable)")
     local_cmd = commands.add_parser("local", help="run a ZotCluster as local processes (no Kubernetes)")
     local_commands = local_cmd.add_subparsers(dest="local_command", metavar="{up,scale}", required=True)
     up_cmd = local_commands.add_parser(
@@ -95,7 +103,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "local":
         return _local(args)
+    if args.command == "materialize-config":
+        from .materialize import main as materialize
+
+        return materialize(args.source, args.target, args.from_env)
     if args.command == "run":
+        from .preflight import check_api
+
+        problem = check_api()
+        if problem:
+            print(problem, file=sys.stderr)
+            return 1
         import kopf
 
         from . import handlers  # noqa: F401  (registers the handlers)

@@ -8,6 +8,8 @@ from typing import Any
 from kubernetes.client import ApiClient
 from kubernetes.client.rest import ApiException
 
+from .render import SECRETS_ANNOTATION
+
 # kind -> (api prefix, plural)
 RESOURCES: dict[str, tuple[str, str]] = {
     "ConfigMap": ("/api/v1", "configmaps"),
@@ -19,6 +21,10 @@ RESOURCES: dict[str, tuple[str, str]] = {
 }
 # Fields of a StatefulSet's spec that the API server refuses to change.
 STATEFULSET_IMMUTABLE = ("selector", "serviceName", "podManagementPolicy", "volumeClaimTemplates")
+# What is rendered only for some specs: when it is no longer rendered, the patch removes it (a merge
+# patch keeps what it does not mention; an init container left behind would mount a volume that is gone).
+STATEFULSET_OPTIONAL = (("spec", "template", "spec", "initContainers"),
+                        ("spec", "template", "metadata", "annotations", SECRETS_ANNOTATION))
 
 
 def is_subset(desired: Any, actual: Any) -> bool:
@@ -31,6 +37,21 @@ def is_subset(desired: Any, actual: Any) -> bool:
     if isinstance(desired, int) and isinstance(actual, str):
         return str(desired) == actual
     return bool(desired == actual)
+
+
+def _left_over(wanted: dict[str, Any], existing: dict[str, Any],
+               optional: tuple[tuple[str, ...], ...]) -> list[tuple[str, ...]]:
+    """The optional paths that `existing` has and `wanted` does not."""
+    found = []
+    for path in optional:
+        want: Any = wanted
+        have: Any = existing
+        for key in path[:-1]:
+            want = want.get(key) if isinstance(want, dict) else None
+            have = have.get(key) if isinstance(have, dict) else None
+        if isinstance(have, dict) and path[-1] in have and not (isinstance(want, dict) and path[-1] in want):
+            found.append(path)
+    return found
 
 
 def _comparable(kind: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -116,9 +137,18 @@ class Kube:
             self.create(body)
             return "created"
         wanted = _comparable(kind, body)
+        left_over: list[tuple[str, ...]] = []
         if kind == "StatefulSet":
             wanted["spec"] = {k: v for k, v in wanted["spec"].items() if k not in STATEFULSET_IMMUTABLE}
-        if is_subset(wanted, existing):
+            left_over = _left_over(wanted, existing, STATEFULSET_OPTIONAL)
+        if is_subset(wanted, existing) and not left_over:
             return ""
+        if left_over:
+            wanted = json.loads(json.dumps(wanted))  # a copy: `body` stays as rendered
+        for path in left_over:  # null removes a key in a merge patch
+            node = wanted
+            for key in path[:-1]:
+                node = node.setdefault(key, {})
+            node[path[-1]] = None
         self.patch(kind, meta["namespace"], meta["name"], wanted)
         return "updated"

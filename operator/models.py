@@ -74,8 +74,9 @@ class RedisCache(_Model):
                                         "written into the config; or use urlSecret.")
     url_secret: SecretKeyRef | None = Field(
         None, alias="urlSecret",
-        description="Secret key holding the whole redis URL (with its password), given to the members as the "
-                    "environment variable ZOT_REDIS_URL and never written into the ConfigMap.")
+        description="Secret key holding the whole redis URL (with its password). Never written into the "
+                    "ConfigMap: an init container (spec.initImage) writes it as storage.cacheDriver.url, where "
+                    "zot reads it, into each member's config in an in-memory volume.")
     key_prefix: str = Field("zot", alias="keyPrefix", description="Prefix of every cache key.")
 
     @model_validator(mode="after")
@@ -156,6 +157,12 @@ class PodDisruptionBudgetSpec(_Model):
 class ZotClusterSpec(_Model):
     replicas: int = Field(3, ge=1, le=256, description="Number of members.")
     image: str = Field(DEFAULT_IMAGE, description="Registry image; an upstream zot image works too.")
+    init_image: str = Field(
+        DEFAULT_IMAGE, alias="initImage",
+        description="Image of the members' init container, which writes their complete config (the ConfigMap's "
+                    "plus values from Secrets, such as cache.redis.urlSecret) into an in-memory volume. It runs "
+                    "`zot-operator`, so it is this project's image also when spec.image is an upstream zot image. "
+                    "Only used when the config takes a value from a Secret.")
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field(
         "IfNotPresent", alias="imagePullPolicy", description="Image pull policy of the members.")
     port: int = Field(5000, ge=1, le=65535, description="Port every member listens on.")

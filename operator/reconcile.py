@@ -27,6 +27,7 @@ from .render import (
     member_ordinals,
     render,
     selector_string,
+    start_secrets,
     tls_secret,
     tls_secret_name,
 )
@@ -133,8 +134,9 @@ def ensure_tls(kube: Kube, ref: ClusterRef, event: Event, now: datetime.datetime
 MIN_READMIT_AFTER = datetime.timedelta(seconds=30)
 
 
-def check_referenced_secrets(kube: Kube, ref: ClusterRef) -> None:
-    """Every Secret the pods would mount or read must exist with its keys, or no pod could start."""
+def check_referenced_secrets(kube: Kube, ref: ClusterRef) -> dict[str, str]:
+    """Every Secret the pods would mount or read must exist with its keys, or no pod could start.
+    Returns the resourceVersion of each Secret the members read only at start (`start_secrets`)."""
     spec = ref.spec
     wanted: list[tuple[str, str, str, str]] = []  # (secret, key, spec field, reason)
     if spec.auth and spec.auth.htpasswd:
@@ -154,6 +156,8 @@ def check_referenced_secrets(kube: Kube, ref: ClusterRef) -> None:
         secret = secrets[name]
         if secret is None or key not in (secret.get("data") or {}):
             raise Degraded(reason, f"Secret {name} with key {key} ({spec_field}) does not exist")
+    return {name: str((secrets[name] or {}).get("metadata", {}).get("resourceVersion", ""))
+            for name in start_secrets(spec) if name in secrets}
 
 
 def plan_failover(spec: ZotClusterSpec, status: dict[str, Any], pods: list[dict[str, Any]],
@@ -233,7 +237,7 @@ def reconcile(kube: Kube, body: dict[str, Any], event: Event, now: datetime.date
     outcome = Outcome(status={})
     try:
         hash_key = ensure_hash_key(kube, ref, event)
-        check_referenced_secrets(kube, ref)
+        secret_versions = check_referenced_secrets(kube, ref)
         ensure_tls(kube, ref, event, now)
     except Degraded as err:
         return _degraded(old_status, err.reason, err.message, old_conditions, now, event, meta)
@@ -248,7 +252,7 @@ def reconcile(kube: Kube, body: dict[str, Any], event: Event, now: datetime.date
     for ordinal in sorted(set(old_failed) - set(failed)):
         event("Normal", "MemberReadmitted", f"member {ordinal} healthy for {spec.failover.after}: re-admitted")
 
-    rendered = render(ref, hash_key, failed)
+    rendered = render(ref, hash_key, failed, secret_versions)
     for child in rendered.objects:
         action = kube.ensure(child)
         if action:

@@ -13,16 +13,22 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-from zot_registry.config import REDIS_URL_ENV
 
 from .crd import GROUP, KIND, VERSION
+from .materialize import secret_values
 from .models import ZotClusterSpec
 
 CONFIG_KEY = "config.json"
 CONFIG_MOUNT = "/etc/zot/config.json"
+# When the config takes values from Secrets: the ConfigMap's config (without them) is mounted in the
+# init container only, which writes the complete config into an in-memory volume for the member.
+TEMPLATE_DIR = "/etc/zot/template"
+RUNTIME_DIR = "/etc/zot/runtime"
+RUNTIME_CONFIG = f"{RUNTIME_DIR}/{CONFIG_KEY}"
 DATA_DIR = "/var/lib/zot"
 CHECKSUM_ANNOTATION = f"{GROUP}/config-checksum"
 MEMBERS_ANNOTATION = f"{GROUP}/members"
+SECRETS_ANNOTATION = f"{GROUP}/secret-versions"
 ROLE_LABEL = f"{GROUP}/role"
 RUN_AS = 10001
 # The environment variables the registry reads its credentials from (AWS's standard names for S3 and DynamoDB).
@@ -198,30 +204,76 @@ def _default_affinity(name: str) -> dict[str, Any]:
                                            "labelSelector": {"matchLabels": selector(name)}}}]}}
 
 
-def secret_environment(spec: ZotClusterSpec) -> list[dict[str, Any]]:
-    """Credentials reach the members as environment variables from Secrets, never through the ConfigMap."""
-    def from_secret(variable: str, secret: str, key: str) -> dict[str, Any]:
-        return {"name": variable, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+def _from_secret(variable: str, secret: str, key: str) -> dict[str, Any]:
+    return {"name": variable, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
 
+
+def secret_environment(spec: ZotClusterSpec) -> list[dict[str, Any]]:
+    """Credentials that zot takes from its environment (the AWS SDK's variables) reach the members as
+    environment variables from Secrets, never through the ConfigMap. What zot only reads from its
+    config (the redis URL) goes through the init container instead: see `init_container`."""
     env: list[dict[str, Any]] = []
     s3 = spec.storage.s3 if spec.storage.mode == "s3" else None
     if s3 and s3.credentials_secret:
-        env += [from_secret(AWS_ACCESS_KEY_ENV, s3.credentials_secret, "accessKey"),
-                from_secret(AWS_SECRET_KEY_ENV, s3.credentials_secret, "secretKey")]
-    redis = spec.cache.redis if spec.cache else None
-    if redis and redis.url_secret:
-        env.append(from_secret(REDIS_URL_ENV, redis.url_secret.name, redis.url_secret.key))
+        env += [_from_secret(AWS_ACCESS_KEY_ENV, s3.credentials_secret, "accessKey"),
+                _from_secret(AWS_SECRET_KEY_ENV, s3.credentials_secret, "secretKey")]
     return env
 
 
-def stateful_set(ref: ClusterRef, config_checksum: str, members: list[str]) -> dict[str, Any]:
+def start_secrets(spec: ZotClusterSpec) -> list[str]:
+    """Secrets whose values a member reads only when it starts (environment, the init container's
+    config): a new value needs new pods, so the operator puts their versions in the pod template."""
+    names = [v.secret.name for v in secret_values(spec)]
+    if spec.storage.mode == "s3" and spec.storage.s3 and spec.storage.s3.credentials_secret:
+        names.append(spec.storage.s3.credentials_secret)
+    return sorted(set(names))
+
+
+def _security_context() -> dict[str, Any]:
+    return {"runAsNonRoot": True, "runAsUser": RUN_AS, "runAsGroup": RUN_AS, "readOnlyRootFilesystem": True,
+            "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+
+
+def init_container(spec: ZotClusterSpec) -> dict[str, Any] | None:
+    """Writes the ConfigMap's config plus the values from Secrets into the in-memory `config` volume,
+    mode 0600 for the members' user: zot reads them there (`zot-operator materialize-config`)."""
+    values = secret_values(spec)
+    if not values:
+        return None
+    container: dict[str, Any] = {
+        "name": "config",
+        "image": spec.init_image,
+        "imagePullPolicy": spec.image_pull_policy,
+        "command": ["zot-operator", "materialize-config"],
+        "args": [f"{TEMPLATE_DIR}/{CONFIG_KEY}", RUNTIME_CONFIG,
+                 *(f"--from-env={v.dotted}={v.env}" for v in values)],
+        "env": [_from_secret(v.env, v.secret.name, v.secret.key) for v in values],
+        "volumeMounts": [{"name": "config-template", "mountPath": TEMPLATE_DIR, "readOnly": True},
+                         {"name": "config", "mountPath": RUNTIME_DIR}, {"name": "tmp", "mountPath": "/tmp"}],
+        "securityContext": _security_context(),
+    }
+    if spec.resources:  # it runs before the member, so the pod asks for no more than the member does
+        container["resources"] = spec.resources
+    return container
+
+
+def stateful_set(ref: ClusterRef, config_checksum: str, members: list[str],
+                 secret_versions: dict[str, str] | None = None) -> dict[str, Any]:
     spec = ref.spec
+    init = init_container(spec)
+    config_volumes: list[dict[str, Any]] = (
+        [{"name": "config-template", "configMap": {"name": config_map_name(ref.name)}},
+         # In memory: the complete config holds Secrets' values, which must not land on a node's disk.
+         {"name": "config", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}}] if init else
+        [{"name": "config", "configMap": {"name": config_map_name(ref.name)}}])
+    config_path = RUNTIME_CONFIG if init else CONFIG_MOUNT
     volumes: list[dict[str, Any]] = [
-        {"name": "config", "configMap": {"name": config_map_name(ref.name)}},
+        *config_volumes,
         {"name": "tls", "secret": {"secretName": tls_secret_name(ref), "defaultMode": 0o440}},
         {"name": "tmp", "emptyDir": {}},
     ]
     mounts: list[dict[str, Any]] = [
+        {"name": "config", "mountPath": RUNTIME_DIR, "readOnly": True} if init else
         {"name": "config", "mountPath": CONFIG_MOUNT, "subPath": CONFIG_KEY, "readOnly": True},
         {"name": "tls", "mountPath": "/etc/zot/tls", "readOnly": True},
         {"name": "tmp", "mountPath": "/tmp"},
@@ -236,21 +288,20 @@ def stateful_set(ref: ClusterRef, config_checksum: str, members: list[str]) -> d
         "name": "zot",
         "image": spec.image,
         "imagePullPolicy": spec.image_pull_policy,
-        "args": ["serve", CONFIG_MOUNT],
+        "args": ["serve", config_path],
         "ports": [{"name": "registry", "containerPort": spec.port, "protocol": "TCP"}],
         "volumeMounts": mounts,
         "startupProbe": _probe("/startupz", spec.port, 2, 60),
         "livenessProbe": _probe("/livez", spec.port, 10, 3),
         "readinessProbe": _probe("/readyz", spec.port, 5, 2),
-        "securityContext": {"runAsNonRoot": True, "runAsUser": RUN_AS, "runAsGroup": RUN_AS,
-                            "readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False,
-                            "capabilities": {"drop": ["ALL"]}},
+        "securityContext": _security_context(),
     }
     if env:
         container["env"] = env
     if spec.resources:
         container["resources"] = spec.resources
     pod_spec: dict[str, Any] = {
+        **({"initContainers": [init]} if init else {}),
         "containers": [container],
         "volumes": volumes,
         "securityContext": {"runAsNonRoot": True, "fsGroup": RUN_AS, "seccompProfile": {"type": "RuntimeDefault"}},
@@ -264,6 +315,10 @@ def stateful_set(ref: ClusterRef, config_checksum: str, members: list[str]) -> d
             pod_spec[key] = value
     pod_annotations = {**spec.pod_annotations, CHECKSUM_ANNOTATION: config_checksum,
                        MEMBERS_ANNOTATION: ",".join(members)}
+    if secret_versions:
+        # Versions, not values (nor hashes of values, which anyone who may read pods could test guesses
+        # against): a changed Secret changes the template, and the members roll one at a time.
+        pod_annotations[SECRETS_ANNOTATION] = ",".join(f"{n}={v}" for n, v in sorted(secret_versions.items()))
     claim: dict[str, Any] = {"metadata": {"name": "data", "labels": selector(ref.name)},
                              "spec": {"accessModes": ["ReadWriteOnce"],
                                       "resources": {"requests": {"storage": spec.storage.local.size}}}}
@@ -305,11 +360,13 @@ class Rendered:
         return checksum(self.config_text)
 
 
-def render(ref: ClusterRef, hash_key: str, failed: Iterable[int] = ()) -> Rendered:
+def render(ref: ClusterRef, hash_key: str, failed: Iterable[int] = (),
+           secret_versions: dict[str, str] | None = None) -> Rendered:
+    """`secret_versions`: resourceVersion of each of `start_secrets`, when the caller read them."""
     members = member_addresses(ref, failed)
     config_text = render_config(ref, hash_key, members)
     objects = [config_map(ref, config_text), headless_service(ref), client_service(ref),
-               stateful_set(ref, checksum(config_text), members)]
+               stateful_set(ref, checksum(config_text), members, secret_versions)]
     pdb = pod_disruption_budget(ref)
     if pdb:
         objects.append(pdb)

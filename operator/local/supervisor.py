@@ -5,6 +5,10 @@ every member, reports readiness, and on SIGUSR1 (sent by `local scale`) restarts
 new member list, as the operator does on a membership change. SIGINT, SIGTERM or SIGHUP (the terminal
 closed) stop every member: SIGUSR1 rather than SIGHUP carries requests, so closing the terminal
 stops the cluster instead of leaving it running with nowhere to print.
+
+Nothing here depends on being able to print: every line goes through `say`, which drops what a
+closed terminal or pipe cannot take, and whatever ends the supervisor stops the members and
+records it in state.json first.
 """
 
 from __future__ import annotations
@@ -13,7 +17,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from types import FrameType
@@ -26,6 +29,7 @@ from zot_registry.local import member_ready, port_taken, start_member, stop_memb
 from ..models import ZotClusterSpec
 from ..render import ClusterRef
 from .manifest import Manifest, ManifestError
+from .output import say
 from .report import moved_message, summary
 from .state import LocalLayout, local_members, prepare, read_json, supervisor_pid, write_json
 
@@ -57,7 +61,7 @@ def _stop_leftovers(state: dict[str, Any], folder: Path) -> None:
         except (psutil.Error, ValueError):
             continue
     if leftovers:
-        print("stopping the members left running by an earlier `local up` that was killed", flush=True)
+        say("stopping the members left running by an earlier `local up` that was killed")
         for process in leftovers:
             with contextlib.suppress(psutil.Error):
                 process.terminate()
@@ -91,7 +95,7 @@ class Supervisor:
 
     def _progress(self, message: str) -> None:
         """Printed here, and appended to state.json's events, which `local scale` prints in order."""
-        print(message, flush=True)
+        say(message)
         self._save(message=message, events=[*self.state.get("events", []), message])
 
     # Members ----------------------------------------------------------------------------------------
@@ -138,6 +142,13 @@ class Supervisor:
         stop_members(self.processes, process_groups=True)
         self.processes = []
         self._save(memberPids=[], readyMembers=0)
+
+    def _finish(self, phase: str, **changes: Any) -> None:
+        """Stop every member and say so in state.json: the one way out of `run`."""
+        try:
+            self._stop()
+        finally:
+            self._save(phase=phase, pid=None, **changes)
 
     # Steps --------------------------------------------------------------------------------------------
 
@@ -204,8 +215,8 @@ class Supervisor:
         self.state = {"name": self.manifest.ref.name, "pid": os.getpid(), "phase": "Starting", "generation": 0,
                       "members": layout.members, "replicas": len(layout.members), "readyMembers": 0,
                       "port": self.manifest.ref.spec.port, "memberPids": []}
-        print(f"ZotCluster {self.manifest.ref.name}: {len(layout.members)} members, state in {self.folder}"
-              + (" (new CA / server certificate)" if layout.tls_reissued else ""), flush=True)
+        say(f"ZotCluster {self.manifest.ref.name}: {len(layout.members)} members, state in {self.folder}"
+            + (" (new CA / server certificate)" if layout.tls_reissued else ""))
         moved = self._announce_move(list(previous.get("members") or []), layout.members)
         self._save(moved=moved)
         try:
@@ -213,8 +224,8 @@ class Supervisor:
             if not self.stopping:
                 self._save(phase="Running")
                 for line in summary(layout):
-                    print(line)
-                print(f"resize: zot-operator local scale N --dir {self.folder}")
+                    say(line)
+                say(f"resize: zot-operator local scale N --dir {self.folder}")
                 self._progress(f"ready: {len(layout.members)} members, entry {layout.url(0)}; Ctrl-C stops them")
             while not self.stopping:
                 if self.rescale:
@@ -225,16 +236,16 @@ class Supervisor:
                 self._check_alive(self.layout)
                 time.sleep(POLL)
         except MemberFailed as err:
-            print(f"error: {err}", file=sys.stderr, flush=True)
-            self._stop()
-            self._save(phase="Failed", error=str(err), pid=None)
+            say(f"error: {err}", error=True)
+            self._finish("Failed", error=str(err))
             return 1
         except ManifestError:
-            self._stop()
-            self._save(phase="Failed", pid=None)
+            self._finish("Failed")
             raise
-        print(f"stopping {len(self.processes)} members", flush=True)
-        self._stop()
-        self._save(phase="Stopped", pid=None, message="stopped")
-        print("all members stopped", flush=True)
+        except BaseException as err:  # anything unforeseen: the members must not outlive the supervisor
+            self._finish("Failed", error=f"the supervisor stopped on {type(err).__name__}: {err}")
+            raise
+        say(f"stopping {len(self.processes)} members")
+        self._finish("Stopped", message="stopped")
+        say("all members stopped")
         return 0

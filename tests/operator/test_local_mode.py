@@ -62,7 +62,7 @@ class Output:
         raise AssertionError(f"no line starting with {prefix!r} after {timeout} s:\n{self.text}")
 
 
-def stop(process: subprocess.Popen[str], descendants: list[psutil.Process]) -> None:
+def stop(process: subprocess.Popen[str] | subprocess.Popen[bytes], descendants: list[psutil.Process]) -> None:
     """After a failed assertion: stop the supervisor as a user would (it stops its members), and
     anything it started that is still there, so a failing test leaves no registry behind."""
     if process.poll() is None:
@@ -229,3 +229,87 @@ def test_secrets_in_the_manifest_and_the_operators_config(tmp_path: Path) -> Non
         assert process.wait(timeout=60) == 0, output.text
     finally:
         stop(process, [])
+
+
+@pytest.mark.parametrize("resize", [False, True], ids=["sighup", "resize-then-sighup"])
+def test_closed_output_and_sighup_still_stop_every_member(tmp_path: Path, resize: bool) -> None:
+    """The terminal closed: stdout is a pipe nobody reads any more, then SIGHUP. Printing fails from
+    then on; the supervisor must go on (a resize still works), stop every member on SIGHUP, and
+    leave a state.json that no longer says Running."""
+    port = port_free_on_all(2)
+    state = tmp_path / "state"
+    process = subprocess.Popen([*CLI, "up", "-f", str(example_on_port(tmp_path, port, replicas=2)),
+                                "--dir", str(state)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
+    assert process.stdout is not None
+    descendants: list[psutil.Process] = []
+    try:
+        deadline = time.monotonic() + 90
+        for line in process.stdout:  # read until ready, then never again
+            if line.startswith("ready:") or time.monotonic() > deadline:
+                break
+        descendants += psutil.Process(process.pid).children(recursive=True)
+        assert len(descendants) >= 2, "the members did not start"
+        process.stdout.close()  # the terminal is gone: every later write fails (EPIPE)
+
+        if resize:  # the progress of a resize is printed too: that fails, the resize does not
+            scaled = subprocess.run([*CLI, "scale", "1", "--dir", str(state)], capture_output=True, text=True,
+                                    timeout=180, cwd=tmp_path)
+            assert scaled.returncode == 0, scaled.stdout + scaled.stderr
+            assert process.poll() is None, "the supervisor died when its output failed"
+            descendants += psutil.Process(process.pid).children(recursive=True)
+
+        process.send_signal(signal.SIGHUP)
+        code = process.wait(timeout=60)
+        _, alive = psutil.wait_procs(descendants, timeout=10)
+        assert not alive, f"left running: {alive}"
+        final = json.loads((state / "state.json").read_text())
+        assert final["phase"] == "Stopped" and final["pid"] is None and final["memberPids"] == []
+        assert not listening("127.0.0.1", port)
+        assert code == 0
+    finally:
+        stop(process, descendants)
+
+
+def test_closing_its_terminal_stops_every_member(tmp_path: Path) -> None:
+    """`local up` in a real terminal (a pty it controls) that is closed: the kernel hangs the session
+    up (SIGHUP, and EIO on every write from then on); every member stops all the same."""
+    import fcntl
+    import os
+    import pty
+    import select
+    import termios
+
+    port = port_free_on_all(2)
+    state = tmp_path / "state"
+    master, slave = pty.openpty()
+
+    def controlling_terminal() -> None:  # in the child, a session leader after start_new_session
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    process = subprocess.Popen([*CLI, "up", "-f", str(example_on_port(tmp_path, port, replicas=2)),
+                                "--dir", str(state)], stdin=slave, stdout=slave, stderr=slave, cwd=tmp_path,
+                               start_new_session=True, preexec_fn=controlling_terminal)
+    os.close(slave)
+    descendants: list[psutil.Process] = []
+    try:
+        seen, deadline = b"", time.monotonic() + 90
+        while b"ready:" not in seen and time.monotonic() < deadline and process.poll() is None:
+            if select.select([master], [], [], 1)[0]:
+                seen += os.read(master, 65536)
+        assert b"ready:" in seen, seen.decode(errors="replace")
+        descendants += psutil.Process(process.pid).children(recursive=True)
+        assert len(descendants) >= 2, "the members did not start"
+        os.close(master)  # the terminal window closes
+        master = -1
+        code = process.wait(timeout=60)
+        _, alive = psutil.wait_procs(descendants, timeout=10)
+        assert not alive, f"left running: {alive}"
+        final = json.loads((state / "state.json").read_text())
+        assert final["phase"] == "Stopped" and final["pid"] is None and final["memberPids"] == []
+        assert not listening("127.0.0.1", port)
+        assert code == 0
+    finally:
+        if master >= 0:
+            os.close(master)
+        stop(process, descendants)

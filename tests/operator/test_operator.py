@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from functools import partial
@@ -241,7 +242,8 @@ def test_missing_secret_degrades_and_deletes_nothing(control_plane: ControlPlane
 
 
 def test_s3_cluster_waits_for_its_credentials_and_never_writes_them_into_the_configmap(
-        control_plane: ControlPlane, operator: subprocess.Popen[str]) -> None:
+        control_plane: ControlPlane, operator: subprocess.Popen[str], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     cp, ns = control_plane, "zot-s3"
     make_namespace(cp, ns, htpasswd=False)
     document = yaml.safe_load((REPO_ROOT / "examples" / "zotcluster-s3.yaml").read_text())
@@ -266,11 +268,69 @@ def test_s3_cluster_waits_for_its_credentials_and_never_writes_them_into_the_con
     assert "s3-secret-value" not in configmap and "AKIDEXAMPLE" not in configmap and "redis-pw-value" not in configmap
     assert json.loads(configmap)["storage"]["storageDriver"]["bucket"] == "zot-storage"
     sts = get(cp, "-n", ns, "statefulset", "demo")
-    container = sts["spec"]["template"]["spec"]["containers"][0]
+    pod = sts["spec"]["template"]["spec"]
+    container = pod["containers"][0]
     env = {e["name"]: e["valueFrom"]["secretKeyRef"]["name"] for e in container["env"]}
-    assert env == {"AWS_ACCESS_KEY_ID": "registry-s3", "AWS_SECRET_ACCESS_KEY": "registry-s3",
-                   "ZOT_REDIS_URL": "registry-redis"}
+    assert env == {"AWS_ACCESS_KEY_ID": "registry-s3", "AWS_SECRET_ACCESS_KEY": "registry-s3"}
     assert "volumeClaimTemplates" not in sts["spec"]
+    # zot reads the redis URL only from its config: an init container writes the complete config into
+    # an in-memory volume, and the member reads that file.
+    [init] = pod["initContainers"]
+    assert {e["name"]: e["valueFrom"]["secretKeyRef"] for e in init["env"]} == {
+        "ZOT_REDIS_URL": {"name": "registry-redis", "key": "url"}}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["config"]["emptyDir"]["medium"] == "Memory"
+    assert volumes["config-template"]["configMap"]["name"] == "demo-config"
+    assert container["args"] == ["serve", "/etc/zot/runtime/config.json"]
+    # The init container's command as the API server holds it, run with the Secret's value.
+    import base64
+
+    from zot_registry.config import load_config
+
+    template, runtime = tmp_path / "template", tmp_path / "runtime"
+    template.mkdir()
+    runtime.mkdir()
+    (template / "config.json").write_text(configmap)
+    args = [a.replace("/etc/zot/template", str(template)).replace("/etc/zot/runtime", str(runtime))
+            for a in init["args"]]
+    url = base64.b64decode(get(cp, "-n", ns, "secret", "registry-redis")["data"]["url"]).decode()
+    subprocess.run([sys.executable, "-m", "zot_operator.cli", *init["command"][1:], *args], check=True,
+                   env={**os.environ, "ZOT_REDIS_URL": url}, capture_output=True, timeout=60)
+    monkeypatch.delenv("ZOT_REDIS_URL", raising=False)
+    loaded = load_config(runtime / "config.json")
+    assert loaded.config.storage.cache_driver is not None
+    assert loaded.config.storage.cache_driver["url"] == "redis://:redis-pw-value@redis:6379/0"
+    # What is rendered with the init container is what the API server keeps: no write on unchanged checks.
+    def written() -> list[str]:
+        return [get(cp, "-n", ns, kind, "demo" if kind == "statefulset" else "demo-config")["metadata"][
+            "resourceVersion"] for kind in ("statefulset", "configmap")]
+
+    time.sleep(3)
+    settled = written()
+    time.sleep(2 * 10 + 2)  # two drift checks (handlers.RESYNC_SECONDS)
+    assert written() == settled
+    # A new password in the Secret: the pod template changes (the members roll), the ConfigMap does not.
+    versions = sts["spec"]["template"]["metadata"]["annotations"]["zot-operator.io/secret-versions"]
+    cp.kubectl("-n", ns, "patch", "secret", "registry-redis", "--type=merge", "-p",
+               json.dumps({"stringData": {"url": "redis://:new-pw-value@redis:6379/0"}}))
+    wait_for("new secret version in the pod template", lambda: (
+        get(cp, "-n", ns, "statefulset", "demo")["spec"]["template"]["metadata"]["annotations"]
+        ["zot-operator.io/secret-versions"] != versions), timeout=60)
+    assert "new-pw-value" not in json.dumps(get(cp, "-n", ns, "statefulset", "demo"))
+    assert "new-pw-value" not in get(cp, "-n", ns, "configmap", "demo-config")["data"]["config.json"]
+    # Back to a URL without credentials, in the config: no init container, no in-memory volume left.
+    cp.kubectl("-n", ns, "patch", "zc", "demo", "--type=merge", "-p",
+               json.dumps({"spec": {"cache": {"redis": {"urlSecret": None, "url": "redis://redis:6379/0"}}}}))
+
+    def inline() -> dict[str, Any] | None:
+        template = get(cp, "-n", ns, "statefulset", "demo")["spec"]["template"]
+        return template if template["spec"]["containers"][0]["args"] == ["serve", "/etc/zot/config.json"] else None
+
+    template = wait_for("the StatefulSet without its init container", inline, timeout=60)
+    assert "initContainers" not in template["spec"]
+    assert {v["name"] for v in template["spec"]["volumes"]} == {"config", "tls", "tmp", "data"}
+    assert "zot-operator.io/secret-versions" in template["metadata"]["annotations"]  # the S3 credentials
+    assert "registry-redis" not in template["metadata"]["annotations"]["zot-operator.io/secret-versions"]
 
 
 def test_failover_drops_a_member_kept_not_ready_and_readmits_it(control_plane: ControlPlane,

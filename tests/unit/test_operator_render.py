@@ -12,9 +12,12 @@ import yaml
 from pydantic import ValidationError
 from zot_operator.cli import _load_cluster
 from zot_operator.crd import crd_yaml
-from zot_operator.models import CacheSpec, DynamoDBCache, ZotClusterSpec
+from zot_operator.materialize import fill
+from zot_operator.models import DEFAULT_IMAGE, CacheSpec, DynamoDBCache, RedisCache, ZotClusterSpec
 from zot_operator.render import (
     CHECKSUM_ANNOTATION,
+    RUN_AS,
+    SECRETS_ANNOTATION,
     ClusterRef,
     certificate_hosts,
     checksum,
@@ -132,19 +135,69 @@ def test_s3_cluster_renders_zots_driver_stanzas_and_keeps_credentials_out_of_the
     assert config["storage"]["cacheDriver"] == {"name": "redis", "keyprefix": "zot"}
     sts = by_kind(rendered.objects, "StatefulSet")
     container = sts["spec"]["template"]["spec"]["containers"][0]
+    # What zot takes from its environment (the AWS SDK's variables) comes as environment variables.
     assert {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]} == {
         "AWS_ACCESS_KEY_ID": {"name": "registry-s3", "key": "accessKey"},
-        "AWS_SECRET_ACCESS_KEY": {"name": "registry-s3", "key": "secretKey"},
-        "ZOT_REDIS_URL": {"name": "registry-redis", "key": "url"}}
+        "AWS_SECRET_ACCESS_KEY": {"name": "registry-s3", "key": "secretKey"}}
     # Shared storage: no volume claims, nothing to keep per member.
     assert "volumeClaimTemplates" not in sts["spec"]
     assert "secret" not in rendered.config_text.lower() and "password" not in rendered.config_text.lower()
-    # The registry takes what the operator wrote, drivers included, without "not supported" warnings;
-    # the redis URL arrives in the pod's environment from the Secret.
-    monkeypatch.setenv("ZOT_REDIS_URL", "redis://:pw@redis:6379")
-    loaded = parse_config(rendered.config_text, "rendered config.json")
+    # The registry takes what the init container writes (the ConfigMap's config plus the URL from the
+    # Secret), drivers included, without "not supported" warnings and with no environment variable.
+    monkeypatch.delenv("ZOT_REDIS_URL", raising=False)
+    complete = fill(config, {("storage", "cacheDriver", "url"): "redis://:pw@redis:6379"})
+    loaded = parse_config(json.dumps(complete), "materialized config.json")
     assert loaded.config.storage.storage_driver == config["storage"]["storageDriver"]
+    assert loaded.config.storage.cache_driver == {"name": "redis", "keyprefix": "zot", "url": "redis://:pw@redis:6379"}
     assert [w for w in loaded.warnings if "not supported" in w] == []
+
+
+def test_a_redis_url_from_a_secret_goes_into_the_config_through_an_in_memory_volume() -> None:
+    """zot reads the redis URL from storage.cacheDriver.url only: the ConfigMap has no URL, an init
+    container writes the complete config into an in-memory emptyDir that the member reads."""
+    ref = _load_cluster(str(S3_EXAMPLE))
+    rendered = render(ref, "0123456789abcdef", secret_versions={"registry-redis": "41", "registry-s3": "7"})
+    assert "url" not in json.loads(by_kind(rendered.objects, "ConfigMap")["data"]["config.json"])["storage"][
+        "cacheDriver"]
+    template = by_kind(rendered.objects, "StatefulSet")["spec"]["template"]
+    pod = template["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["config-template"]["configMap"] == {"name": "registry-config"}
+    assert volumes["config"]["emptyDir"]["medium"] == "Memory"
+    [init] = pod["initContainers"]
+    assert init["image"] == DEFAULT_IMAGE == ref.spec.init_image
+    assert init["command"] == ["zot-operator", "materialize-config"]
+    assert init["args"] == ["/etc/zot/template/config.json", "/etc/zot/runtime/config.json",
+                            "--from-env=storage.cacheDriver.url=ZOT_REDIS_URL"]
+    assert init["env"] == [{"name": "ZOT_REDIS_URL",
+                            "valueFrom": {"secretKeyRef": {"name": "registry-redis", "key": "url"}}}]
+    assert {m["name"]: (m["mountPath"], m.get("readOnly", False)) for m in init["volumeMounts"]} == {
+        "config-template": ("/etc/zot/template", True), "config": ("/etc/zot/runtime", False),
+        "tmp": ("/tmp", False)}
+    assert init["securityContext"]["runAsUser"] == RUN_AS and init["securityContext"]["readOnlyRootFilesystem"]
+    [member] = pod["containers"]
+    assert member["args"] == ["serve", "/etc/zot/runtime/config.json"]
+    assert {"name": "config", "mountPath": "/etc/zot/runtime", "readOnly": True} in member["volumeMounts"]
+    assert "config-template" not in {m["name"] for m in member["volumeMounts"]}
+    assert "ZOT_REDIS_URL" not in {e["name"] for e in member["env"]}
+    # A new value of a Secret the members read at start changes the template (they roll); so does
+    # another reference, and the annotation holds versions only.
+    assert template["metadata"]["annotations"][SECRETS_ANNOTATION] == "registry-redis=41,registry-s3=7"
+    again = render(ref, "0123456789abcdef", secret_versions={"registry-redis": "42", "registry-s3": "7"})
+    assert by_kind(again.objects, "StatefulSet")["spec"]["template"] != template
+    other = ref.spec.model_copy(deep=True)
+    assert other.cache is not None and other.cache.redis is not None and other.cache.redis.url_secret is not None
+    other.cache.redis.url_secret.key = "other-url"
+    moved = render(ClusterRef("registry", "default", "", other), "0123456789abcdef",
+                   secret_versions={"registry-redis": "41", "registry-s3": "7"})
+    assert by_kind(moved.objects, "StatefulSet")["spec"]["template"] != template
+    # A URL given inline needs no init container, nor does the example with local storage.
+    inline = ref.spec.model_copy(update={"cache": CacheSpec(redis=RedisCache(url="redis://redis:6379/0"))})
+    plain = by_kind(render(ClusterRef("registry", "default", "", inline), "k" * 16).objects, "StatefulSet")
+    assert "initContainers" not in plain["spec"]["template"]["spec"]
+    assert plain["spec"]["template"]["spec"]["containers"][0]["args"] == ["serve", "/etc/zot/config.json"]
+    example = by_kind(render(_load_cluster(str(EXAMPLE)), "k" * 16).objects, "StatefulSet")
+    assert "initContainers" not in example["spec"]["template"]["spec"]
 
 
 def test_dynamodb_cache_renders_zots_table_names() -> None:

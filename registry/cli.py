@@ -5,16 +5,30 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .config import load_and_report, verify_main
+from .config import verify_main
 from .logs import setup_logging
 
 
+def _workers(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a number of processes, at least 1; got {text!r}")
+    return int(text)
+
+
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        # Ctrl-C before serving started (serving handles its own signals): a quiet stop.
+        return 130
+
+
+def _main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="zot-registry", description="zot-compatible OCI registry")
     commands = parser.add_subparsers(dest="command", required=True)
     serve_cmd = commands.add_parser("serve", help="serve the registry described by a zot config file")
     serve_cmd.add_argument("config")
-    serve_cmd.add_argument("--workers", type=int, default=None,
+    serve_cmd.add_argument("--workers", type=_workers, default=None,
                            help="hypercorn worker processes (default: CPU count, at most 4)")
     verify_cmd = commands.add_parser("verify", help="check a zot config file and exit")
     verify_cmd.add_argument("config")
@@ -24,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     local_cmd.add_argument("--dir", default="var/local-cluster", help="configs, certificates and storage")
     local_cmd.add_argument("--no-tls", action="store_true", help="plain HTTP between members and clients")
     local_cmd.add_argument("--htpasswd", default=None, help="htpasswd file for Basic auth on every member")
-    local_cmd.add_argument("--workers", type=int, default=1, help="hypercorn workers per member")
+    local_cmd.add_argument("--workers", type=_workers, default=1, help="hypercorn workers per member")
     args = parser.parse_args(argv)
 
     if args.command == "local-cluster":
@@ -39,7 +53,11 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "verify":
         return verify_main(args.config)
-    loaded = load_and_report(args.config)
+    from .preflight import load_and_check
+
+    # The same checks as `verify`, before anything starts: a missing file is one line, not a
+    # traceback per worker.
+    loaded = load_and_check(args.config)
     if loaded is None:
         return 1
     setup_logging(loaded.config.log.level, loaded.config.log.output)

@@ -2,16 +2,22 @@
 
 Users paste configs written for zot, so this module reads them the way zot does (keys are
 case-insensitive, as viper and mapstructure make them) and explains every problem in terms of the
-file: its name, the line and column, and the key path. Three kinds of keys exist:
+file: its name, the line and column, and the key path. Four kinds of keys exist:
 
 - keys we implement: validated by the pydantic models below;
-- keys zot knows that we do not implement yet (UNSUPPORTED_KEYS): a warning, then ignored;
+- keys zot knows that we do not implement yet and that are harmless to ignore (UNSUPPORTED_KEYS):
+  a warning that says what is ignored;
+- keys zot knows that restrict who may do what, which we do not enforce (UNSUPPORTED_KEYS with
+  refuse=True): an error, because ignoring them would fail open;
 - keys zot does not know either: an error, with a suggestion when one is close (zot rejects
   them too, through viper's UnmarshalExact).
 
 Loading goes: read the file, parse JSON (trailing commas get their own message, because zot's
 published redis examples carry one), map keys onto their canonical spelling, validate with pydantic,
-and rewrite pydantic's errors into one line per problem.
+and rewrite pydantic's errors into one line per problem. Every problem of the file is reported in
+one run, in file order. The files a config names (htpasswd, certificates, the log's directory)
+are checked apart, in preflight.py, by `verify` and by `serve` before it starts: parsing a config
+(zot's published examples, say) does not need them.
 """
 
 from __future__ import annotations
@@ -22,70 +28,139 @@ import os
 import re
 import sys
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic_core import PydanticCustomError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 # --------------------------------------------------------------------------------------------
 # Tables that later work fills in or shrinks
 # --------------------------------------------------------------------------------------------
 
-# Drivers zot accepts in storage.storageDriver.name / storage.cacheDriver.name.
-ZOT_STORAGE_DRIVERS: frozenset[str] = frozenset({"s3", "gcs"})
+# Drivers zot accepts in storage.storageDriver.name / storage.cacheDriver.name (azure since 2.1.18).
+ZOT_STORAGE_DRIVERS: frozenset[str] = frozenset({"s3", "gcs", "azure"})
 ZOT_CACHE_DRIVERS: frozenset[str] = frozenset({"boltdb", "dynamodb", "redis"})
 # Where the redis cache's URL comes from when the config has none (it may carry a password).
 REDIS_URL_ENV = "ZOT_REDIS_URL"
-# The ones this registry implements; an issue that adds a driver adds its name here.
+# The ones this registry implements; an issue that adds a driver adds its name here. A driver zot
+# knows and we do not is refused: reading gcs or azure settings as S3 would talk to the wrong service.
 SUPPORTED_STORAGE_DRIVERS: set[str] = {"s3"}
+# zot itself accepts only these two as a remote cache (boltdb is its local one).
 SUPPORTED_CACHE_DRIVERS: set[str] = {"redis", "dynamodb"}
 
-_IGNORED = "not supported yet, ignored"
 
-# Key paths that zot's config struct (pkg/api/config/config.go, pkg/extensions/config) knows and
-# that we do not implement yet, with the warning to print. The names are the canonical spelling;
-# matching is case-insensitive. Anything below one of these paths is not checked key by key.
-# Remove an entry when its feature lands (and add the field to the models).
-UNSUPPORTED_KEYS: dict[str, str] = {
+def _in_use(value: Any) -> bool:
+    """Whether a zot setting asks for something: null, false, "" and 0 ask for nothing, and neither
+    does an object with "enable": false (zot's extensions; an absent "enable" means on, as in zot)."""
+    if isinstance(value, dict):
+        return next((item for key, item in value.items() if str(key).lower() == "enable"), None) is not False
+    return value not in (None, False, "")
+
+
+def _lint_in_use(value: Any) -> bool:
+    # zot's linter refuses manifests only when it has mandatory annotations to look for.
+    return _in_use(value) and isinstance(value, dict) and bool(value.get("mandatoryannotations"))
+
+
+@dataclass(frozen=True)
+class Unsupported:
+    """A zot setting that this registry does not implement, and what ignoring it would mean.
+
+    refuse: ignoring the setting would let someone do what it forbids (fail open), so a config that
+    uses it is an error, in `verify` and in `serve`. Otherwise a warning says what is ignored."""
+
+    why: str
+    refuse: bool = False
+    in_use: Callable[[Any], bool] = _in_use
+
+
+_IGNORED = "not supported yet, ignored"
+_ENFORCED = "which this registry does not enforce yet"
+_IMPLEMENTED = "which this registry does not implement yet"
+REFUSE_HINT = "remove it or run zot"
+
+# Every key path that zot's config (pkg/api/config/config.go, pkg/extensions/config) knows and that
+# we do not implement, in one table: the decision for each, and why. Names are the canonical
+# spelling; matching is case-insensitive; anything below one of these paths is not checked key by
+# key. Remove an entry when its feature lands (and add the field to the models).
+UNSUPPORTED_KEYS: dict[str, Unsupported] = {
     # Build information that zot fills in itself; harmless in a config dumped from zot.
-    "goVersion": "build information, ignored",
-    "commit": "build information, ignored",
-    "releaseTag": "build information, ignored",
-    "binaryType": "build information, ignored",
-    "scheduler": _IGNORED,
-    "storage.retention": _IGNORED,
-    "storage.subPaths": _IGNORED,
+    "goVersion": Unsupported("build information, ignored"),
+    "commit": Unsupported("build information, ignored"),
+    "releaseTag": Unsupported("build information, ignored"),
+    "binaryType": Unsupported("build information, ignored"),
+    # zot's background task pool; we have no such tasks to size.
+    "scheduler": Unsupported(_IGNORED),
+    # Ignoring retention keeps every image (nothing is deleted that zot would have kept), so it can
+    # neither expose nor lose data: a warning. The disk may grow where zot would have pruned.
+    "storage.retention": Unsupported(f"{_IGNORED}: no image is deleted by retention policies, "
+                                     "every image is kept until it is deleted through the API"),
+    # Ignoring subPaths would read and write those repositories under rootDirectory: images already
+    # stored under a subpath would look deleted, and new ones would land on the wrong disk.
+    "storage.subPaths": Unsupported(f"stores repositories in other directories, {_IMPLEMENTED}: they would "
+                                    "be read from and written to rootDirectory instead", refuse=True),
+    # A quota on repositories (zot 2.1.16): ignoring it lets users create what zot would refuse.
+    "storage.maxRepos": Unsupported(f"limits the number of repositories, {_ENFORCED}", refuse=True),
+    # Blobs are then served through the registry, as without the setting (zot 2.1.18).
+    "storage.redirectBlobURL": Unsupported(f"{_IGNORED}: blobs are served by this registry, not redirected"),
+    # A startup shortcut of zot's metadata database (zot 2.1.18); we have no such walk to skip.
+    "storage.fastRestart": Unsupported(_IGNORED),
     # Some zot versions keep the session store under storage, others under http.auth.
-    "storage.remoteSessionCache": _IGNORED,
-    "storage.sessionDriver": _IGNORED,
-    "http.externalUrl": _IGNORED,
-    "http.allowOrigin": _IGNORED,
-    "http.accessControl": _IGNORED,
-    "http.ratelimit": _IGNORED,
-    "http.auth.ldap": _IGNORED,
-    "http.auth.bearer": _IGNORED,
-    "http.auth.openid": _IGNORED,
-    "http.auth.apikey": _IGNORED,
-    "http.auth.sessionKeysFile": _IGNORED,
-    "http.auth.sessionDriver": _IGNORED,
-    "http.auth.secureSession": _IGNORED,
-    "log.audit": _IGNORED,
-    # Every extension zot has. Their contents are kept in ZotConfig.extensions, unchecked.
-    "extensions.search": _IGNORED,
-    "extensions.sync": _IGNORED,
-    "extensions.metrics": _IGNORED,
-    "extensions.scrub": _IGNORED,
-    "extensions.lint": _IGNORED,
-    "extensions.ui": _IGNORED,
-    "extensions.mgmt": _IGNORED,
-    "extensions.apikey": _IGNORED,
-    "extensions.trust": _IGNORED,
-    "extensions.events": _IGNORED,
+    "storage.remoteSessionCache": Unsupported(_IGNORED),
+    "storage.sessionDriver": Unsupported(_IGNORED),
+    "http.externalUrl": Unsupported(_IGNORED),
+    # Without it no CORS header is sent, so browsers refuse cross-origin reads: stricter, not looser.
+    "http.allowOrigin": Unsupported(f"{_IGNORED}: no CORS headers are sent"),
+    # Who may do what: ignoring any of these would accept anonymous or over-privileged requests.
+    "http.accessControl": Unsupported(f"restricts access, {_ENFORCED}", refuse=True),
+    "http.auth.ldap": Unsupported(f"requires LDAP logins, {_IMPLEMENTED}", refuse=True),
+    "http.auth.bearer": Unsupported(f"requires bearer tokens, {_IMPLEMENTED}", refuse=True),
+    "http.auth.openid": Unsupported(f"requires OpenID logins, {_IMPLEMENTED}", refuse=True),
+    "http.auth.apikey": Unsupported(f"requires API keys, {_IMPLEMENTED}", refuse=True),
+    "http.auth.mtls": Unsupported(f"identifies users by client certificates (mTLS), {_IMPLEMENTED}",
+                                  refuse=True),
+    # zot requires a client certificate signed by this CA (mTLS); serving without would let anyone in.
+    "http.tls.cacert": Unsupported(f"requires client certificates (mTLS), {_IMPLEMENTED}", refuse=True),
+    # A rate limit bounds load, not who may do what: nobody gains access by its absence, so a
+    # warning, which says plainly that nothing is limited.
+    "http.ratelimit": Unsupported(f"{_IGNORED}: requests are not rate limited "
+                                  "(put a rate-limiting proxy in front if you rely on it)"),
+    # Cookies of zot's web UI and OpenID sessions, which we do not serve.
+    "http.auth.sessionKeysFile": Unsupported(_IGNORED),
+    "http.auth.sessionDriver": Unsupported(_IGNORED),
+    "http.auth.secureSession": Unsupported(_IGNORED),
+    "log.audit": Unsupported(f"{_IGNORED}: no audit log is written"),
+    # Every extension zot has. Their contents are kept in ZotConfig.extensions, unchecked. Missing
+    # features (search, UI, sync, ...) answer 404; none of them restricts access, except these:
+    "extensions.lint": Unsupported(f"refuses manifests without the mandatory annotations, {_ENFORCED}",
+                                   refuse=True, in_use=_lint_in_use),
+    "extensions.apikey": Unsupported(f"requires API keys, {_IMPLEMENTED}", refuse=True),
+    "extensions.search": Unsupported(_IGNORED),
+    "extensions.sync": Unsupported(_IGNORED),
+    "extensions.metrics": Unsupported(_IGNORED),
+    "extensions.scrub": Unsupported(_IGNORED),
+    "extensions.ui": Unsupported(_IGNORED),
+    "extensions.mgmt": Unsupported(_IGNORED),
+    # zot's trust extension verifies signatures and reports them through search; it blocks nothing.
+    "extensions.trust": Unsupported(_IGNORED),
+    "extensions.events": Unsupported(_IGNORED),
 }
+
+# A config is a few KiB; reading /dev/zero by mistake must not fill the memory.
+MAX_CONFIG_BYTES = 4 << 20
 
 # zot's own defaults (pkg/storage/constants: DefaultGCDelay and DefaultGCInterval are both 1h).
 DEFAULT_GC_DELAY = 3600.0
@@ -115,12 +190,31 @@ class LoadedConfig:
     config: ZotConfig
     warnings: list[str]
     path: Path
+    # Locates problems found later (preflight's file checks) in the text, as parse errors are.
+    render: Callable[[list[Problem]], list[str]] | None = None
+
+    def describe(self, problems: list[Problem]) -> list[str]:
+        """One line per problem, in file order: FILE:LINE:COL: key.path: message."""
+        if self.render is not None:
+            return self.render(problems)
+        return [f"{self.path}: {_dotted(path)}: {message}" for path, message in problems]
 
 
 def _fail(reason: str, key: str | int | None = None) -> PydanticCustomError:
     """A validation error whose text is exactly `reason`. `key` extends the error's location when
     a model-level check is about one of its fields."""
     return PydanticCustomError("zot_config", "{reason}", {"reason": reason, "key": key})
+
+
+ModelProblem = tuple[str | int | None, str]  # (key within the model or None, reason)
+
+
+def _raise_all(model: str, problems: list[ModelProblem]) -> None:
+    """Raise every problem a model-level check found, at once: a validator that raised the first
+    would hide the others until the user had fixed it."""
+    if problems:
+        raise ValidationError.from_exception_data(
+            model, [InitErrorDetails(type=_fail(reason, key), loc=(), input=None) for key, reason in problems])
 
 
 def _show(value: Any) -> str:
@@ -177,6 +271,40 @@ def _duration(value: Any) -> float:
     return seconds
 
 
+def _timeout(value: Any) -> float:
+    """http.readTimeout / writeTimeout: a Go duration; zero or negative means no timeout, as in zot."""
+    if isinstance(value, str) and value.startswith("-"):
+        try:
+            parse_duration(value)
+        except ValueError:
+            pass  # _duration words the error
+        else:
+            return 0.0
+    return _duration(value)
+
+
+_TIME_OF_DAY = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
+
+
+def parse_time_window(text: str) -> tuple[int, int] | None:
+    """zot's storage.gcTimeWindow, "HH:MM-HH:MM" in UTC, as minutes since midnight (start, end);
+    None for "", which means no restriction. The window may wrap past midnight. Raises ValueError."""
+    if text == "":
+        return None
+    start, sep, end = text.partition("-")
+    if not sep:
+        raise ValueError('expected "HH:MM-HH:MM" (UTC), e.g. "01:00-08:00"')
+    minutes = []
+    for part in (start.strip(), end.strip()):
+        match = _TIME_OF_DAY.fullmatch(part)
+        if match is None:
+            raise ValueError(f'{_show(part)} is not a 24h time "HH:MM"; expected "HH:MM-HH:MM" (UTC)')
+        minutes.append(int(match.group(1)) * 60 + int(match.group(2)))
+    if minutes[0] == minutes[1]:
+        raise ValueError("the start and the end of the window cannot be equal")
+    return minutes[0], minutes[1]
+
+
 # --------------------------------------------------------------------------------------------
 # Cluster members ("host:port")
 # --------------------------------------------------------------------------------------------
@@ -213,6 +341,17 @@ def _member(value: str) -> str:
 
 
 Member = Annotated[str, AfterValidator(_member)]
+
+
+def _no_nul(value: str) -> str:
+    # JSON allows "\u0000"; no file name or address does, and the OS calls would raise on it.
+    if "\x00" in value:
+        raise _fail(f"must not contain a NUL character (\\u0000), got {_show(value)}")
+    return value
+
+
+# A file or directory name, or an address: text the operating system gets.
+OSText = Annotated[str, AfterValidator(_no_nul)]
 LogLevel = Literal["debug", "info", "warn", "warning", "error", "fatal", "panic"]
 _LOG_LEVELS: tuple[str, ...] = get_args(LogLevel)
 
@@ -223,13 +362,16 @@ _LOG_LEVELS: tuple[str, ...] = get_args(LogLevel)
 
 class _Model(BaseModel):
     # extra="forbid" is a safety net: key checking happens before validation, with better words.
-    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="forbid")
+    # strict: "yes" is not true and "5" is not 5 (zot's mapstructure would refuse both, and a
+    # typo must not turn into a setting); the few fields that take strings on purpose (the port,
+    # durations) convert them in their own validators.
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="forbid", strict=True)
 
 
 class TLSConfig(_Model):
-    cert: str | None = None
-    key: str | None = None
-    cacert: str | None = None
+    cert: OSText | None = None
+    key: OSText | None = None
+    cacert: OSText | None = None
 
     @model_validator(mode="after")
     def _pair(self) -> TLSConfig:
@@ -244,7 +386,7 @@ class ClusterTLSConfig(TLSConfig):
 
 
 class HTPasswdConfig(_Model):
-    path: str
+    path: OSText
 
 
 class AuthConfig(_Model):
@@ -253,12 +395,21 @@ class AuthConfig(_Model):
 
 
 class HTTPConfig(_Model):
-    address: str = "127.0.0.1"
+    address: OSText = "127.0.0.1"
     port: int = 8080
     tls: TLSConfig | None = None
     auth: AuthConfig | None = None
     realm: str | None = "zot"
     compat: list[str] | None = None
+    # zot 2.1.17. None: not set (no timeout here; zot then uses 60s); 0: explicitly none. What they
+    # bound here, and how that differs from Go's http.Server, is in timeouts.py.
+    read_timeout: float | None = Field(None, alias="readTimeout")
+    write_timeout: float | None = Field(None, alias="writeTimeout")
+
+    @field_validator("read_timeout", "write_timeout", mode="before")
+    @classmethod
+    def _timeouts(cls, value: Any) -> float:
+        return _timeout(value)
 
     @field_validator("port", mode="before")
     @classmethod
@@ -277,8 +428,8 @@ class HTTPConfig(_Model):
 
 class LogConfig(_Model):
     level: LogLevel = "info"
-    output: str | None = None
-    audit: str | None = None
+    output: OSText | None = None
+    audit: OSText | None = None
 
     @field_validator("level", mode="before")
     @classmethod
@@ -288,18 +439,31 @@ class LogConfig(_Model):
         raise _fail(f"must be one of {', '.join(_LOG_LEVELS)}; got {_show(value)}")
 
 
-def _driver_name(settings: dict[str, Any], known: frozenset[str], kind: str, key: str, example: str) -> str:
-    """The `name` of a storage or cache driver section, which must be one zot knows."""
+def _driver_name(settings: dict[str, Any], kind: str, key: str | None, example: str,
+                 problems: list[ModelProblem]) -> str | None:
+    """The `name` of a storage or cache driver section, which must be one zot knows and one we
+    implement; None (and a problem) when it is not."""
+    known, supported = ((ZOT_STORAGE_DRIVERS, SUPPORTED_STORAGE_DRIVERS) if kind == "storage"
+                        else (ZOT_CACHE_DRIVERS, SUPPORTED_CACHE_DRIVERS))
     name = settings.get("name")
     if name is None:
-        raise _fail(f'needs a "name", e.g. "{example}"', key)
-    if name not in known:
-        raise _fail(f"unsupported {kind} driver {_show(name)} (zot knows {', '.join(sorted(known))})", key)
-    return str(name)
+        problems.append((key, f'needs a "name", e.g. "{example}"'))
+    elif not isinstance(name, str):
+        problems.append((key, f'the "name" must be a string, e.g. "{example}"; got {_show(name)}'))
+    elif name not in known:
+        problems.append((key, f"unsupported {kind} driver {_show(name)} (zot knows {', '.join(sorted(known))})"))
+    elif name not in supported:
+        # Refused, not reinterpreted: another driver's settings read as S3 would reach the wrong service.
+        where = "as a remote cache" if kind == "cache" else "yet"
+        problems.append((key, f"the {name} {kind} driver is not supported by this registry {where} "
+                              f"(it supports {', '.join(sorted(supported))}); run zot for {name}"))
+    else:
+        return str(name)
+    return None
 
 
 class StorageConfig(_Model):
-    root_directory: str = Field(alias="rootDirectory")
+    root_directory: OSText = Field(alias="rootDirectory")
     dedupe: bool = True
     gc: bool = True
     gc_delay: float = Field(DEFAULT_GC_DELAY, alias="gcDelay")
@@ -308,11 +472,27 @@ class StorageConfig(_Model):
     storage_driver: dict[str, Any] | None = Field(None, alias="storageDriver")
     cache_driver: dict[str, Any] | None = Field(None, alias="cacheDriver")
     commit: bool = False
+    # zot 2.1.19: periodic gc starts only inside this daily UTC window, (start, end) in minutes
+    # since midnight. Validated like zot, not enforced yet (a warning says so): gc only changes
+    # when blobs go, never which ones, so running it at any hour exposes and loses nothing.
+    gc_time_window: tuple[int, int] | None = Field(None, alias="gcTimeWindow")
 
     @field_validator("gc_delay", "gc_interval", mode="before")
     @classmethod
     def _durations(cls, value: Any) -> float:
         return _duration(value)
+
+    @field_validator("gc_time_window", mode="before")
+    @classmethod
+    def _time_window(cls, value: Any) -> tuple[int, int] | None:
+        if isinstance(value, tuple):
+            return value
+        if not isinstance(value, str):
+            raise _fail(f'must be a time window like "01:00-08:00" (UTC), got {_show(value)}')
+        try:
+            return parse_time_window(value)
+        except ValueError as err:
+            raise _fail(f"{_show(value)}: {err}") from None
 
     @field_validator("root_directory")
     @classmethod
@@ -343,35 +523,44 @@ class StorageConfig(_Model):
             data["remoteCache"] = True
         return data
 
-    @model_validator(mode="after")
-    def _drivers(self) -> StorageConfig:
-        self._check_storage_driver()
-        self._check_cache_driver()
-        return self
+    # The driver checks are field validators, not a model validator, so that they run (and report)
+    # even when another storage field is wrong; the cache's see the fields declared before it.
+    @field_validator("storage_driver")
+    @classmethod
+    def _storage_driver(cls, driver: dict[str, Any] | None) -> dict[str, Any] | None:
+        if driver is None:
+            return driver
+        problems: list[ModelProblem] = []
+        name = _driver_name(driver, "storage", None, "s3", problems)
+        if name == "s3" and not driver.get("bucket"):
+            problems.append((None, 'the s3 driver needs a "bucket"'))
+        _raise_all("storageDriver", problems)
+        return driver
 
-    def _check_storage_driver(self) -> None:
-        if self.storage_driver is None:
-            return
-        name = _driver_name(self.storage_driver, ZOT_STORAGE_DRIVERS, "storage", "storageDriver", "s3")
-        if name == "s3" and not self.storage_driver.get("bucket"):
-            raise _fail('the s3 driver needs a "bucket"', "storageDriver")
-
-    def _check_cache_driver(self) -> None:
+    @field_validator("cache_driver")
+    @classmethod
+    def _cache_driver(cls, driver: dict[str, Any] | None, info: ValidationInfo) -> dict[str, Any] | None:
         # The same rules as zot's validateCacheConfig, with its reasons spelled out.
-        if self.cache_driver is None:
-            if self.dedupe and self.storage_driver is not None and self.remote_cache:
-                raise _fail("dedupe with a storageDriver keeps its index in a remote cache: set cacheDriver, "
-                            "or set remoteCache to false, or dedupe to false", "cacheDriver")
-            return
-        if not self.remote_cache:
-            return  # zot ignores the cacheDriver then (a warning says so)
-        name = _driver_name(self.cache_driver, ZOT_CACHE_DRIVERS, "cache", "cacheDriver", "redis")
-        if self.storage_driver is None and name != "redis":
-            raise _fail(f"a {name} cache needs a remote storageDriver; with local storage only a redis "
-                        "cache can be remote", "cacheDriver")
-        if name == "redis" and not self.cache_driver.get("url") and not os.environ.get(REDIS_URL_ENV):
-            raise _fail(f'the redis cache needs a "url", or the {REDIS_URL_ENV} environment variable '
-                        "(the operator sets it from a Secret)", "cacheDriver")
+        if driver is None or not info.data.get("remote_cache"):
+            return driver  # without remoteCache zot ignores the cacheDriver (a warning says so)
+        problems: list[ModelProblem] = []
+        name = _driver_name(driver, "cache", None, "redis", problems)
+        if name is not None and "storage_driver" in info.data:
+            if info.data["storage_driver"] is None and name != "redis":
+                problems.append((None, f"a {name} cache needs a remote storageDriver; with local storage "
+                                       "only a redis cache can be remote"))
+            if name == "redis" and not driver.get("url") and not os.environ.get(REDIS_URL_ENV):
+                problems.append((None, f'the redis cache needs a "url", or the {REDIS_URL_ENV} environment '
+                                       "variable (the operator sets it from a Secret)"))
+        _raise_all("cacheDriver", problems)
+        return driver
+
+    @model_validator(mode="after")
+    def _needs_cache(self) -> StorageConfig:
+        if self.cache_driver is None and self.dedupe and self.storage_driver is not None and self.remote_cache:
+            raise _fail("dedupe with a storageDriver keeps its index in a remote cache: set cacheDriver, "
+                        "or set remoteCache to false, or dedupe to false", "cacheDriver")
+        return self
 
 
 class ClusterConfig(_Model):
@@ -382,18 +571,20 @@ class ClusterConfig(_Model):
     @model_validator(mode="after")
     def _zot_rules(self) -> ClusterConfig:
         # zot's messages, verbatim, so that users can search for them.
+        problems: list[ModelProblem] = []
         if not self.members:
-            raise _fail("cannot have 0 members in a scale out cluster", "members")
+            problems.append(("members", "cannot have 0 members in a scale out cluster"))
         size = len(self.hash_key_bytes)
         if size != 16:
-            raise _fail("hashKey for scale out cluster must have 16 characters "
-                        f"(exactly 16 bytes as UTF-8, got {size})", "hashKey")
+            problems.append(("hashKey", "hashKey for scale out cluster must have 16 characters "
+                                        f"(exactly 16 bytes as UTF-8, got {size})"))
         seen: set[str] = set()
         for index, member in enumerate(self.members):
             if member in seen:
                 # Two entries for one member would give it two shares of the hash space.
-                raise _fail(f"{_show(member)} is listed twice", f"members[{index}]")
+                problems.append((f"members[{index}]", f"{_show(member)} is listed twice"))
             seen.add(member)
+        _raise_all("ClusterConfig", problems)
         return self
 
     @property
@@ -434,7 +625,11 @@ def load_config(path: str | os.PathLike[str]) -> LoadedConfig:
     """Read and validate a zot config file. Raises ConfigError with a message for the user."""
     source = Path(path)
     try:
-        text = source.read_text(encoding="utf-8-sig")  # -sig: tolerate a byte order mark
+        with open(source, "rb") as handle:  # a pipe (/dev/stdin) works too
+            data = handle.read(MAX_CONFIG_BYTES + 1)
+        if len(data) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{source}: more than {MAX_CONFIG_BYTES >> 20} MiB, too large for a config file")
+        text = data.decode("utf-8-sig")  # -sig: tolerate a byte order mark
     except FileNotFoundError:
         raise ConfigError(f"{source}: no such file") from None
     except IsADirectoryError:
@@ -443,45 +638,57 @@ def load_config(path: str | os.PathLike[str]) -> LoadedConfig:
         raise ConfigError(f"{source}: permission denied") from None
     except UnicodeDecodeError as err:
         raise ConfigError(f"{source}: not UTF-8 text (byte {err.start}); zot configs are JSON") from None
-    except OSError as err:
-        raise ConfigError(f"{source}: cannot read: {err.strerror or err}") from None
+    except (OSError, ValueError) as err:  # ValueError: a NUL in the name
+        raise ConfigError(f"{source}: cannot read: {getattr(err, 'strerror', None) or err}") from None
     return parse_config(text, str(source))
 
 
 def parse_config(text: str, source: str = "<config>") -> LoadedConfig:
     """Validate a zot config given as text; `source` names it in messages."""
+    try:
+        return _parse(text, source)
+    except RecursionError:
+        # json.loads and the key scanner recurse per level; no zot config is nested this deep.
+        raise ConfigError(f"{source}: the JSON is nested too deeply to be a zot config") from None
+
+
+def _parse(text: str, source: str) -> LoadedConfig:
     data = _parse_json(text, source)
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the config must be a JSON object ({{...}}), not {_json_kind(data)}")
     keys = _KeyMapper(source, text)
     canonical = keys.map_object(data, ZotConfig, (), ())
-    if keys.errors:
-        raise ConfigError(keys.render(keys.errors))
+    # Validation runs even when keys were wrong (they are left out), so that one run reports every
+    # problem of the file.
+    problems = list(keys.errors)
     try:
-        config = ZotConfig.model_validate(canonical)
+        config: ZotConfig | None = ZotConfig.model_validate(canonical)
     except ValidationError as err:
-        raise ConfigError(keys.render(_validation_problems(err))) from None
-    return LoadedConfig(config=config, warnings=keys.warnings + _warnings(config), path=Path(source))
+        config = None
+        problems += [problem for problem in _validation_problems(err) if problem not in keys.implied]
+    if problems or config is None:
+        raise ConfigError(keys.render(problems))
+    return LoadedConfig(config=config, warnings=keys.warnings + _warnings(config), path=Path(source),
+                        render=keys.render)
 
 
 def _warnings(config: ZotConfig) -> list[str]:
     """Things zot accepts that will not do what the user may expect here."""
     storage, found = config.storage, []
-    if storage.storage_driver is not None:
-        name = storage.storage_driver.get("name")
-        if name not in SUPPORTED_STORAGE_DRIVERS:
-            found.append(f"storage.storageDriver: the {name} driver is not supported yet")
-    if storage.cache_driver is not None:
-        name = storage.cache_driver.get("name")
-        if not storage.remote_cache:
-            found.append("storage.cacheDriver: ignored because storage.remoteCache is false "
-                         "(a local cache is used, as in zot)")
-        elif name not in SUPPORTED_CACHE_DRIVERS:
-            found.append(f"storage.cacheDriver: the {name} cache driver is not supported yet")
+    if storage.cache_driver is not None and not storage.remote_cache:
+        found.append("storage.cacheDriver: ignored because storage.remoteCache is false "
+                     "(a local cache is used, as in zot)")
     if not storage.gc and storage.gc_delay:
         found.append("storage.gcDelay: set while storage.gc is false, ignored")
     if not storage.gc and storage.gc_interval:
         found.append("storage.gcInterval: set while storage.gc is false, ignored")
+    if storage.gc_time_window is not None:
+        found.append("storage.gcTimeWindow: set while storage.gc is false, ignored" if not storage.gc else
+                     "storage.gcTimeWindow: not supported yet, ignored: garbage collection may run at any "
+                     "time of day (it deletes the same blobs as inside the window, those unused for gcDelay)")
+    if config.http.auth is not None and config.http.auth.fail_delay:
+        # A brake on password guessing, like a rate limit: its absence gives nobody access.
+        found.append("http.auth.failDelay: not supported yet, ignored: failed logins are answered at once")
     return found
 
 
@@ -499,8 +706,11 @@ def load_and_report(path: str) -> LoadedConfig | None:
 
 
 def verify_main(path: str) -> int:
-    """`zot-registry verify CONFIG`: report on a config file; 0 when it can be used, 1 when not."""
-    if load_and_report(path) is None:
+    """`zot-registry verify CONFIG`: report on a config file and the files it names (the checks
+    `serve` runs before it starts); 0 when it can be used, 1 when not."""
+    from .preflight import load_and_check  # preflight imports this module
+
+    if load_and_check(path) is None:
         return 1
     print(f"{path}: ok")
     return 0
@@ -700,6 +910,8 @@ class _KeyMapper:
     warnings: list[str] = field(default_factory=list)
     # canonical path -> the path as spelled in the file
     origin: dict[PathKey, PathKey] = field(default_factory=dict)
+    # "required" problems that a misspelled key already explains ("rootDirectry": did you mean...)
+    implied: set[Problem] = field(default_factory=set)
 
     def map_object(self, obj: Any, model: type[BaseModel] | str, path: PathKey, spelled: PathKey) -> Any:
         if not isinstance(obj, dict):
@@ -743,6 +955,8 @@ class _KeyMapper:
         choices = {name.lower(): name for name, _ in fields.values()} | unsupported
         close = difflib.get_close_matches(lower, list(choices), n=1, cutoff=0.6)
         hint = f'; did you mean "{choices[close[0]]}"?' if close else ""
+        if close:
+            self.implied.add(((*path, choices[close[0]]), "required"))
         where = f"in {_dotted(path)}" if path else "at the top level"
         self.origin[(*path, key)] = (*spelled, key)
         self.errors.append(((*path, key), f"unknown key, zot has no such setting {where}{hint}"))
@@ -756,9 +970,13 @@ class _KeyMapper:
     def _unsupported(self, path: PathKey, value: Any) -> Any:
         if path[:1] == (_EXTENSIONS,):
             value = _lower_keys(value)
-            if isinstance(value, dict) and value.get("enable") is False:
-                return value  # switched off: nothing is being ignored
-        self.warnings.append(f"{_dotted(path)}: {UNSUPPORTED_KEYS[_dotted(path)]}")
+        entry = UNSUPPORTED_KEYS[_dotted(path)]
+        if not entry.in_use(_lower_keys(value)):
+            return value  # null, false or switched off: nothing is being ignored
+        if entry.refuse:
+            self.errors.append((path, f"{entry.why}; {REFUSE_HINT}"))
+        else:
+            self.warnings.append(f"{_dotted(path)}: {entry.why}")
         return value
 
     def render(self, problems: list[Problem]) -> list[str]:

@@ -1,28 +1,36 @@
-"""Runs the app under hypercorn: workers, uvloop, TLS, graceful shutdown on SIGTERM."""
+"""Runs the app under hypercorn: workers (started and stopped by supervisor.py), uvloop, TLS, zot's
+read and write timeouts (timeouts.py), graceful shutdown on SIGTERM."""
 
 from __future__ import annotations
 
 import logging
 import os
 import shutil
+import sys
 import tempfile
 
 from hypercorn.config import Config as HypercornConfig
-from hypercorn.run import run
 
 from .config import LoadedConfig
+from .supervisor import StartError, Supervisor, bind_sockets
+from .timeouts import TimeoutConfig
 
 log = logging.getLogger("zot_registry")
 
 
 def default_workers() -> int:
-    return int(os.environ.get("ZOT_REGISTRY_WORKERS", "0") or 0) or min(os.cpu_count() or 1, 4)
+    """ZOT_REGISTRY_WORKERS when set (0: the default), else the CPU count, at most 4.
+    Raises StartError for a value that is not a count."""
+    text = os.environ.get("ZOT_REGISTRY_WORKERS", "").strip()
+    if text and not text.isdigit():
+        raise StartError(f"ZOT_REGISTRY_WORKERS must be a number of worker processes, got {text!r}")
+    return int(text or 0) or min(os.cpu_count() or 1, 4)
 
 
 def hypercorn_config(loaded: LoadedConfig, workers: int) -> HypercornConfig:
     http = loaded.config.http
     host = http.address or "0.0.0.0"
-    hc = HypercornConfig()
+    hc = TimeoutConfig()
     hc.bind = [f"[{host}]:{http.port}" if ":" in host else f"{host}:{http.port}"]
     hc.application_path = "zot_registry.asgi:app"
     hc.workers = workers
@@ -39,6 +47,12 @@ def hypercorn_config(loaded: LoadedConfig, workers: int) -> HypercornConfig:
         # streams under the conformance suite's load (KeyError in its stream table, GOAWAY).
         hc.alpn_protocols = ["http/1.1"]
     hc.graceful_timeout = 30.0
+    # zot's http.readTimeout / writeTimeout; what they bound here (progress, not deadlines) is in
+    # timeouts.py. Unset: hypercorn's own setting stays (no read timeout by default).
+    if http.read_timeout is not None:
+        hc.read_timeout = http.read_timeout or None  # type: ignore[assignment]  # float seconds work
+    if http.write_timeout is not None:
+        hc.write_timeout = http.write_timeout or None
     hc.keep_alive_timeout = 75.0
     hc.accesslog = None
     hc.errorlog = logging.getLogger("hypercorn.error")
@@ -46,13 +60,25 @@ def hypercorn_config(loaded: LoadedConfig, workers: int) -> HypercornConfig:
 
 
 def serve(loaded: LoadedConfig, workers: int | None = None) -> int:
-    workers = workers or default_workers()
+    """Serve until stopped: 0 after SIGINT/SIGTERM, 1 (with one line on stderr) when it cannot start
+    or a worker fails. The config and its files have been checked (preflight) by the caller."""
+    try:
+        workers = workers or default_workers()
+        config = hypercorn_config(loaded, workers)
+        if config.worker_class not in ("uvloop", "asyncio"):
+            raise StartError(f"ZOT_REGISTRY_WORKER_CLASS must be uvloop or asyncio, got {config.worker_class!r}")
+        sockets = bind_sockets(config)
+    except StartError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     os.environ["ZOT_REGISTRY_CONFIG"] = str(loaded.path.absolute())
     metrics_dir = tempfile.mkdtemp(prefix="zot-registry-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     log.info("starting", extra={"address": loaded.config.http.address, "port": loaded.config.http.port,
                                 "workers": workers, "root": loaded.config.storage.root_directory})
     try:
-        return run(hypercorn_config(loaded, workers))
+        return Supervisor(config, sockets, workers, debug=loaded.config.log.level == "debug").run()
     finally:
+        for sock in [*sockets.secure_sockets, *sockets.insecure_sockets]:
+            sock.close()
         shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -61,3 +61,15 @@ LoopDetected = _error("LoopDetected", "UNSUPPORTED", 508,
 # Shared storage and cache (a server that is down: the request fails whole, nothing is half-written).
 StorageUnavailable = _error("StorageUnavailable", "UNAVAILABLE", 503, "the storage backend is unavailable")
 CacheUnavailable = _error("CacheUnavailable", "UNAVAILABLE", 503, "the shared cache is unavailable")
+# HTTP framing, request bodies and load (what a client sends, before or while a handler reads it).
+RequestInvalid = _error("RequestInvalid", "UNSUPPORTED", 400, "malformed HTTP request")
+HeadersTooLarge = _error("HeadersTooLarge", "UNSUPPORTED", 431, "request header fields too large")
+BodyTimeout = _error("BodyTimeout", "SIZE_INVALID", 408, "the request body stalled")
+PeerBusy = _error("PeerBusy", "UNAVAILABLE", 503, "too many uploads in flight to the member owning this repository")
+# Local storage: a full disk, a repository whose index.json is not one, a session another request holds.
+InsufficientStorage = _error("InsufficientStorage", "INSUFFICIENT_STORAGE", 507,
+                             "insufficient storage: the registry's disk is full")
+RepositoryUnreadable = _error("RepositoryUnreadable", "NAME_UNKNOWN", 404,
+                              "the repository's index.json cannot be read")
+BlobUploadBusy = _error("BlobUploadBusy", "BLOB_UPLOAD_INVALID", 409,
+                        "the upload session is in use by another request")

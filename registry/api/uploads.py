@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 from quart import Response, request
 
 from ..digests import parse_digest
-from ..errors import BlobUploadInvalid, RangeInvalid
-from ..names import validate_name
+from ..errors import BlobUploadInvalid, BlobUploadUnknown, RangeInvalid
+from ..names import is_valid_name
 from ..storage.base import Store
 from .http import content_length, parse_content_range, request_stream
 from .routing import Route
@@ -35,7 +35,10 @@ async def start_upload(route: Route, store: Store) -> Response:
     args = request.args
     if "mount" in args:
         digest = parse_digest(args["mount"])
-        if await store.mount_blob(route.name, digest, args.get("from") or None):
+        source = args.get("from") or None
+        # A `from` that is no repository name (`../x`, `/etc`) names nothing this registry holds: like
+        # a blob it lacks, that is not mountable, and the spec's answer is an upload session (202).
+        if (source is None or is_valid_name(source)) and await store.mount_blob(route.name, digest, source):
             return _blob_created(route.name, str(digest))
         # Not mountable: the spec says to fall back to an ordinary upload session.
     elif "digest" in args:
@@ -49,7 +52,9 @@ async def start_upload(route: Route, store: Store) -> Response:
 async def mount_across_members(route: Route, store: Store, cluster: Cluster) -> Response | None:
     """A mount whose `from` repository another member owns: 201 once copied, None to carry on locally."""
     digest = parse_digest(request.args["mount"])
-    source = validate_name(request.args["from"])
+    source = request.args["from"]
+    if not is_valid_name(source):
+        return None  # not mountable from anywhere: start_upload answers with an upload session
     if await store.has_blob(route.name, digest) or await store.has_blob(source, digest):
         return None
     if await cluster.mount_from_peer(store, route.name, digest, source):
@@ -79,7 +84,12 @@ async def upload_session(route: Route, store: Store) -> Response:
         raise BlobUploadInvalid("PUT to an upload session needs ?digest=")
     digest = parse_digest(request.args["digest"])
     chunk_range = parse_content_range(request.headers.get("Content-Range"))
-    if chunk_range is not None and chunk_range[0] != await store.upload_size(name, session):
-        raise RangeInvalid("final chunk does not start where the upload ends")
+    if chunk_range is not None:
+        try:
+            received: int | None = await store.upload_size(name, session)
+        except BlobUploadUnknown:
+            received = None  # closed already: finish_upload answers a retry (201 when the blob is there)
+        if received is not None and chunk_range[0] != received:
+            raise RangeInvalid("final chunk does not start where the upload ends")
     await store.finish_upload(name, session, digest, request_stream(), content_length())
     return _blob_created(name, str(digest))

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-from ..errors import SizeInvalid
+from ..errors import InsufficientStorage, SizeInvalid
 
 READ_CHUNK = 1 << 20
 
@@ -29,6 +31,52 @@ def write_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def write_exclusive(path: Path, data: bytes) -> bool:
+    """Create `path` with `data`, whole or not at all, unless it exists; whether this call created it.
+
+    Written to a temporary file and hard-linked into place: link() fails when the name exists, so
+    two workers creating the same file never overwrite each other, and a full disk leaves no
+    empty or partial file behind.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_name(path.parent)
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.link(tmp, path)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+# A full disk, or a full quota: the request fails whole, with a 507 that says so.
+_NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
+
+
+def is_disk_full(err: BaseException) -> bool:
+    return isinstance(err, OSError) and err.errno in _NO_SPACE
+
+
+@contextlib.contextmanager
+def disk_errors() -> Iterator[None]:
+    """Turns a full disk (ENOSPC, EDQUOT) into INSUFFICIENT_STORAGE (507); any other OSError stays a bug.
+
+    Every write of the local store cleans up after itself (temporary files removed, a session cut back
+    to its acknowledged size, index.json replaced whole or not at all), so the request can just fail.
+    """
+    try:
+        yield
+    except OSError as err:
+        if not is_disk_full(err):
+            raise
+        raise InsufficientStorage(f"insufficient storage: {os.strerror(err.errno or errno.ENOSPC)} while "
+                                  "writing; nothing of this request was stored, reads go on") from None
 
 
 def fsync_path(path: Path) -> None:

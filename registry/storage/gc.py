@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +20,7 @@ from ..digests import parse_digest
 from ..errors import RegistryError
 from .base import GcReport
 from .indexops import reachable_digests
+from .layout import SESSION_ID
 
 if TYPE_CHECKING:
     from .store import ImageStore
@@ -46,42 +48,71 @@ def referenced_digests(store: ImageStore, name: str) -> set[str]:
     return reachable_digests(index, read)
 
 
+def _blob_files(blobs: Path) -> list[tuple[str, Path]]:
+    """(digest, path) of each blob under blobs/<alg>/<hex>; anything else found there is not ours to judge."""
+    found = []
+    for algorithm in ("sha256", "sha512"):
+        folder = blobs / algorithm
+        for blob in folder.iterdir() if folder.is_dir() else []:
+            digest = f"{algorithm}:{blob.name}"
+            try:
+                parse_digest(digest)
+            except RegistryError:
+                continue
+            if blob.is_file():
+                found.append((digest, blob))
+    return found
+
+
 def collect_repository(store: ImageStore, name: str, delay: float, report: GcReport) -> None:
+    """Unreferenced blobs and abandoned sessions of one repository. Raises RepositoryUnreadable, before
+    touching anything, when its index.json cannot be read: what it references is then unknown."""
     now = time.time()
     keep = referenced_digests(store, name)
-    blobs = store.layout.repo(name) / "blobs"
-    for algorithm_dir in blobs.iterdir() if blobs.is_dir() else []:
-        for blob in algorithm_dir.iterdir():
-            if f"{algorithm_dir.name}:{blob.name}" in keep:
-                continue
-            with contextlib.suppress(FileNotFoundError):
-                if _age(blob, now) >= delay:
-                    size = blob.stat().st_size
-                    blob.unlink()
-                    report.blobs += 1
-                    report.bytes_freed += size
-    uploads = store.layout.uploads(name)
-    for session in uploads.iterdir() if uploads.is_dir() else []:
-        if session.name.startswith(".index"):
+    for digest, blob in _blob_files(store.layout.repo(name) / "blobs"):
+        if digest in keep:
             continue
         with contextlib.suppress(FileNotFoundError):
-            if _age(session, now) >= max(delay, 3600.0):
-                session.unlink()
+            if _age(blob, now) >= delay:
+                size = blob.stat().st_size
+                blob.unlink()
+                report.blobs += 1
+                report.bytes_freed += size
+    uploads = store.layout.uploads(name)
+    for session in uploads.iterdir() if uploads.is_dir() else []:
+        if session.name.startswith(".index") or not session.is_file():
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            if _age(session, now) >= max(delay, 3600.0) and _unlink_unless_in_use(session):
                 report.uploads += 1
+
+
+def _unlink_unless_in_use(path: Path) -> bool:
+    """Removes an abandoned session or temporary file, unless a request holds its lock right now."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if SESSION_ID.fullmatch(path.name):
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+        path.unlink()
+        return True
+    finally:
+        os.close(fd)
 
 
 def collect_dedupe_copies(store: ImageStore, delay: float, report: GcReport) -> None:
     """A canonical copy whose only link is itself belongs to no repository any more."""
     now = time.time()
     root = store.layout.root / ".dedupe" / "blobs"
-    for algorithm_dir in root.iterdir() if root.is_dir() else []:
-        for blob in algorithm_dir.iterdir():
-            with contextlib.suppress(FileNotFoundError):
-                stat = blob.stat()
-                if stat.st_nlink == 1 and _age(blob, now) >= delay:
-                    blob.unlink()
-                    report.dedupe_copies += 1
-                    report.bytes_freed += stat.st_size
+    for _, blob in _blob_files(root):
+        with contextlib.suppress(FileNotFoundError):
+            stat = blob.stat()
+            if stat.st_nlink == 1 and _age(blob, now) >= delay:
+                blob.unlink()
+                report.dedupe_copies += 1
+                report.bytes_freed += stat.st_size
 
 
 def collect(store: ImageStore, delay: float, owns: Callable[[str], bool] = lambda _: True) -> GcReport | None:
@@ -94,6 +125,11 @@ def collect(store: ImageStore, delay: float, owns: Callable[[str], bool] = lambd
             return None
         report = GcReport()
         for name in filter(owns, store.repository_names()):
-            collect_repository(store, name, delay, report)
+            try:
+                collect_repository(store, name, delay, report)
+            except (OSError, RegistryError) as err:
+                # One repository that cannot be collected (unreadable index.json, odd files) keeps all it
+                # has, and the pass goes on with the others.
+                log.warning("garbage collection skipped repository %r: %s", name, getattr(err, "message", err))
         collect_dedupe_copies(store, delay, report)
         return report

@@ -11,10 +11,10 @@ from collections.abc import Callable
 from typing import Any
 
 from ..digests import Digest, is_digest, parse_digest
-from ..errors import DigestInvalid, ManifestBlobUnknown, ManifestUnknown, RegistryError
+from ..errors import DigestInvalid, ManifestBlobUnknown, ManifestUnknown
 from ..names import validate_tag
 from .index import TAG_ANNOTATION, Index
-from .manifests import ParsedManifest, parse_manifest
+from .manifests import ParsedManifest, read_manifest
 
 Change = Callable[[list[dict[str, Any]]], bool]
 
@@ -115,11 +115,8 @@ def unique_descriptors(index: Index) -> list[dict[str, Any]]:
 def referrer_entry(descriptor: dict[str, Any], data: bytes, subject: Digest,
                    artifact_type: str | None) -> dict[str, Any] | None:
     """The referrers-list entry for a manifest whose subject is `subject`, else None."""
-    try:
-        manifest = parse_manifest(data, descriptor.get("mediaType"))
-    except Exception:  # a foreign or damaged manifest in the layout is simply not a referrer
-        return None
-    if manifest.subject != str(subject):
+    manifest = read_manifest(data, descriptor.get("mediaType"))
+    if manifest is None or manifest.subject != str(subject):  # a foreign or damaged manifest is no referrer
         return None
     kind = manifest.artifact_type
     if artifact_type and kind != artifact_type:
@@ -128,8 +125,8 @@ def referrer_entry(descriptor: dict[str, Any], data: bytes, subject: Digest,
                              "size": descriptor["size"]}
     if kind:
         entry["artifactType"] = kind
-    if manifest.document.get("annotations"):
-        entry["annotations"] = manifest.document["annotations"]
+    if manifest.annotations:
+        entry["annotations"] = manifest.annotations
     return entry
 
 
@@ -148,7 +145,9 @@ def check_references(name: str, manifest: ParsedManifest, index: Index | None, m
 def reachable_digests(index: Index, read: Callable[[str], bytes | None]) -> set[str]:
     """Every digest reachable from the index: manifests, their configs, layers and children.
 
-    `read` gives a manifest's bytes by digest (None when missing); what does not parse reaches nothing.
+    `read` gives a manifest's bytes by digest (None when missing). Stored manifests are read leniently
+    (manifests.read_manifest): one this registry would refuse today still keeps what it references;
+    only what is not a JSON object at all reaches nothing.
     """
     keep: set[str] = set()
     pending = [d["digest"] for d in index.manifests]
@@ -160,9 +159,7 @@ def reachable_digests(index: Index, read: Callable[[str], bytes | None]) -> set[
         data = read(digest)
         if data is None:
             continue
-        try:
-            parsed = parse_manifest(data, None)
-        except RegistryError:
-            continue
-        pending.extend(parsed.blob_references() + parsed.manifest_references())
+        parsed = read_manifest(data, None)
+        if parsed is not None:
+            pending.extend(parsed.references())
     return keep

@@ -1,4 +1,4 @@
-"""Manifest media types and the checks a pushed manifest must pass."""
+"""Manifest media types, the checks a pushed manifest must pass, and reading stored ones."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from ..digests import parse_digest
-from ..errors import DigestInvalid, ManifestInvalid
+from ..errors import ManifestInvalid
+from .schema import annotations_ok, check_manifest
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -21,6 +21,8 @@ MAX_MANIFEST_SIZE = 4 * 1024 * 1024
 
 @dataclass(frozen=True)
 class ParsedManifest:
+    """A manifest document; its references are read defensively, as a stored one may be foreign."""
+
     media_type: str
     document: dict[str, Any]
 
@@ -32,55 +34,102 @@ class ParsedManifest:
         """Digests of config and layers (image) that must exist before the manifest is accepted."""
         if self.is_index:
             return []
-        refs = [self.document["config"]["digest"]] if isinstance(self.document.get("config"), dict) else []
-        for layer in self.document.get("layers") or []:
+        refs = [_digest_in(self.document.get("config"))]
+        layers = self.document.get("layers")
+        for layer in layers if isinstance(layers, list) else []:
             # Foreign layers (with `urls`) live elsewhere by definition.
             if isinstance(layer, dict) and not layer.get("urls"):
-                refs.append(layer.get("digest", ""))
-        return refs
+                refs.append(_digest_in(layer))
+        return [ref for ref in refs if ref]
 
     def manifest_references(self) -> list[str]:
         if not self.is_index:
             return []
-        return [m.get("digest", "") for m in self.document.get("manifests") or [] if isinstance(m, dict)]
+        manifests = self.document.get("manifests")
+        refs = [_digest_in(m) for m in manifests] if isinstance(manifests, list) else []
+        return [ref for ref in refs if ref]
+
+    def references(self) -> list[str]:
+        """Every digest this manifest keeps alive (garbage collection): config, all layers, children."""
+        keys = ("manifests",) if self.is_index else ("config", "layers")
+        refs = []
+        for key in keys:
+            value = self.document.get(key)
+            for item in value if isinstance(value, list) else [value]:
+                refs.append(_digest_in(item))
+        return [ref for ref in refs if ref]
 
     @property
     def subject(self) -> str | None:
-        subject = self.document.get("subject")
-        return subject.get("digest") if isinstance(subject, dict) else None
+        return _digest_in(self.document.get("subject")) or None
 
     @property
     def artifact_type(self) -> str | None:
-        if self.document.get("artifactType"):
-            return str(self.document["artifactType"])
+        kind = self.document.get("artifactType")
+        if isinstance(kind, str) and kind:
+            return kind
         config = self.document.get("config")
-        if not self.is_index and isinstance(config, dict):
-            return config.get("mediaType")
+        if not self.is_index and isinstance(config, dict) and isinstance(config.get("mediaType"), str):
+            return str(config["mediaType"])
         return None
+
+    @property
+    def annotations(self) -> dict[str, str] | None:
+        value = self.document.get("annotations")
+        return value if value and annotations_ok(value) else None
+
+
+def _digest_in(descriptor: Any) -> str:
+    digest = descriptor.get("digest") if isinstance(descriptor, dict) else None
+    return digest if isinstance(digest, str) else ""
+
+
+def load_json(body: bytes) -> Any:
+    """json.loads for bytes from outside: MANIFEST_INVALID, not a 500, for bad or too deeply nested JSON."""
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ManifestInvalid(f"manifest is not valid JSON: {exc}") from None
+    except RecursionError:
+        # The decoder recurses per level: nesting past the interpreter's limit (about 1000) is no manifest.
+        raise ManifestInvalid("manifest is not valid JSON: nested too deeply") from None
 
 
 def parse_manifest(body: bytes, content_type: str | None) -> ParsedManifest:
-    try:
-        document = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ManifestInvalid(f"manifest is not valid JSON: {exc}") from None
+    """A pushed manifest, checked before it is stored: JSON, media type, shape (schema.py)."""
+    document = load_json(body)
     if not isinstance(document, dict):
         raise ManifestInvalid("manifest must be a JSON object")
     declared = document.get("mediaType")
+    if declared is not None and not isinstance(declared, str):
+        raise ManifestInvalid("manifest mediaType must be a string")
     content_type = (content_type or "").split(";")[0].strip() or None
     if declared and content_type and declared != content_type:
         raise ManifestInvalid(f"mediaType {declared!r} does not match Content-Type {content_type!r}")
     media_type = declared or content_type
     if media_type not in MANIFEST_MEDIA_TYPES:
         raise ManifestInvalid(f"unsupported manifest media type: {media_type!r}")
-    if document.get("schemaVersion") != 2:
-        raise ManifestInvalid("schemaVersion must be 2")
     manifest = ParsedManifest(media_type, document)
-    for digest in manifest.blob_references() + manifest.manifest_references():
-        try:
-            parse_digest(digest)
-        except DigestInvalid as exc:
-            raise ManifestInvalid(f"manifest references an invalid digest: {exc.message}") from None
-    if not manifest.is_index and not isinstance(document.get("config"), dict):
-        raise ManifestInvalid("image manifest has no config descriptor")
+    check_manifest(document, manifest.is_index)
     return manifest
+
+
+def read_manifest(data: bytes, media_type: str | None) -> ParsedManifest | None:
+    """A stored manifest (ours, zot's or foreign) for its references; None when it is no manifest.
+
+    Lenient on purpose: garbage collection keeps what a stored manifest references, so a manifest
+    this registry would refuse today (a missing mediaType field, a foreign shape) must still keep
+    its blobs. The kind comes from the document's mediaType, else the index descriptor's, else
+    its shape (a `manifests` list makes an index).
+    """
+    try:
+        document = json.loads(data)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    if not isinstance(document, dict):
+        return None
+    declared = document.get("mediaType")
+    kind = declared if isinstance(declared, str) and declared in MANIFEST_MEDIA_TYPES else media_type
+    if kind not in MANIFEST_MEDIA_TYPES:
+        kind = OCI_INDEX if isinstance(document.get("manifests"), list) else OCI_MANIFEST
+    return ParsedManifest(str(kind), document)

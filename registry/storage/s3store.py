@@ -11,7 +11,14 @@ What keeps concurrent writers (members, and the workers of each) safe:
 - index.json is read-modify-written under the cache's lock for that repository, and every write
   bumps a version in the cache, so each worker's copy of the index is checked with one cache read;
 - a deduplicated copy is deleted by garbage collection only under the digest's lock, when the
-  cache says no repository holds it any more.
+  cache says no repository holds it any more;
+- an upload session is claimed by the request working on it (PATCH, PUT, DELETE): under the cache's
+  lock for the session, its state object gets a claim, and a second request finding a live claim
+  is answered at once (a PUT: 201 if the blob is there, else BLOB_UPLOAD_UNKNOWN). The claim goes
+  with the state the request writes back, or with the session; a member killed while holding one
+  leaves a claim that expires after SESSION_MIN_AGE.
+
+Keys are built from names, digests and session ids checked as layout.py checks paths.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import time
 import uuid
 from collections import OrderedDict
@@ -29,14 +37,18 @@ from ..cache.base import Cache
 from ..digests import Digest, parse_digest
 from ..errors import (
     BlobUnknown,
+    BlobUploadBusy,
     BlobUploadUnknown,
     DigestInvalid,
+    NameInvalid,
     NameUnknown,
     RangeInvalid,
     RegistryError,
+    RepositoryUnreadable,
     SizeInvalid,
     StorageUnavailable,
 )
+from ..names import validate_name
 from .base import GcReport
 from .files import checked_chunks
 from .index import Index
@@ -52,13 +64,15 @@ from .indexops import (
     referrer_entry,
     unique_descriptors,
 )
-from .layout import EMPTY_INDEX, OCI_LAYOUT, SESSION_ID
-from .manifests import ParsedManifest, parse_manifest
+from .layout import EMPTY_INDEX, OCI_LAYOUT, SESSION_ID, checked_digest, checked_session
+from .manifests import ParsedManifest, parse_manifest, read_manifest
 from .memo import Hashers, ManifestCache
 from .s3client import S3Bucket, S3Settings
 from .s3parts import PartWriter
 
 SESSION_MIN_AGE = 3600.0  # abandoned upload sessions are collected after an hour at least
+CLAIM_SECONDS = SESSION_MIN_AGE  # a claim older than this was left by a member that died holding it
+log = logging.getLogger("zot_registry.storage")
 
 
 class S3Store:
@@ -66,7 +80,8 @@ class S3Store:
         self.bucket = bucket
         self.cache = cache
         self.dedupe = dedupe
-        self._indexes: dict[str, tuple[str, Index]] = {}
+        # An unreadable index.json is remembered too: logged once per version, not once per request.
+        self._indexes: dict[str, tuple[str, Index | RegistryError]] = {}
         self._manifests = ManifestCache()
         self._hashers = Hashers()
         self._locations: OrderedDict[tuple[str, str], str] = OrderedDict()
@@ -78,17 +93,22 @@ class S3Store:
 
     # Keys ---------------------------------------------------------------------------------------
 
+    def _repo_key(self, name: str, *parts: str) -> str:
+        return self.bucket.key(validate_name(name), *parts)
+
     def _index_key(self, name: str) -> str:
-        return self.bucket.key(name, "index.json")
+        return self._repo_key(name, "index.json")
 
     def _blob_key(self, name: str, digest: Digest) -> str:
-        return self.bucket.key(name, "blobs", digest.algorithm, digest.hex)
+        checked_digest(digest)
+        return self._repo_key(name, "blobs", digest.algorithm, digest.hex)
 
     def _canonical_key(self, digest: Digest) -> str:
+        checked_digest(digest)
         return self.bucket.key(".dedupe", "blobs", digest.algorithm, digest.hex)
 
     def _session_key(self, name: str, session: str, suffix: str = "") -> str:
-        return self.bucket.key(name, ".uploads", session + suffix)
+        return self._repo_key(name, ".uploads", checked_session(session) + suffix)
 
     # Repositories and their index ---------------------------------------------------------------
 
@@ -101,12 +121,20 @@ class S3Store:
             return await self._adopt(name)
         version = str(meta.get("version", ""))
         cached = self._indexes.get(name)
-        if cached and cached[0] == version:
-            return cached[1]
-        raw = await self.bucket.get(self._index_key(name))
-        index = Index.parse(raw or EMPTY_INDEX)
-        self._indexes[name] = (version, index)
-        return index
+        if cached is None or cached[0] != version:
+            raw = await self.bucket.get(self._index_key(name))
+            cached = (version, self._parse_index(name, raw or EMPTY_INDEX))
+            self._indexes[name] = cached
+        if isinstance(cached[1], RegistryError):
+            raise RepositoryUnreadable(cached[1].message)
+        return cached[1]
+
+    def _parse_index(self, name: str, raw: bytes) -> Index | RegistryError:
+        try:
+            return Index.parse(raw, f"index.json of repository {name!r}")
+        except RepositoryUnreadable as err:
+            log.error("repository unreadable: %s", err.message, extra={"key": self._index_key(name)})
+            return err
 
     async def _new_version(self, name: str) -> str:
         """Records that `name`'s index changed: every worker's copy of it is stale from now on."""
@@ -119,8 +147,12 @@ class S3Store:
         raw = await self.bucket.get(self._index_key(name))
         if raw is None:
             return None
-        await self._new_version(name)
-        return Index.parse(raw)
+        version = await self._new_version(name)
+        index = self._parse_index(name, raw)
+        self._indexes[name] = (version, index)
+        if isinstance(index, RegistryError):
+            raise RepositoryUnreadable(index.message)
+        return index
 
     async def _require_index(self, name: str) -> Index:
         index = await self._read_index(name)
@@ -135,7 +167,7 @@ class S3Store:
             if await self.cache.get_repo_meta(name) is not None:
                 return
             if await self.bucket.head(self._index_key(name)) is None:
-                await self.bucket.put(self.bucket.key(name, "oci-layout"), OCI_LAYOUT)
+                await self.bucket.put(self._repo_key(name, "oci-layout"), OCI_LAYOUT)
                 await self.bucket.put(self._index_key(name), EMPTY_INDEX)
             await self._new_version(name)
 
@@ -146,11 +178,12 @@ class S3Store:
     async def _update_index_locked(self, name: str, change: Change) -> Index | None:
         """Applies `change` to index.json (the caller holds the lock); the new index, or None if unchanged."""
         raw = await self.bucket.get(self._index_key(name))
-        document: dict[str, Any] = Index.parse(raw or EMPTY_INDEX).document
-        manifests = [dict(d) for d in document["manifests"]]
+        # An unreadable index raises here, before anything is written: it is never replaced.
+        current = Index.parse(raw or EMPTY_INDEX, f"index.json of repository {name!r}")
+        manifests = [dict(d) for d in current.manifests]
         if not change(manifests):
             return None
-        body = json.dumps({**document, "manifests": manifests}, separators=(",", ":")).encode()
+        body = current.with_manifests(manifests)
         await self.bucket.put(self._index_key(name), body)
         index = Index.parse(body)
         self._indexes[name] = (await self._new_version(name), index)
@@ -279,13 +312,36 @@ class S3Store:
     # between writing a new tail and the new state still finds the tail its state names.
 
     async def _session(self, name: str, session: str) -> dict[str, Any]:
-        if not SESSION_ID.match(session):
-            raise BlobUploadUnknown(f"upload {session!r} unknown")
         raw = await self.bucket.get(self._session_key(name, session))
         if raw is None:
             raise BlobUploadUnknown(f"upload {session!r} unknown")
-        state: dict[str, Any] = json.loads(raw)
+        try:
+            state = json.loads(raw)
+        except ValueError:
+            state = None
+        if not isinstance(state, dict):
+            raise BlobUploadUnknown(f"upload {session!r}: its state in S3 is damaged; start the upload again")
         return state
+
+    async def _claim(self, name: str, session: str, busy: RegistryError) -> dict[str, Any]:
+        """Claims the session for this request, or raises `busy`; the state as it was, without the claim.
+
+        The claim is written into the state object under the cache's lock for the session, so of two
+        requests (any members, any workers) exactly one gets it. Whatever the claimant writes back
+        as the new state carries no claim: that write releases it (`_release` when nothing changed).
+        """
+        async with self.cache.lock(f"upload:{name}/{session}"):
+            state = await self._session(name, session)
+            claim = state.pop("claim", None)
+            if isinstance(claim, dict) and time.time() - float(claim.get("at", 0)) < CLAIM_SECONDS:
+                raise busy
+            claimed = {**state, "claim": {"at": time.time(), "by": uuid.uuid4().hex}}
+            await self.bucket.put(self._session_key(name, session), json.dumps(claimed).encode())
+        return state
+
+    async def _release(self, name: str, session: str, state: dict[str, Any]) -> None:
+        """Writes the unchanged state back without our claim: the session is free again."""
+        await self.bucket.put(self._session_key(name, session), json.dumps(state).encode())
 
     async def _writer(self, name: str, session: str, state: dict[str, Any]) -> PartWriter:
         tail = b""
@@ -308,22 +364,28 @@ class S3Store:
 
     async def append_upload(self, name: str, session: str, body: AsyncIterator[bytes],
                             start: int | None, length: int | None) -> int:
-        state = await self._session(name, session)
-        offset = int(state["size"])
-        if start is not None and start != offset:
-            last = max(offset - 1, 0)
-            raise RangeInvalid(f"chunk starts at {start}, upload is at {offset}",
-                               headers={"Range": f"0-{last}", "Content-Range": f"0-{last}"})
-        hasher = self._hashers.take(session, offset) if offset else hashlib.sha256()
-        writer = await self._writer(name, session, state)
-        # On SizeInvalid nothing is recorded: parts sent now get the same numbers again on the retry.
-        written = await _receive(body, hasher, writer, length)
-        size = offset + written
-        tail = writer.pending
-        if tail:
-            await self.bucket.put(self._session_key(name, session, f".tail-{size}"), tail)
-        new_state = {**state, "upload": writer.upload, "parts": writer.parts, "size": size, "tail": len(tail)}
-        await self.bucket.put(self._session_key(name, session), json.dumps(new_state).encode())
+        # A chunk sent while another request holds the session is out of order: 416, as the spec says.
+        state = await self._claim(name, session, RangeInvalid(f"upload {session!r} is busy with another request"))
+        try:
+            offset = int(state["size"])
+            if start is not None and start != offset:
+                last = max(offset - 1, 0)
+                raise RangeInvalid(f"chunk starts at {start}, upload is at {offset}",
+                                   headers={"Range": f"0-{last}", "Content-Range": f"0-{last}"})
+            hasher = self._hashers.take(session, offset) if offset else hashlib.sha256()
+            writer = await self._writer(name, session, state)
+            # On SizeInvalid nothing is recorded: parts sent now get the same numbers again on the retry.
+            written = await _receive(body, hasher, writer, length)
+            size = offset + written
+            tail = writer.pending
+            if tail:
+                await self.bucket.put(self._session_key(name, session, f".tail-{size}"), tail)
+            new_state = {**state, "upload": writer.upload, "parts": writer.parts, "size": size, "tail": len(tail)}
+            # The new state carries no claim: writing it releases the session.
+            await self.bucket.put(self._session_key(name, session), json.dumps(new_state).encode())
+        except BaseException:
+            await self._release(name, session, state)
+            raise
         if state["tail"] and size != offset:
             await self.bucket.delete(self._session_key(name, session, f".tail-{offset}"))
         if hasher is not None:
@@ -332,33 +394,51 @@ class S3Store:
 
     async def finish_upload(self, name: str, session: str, digest: Digest,
                             body: AsyncIterator[bytes], length: int | None) -> None:
-        state = await self._session(name, session)
-        offset = int(state["size"])
-        hasher: Any = self._hashers.take(session, offset) if digest.algorithm == "sha256" else None
-        writer = await self._writer(name, session, state)
-        if hasher is None and not writer.started:
-            # Everything so far is the tail in memory: hash it now, even after a restart.
-            hasher = digest.hasher()
-            hasher.update(writer.pending)
-        size = offset + await _receive(body, hasher, writer, length)
-        if hasher is not None and hasher.hexdigest() != digest.hex:
-            # The session stays usable, as in distribution: nothing of this request was recorded.
-            raise DigestInvalid(f"uploaded content does not match digest {digest}")
-        await self._ensure_repo(name)
-        target = await self._target(name, digest)
-        if not writer.started:
-            if target is not None:
-                await self.bucket.put(target, writer.pending)
-        else:
-            await self._publish_parts(name, session, digest, writer, target, size, verified=hasher is not None)
-        await self._published(name, digest)
+        """Close the session as blob `digest`: of two PUTs (a retry, any member) one claims it; the
+        other answers 201 if the blob is there whole, else BLOB_UPLOAD_UNKNOWN."""
+        try:
+            state = await self._claim(name, session, BlobUploadUnknown(
+                f"upload {session!r} is being completed or written by another request"))
+        except BlobUploadUnknown:
+            if not await self.has_blob(name, digest):
+                raise
+            async for _ in body:  # the blob is there: this is a retry; its last chunk is not needed
+                pass
+            return
+        completed = False  # once the multipart upload is completed the session cannot go on
+        try:
+            offset = int(state["size"])
+            hasher: Any = self._hashers.take(session, offset) if digest.algorithm == "sha256" else None
+            writer = await self._writer(name, session, state)
+            if hasher is None and not writer.started:
+                # Everything so far is the tail in memory: hash it now, even after a restart.
+                hasher = digest.hasher()
+                hasher.update(writer.pending)
+            size = offset + await _receive(body, hasher, writer, length)
+            if hasher is not None and hasher.hexdigest() != digest.hex:
+                # The session stays usable, as in distribution: nothing of this request was recorded.
+                raise DigestInvalid(f"uploaded content does not match digest {digest}")
+            await self._ensure_repo(name)
+            target = await self._target(name, digest)
+            if not writer.started:
+                if target is not None:
+                    await self.bucket.put(target, writer.pending)
+            else:
+                await writer.complete()
+                completed = True
+                await self._publish_parts(digest, writer.key, target, size, verified=hasher is not None)
+            await self._published(name, digest)
+        except BaseException:
+            if completed:
+                await self._forget_session(name, session, state)
+            else:
+                await self._release(name, session, state)
+            raise
         await self._forget_session(name, session, state)
 
-    async def _publish_parts(self, name: str, session: str, digest: Digest, writer: PartWriter,
-                             target: str | None, size: int, verified: bool) -> None:
-        """Completes the multipart object, checks it when this process did not see every chunk, copies it home."""
-        await writer.complete()
-        data_key = writer.key
+    async def _publish_parts(self, digest: Digest, data_key: str, target: str | None, size: int,
+                             verified: bool) -> None:
+        """Checks the completed multipart object when this process did not see every chunk, copies it home."""
         try:
             if not verified:
                 # This member restarted during the upload: hash what S3 assembled before trusting it.
@@ -366,7 +446,6 @@ class S3Store:
                 async for chunk in self.bucket.stream(data_key):
                     hasher.update(chunk)
                 if hasher.hexdigest() != digest.hex:
-                    await self._forget_session(name, session, None)
                     raise DigestInvalid(f"uploaded content does not match digest {digest}; the upload was "
                                         "discarded, start it again")
             if target is not None:
@@ -381,9 +460,13 @@ class S3Store:
         await self.bucket.delete(self._session_key(name, session))
 
     async def cancel_upload(self, name: str, session: str) -> None:
-        state = await self._session(name, session)
-        if state["upload"]:
-            await self.bucket.abort_multipart(self._session_key(name, session, ".data"), state["upload"])
+        state = await self._claim(name, session, BlobUploadBusy(f"upload {session!r} is busy with another request"))
+        try:
+            if state["upload"]:
+                await self.bucket.abort_multipart(self._session_key(name, session, ".data"), state["upload"])
+        except BaseException:
+            await self._release(name, session, state)
+            raise
         await self._forget_session(name, session, state)
 
     # Manifests, tags, referrers -----------------------------------------------------------------
@@ -455,8 +538,12 @@ class S3Store:
         report = GcReport()
         for name in await self.catalog():
             if owns(name):
-                async with self.cache.lock(f"index:{name}", timeout=300.0):
-                    await self._collect_repository(name, delay, report)
+                try:
+                    async with self.cache.lock(f"index:{name}", timeout=300.0):
+                        await self._collect_repository(name, delay, report)
+                except (RepositoryUnreadable, NameInvalid) as err:
+                    # What an unreadable index references is unknown: the repository keeps everything.
+                    log.warning("garbage collection skipped repository %r: %s", name, err.message)
         if self.dedupe:
             await self._collect_shared_copies(delay, owns, report)
         self._usage = await self._measure()
@@ -464,11 +551,13 @@ class S3Store:
 
     async def _collect_repository(self, name: str, delay: float, report: GcReport) -> None:
         now = time.time()
-        blobs_prefix = self.bucket.key(name, "blobs", "")
+        # Read first: an unreadable index raises before anything is listed or dropped.
+        index = Index.parse(await self.bucket.get(self._index_key(name)) or EMPTY_INDEX,
+                            f"index.json of repository {name!r}")
+        blobs_prefix = self._repo_key(name, "blobs", "")
         # Two listings, not one of the repository's prefix, which would include nested repositories (a/b in a).
         objects = {info.key: info async for info in self.bucket.listing(blobs_prefix)}
-        objects.update({info.key: info async for info in self.bucket.listing(self.bucket.key(name, ".uploads", ""))})
-        index = Index.parse(await self.bucket.get(self._index_key(name)) or EMPTY_INDEX)
+        objects.update({info.key: info async for info in self.bucket.listing(self._repo_key(name, ".uploads", ""))})
         digests = list(index.by_digest)
         contents = await asyncio.gather(*(self._manifest_bytes(name, d) for d in digests), return_exceptions=True)
         documents = {d: data for d, data in zip(digests, contents, strict=True) if isinstance(data, bytes)}
@@ -491,9 +580,8 @@ class S3Store:
         children: set[str] = set()
         subjects: dict[str, str] = {}
         for digest, data in documents.items():
-            try:
-                parsed = parse_manifest(data, None)
-            except RegistryError:
+            parsed = read_manifest(data, index.by_digest[digest].get("mediaType"))
+            if parsed is None:
                 continue
             children.update(parsed.manifest_references())
             if parsed.subject:
@@ -512,15 +600,15 @@ class S3Store:
         return stale
 
     async def _collect_sessions(self, name: str, objects: dict[str, Any], before: float, report: GcReport) -> None:
-        uploads = self.bucket.key(name, ".uploads", "")
+        uploads = self._repo_key(name, ".uploads", "")
         for key, info in objects.items():
             session = key[len(uploads):]
-            if key.startswith(uploads) and SESSION_ID.match(session) and info.modified <= before:
+            if key.startswith(uploads) and SESSION_ID.fullmatch(session) and info.modified <= before:
                 try:
                     await self.cancel_upload(name, session)
                     report.uploads += 1
-                except BlobUploadUnknown:
-                    pass
+                except (BlobUploadUnknown, BlobUploadBusy):
+                    pass  # gone meanwhile, or a request is working on it right now
 
     async def _collect_shared_copies(self, delay: float, owns: Callable[[str], bool], report: GcReport) -> None:
         before = time.time() - delay

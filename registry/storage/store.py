@@ -1,29 +1,44 @@
-"""The local filesystem image store: blobs, upload sessions, manifests and tags of every repository."""
+"""The local filesystem image store: blobs, upload sessions, manifests and tags of every repository.
+
+Several hypercorn workers (and other zot members) share the root, so every change is made safe for
+concurrent writers by the filesystem itself:
+- a blob appears only whole and verified: streamed to a private file, hashed, then renamed or
+  hard-linked into place (`_commit_blob`); no published file is ever written to again;
+- an upload session is claimed, for the whole of a PATCH, PUT or DELETE, by an exclusive flock on
+  its file (non-blocking: a second request on a busy session is answered at once, see
+  `_claimed`); a closed session's file is gone, and nothing ever re-creates it;
+- index.json is replaced whole under a per-repository flock (index.IndexFiles).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import fcntl
 import hashlib
+import logging
 import os
-import shutil
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from ..digests import Digest, parse_digest
 from ..errors import (
     BlobUnknown,
+    BlobUploadBusy,
     BlobUploadUnknown,
     DigestInvalid,
     ManifestUnknown,
     NameUnknown,
     RangeInvalid,
+    RegistryError,
     SizeInvalid,
 )
+from ..names import LAYOUT_ENTRIES, is_valid_name
 from .base import GcReport
-from .files import checked_chunks, file_chunks, fsync_path, write_atomic
+from .files import checked_chunks, file_chunks, fsync_path, write_atomic, write_exclusive
 from .index import Index, IndexFiles
 from .indexops import (
     DeleteChange,
@@ -35,11 +50,12 @@ from .indexops import (
     referrer_entry,
     unique_descriptors,
 )
-from .layout import EMPTY_INDEX, OCI_LAYOUT, SESSION_ID, Layout
+from .layout import EMPTY_INDEX, OCI_LAYOUT, Layout
 from .manifests import ParsedManifest, parse_manifest
 from .memo import Hashers, ManifestCache
 
 _WRITE_CHUNK = 1 << 20
+log = logging.getLogger("zot_registry.storage")
 
 
 class ImageStore:
@@ -55,7 +71,7 @@ class ImageStore:
     # Repositories -------------------------------------------------------------------------------
 
     def read_index(self, name: str) -> Index | None:
-        return self._indexes.read(self.layout.index(name))
+        return self._indexes.read(self.layout.index(name), name)
 
     def _require_repo(self, name: str) -> Index:
         index = self.read_index(name)
@@ -70,15 +86,8 @@ class ImageStore:
         (repo / "blobs").mkdir(parents=True, exist_ok=True)
         if not (repo / "oci-layout").is_file():
             write_atomic(repo / "oci-layout", OCI_LAYOUT)
-        try:
-            # O_EXCL: two workers creating the same repository must not overwrite each other's index.
-            fd = os.open(repo / "index.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            return
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(EMPTY_INDEX)
-            handle.flush()
-            os.fsync(handle.fileno())
+        # Exclusive: two workers creating the same repository must not overwrite each other's index.
+        write_exclusive(repo / "index.json", EMPTY_INDEX)
 
     async def catalog(self) -> list[str]:
         return self.repository_names()
@@ -86,11 +95,12 @@ class ImageStore:
     def repository_names(self) -> list[str]:
         names: list[str] = []
         for directory, subdirs, files in os.walk(self.root):
-            rel = os.path.relpath(directory, self.root)
-            if rel != "." and "index.json" in files:
-                names.append(rel.replace(os.sep, "/"))
-            # Hidden folders (.uploads, .dedupe) and blob folders never hold repositories.
-            subdirs[:] = [d for d in subdirs if not d.startswith(".") and not (d == "blobs" and "index.json" in files)]
+            rel = os.path.relpath(directory, self.root).replace(os.sep, "/")
+            if rel != "." and "index.json" in files and is_valid_name(rel):
+                names.append(rel)
+            # Hidden folders (.uploads, .dedupe) and layout entries (blobs) never hold repositories:
+            # no valid name has such a component (names.py).
+            subdirs[:] = [d for d in subdirs if not d.startswith(".") and d not in LAYOUT_ENTRIES]
         return sorted(names)
 
     # Blobs --------------------------------------------------------------------------------------
@@ -123,7 +133,12 @@ class ImageStore:
         return canonical if canonical.is_file() else None
 
     async def mount_blob(self, name: str, digest: Digest, source: str | None) -> bool:
-        """Cross-repository mount; without `from`, any copy this registry already holds will do."""
+        """Cross-repository mount; without `from`, any copy this registry already holds will do.
+
+        `source` must be a repository name (NAME_INVALID otherwise: the layout checks it), so the
+        copy found is a blob of this root, published verified. A hard link shares those very bytes;
+        when a link is impossible the bytes are copied and hashed again before they are published.
+        """
         candidate: Path | None = None
         if source and self._has_blob(source, digest):
             candidate = self.layout.blob(source, digest)
@@ -138,35 +153,66 @@ class ImageStore:
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
             os.link(candidate, target)
+            return True
         except FileExistsError:
-            pass
-        except OSError:
-            tmp = self.layout.uploads(name) / f".mount-{uuid.uuid4().hex}"
-            tmp.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(candidate, tmp)
-            os.replace(tmp, target)
-        return True
+            return True
+        except FileNotFoundError:
+            return False  # collected or deleted meanwhile: not mountable, the client uploads instead
+        except OSError as err:
+            if err.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
+                raise
+        return await asyncio.to_thread(self._mount_copy, name, candidate, digest)
 
-    def _commit_blob(self, name: str, tmp: Path, digest: Digest) -> None:
-        """Make a verified temporary file the repository's blob (hard-linked to one copy with dedupe)."""
+    def _mount_copy(self, name: str, candidate: Path, digest: Digest) -> bool:
+        uploads = self.layout.uploads(name)
+        uploads.mkdir(parents=True, exist_ok=True)
+        tmp = uploads / f".mount-{uuid.uuid4().hex}"
+        try:
+            hasher = digest.hasher()
+            with open(candidate, "rb") as source, open(tmp, "wb") as copy:
+                while chunk := source.read(_WRITE_CHUNK):
+                    hasher.update(chunk)
+                    copy.write(chunk)
+                copy.flush()
+                os.fsync(copy.fileno())
+            if hasher.hexdigest() != digest.hex:
+                log.error("blob %s of %s does not hash to its digest: not mounted", digest, candidate)
+                return False
+            self._commit_blob(name, tmp, digest)
+            return True
+        except FileNotFoundError:
+            return False
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def _commit_blob(self, name: str, source: Path, digest: Digest) -> None:
+        """Publish a verified file as the repository's blob; `source` is gone afterwards.
+
+        Without dedupe the file is renamed into place (a blob already there holds the same bytes).
+        With dedupe the canonical copy comes first and every repository links to it; `source` is
+        unlinked as soon as it is the canonical copy, so nothing writes to those bytes through it.
+        Either way `source`'s old name is gone before this returns: a request that opened it as an
+        upload session finds it is no session any more (`_claimed`).
+        """
         target = self.layout.blob(name, digest)
         target.parent.mkdir(parents=True, exist_ok=True)
         if not self.dedupe:
-            os.replace(tmp, target)
+            os.replace(source, target)
             return
         canonical = self.layout.dedupe_blob(digest)
-        canonical.parent.mkdir(parents=True, exist_ok=True)
-        if canonical.is_file():
-            tmp.unlink()
+        if not _link(canonical, target):
+            canonical.parent.mkdir(parents=True, exist_ok=True)
+            _link(source, canonical)
+            source.unlink()
+            if not _link(canonical, target):
+                raise FileNotFoundError(errno.ENOENT, "deduplicated copy vanished while linking it", str(canonical))
         else:
-            os.replace(tmp, canonical)
-        with contextlib.suppress(FileExistsError):
-            os.link(canonical, target)
+            source.unlink()
 
     async def _stream_to_file(self, path: Path, body: AsyncIterator[bytes], hasher: Any,
-                              append: bool, limit: int | None = None) -> int:
+                              limit: int | None = None) -> int:
         written = 0
-        with open(path, "ab" if append else "wb") as handle:
+        with open(path, "wb") as handle:
             async for chunk in checked_chunks(body, hasher, limit):
                 written += len(chunk)
                 handle.write(chunk)
@@ -181,7 +227,7 @@ class ImageStore:
         tmp = uploads / f".blob-{uuid.uuid4().hex}"
         try:
             hasher = digest.hasher()
-            written = await self._stream_to_file(tmp, body, hasher, append=False, limit=length)
+            written = await self._stream_to_file(tmp, body, hasher, limit=length)
             if length is not None and written != length:
                 raise SizeInvalid(f"received {written} bytes, Content-Length said {length}")
             if hasher.hexdigest() != digest.hex:
@@ -192,14 +238,47 @@ class ImageStore:
             tmp.unlink(missing_ok=True)
 
     # Upload sessions ----------------------------------------------------------------------------
+    # A session is the file .uploads/<id>, holding exactly the bytes acknowledged so far: a request
+    # that fails (wrong size or digest, full disk, client gone) cuts it back to where it started.
 
-    def _session_path(self, name: str, session: str) -> Path:
-        if not SESSION_ID.match(session):
-            raise BlobUploadUnknown(f"upload {session!r} unknown")
+    @contextlib.contextmanager
+    def _claimed(self, name: str, session: str, busy: RegistryError) -> Iterator[int]:
+        """The session file, open for appending and flocked for this request alone.
+
+        Never created here (no O_CREAT): a session closed by another request stays closed. The lock
+        is not waited for: a PATCH, PUT or DELETE that finds it held raises `busy` at once. After
+        the lock, the file must still be the session: a PUT that finished it in between linked it
+        away as a blob, and whoever waited on the old file must not append to that blob.
+        """
         path = self.layout.upload(name, session)
-        if not path.is_file():
-            raise BlobUploadUnknown(f"upload {session!r} unknown")
-        return path
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_APPEND)
+        except (FileNotFoundError, IsADirectoryError):
+            raise BlobUploadUnknown(f"upload {session!r} unknown") from None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise busy from None
+            if not _is_private_session(fd, path):
+                raise BlobUploadUnknown(f"upload {session!r} unknown")
+            yield fd
+        finally:
+            os.close(fd)  # and with it the lock
+
+    def _busy_chunk(self, path: Path, session: str) -> RegistryError:
+        """A chunk sent while another request holds the session is out of order: 416, as the spec says."""
+        try:
+            last = max(path.stat().st_size - 1, 0)
+        except FileNotFoundError:
+            last = 0
+        return RangeInvalid(f"upload {session!r} is busy with another request",
+                            headers={"Range": f"0-{last}", "Content-Range": f"0-{last}"})
+
+    def _cut_back(self, fd: int, path: Path, offset: int) -> None:
+        """Undo a failed request's bytes, unless the file is published already (then it is immutable)."""
+        if _is_private_session(fd, path):
+            os.ftruncate(fd, offset)
 
     async def new_upload(self, name: str) -> str:
         self.ensure_repo(name)
@@ -210,50 +289,78 @@ class ImageStore:
         return session
 
     async def upload_size(self, name: str, session: str) -> int:
-        return self._session_path(name, session).stat().st_size
+        try:
+            return self.layout.upload(name, session).stat().st_size
+        except (FileNotFoundError, NotADirectoryError):
+            raise BlobUploadUnknown(f"upload {session!r} unknown") from None
 
     async def append_upload(self, name: str, session: str, body: AsyncIterator[bytes],
                             start: int | None, length: int | None) -> int:
         """Append one chunk; `start` from Content-Range must be where the last chunk ended."""
-        path = self._session_path(name, session)
-        offset = path.stat().st_size
-        if start is not None and start != offset:
-            raise RangeInvalid(f"chunk starts at {start}, upload is at {offset}",
-                               headers={"Range": f"0-{max(offset - 1, 0)}", "Content-Range": f"0-{max(offset - 1, 0)}"})
-        # Without this process's running hash (another worker took earlier chunks) we write without
-        # hashing and hash the whole file once at the end, rather than re-reading it on every chunk.
-        hasher = self._hashers.take(session, offset) if offset else hashlib.sha256()
-        written = await self._stream_to_file(path, body, hasher, append=True, limit=length)
-        if length is not None and written != length:
-            os.truncate(path, offset)
-            raise SizeInvalid(f"received {written} bytes, Content-Length said {length}")
-        if hasher is not None:
-            self._hashers.keep(session, offset + written, hasher)
-        return offset + written
+        path = self.layout.upload(name, session)
+        with self._claimed(name, session, self._busy_chunk(path, session)) as fd:
+            offset = os.fstat(fd).st_size
+            if start is not None and start != offset:
+                raise RangeInvalid(f"chunk starts at {start}, upload is at {offset}",
+                                   headers={"Range": f"0-{max(offset - 1, 0)}",
+                                            "Content-Range": f"0-{max(offset - 1, 0)}"})
+            # Without this process's running hash (another worker took earlier chunks) we write without
+            # hashing and hash the whole file once at the end, rather than re-reading it on every chunk.
+            hasher = self._hashers.take(session, offset) if offset else hashlib.sha256()
+            try:
+                written = await _stream_to_fd(fd, body, hasher, length)
+                if length is not None and written != length:
+                    raise SizeInvalid(f"received {written} bytes, Content-Length said {length}")
+            except BaseException:
+                self._cut_back(fd, path, offset)
+                raise
+            if hasher is not None:
+                self._hashers.keep(session, offset + written, hasher)
+            return offset + written
 
     async def finish_upload(self, name: str, session: str, digest: Digest,
                             body: AsyncIterator[bytes], length: int | None) -> None:
-        path = self._session_path(name, session)
-        offset = path.stat().st_size
+        """Close the session as blob `digest`, with an optional last chunk: atomic and idempotent.
+
+        Of two PUTs closing one session (a retry, in any worker) one claims it; the other finds it
+        busy or gone, and answers 201 if the blob is there whole, else BLOB_UPLOAD_UNKNOWN.
+        """
+        path = self.layout.upload(name, session)
+        try:
+            with self._claimed(name, session, BlobUploadUnknown(
+                    f"upload {session!r} is being completed or written by another request")) as fd:
+                offset = os.fstat(fd).st_size
+                try:
+                    await self._verify_and_commit(name, session, path, fd, offset, digest, body, length)
+                except BaseException:
+                    self._cut_back(fd, path, offset)
+                    raise
+        except BlobUploadUnknown:
+            if not self._has_blob(name, digest):
+                raise
+            async for _ in body:  # the blob is there: this is a retry; its last chunk is not needed
+                pass
+
+    async def _verify_and_commit(self, name: str, session: str, path: Path, fd: int, offset: int, digest: Digest,
+                                 body: AsyncIterator[bytes], length: int | None) -> None:
         hasher: Any = self._hashers.take(session, offset) if digest.algorithm == "sha256" else None
         if hasher is None:
             hasher = await asyncio.to_thread(_hash_file, path, digest.algorithm)
-        written = await self._stream_to_file(path, body, hasher, append=True, limit=length)
+        written = await _stream_to_fd(fd, body, hasher, length)
         if length is not None and written != length:
-            os.truncate(path, offset)
             raise SizeInvalid(f"received {written} bytes, Content-Length said {length}")
         if hasher.hexdigest() != digest.hex:
             # The session stays usable, as in distribution, but this content will never match.
-            os.truncate(path, offset)
             raise DigestInvalid(f"uploaded content does not match digest {digest}")
-        await asyncio.to_thread(fsync_path, path)
+        await asyncio.to_thread(os.fsync, fd)
         self._commit_blob(name, path, digest)
-        path.unlink(missing_ok=True)
+        self._hashers.drop(session)
 
     async def cancel_upload(self, name: str, session: str) -> None:
-        path = self._session_path(name, session)
-        self._hashers.drop(session)
-        path.unlink(missing_ok=True)
+        path = self.layout.upload(name, session)
+        with self._claimed(name, session, BlobUploadBusy(f"upload {session!r} is busy with another request")):
+            self._hashers.drop(session)
+            path.unlink(missing_ok=True)
 
     # Manifests, tags, referrers -----------------------------------------------------------------
 
@@ -287,25 +394,29 @@ class ImageStore:
             write_atomic(blob, body)
         self._manifests.put(str(digest), body)
         change = put_change(descriptor_for(manifest, digest, len(body), tag), tag)
-        self._indexes.update(self.layout.index(name), self.layout.lock(name), change)
+        self._indexes.update(self.layout.index(name), self.layout.lock(name), change, name)
         return digest, manifest
 
     async def delete_manifest(self, name: str, reference: str) -> None:
         self._require_repo(name)
         change = DeleteChange(reference)
-        self._indexes.update(self.layout.index(name), self.layout.lock(name), change)
+        self._indexes.update(self.layout.index(name), self.layout.lock(name), change, name)
         change.raise_if_missing(name)
 
     async def tags(self, name: str) -> list[str]:
         return self._require_repo(name).tags()
 
     async def referrers(self, name: str, subject: Digest, artifact_type: str | None) -> list[dict[str, Any]]:
-        index = self._indexes.read(self.layout.index(name))
+        index = self.read_index(name)
         if index is None:
             return []
         found = []
         for descriptor in unique_descriptors(index):
-            entry = referrer_entry(descriptor, self._manifest_bytes(name, descriptor["digest"]), subject, artifact_type)
+            try:
+                data = self._manifest_bytes(name, descriptor["digest"])
+            except ManifestUnknown:
+                continue  # listed, but its manifest is missing from the layout: no referrer
+            entry = referrer_entry(descriptor, data, subject, artifact_type)
             if entry is not None:
                 found.append(entry)
         return found
@@ -338,6 +449,41 @@ class ImageStore:
                     seen.add(stat.st_ino)
                     total += stat.st_size
         return total
+
+
+def _link(source: Path, target: Path) -> bool:
+    """Hard-link `source` at `target`: whether `target` is there now (made, or found); False without `source`."""
+    try:
+        os.link(source, target)
+    except FileExistsError:
+        return True
+    except FileNotFoundError:
+        if target.is_file():
+            return True
+        if not source.exists():
+            return False
+        raise
+    return True
+
+
+def _is_private_session(fd: int, path: Path) -> bool:
+    """Whether `fd` is still the file at `path`, and its only name (not yet published as a blob)."""
+    opened = os.fstat(fd)
+    try:
+        named = os.stat(path)
+    except FileNotFoundError:
+        return False
+    return (opened.st_dev, opened.st_ino) == (named.st_dev, named.st_ino) and opened.st_nlink == 1
+
+
+async def _stream_to_fd(fd: int, body: AsyncIterator[bytes], hasher: Any, limit: int | None) -> int:
+    written = 0
+    async for chunk in checked_chunks(body, hasher, limit):
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(fd, view):]
+        written += len(chunk)
+    return written
 
 
 def _hash_file(path: Path, algorithm: str) -> Any:

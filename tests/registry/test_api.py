@@ -211,6 +211,11 @@ def test_docker_media_types(client: httpx.Client) -> None:
         "/v2/a/%2e%2e/b/tags/list",
         "/v2/Upper/tags/list",
         "/v2/" + "a" * 256 + "/tags/list",
+        # A component that is an entry of a repository's layout would write into that layout.
+        "/v2/x/blobs/tags/list",
+        "/v2/x/index.json/tags/list",
+        "/v2/oci-layout/tags/list",
+        "/v2/x/blobs/sha256/tags/list",
     ],
 )
 def test_invalid_names(registry: RegistryProcess, path: str) -> None:
@@ -308,6 +313,59 @@ def assert_no_partial_files(root: Path) -> None:
             if rel.parent.name == "blobs" or (len(rel.parts) >= 2 and rel.parts[-2] == "blobs"):
                 algorithm = rel.name
                 assert hashlib.new(algorithm, path.read_bytes()).hexdigest() == name, f"corrupt blob {path}"
+
+
+def test_mount_from_a_name_that_is_not_a_repository_is_an_upload_session(client: httpx.Client) -> None:
+    blob = os.urandom(2000)
+    assert client.post("/v2/src/blobs/uploads/", params={"digest": sha256(blob)}, content=blob).status_code == 201
+    for source in ("../src", "src/../src", "/src", "src/blobs", "SRC"):
+        answer = client.post("/v2/dst/blobs/uploads/", params={"mount": sha256(blob), "from": source})
+        assert answer.status_code == 202 and "/blobs/uploads/" in answer.headers["Location"], (source, answer.text)
+    assert client.get(f"/v2/dst/blobs/{sha256(blob)}").status_code == 404
+    assert client.post("/v2/dst/blobs/uploads/", params={"mount": sha256(blob), "from": "src"}).status_code == 201
+
+
+def test_a_retried_put_of_a_closed_session_is_answered_cleanly(client: httpx.Client) -> None:
+    blob = os.urandom(70_000)
+    location = client.post("/v2/retry/blobs/uploads/").headers["Location"]
+    assert client.patch(location, content=blob[:50_000]).status_code == 202
+    last_chunk = {"Content-Range": f"50000-{len(blob) - 1}"}
+    done = client.put(location, params={"digest": sha256(blob)}, content=blob[50_000:], headers=last_chunk)
+    assert done.status_code == 201
+    # The client did not see the first answer and sends the PUT again: the blob is there, whole.
+    again = client.put(location, params={"digest": sha256(blob)}, content=blob[50_000:], headers=last_chunk)
+    assert again.status_code == 201, again.text
+    assert client.get(f"/v2/retry/blobs/{sha256(blob)}").content == blob
+    other = client.put(location, params={"digest": sha256(b"something else")})
+    assert other.status_code == 404 and error_code(other) == "BLOB_UPLOAD_UNKNOWN"
+
+
+def test_manifest_fields_of_the_wrong_json_type_are_manifest_invalid(client: httpx.Client) -> None:
+    image = make_image("typed")
+    assert push_image(client, "typed", image, tag="v1").status_code == 201
+    document = json.loads(image.manifest)
+    for field, value in (("layers", [None]), ("annotations", 5), ("config", "sha256:0"), ("subject", [])):
+        body = json.dumps({**document, field: value}).encode()
+        answer = client.put("/v2/typed/manifests/bad", content=body, headers={"Content-Type": OCI_MANIFEST})
+        assert (answer.status_code, error_code(answer)) == (400, "MANIFEST_INVALID"), (field, answer.text)
+        assert field in answer.json()["errors"][0]["message"]
+    deep = b"[" * 100_000 + b"]" * 100_000
+    answer = client.put("/v2/typed/manifests/deep", content=deep, headers={"Content-Type": OCI_MANIFEST})
+    assert (answer.status_code, error_code(answer)) == (400, "MANIFEST_INVALID")
+    assert client.get("/v2/typed/tags/list").json()["tags"] == ["v1"]
+
+
+def test_a_zot_repository_with_null_manifests_lists_no_tags(client: httpx.Client, registry: RegistryProcess) -> None:
+    repo = registry.root / "zot" / "emptied"
+    (repo / "blobs" / "sha256").mkdir(parents=True)
+    (repo / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+    (repo / "index.json").write_bytes(b'{"schemaVersion":2,"manifests":null}')
+    assert client.get("/v2/zot/emptied/tags/list").json() == {"name": "zot/emptied", "tags": []}
+    missing = client.get("/v2/zot/emptied/manifests/latest")
+    assert (missing.status_code, error_code(missing)) == (404, "MANIFEST_UNKNOWN")
+    assert client.get(f"/v2/zot/emptied/referrers/{sha256(b'x')}").json()["manifests"] == []
+    assert push_image(client, "zot/emptied", make_image("after-null"), tag="v1").status_code == 201
+    assert client.get("/v2/zot/emptied/tags/list").json()["tags"] == ["v1"]
 
 
 def test_htpasswd_auth(start_registry: Callable[..., RegistryProcess], tmp_path: Path) -> None:

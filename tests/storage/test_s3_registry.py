@@ -5,9 +5,11 @@ Real servers on loopback: versitygw (S3, checks SigV4) and redis-server, from th
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,10 +17,21 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.adversarial.checks import assert_sane_response, oci_error_codes
+from tests.adversarial.test_storage_corpus import invalid_manifests
 from tests.helpers import RegistryProcess, free_port, make_image, push_image, sha256
 from tests.registry.test_memory import LIMIT, round_trip_one_gib
 from tests.storage.conftest import Peer
-from tests.storage.s3util import ROOT, blob_objects_not_matching_their_key, list_objects, redis_cache, s3_member
+from tests.storage.s3util import (
+    BUCKET,
+    ROOT,
+    blob_objects_not_matching_their_key,
+    list_objects,
+    read_object,
+    redis_cache,
+    s3_client,
+    s3_member,
+)
 
 OCTETS = {"Content-Type": "application/octet-stream"}
 
@@ -143,5 +156,158 @@ def test_one_gib_push_and_pull_through_s3_stays_within_64_mib(
         print(f"S3: baseline RSS {baseline >> 20} MiB, push peak {push_peak >> 20} MiB, "
               f"pull peak {pull_peak >> 20} MiB")
         assert growth < LIMIT, f"resident memory grew by {growth >> 20} MiB moving 1 GiB through S3"
+    finally:
+        process.stop()
+
+
+# Adversarial cases on S3 (the local-store versions are in tests/adversarial/test_storage_corpus.py).
+
+
+def _concurrent_puts(url: str, location: str, digest: str, last: bytes, count: int = 3) -> list[httpx.Response]:
+    barrier = threading.Barrier(count)
+    answers: list[httpx.Response] = []
+
+    def close() -> None:
+        with httpx.Client(base_url=url, timeout=120) as client:  # a connection of its own: either worker
+            barrier.wait(timeout=30)
+            answers.append(client.put(location, params={"digest": digest}, content=last, headers=OCTETS))
+
+    threads = [threading.Thread(target=close) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=180)
+    assert len(answers) == count, "a closing PUT got no answer"
+    return answers
+
+
+def test_concurrent_puts_closing_one_session_on_s3(member: RegistryProcess, any_s3: Peer) -> None:
+    """Two or three PUTs closing one session (client retries, in both workers): one claims it, under the
+    cache lock; the others get 201 with the blob there whole, or BLOB_UPLOAD_UNKNOWN, never a 5xx."""
+    with httpx.Client(base_url=member.url, timeout=120) as client:
+        for attempt, size in enumerate((300_000, 6 << 20, 300_000, 11 << 20)):
+            data = os.urandom(size)
+            last = data[-5000:] if attempt >= 2 else b""
+            head = data[:len(data) - len(last)]
+            location = client.post("/v2/s3race/blobs/uploads/").headers["Location"]
+            chunk = client.patch(location, content=head, headers={**OCTETS, "Content-Range": f"0-{len(head) - 1}"})
+            assert chunk.status_code == 202, chunk.text
+            answers = _concurrent_puts(member.url, location, sha256(data), last)
+            for answer in answers:
+                assert_sane_response(answer, f"try {attempt}: closing PUT")
+                assert answer.status_code in (201, 404), answer.text
+                if answer.status_code == 404:
+                    assert oci_error_codes(answer) == ["BLOB_UPLOAD_UNKNOWN"]
+            assert 201 in [a.status_code for a in answers]
+            assert client.get(f"/v2/s3race/blobs/{sha256(data)}").content == data
+            late = client.put(location, params={"digest": sha256(data)}, headers=OCTETS)
+            assert late.status_code == 201, late.text  # a retry after the fact: the blob is there
+    assert blob_objects_not_matching_their_key(any_s3) == []
+    assert [key for key in list_objects(any_s3) if "/.uploads/" in key] == []
+    assert "Traceback" not in member.log_path.read_text()
+
+
+def test_a_patch_while_the_session_closes_on_s3(member: RegistryProcess) -> None:
+    """A chunk streaming when the PUT arrives: the PUT does not take the session from under it."""
+    data, extra = os.urandom(300_000), os.urandom(1 << 20)
+    started = threading.Event()
+
+    def slow() -> Iterator[bytes]:
+        for i in range(0, len(extra), 64 << 10):
+            yield extra[i:i + (64 << 10)]
+            started.set()
+            time.sleep(0.05)
+
+    with httpx.Client(base_url=member.url, timeout=120) as client:
+        location = client.post("/v2/s3patch/blobs/uploads/").headers["Location"]
+        assert client.patch(location, content=data, headers=OCTETS).status_code == 202
+        answers: dict[str, httpx.Response] = {}
+
+        def patch() -> None:
+            with httpx.Client(base_url=member.url, timeout=120) as other:
+                answers["patch"] = other.patch(location, content=slow(), headers={
+                    **OCTETS, "Content-Length": str(len(extra)),
+                    "Content-Range": f"{len(data)}-{len(data) + len(extra) - 1}"})
+
+        thread = threading.Thread(target=patch)
+        thread.start()
+        assert started.wait(30)
+        time.sleep(0.2)
+        early = client.put(location, params={"digest": sha256(data)}, headers=OCTETS)
+        thread.join(60)
+        assert_sane_response(early, "PUT during a PATCH")
+        assert (early.status_code, oci_error_codes(early)) == (404, ["BLOB_UPLOAD_UNKNOWN"]), early.text
+        assert answers["patch"].status_code == 202, answers["patch"].text
+        done = client.put(location, params={"digest": sha256(data + extra)}, headers=OCTETS)
+        assert done.status_code == 201, done.text
+        assert client.get(f"/v2/s3patch/blobs/{sha256(data + extra)}").content == data + extra
+
+
+def _put_object(s3: Peer, key: str, body: bytes) -> None:
+    client = s3_client(s3)
+    with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou, client.exceptions.BucketAlreadyExists):
+        client.create_bucket(Bucket=BUCKET)
+    client.put_object(Bucket=BUCKET, Key=key, Body=body)
+
+
+def test_a_zot_bucket_with_null_manifests_and_damaged_indexes(tmp_path: Path, s3_server: Peer,
+                                                              redis_server: Peer) -> None:
+    image = make_image("zot-s3-root")
+    layout = b'{"imageLayoutVersion":"1.0.0"}'
+    _put_object(s3_server, f"{ROOT}/zot/emptied/oci-layout", layout)
+    _put_object(s3_server, f"{ROOT}/zot/emptied/index.json", b'{"schemaVersion":2,"manifests":null}')
+    damaged = {"broken/notjson": b"{not json", "broken/list": b"[1]", "broken/manifests": b'{"manifests":"x"}'}
+    for name, content in damaged.items():
+        _put_object(s3_server, f"{ROOT}/{name}/oci-layout", layout)
+        _put_object(s3_server, f"{ROOT}/{name}/index.json", content)
+    process = s3_member(tmp_path / "zot-root", s3_server, redis_cache(redis_server)).start()
+    try:
+        with httpx.Client(base_url=process.url, timeout=60) as client:
+            tags = client.get("/v2/zot/emptied/tags/list")
+            assert (tags.status_code, tags.json()) == (200, {"name": "zot/emptied", "tags": []}), tags.text
+            missing = client.get("/v2/zot/emptied/manifests/latest")
+            assert (missing.status_code, oci_error_codes(missing)) == (404, ["MANIFEST_UNKNOWN"]), missing.text
+            referrers = client.get(f"/v2/zot/emptied/referrers/{image.digest}")
+            assert referrers.status_code == 200 and referrers.json()["manifests"] == []
+            assert push_image(client, "zot/emptied", image, "v1").status_code == 201
+            assert client.get("/v2/zot/emptied/tags/list").json()["tags"] == ["v1"]
+            for name, content in damaged.items():
+                for blob in [image.config, *image.layers]:
+                    client.post(f"/v2/{name}/blobs/uploads/", params={"digest": sha256(blob)}, content=blob)
+                answers = [client.get(f"/v2/{name}/tags/list"), client.get(f"/v2/{name}/manifests/v1"),
+                           client.get(f"/v2/{name}/referrers/{image.digest}"),
+                           client.put(f"/v2/{name}/manifests/v1", content=image.manifest,
+                                      headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"}),
+                           client.delete(f"/v2/{name}/manifests/{image.digest}")]
+                for answer in answers:
+                    assert_sane_response(answer, f"damaged {name}")
+                for answer in (answers[0], answers[3]):
+                    assert (answer.status_code, oci_error_codes(answer)) == (404, ["NAME_UNKNOWN"]), answer.text
+                assert read_object(s3_server, f"{ROOT}/{name}/index.json") == content, f"{name} was rewritten"
+        assert "Traceback" not in process.log_path.read_text()
+    finally:
+        process.stop()
+
+
+def test_manifests_of_the_wrong_shape_are_manifest_invalid_on_s3(tmp_path: Path, s3_server: Peer,
+                                                                 redis_server: Peer) -> None:
+    process = s3_member(tmp_path / "shapes", s3_server, redis_cache(redis_server)).start()
+    try:
+        with httpx.Client(base_url=process.url, timeout=60) as client:
+            subject = make_image("s3-subject")
+            assert push_image(client, "shapes", subject, "v1").status_code == 201
+            descriptor = {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": subject.digest,
+                          "size": len(subject.manifest)}
+            image = make_image("s3-typed", subject=descriptor, artifact_type="application/x.typed")
+            assert push_image(client, "shapes", image, "good").status_code == 201
+            for label, media_type, body in invalid_manifests(image, subject):
+                answer = client.put(f"/v2/shapes/manifests/{sha256(body)}", content=body,
+                                    headers={"Content-Type": media_type})
+                assert_sane_response(answer, label)
+                assert (answer.status_code, oci_error_codes(answer)) == (400, ["MANIFEST_INVALID"]), (label,
+                                                                                                     answer.text)
+            assert client.get("/v2/shapes/tags/list").json()["tags"] == ["good", "v1"]
+            found = client.get(f"/v2/shapes/referrers/{subject.digest}").json()["manifests"]
+            assert [m["digest"] for m in found] == [image.digest]
     finally:
         process.stop()

@@ -9,23 +9,35 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from quart import Quart, Response, request
+from werkzeug.exceptions import HTTPException
 
 from . import metrics
 from .api import blobs, listing, manifests, uploads
-from .api.http import drain_body
+from .api.http import content_length, drain_body, page_size, parse_number
 from .api.routing import Route, match_route
 from .auth import HtpasswdAuth
 from .cluster.membership import identify_with_retry
 from .cluster.node import Cluster
 from .config import LoadedConfig, ZotConfig
-from .errors import RegistryError
+from .errors import (
+    BodyTimeout,
+    NameUnknown,
+    PeerBusy,
+    RegistryError,
+    RequestInvalid,
+    TooManyRequests,
+    Unsupported,
+)
 from .storage.base import Store
+from .storage.files import disk_errors
 from .storage.open import open_store
 from .streaming import FlowControlledConnection, FlowControlledRequest
 
 log = logging.getLogger("zot_registry")
 
 Handler = Callable[[Route, Store], Awaitable[Response]]
+# Errors answered without draining the body first: a stalled body, a refused framing, load shedding.
+_ANSWER_AT_ONCE = (BodyTimeout, RequestInvalid, TooManyRequests, PeerBusy)
 ALL_METHODS = ["GET", "HEAD", "PUT", "POST", "PATCH", "DELETE"]
 
 
@@ -86,7 +98,8 @@ def create_app(loaded: LoadedConfig) -> Quart:
                 if peer is not None:
                     return await cluster.proxy.forward(peer, route.kind)
             elif route.kind == "catalog" and cluster.gathers_catalog():
-                return listing.catalog_response(await cluster.catalog(await store.catalog()))
+                n = page_size()  # a bad n is refused before any member is asked
+                return listing.catalog_response(await cluster.catalog(await store.catalog()), n)
             if route.kind == "uploads" and request.args.get("mount") and request.args.get("from"):
                 mounted = await uploads.mount_across_members(route, store, cluster)
                 if mounted is not None:
@@ -97,18 +110,21 @@ def create_app(loaded: LoadedConfig) -> Quart:
         started = time.perf_counter()
         kind = "unknown"
         try:
+            # One rule for the body's length on every route and member, owner or not (SIZE_INVALID).
+            content_length()
             if auth is not None:
-                auth.authenticate(request.headers.get("Authorization"))
+                await auth.authenticate(request.headers.get("Authorization"))
             route = match_route(rest, request.method)
             kind = route.kind
-            response = await handle(route)
+            with disk_errors():  # a full disk is a 507 that says so, not an anonymous 500
+                response = await handle(route)
         except RegistryError as err:
             if err.status >= 500:
                 # A peer, the bucket or the cache failed: the client gets the reason, so does the operator.
                 log.warning("request failed: %s", err.message, extra={"method": request.method, "path": request.path,
                                                                       "status": err.status})
             response = error_response(err)
-            if not await drain_body():
+            if isinstance(err, _ANSWER_AT_ONCE) or not await drain_body():
                 # Said up front, so a keep-alive client does not send its next request into a closing socket.
                 response.headers["Connection"] = "close"
         response.headers["Docker-Distribution-API-Version"] = "registry/2.0"
@@ -126,6 +142,8 @@ def create_app(loaded: LoadedConfig) -> Quart:
     @app.after_serving
     async def close_store() -> None:
         await store.close()
+        if auth is not None:
+            auth.close()
 
     @app.route("/livez")
     async def livez() -> Response:
@@ -152,11 +170,24 @@ def create_app(loaded: LoadedConfig) -> Quart:
 
     @app.errorhandler(Exception)
     async def unexpected(err: Exception) -> Response:
+        if isinstance(err, HTTPException) and err.code is not None and err.code < 500:
+            # Quart's own refusals outside /v2/ (a path with no route, a method a probe does not
+            # take): the client's mistake, in OCI form like every other.
+            return error_response(_http_error(err))
         # Reaching here is a bug of ours, never a user mistake: log it whole, answer in OCI form.
         log.exception("unhandled error", extra={"method": request.method, "path": request.path})
         return error_response(RegistryError("internal error"))
 
     return app
+
+
+def _http_error(err: HTTPException) -> RegistryError:
+    if err.code == 404:
+        return NameUnknown(f"no such endpoint: {request.path[:200]}")
+    if err.code == 405:
+        allow = {key: value for key, value in err.get_headers() if key.lower() == "allow"}
+        return Unsupported(f"method {request.method} not allowed on {request.path[:200]}", headers=allow)
+    return RequestInvalid(err.description or err.name)
 
 
 def _join_cluster(app: Quart, cluster: Cluster, config: ZotConfig) -> None:
@@ -213,12 +244,12 @@ def _observe(kind: str, response: Response, started: float) -> None:
     method, status = request.method, str(response.status_code)
     metrics.REQUESTS.labels(kind, method, status).inc()
     metrics.LATENCY.labels(kind, method).observe(elapsed)
-    length = request.headers.get("Content-Length")
-    if length and length.isdigit():
-        metrics.BYTES_IN.labels(kind).inc(int(length))
-    sent = response.headers.get("Content-Length")
-    if sent and sent.isdigit() and method != "HEAD":
-        metrics.BYTES_OUT.labels(kind).inc(int(sent))
+    length = parse_number(request.headers.get("Content-Length"))
+    if length:
+        metrics.BYTES_IN.labels(kind).inc(length)
+    sent = parse_number(response.headers.get("Content-Length"))
+    if sent and method != "HEAD":
+        metrics.BYTES_OUT.labels(kind).inc(sent)
     if log.isEnabledFor(logging.INFO):
         log.info("request", extra={"method": method, "path": request.full_path.rstrip("?"), "status": status,
                                    "route": kind, "duration_ms": round(elapsed * 1000, 3),

@@ -1,32 +1,66 @@
 """htpasswd (bcrypt) Basic authentication.
 
-bcrypt is deliberately slow (tens of milliseconds), so a successful check is remembered for a short
-while keyed by a SHA-256 of the credentials; a changed htpasswd file is re-read on its next mtime.
+bcrypt is deliberately slow (tens to hundreds of milliseconds per check, by its cost), so:
+
+- checks run in a small thread pool, never on the event loop (bcrypt releases the GIL): a storm of
+  bad logins costs CPU, not the latency of every other request, /livez included;
+- at most MAX_PENDING checks may wait for that pool per worker; more get 429 TOOMANYREQUESTS with
+  Retry-After at once, so a storm cannot queue work without bound;
+- concurrent checks of the same credentials share one computation;
+- a successful check is remembered for a short while keyed by a SHA-256 of the credentials;
+- an unknown user name (or an entry that is not a bcrypt hash) is checked against a dummy hash of
+  the file's usual cost, so how long a failure takes does not tell which user names exist.
+
+A changed htpasswd file is re-read on its next mtime.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import collections
 import hashlib
 import os
+import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import bcrypt
 
-from .errors import Unauthorized
+from .errors import TooManyRequests, Unauthorized
+from .tuning import env_int
 
 _CACHE_SECONDS = 60.0
+_CACHE_MAX = 10_000
+# Threads per worker that run bcrypt; a worker also serves everything else on its event loop.
+THREADS = max(env_int("ZOT_AUTH_THREADS", 2), 1)
+# Checks that may wait for those threads; beyond this a request gets 429 at once.
+MAX_PENDING = max(env_int("ZOT_AUTH_MAX_PENDING", 32), 1)
+_DEFAULT_COST = 10  # bcrypt's own default, for a file with no bcrypt entry to copy
+_BCRYPT_RE = re.compile(rb"^\$2[abxy]?\$(\d\d)\$[./A-Za-z0-9]{53}$")
+
+
+def _cost(hashed: bytes) -> int | None:
+    found = _BCRYPT_RE.match(hashed)
+    return int(found[1]) if found and 4 <= int(found[1]) <= 31 else None
 
 
 class HtpasswdAuth:
-    def __init__(self, path: str | Path, realm: str = "zot") -> None:
+    def __init__(self, path: str | Path, realm: str = "zot", threads: int = THREADS,
+                 max_pending: int = MAX_PENDING) -> None:
         self.path = Path(path)
         self.realm = realm
         self._users: dict[str, bytes] = {}
+        self._dummy = b""
         self._mtime: int | None = None
         self._verified: dict[bytes, float] = {}
+        self._threads = threads
+        self._max_pending = max_pending
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending = 0
+        self._in_flight: dict[bytes, asyncio.Future[bool]] = {}
         self._load()
 
     def _load(self) -> None:
@@ -39,13 +73,17 @@ class HtpasswdAuth:
             if line and not line.startswith("#") and ":" in line:
                 user, hashed = line.split(":", 1)
                 users[user] = hashed.encode()
+        costs = collections.Counter(cost for hashed in users.values() if (cost := _cost(hashed)) is not None)
+        cost = costs.most_common(1)[0][0] if costs else _DEFAULT_COST
+        # A salt of that cost and any 31 characters: checking a password against it costs a real check.
+        self._dummy = bcrypt.gensalt(rounds=cost) + b"." * 31
         self._users, self._mtime, self._verified = users, mtime, {}
 
     def challenge(self) -> dict[str, str]:
         return {"WWW-Authenticate": f'Basic realm="{self.realm}"'}
 
-    def authenticate(self, header: str | None) -> str:
-        """The user name, or UNAUTHORIZED with a Basic challenge."""
+    async def authenticate(self, header: str | None) -> str:
+        """The user name, or UNAUTHORIZED with a Basic challenge (TOOMANYREQUESTS when checks pile up)."""
         if not header or not header.lower().startswith("basic "):
             raise Unauthorized("authentication required", headers=self.challenge())
         try:
@@ -58,11 +96,48 @@ class HtpasswdAuth:
         now = time.monotonic()
         if self._verified.get(key, 0.0) > now:
             return user
-        hashed = self._users.get(user)
-        if hashed is None or not _check(password, hashed):
+        if not await self._check_shared(key, user, password):
             raise Unauthorized("invalid username or password", headers=self.challenge())
-        self._verified[key] = now + _CACHE_SECONDS
+        if len(self._verified) >= _CACHE_MAX:
+            self._verified = {k: until for k, until in self._verified.items() if until > now}
+        self._verified[key] = time.monotonic() + _CACHE_SECONDS
         return user
+
+    async def _check_shared(self, key: bytes, user: str, password: str) -> bool:
+        hashed = self._users.get(user)
+        known = hashed is not None and _cost(hashed) is not None
+        running = self._in_flight.get(key)
+        if running is None:
+            if self._pending >= self._max_pending:
+                raise TooManyRequests(f"too many password checks in progress ({self._pending}); retry shortly",
+                                      headers={"Retry-After": "1"})
+            running = asyncio.get_running_loop().run_in_executor(
+                self._executor(), _check, password, hashed if known and hashed is not None else self._dummy)
+            self._start(key, running)
+        # Shielded: a client that hangs up does not cancel the check that others may share.
+        return await asyncio.shield(running) and known
+
+    def _start(self, key: bytes, future: asyncio.Future[bool]) -> None:
+        self._pending += 1
+        self._in_flight[key] = future
+
+        def finished(_: asyncio.Future[bool]) -> None:
+            self._pending -= 1
+            if self._in_flight.get(key) is future:
+                del self._in_flight[key]
+
+        future.add_done_callback(finished)
+
+    def _executor(self) -> ThreadPoolExecutor:
+        # Made on first use: each hypercorn worker process has its own.
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self._threads, thread_name_prefix="bcrypt")
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
 
 
 def _check(password: str, hashed: bytes) -> bool:

@@ -1,20 +1,50 @@
-"""A bounded close for TLS connections in hypercorn.
+"""Fixes to hypercorn's HTTP/1.1 connections (hypercorn 0.18, TCPServer and H11Protocol).
 
-Closing a TLS connection sends close_notify and waits for the peer's answer. An idle keep-alive
-client (a pooled connection of another member's proxy, say) never reads it, so every such
-connection held graceful shutdown for asyncio's 30 s SSL shutdown timeout: stopping a member took
-half a minute per peer. Here the wait is bounded and the transport is aborted after it, which is
-what Go's http.Server.Shutdown does with idle connections too.
+A bounded close for TLS connections. Closing a TLS connection sends close_notify and waits for the
+peer's answer. An idle keep-alive client (a pooled connection of another member's proxy, say) never
+reads it, so every such connection held graceful shutdown for asyncio's 30 s SSL shutdown timeout:
+stopping a member took half a minute per peer. Here the wait is bounded and the transport is
+aborted after it, which is what Go's http.Server.Shutdown does with idle connections too.
+
+A lingering close. An answer given before the request body was read (a 413 for a 5 MiB manifest,
+a 404 for a PATCH to an unknown session, a 408 for a stalled body) is followed by closing the
+connection; the kernel answers the body bytes still arriving with a reset, and a client still
+sending (http.client, aiohttp, most clients) gets "connection reset" or "broken pipe" instead of
+the answer, often before reading it. So when the client is still sending, the connection lingers:
+TCP is half-closed (TLS cannot be), and what arrives is read and dropped for up to LINGER_SECONDS
+and LINGER_BYTES (env ZOT_HTTP_LINGER_SECONDS, ZOT_HTTP_LINGER_BYTES), or until the client closes;
+Apache's lingering_close and Go's closeWriteAndWait do the same. (hypercorn keeps reading a body
+the app no longer wants; streaming.py keeps hypercorn's queue toward the app from filling up.)
+
+OCI error bodies for what h11 refuses. h11 refuses a malformed request line or header, a
+malformed or conflicting Content-Length, any Transfer-Encoding but a single `chunked`; hypercorn
+then answered with an empty body, and 501 for a transfer coding it does not know. Here the answer is
+an OCI error (400 UNSUPPORTED with h11's reason; 431 when the headers are too large), like any other
+bad request.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
+import weakref
+from collections.abc import Coroutine
+from typing import Any
 
+import h11
 from hypercorn.asyncio.tcp_server import TCPServer
+from hypercorn.events import Closed, Event, RawData
+from hypercorn.protocol.h11 import H11Protocol
+
+from .errors import HeadersTooLarge, RegistryError, RequestInvalid
+from .tuning import env_int, env_seconds
 
 CLOSE_WAIT = 2.0
+LINGER_SECONDS = env_seconds("ZOT_HTTP_LINGER_SECONDS", 5.0)
+LINGER_BYTES = env_int("ZOT_HTTP_LINGER_BYTES", 64 << 20)
+
 _original_initiate_close = TCPServer._initiate_server_close
+_original_close = TCPServer._close
 
 
 async def _bounded_initiate_close(self: TCPServer) -> None:
@@ -24,6 +54,103 @@ async def _bounded_initiate_close(self: TCPServer) -> None:
     asyncio.get_running_loop().call_later(CLOSE_WAIT, transport.abort)
 
 
+_original_h11_handle = H11Protocol.handle
+# Protocols whose connection went down (hypercorn handed them Closed): nothing to linger for.
+_DOWN: weakref.WeakSet[H11Protocol] = weakref.WeakSet()
+# Connections that linger.
+_LINGERING: weakref.WeakSet[TCPServer] = weakref.WeakSet()
+
+
+async def _h11_handle(self: H11Protocol, event: Event) -> None:
+    if isinstance(event, Closed):
+        _DOWN.add(self)
+    await _original_h11_handle(self, event)
+
+
+class _Discard:
+    """Stands in for the connection's protocol while it lingers: whatever the reading loop (hypercorn's,
+    or the one timeouts.py puts in its place) hands over is counted and dropped."""
+
+    def __init__(self, transport: asyncio.WriteTransport, budget: int) -> None:
+        self.transport = transport
+        self.budget = budget
+
+    async def handle(self, event: Event) -> None:
+        if isinstance(event, RawData):
+            self.budget -= len(event.data)
+            if self.budget < 0:
+                self.transport.abort()
+
+
+_TASKS: set[asyncio.Task[None]] = set()
+
+
+def _spawn(coroutine: Coroutine[Any, Any, None]) -> None:
+    task = asyncio.get_running_loop().create_task(coroutine)
+    _TASKS.add(task)
+    task.add_done_callback(_TASKS.discard)
+
+
+def _client_still_sending(server: TCPServer) -> bool:
+    """The client is in the middle of a request we answered (or refused) without reading it whole."""
+    if LINGER_SECONDS <= 0 or server.reader.at_eof() or server.writer.transport.is_closing():
+        return False
+    inner = getattr(getattr(server, "protocol", None), "protocol", None)
+    if not isinstance(inner, H11Protocol) or not isinstance(inner.connection, h11.Connection) or inner in _DOWN:
+        return False
+    return inner.connection.their_state in (h11.SEND_BODY, h11.ERROR)
+
+
+async def _lingering_close(self: TCPServer) -> None:
+    loop = asyncio.get_running_loop()
+    if self in _LINGERING:
+        # The linger is over (the client closed, sent too much, or took too long), and a client that
+        # lingered may not answer close_notify either.
+        loop.call_later(CLOSE_WAIT, self.writer.transport.abort)
+    elif _client_still_sending(self):
+        # Answered, and the client still sends: read and drop instead of closing, for a while.
+        _LINGERING.add(self)
+        protocol, self.protocol = self.protocol, _Discard(self.writer.transport, LINGER_BYTES)  # type: ignore[assignment]
+        # The request is over for the app too (h11 refused the rest of a body it was reading): hand
+        # it the disconnect the reading loop will no longer deliver. A task: this may run in that loop.
+        _spawn(protocol.handle(Closed()))
+        try:
+            if self.writer.can_write_eof():
+                self.writer.write_eof()
+        except (NotImplementedError, OSError, RuntimeError):
+            pass
+        # The reading loop then sees the end of the connection and closes it (here again).
+        loop.call_later(LINGER_SECONDS, self.writer.transport.abort)
+        return
+    await _original_close(self)
+
+
+def _protocol_error(status_code: int) -> RegistryError:
+    handled = sys.exc_info()[1]  # hypercorn calls this while handling h11's RemoteProtocolError
+    reason = str(handled)[:200] if isinstance(handled, h11.RemoteProtocolError) else ""
+    if status_code == 431:
+        return HeadersTooLarge(f"request header fields too large{': ' + reason if reason else ''}")
+    if status_code == 501:  # an unknown transfer coding: a bad request to us, not a missing feature
+        return RequestInvalid(f"unsupported Transfer-Encoding ({reason or 'only chunked is accepted'})")
+    return RequestInvalid(f"malformed HTTP request{': ' + reason if reason else ''}")
+
+
+async def _send_error_response(self: H11Protocol, status_code: int) -> None:
+    err = _protocol_error(status_code)
+    body = err.body()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+               (b"connection", b"close"), (b"docker-distribution-api-version", b"registry/2.0"),
+               *self.config.response_headers("h11")]
+    await self._send_h11_event(h11.Response(status_code=err.status, headers=headers))
+    await self._send_h11_event(h11.Data(data=body))
+    await self._send_h11_event(h11.EndOfMessage())
+
+
 def install() -> None:
+    """Patch hypercorn (in each worker, before it serves). Only _close, _initiate_server_close and
+    H11Protocol: the reading loop is timeouts.py's to replace, and lingering works with either."""
     if TCPServer._initiate_server_close is not _bounded_initiate_close:
         TCPServer._initiate_server_close = _bounded_initiate_close  # type: ignore[method-assign]
+        TCPServer._close = _lingering_close  # type: ignore[method-assign]
+        H11Protocol.handle = _h11_handle  # type: ignore[method-assign]
+        H11Protocol._send_error_response = _send_error_response  # type: ignore[method-assign]

@@ -5,19 +5,33 @@ the socket delivers it. When the handler drains the body more slowly (a proxied 
 its peer, a disk that is busy), the buffer would grow to the size of the upload. This body tells
 the receive loop to wait while more than HIGH_WATER bytes are buffered, so hypercorn stops reading
 the socket and TCP slows the client down.
+
+A body that sends nothing for IDLE_TIMEOUT seconds (env ZOT_HTTP_BODY_IDLE_TIMEOUT) fails with 408:
+a stalled client must not hold a handler, a file or a pooled connection to a peer forever.
+
+The connection class also guards framing before any route runs: a request with both
+Transfer-Encoding and Content-Length (h11 takes the chunked body and hands both headers on) is
+refused with 400 and the connection closed, on every member alike (RFC 9112 6.1), so such a request
+is never routed, never proxied, and no member reads its body differently from another.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Generator
+from collections.abc import Generator, Iterable
 from typing import Any
 
 from quart import Request
 from quart.asgi import ASGIHTTPConnection
 from quart.wrappers.request import Body
 
+from .errors import BodyTimeout, RegistryError, RequestInvalid
+from .tuning import env_seconds
+
 HIGH_WATER = 4 << 20
+IDLE_TIMEOUT = env_seconds("ZOT_HTTP_BODY_IDLE_TIMEOUT", 60.0)  # 0: no limit
+# After the app returned, how long to keep taking hypercorn's messages until its disconnect.
+_DISCARD_SECONDS = 60.0
 
 
 class FlowControlledBody(Body):
@@ -26,9 +40,24 @@ class FlowControlledBody(Body):
         self._room = asyncio.Event()
         self._room.set()
         self._whole = False
+        self.stalled = False
+
+    @property
+    def complete(self) -> bool:
+        """Whether the client has sent its whole body (read or not)."""
+        return self._complete.is_set()
 
     async def __anext__(self) -> bytes:
         try:
+            if self.stalled:
+                raise BodyTimeout(f"the request body sent nothing for {IDLE_TIMEOUT:g} s")
+            if IDLE_TIMEOUT and not self._complete.is_set() and not self._has_data.is_set():
+                try:
+                    async with asyncio.timeout(IDLE_TIMEOUT):
+                        await self._has_data.wait()
+                except TimeoutError:
+                    self.stalled = True
+                    raise BodyTimeout(f"the request body sent nothing for {IDLE_TIMEOUT:g} s") from None
             return await super().__anext__()
         finally:
             self._room.set()
@@ -57,6 +86,18 @@ class FlowControlledRequest(Request):
 
 
 class FlowControlledConnection(ASGIHTTPConnection):
+    async def __call__(self, receive: Any, send: Any) -> None:
+        self._disconnected = False
+        problem = framing_problem(self.scope["headers"])
+        try:
+            if problem is not None:
+                await send_error(send, problem, close=True)
+            else:
+                await super().__call__(receive, send)
+        finally:
+            if not self._disconnected:
+                _keep_receiving(receive)
+
     async def handle_messages(self, request: Request, receive: Any) -> None:
         body = request.body
         while True:
@@ -68,4 +109,51 @@ class FlowControlledConnection(ASGIHTTPConnection):
                 if not message.get("more_body", False):
                     body.set_complete()
             elif message["type"] == "http.disconnect":
+                self._disconnected = True
                 return
+
+
+def framing_problem(headers: Iterable[tuple[bytes, bytes]]) -> RegistryError | None:
+    """Why a request's framing is refused, or None. h11 already refuses the rest: conflicting or
+    malformed Content-Length, any Transfer-Encoding but one `chunked`; it folds obs-fold lines and
+    merges equal Content-Length headers into one."""
+    names = {name.lower() for name, _ in headers}
+    if b"transfer-encoding" in names and b"content-length" in names:
+        return RequestInvalid("Transfer-Encoding and Content-Length together are ambiguous (RFC 9112 6.1): "
+                              "send one of them")
+    return None
+
+
+async def send_error(send: Any, err: RegistryError, close: bool = False) -> None:
+    """An OCI error straight through ASGI, for answers given before Quart sees the request."""
+    body = err.body()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+               (b"docker-distribution-api-version", b"registry/2.0")]
+    headers += [(key.lower().encode("latin-1"), value.encode("latin-1")) for key, value in err.headers.items()]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": err.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+_RECEIVING: set[asyncio.Task[None]] = set()
+
+
+def _keep_receiving(receive: Any) -> None:
+    """hypercorn hands request data to the app through a queue of 10 messages. Once the app has
+    returned nobody reads it: a client still sending its body would fill it, and hypercorn, which
+    puts the final disconnect in the same queue, would block for good with the connection. So the
+    rest is taken and dropped until that disconnect (hypercorn sends it as soon as the app returns,
+    then lingers on the socket by itself; see hypercorn_fixes)."""
+    task = asyncio.get_running_loop().create_task(_discard(receive))
+    _RECEIVING.add(task)
+    task.add_done_callback(_RECEIVING.discard)
+
+
+async def _discard(receive: Any) -> None:
+    try:
+        async with asyncio.timeout(_DISCARD_SECONDS):
+            while (await receive())["type"] != "http.disconnect":
+                pass
+    except TimeoutError:
+        pass

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 from urllib.parse import quote, urlencode
 
 from quart import request
 
-from ..errors import PaginationInvalid, RangeInvalid
+from ..errors import PaginationInvalid, RangeInvalid, RegistryError, SizeInvalid
+from ..tuning import env_seconds
 
 
 async def request_stream() -> AsyncIterator[bytes]:
@@ -16,27 +18,51 @@ async def request_stream() -> AsyncIterator[bytes]:
         yield chunk
 
 
+# Numbers from clients (Content-Length, Range, Content-Range, ?n=): ASCII digits only (str.isdigit()
+# and int() also take "²" or "٣"), at most 19 of them, below 2**63: more than any blob, offset or page
+# size, and far below the 4300 digits past which int() raises.
+MAX_DIGITS = 19
+MAX_NUMBER = (1 << 63) - 1
+_NUMBER_RE = re.compile(rf"[0-9]{{1,{MAX_DIGITS}}}")
+
+
+def parse_number(text: str | None) -> int | None:
+    """A non-negative decimal by the rule above; None when `text` is not one."""
+    if text is None or not _NUMBER_RE.fullmatch(text):
+        return None
+    value = int(text)
+    return value if value <= MAX_NUMBER else None
+
+
 def content_length() -> int | None:
+    """The request's Content-Length, None without one; SIZE_INVALID when it is not a number we take."""
     value = request.headers.get("Content-Length")
     if value is None:
         return None
-    try:
-        length = int(value)
-    except ValueError:
-        return None
-    return length if length >= 0 else None
+    length = parse_number(value.strip())
+    if length is None:
+        raise SizeInvalid(f"invalid Content-Length: {value[:40]!r}")
+    return length
 
 
-def paginate(all_items: list[str], path: str) -> tuple[list[str], dict[str, str]]:
-    """`n`/`last` pagination: the page and its `Link` header, as the spec describes for tags and catalog."""
+def page_size() -> int | None:
+    """`?n=`: None when absent or empty, else a number by the one rule (PAGINATION_NUMBER_INVALID)."""
     raw_n = request.args.get("n")
+    if raw_n is None or raw_n == "":
+        return None
+    n = parse_number(raw_n)
+    if n is None:
+        raise PaginationInvalid(f"n must be a non-negative integer below 2**63, got {raw_n[:40]!r}")
+    return n
+
+
+def paginate(all_items: list[str], path: str, n: int | None) -> tuple[list[str], dict[str, str]]:
+    """`n`/`last` pagination: the page and its `Link` header, as the spec describes for tags and catalog.
+
+    `n` comes from page_size(), called before the listing is fetched: a bad `n` is a 400 whether or
+    not the repository exists, and before any member is asked for its catalog."""
     last = request.args.get("last")
     items = [item for item in all_items if last is None or item > last]
-    n: int | None = None
-    if raw_n is not None and raw_n != "":
-        if not raw_n.isdigit():
-            raise PaginationInvalid(f"n must be a non-negative integer, got {raw_n!r}")
-        n = int(raw_n)
     headers: dict[str, str] = {}
     if n is not None:
         if len(items) > n and n > 0:
@@ -46,60 +72,73 @@ def paginate(all_items: list[str], path: str) -> tuple[list[str], dict[str, str]
     return items, headers
 
 
-_RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_RANGE_RE = re.compile(r"bytes=([0-9]*)-([0-9]*)")
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     """A single `Range: bytes=a-b` as (start, end inclusive); None for the whole blob."""
     if not header:
         return None
-    found = _RANGE_RE.match(header.strip())
+    found = _RANGE_RE.fullmatch(header.strip())
     unsatisfiable = RangeInvalid("requested range not satisfiable", headers={"Content-Range": f"bytes */{size}"})
     if not found or (found[1] == "" and found[2] == ""):
         raise unsatisfiable
     if found[1] == "":  # suffix range: the last N bytes
-        length = int(found[2])
-        if length == 0:
+        length = parse_number(found[2])
+        if not length:
             raise unsatisfiable
         return max(size - length, 0), size - 1
-    start = int(found[1])
-    end = int(found[2]) if found[2] else size - 1
-    if start >= size or end < start:
+    start = parse_number(found[1])
+    end = parse_number(found[2]) if found[2] else size - 1
+    if start is None or end is None or start >= size or end < start:
         raise unsatisfiable
     return start, min(end, size - 1)
 
 
-_CONTENT_RANGE_RE = re.compile(r"^(?:bytes[ =])?(\d+)-(\d+)(?:/(?:\d+|\*))?$")
+_CONTENT_RANGE_RE = re.compile(r"(?:bytes[ =])?([0-9]+)-([0-9]+)(?:/([0-9]+|\*))?")
 
 
 def parse_content_range(header: str | None) -> tuple[int, int] | None:
     if header is None:
         return None
-    found = _CONTENT_RANGE_RE.match(header.strip())
-    if not found or int(found[2]) < int(found[1]):
-        raise RangeInvalid(f"invalid Content-Range: {header!r}")
-    return int(found[1]), int(found[2])
+    found = _CONTENT_RANGE_RE.fullmatch(header.strip())
+    if not found:
+        raise RangeInvalid(f"invalid Content-Range: {header[:80]!r}")
+    start, end = parse_number(found[1]), parse_number(found[2])
+    total_ok = found[3] in (None, "*") or parse_number(found[3]) is not None
+    if start is None or end is None or end < start or not total_ok:
+        raise RangeInvalid(f"invalid Content-Range: {header[:80]!r}")
+    return start, end
 
 
 DRAIN_LIMIT = 4 << 20
+DRAIN_SECONDS = env_seconds("ZOT_HTTP_DRAIN_SECONDS", 1.0)
 
 
-async def drain_body(limit: int = DRAIN_LIMIT) -> bool:
+async def drain_body(limit: int = DRAIN_LIMIT, seconds: float = DRAIN_SECONDS) -> bool:
     """Read and drop what is left of a request body answered early (an error before the upload).
 
     An unread body makes hypercorn close the connection after the response, and a keep-alive peer
     (another member's connection pool, a client) then finds it dead on its next request. Like Go's
-    net/http, a small remainder is drained so the connection lives on; a large one is not worth it.
-    Returns False when the body was left unread: the response must then say `Connection: close`.
+    net/http, a small remainder is drained so the connection lives on; a large, slow or stalled one
+    is not worth it. Returns False when the body was left unread: the response must then say
+    `Connection: close` (and the server lingers on the socket, so the client still reads the answer).
     """
     if request.method not in ("POST", "PUT", "PATCH"):
         return True
-    length = content_length()
+    try:
+        length = content_length()
+    except RegistryError:
+        return False
     if length is not None and length > limit:
         return False
     drained = 0
-    async for chunk in request.body:
-        drained += len(chunk)
-        if drained > limit:
-            return False
+    try:
+        async with asyncio.timeout(seconds):
+            async for chunk in request.body:
+                drained += len(chunk)
+                if drained > limit:
+                    return False
+    except (TimeoutError, RegistryError):  # too slow, or stalled (BodyTimeout)
+        return False
     return True

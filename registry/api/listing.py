@@ -9,22 +9,24 @@ from quart import Response, request
 from ..digests import parse_digest
 from ..storage.base import Store
 from ..storage.manifests import OCI_INDEX
-from .http import paginate
+from .http import page_size, paginate
 from .routing import Route
 
 
 async def tags(route: Route, store: Store) -> Response:
-    page, headers = paginate(await store.tags(route.name), f"/v2/{route.name}/tags/list")
+    n = page_size()
+    page, headers = paginate(await store.tags(route.name), f"/v2/{route.name}/tags/list", n)
     body = json.dumps({"name": route.name, "tags": page})
     return Response(body, status=200, headers=headers, content_type="application/json")
 
 
 async def catalog(route: Route, store: Store) -> Response:
-    return catalog_response(await store.catalog())
+    n = page_size()
+    return catalog_response(await store.catalog(), n)
 
 
-def catalog_response(names: list[str]) -> Response:
-    page, headers = paginate(names, "/v2/_catalog")
+def catalog_response(names: list[str], n: int | None) -> Response:
+    page, headers = paginate(names, "/v2/_catalog", n)
     return Response(json.dumps({"repositories": page}), status=200, headers=headers,
                     content_type="application/json")
 

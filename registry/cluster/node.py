@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from dataclasses import dataclass
 
 import aiohttp
@@ -15,16 +14,9 @@ from ..config import ZotConfig
 from ..digests import Digest
 from ..errors import LoopDetected, PeerBadGateway, PeerUnavailable, RegistryError
 from ..storage.base import Store
+from ..tuning import env_seconds
 from .membership import Membership
 from .proxy import HOP_HEADER, PeerProxy, peer_ssl_context
-
-
-def _seconds(variable: str, default: float) -> float:
-    """Peer timeouts: the defaults suit a LAN; the environment may tune them (tests shorten them)."""
-    try:
-        return float(os.environ.get(variable, default))
-    except ValueError:
-        return default
 
 
 @dataclass
@@ -43,8 +35,9 @@ class Cluster:
                                    tls.key if tls else None) if scheme == "https" else None
         membership = Membership(config.cluster.member_addresses, config.cluster.hash_key_bytes)
         shared = bool(config.storage.storage_driver) or bool(config.storage.remote_cache)
-        proxy = PeerProxy(scheme, context, connect_timeout=_seconds("ZOT_CLUSTER_CONNECT_TIMEOUT", 3.0),
-                          read_timeout=_seconds("ZOT_CLUSTER_READ_TIMEOUT", 20.0))
+        # Peer timeouts: the defaults suit a LAN; the environment may tune them (tests shorten them).
+        proxy = PeerProxy(scheme, context, connect_timeout=env_seconds("ZOT_CLUSTER_CONNECT_TIMEOUT", 3.0),
+                          read_timeout=env_seconds("ZOT_CLUSTER_READ_TIMEOUT", 20.0))
         return cls(membership, proxy, shared)
 
     def owns(self, name: str) -> bool:

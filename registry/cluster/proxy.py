@@ -6,34 +6,59 @@ query, headers (Authorization included) and body go through unchanged but for ho
 the owner sees `X-Zot-Cluster-Hop-Count: 1`. Failures to reach the peer become OCI errors at once:
 503 when it refuses or fails TLS verification, 504 when it does not answer in time, 502 when it
 breaks the exchange.
+
+The body's framing is ours, never the client's: Content-Length is sent as the number we parsed
+(the body h11 read for us has exactly that length), a chunked body goes on chunked, and a request
+with both never gets here (streaming.framing_problem refuses it on every member).
+
+Capacity: the pool has no per-host limit, so a request never waits for a pooled connection that
+stalled uploads hold (upstream connections are bounded by our clients' own connections). Uploads,
+which a slow or stalled client can hold open, are bounded instead: at most UPLOADS_PER_CLIENT in
+flight per client address (429 TOOMANYREQUESTS with Retry-After beyond) and UPLOADS_PER_PEER per
+owner (503 with Retry-After), per worker; env ZOT_CLUSTER_PROXY_UPLOADS_PER_CLIENT and
+ZOT_CLUSTER_PROXY_UPLOADS_PER_PEER, 0 for no limit. A body that stalls fails with 408 here as
+anywhere (streaming.IDLE_TIMEOUT), and its upstream connection is closed.
 """
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import logging
+import select
 import ssl
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+import aiohttp.payload
+from aiohttp.abc import AbstractStreamWriter
+from aiohttp.http_writer import StreamWriter
 from multidict import CIMultiDict
 from quart import Response, request
 
 from .. import metrics
-from ..errors import PeerBadGateway, PeerTimeout, PeerUnavailable
+from ..api.http import content_length
+from ..errors import PeerBadGateway, PeerBusy, PeerTimeout, PeerUnavailable, RegistryError, TooManyRequests
+from ..streaming import FlowControlledBody
+from ..tuning import env_int
 
 log = logging.getLogger("zot_registry.cluster")
 
 HOP_HEADER = "X-Zot-Cluster-Hop-Count"
 # Hop-by-hop headers (RFC 9110 7.6.1), those the client library sets itself, and Quart's own.
+# Content-Length is set from our own reading of it; Expect was answered by this member already.
 _NOT_FORWARDED = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
-                  "transfer-encoding", "upgrade", "host", "remote-addr"}
+                  "transfer-encoding", "upgrade", "host", "remote-addr", "content-length", "expect"}
 # Read up to this much from a peer before the client takes it: fewer, larger pieces per loop turn.
 READ_BUFFER = 1 << 20
 _NOT_RETURNED = _NOT_FORWARDED | {"date", "server"}
 # A pooled connection the peer had just closed surfaces as one of these before any response.
 _STALE_CONNECTION = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
+UPLOADS_PER_CLIENT = env_int("ZOT_CLUSTER_PROXY_UPLOADS_PER_CLIENT", 32)
+UPLOADS_PER_PEER = env_int("ZOT_CLUSTER_PROXY_UPLOADS_PER_PEER", 128)
+RETRY_AFTER = "1"
 
 
 def peer_ssl_context(cacert: str | None, cert: str | None, key: str | None) -> ssl.SSLContext:
@@ -46,23 +71,126 @@ def peer_ssl_context(cacert: str | None, cert: str | None, key: str | None) -> s
     return context
 
 
+class UploadSlots:
+    """Uploads in flight through this worker's proxy, per client address and per owner."""
+
+    def __init__(self, per_client: int, per_peer: int) -> None:
+        self.per_client = per_client
+        self.per_peer = per_peer
+        self._clients: collections.Counter[str] = collections.Counter()
+        self._peers: collections.Counter[str] = collections.Counter()
+
+    def acquire(self, peer: str, client: str) -> None:
+        if self.per_client and self._clients[client] >= self.per_client:
+            raise TooManyRequests(f"too many uploads in flight from {client} through this member "
+                                  f"({self.per_client}); retry when one has finished",
+                                  headers={"Retry-After": RETRY_AFTER})
+        if self.per_peer and self._peers[peer] >= self.per_peer:
+            raise PeerBusy(f"too many uploads in flight to member {peer} ({self.per_peer}); retry shortly",
+                           headers={"Retry-After": RETRY_AFTER})
+        self._clients[client] += 1
+        self._peers[peer] += 1
+
+    def release(self, peer: str, client: str) -> None:
+        for counter, key in ((self._clients, client), (self._peers, peer)):
+            counter[key] -= 1
+            if counter[key] <= 0:
+                del counter[key]
+
+
+class _RequestBody:
+    """The client's body on its way to the owner: counted, and its own failure (a stalled client)
+    kept apart from the peer's, which aiohttp reports alike."""
+
+    def __init__(self, peer: str) -> None:
+        self.peer = peer
+        self.body = request.body
+        self.failure: RegistryError | None = None
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._chunks()
+
+    async def _chunks(self) -> AsyncIterator[bytes]:
+        sent = 0
+        try:
+            async for chunk in self.body:
+                sent += len(chunk)
+                yield chunk
+        except RegistryError as err:
+            self.failure = err
+            raise
+        finally:
+            metrics.PROXIED_BYTES.labels(self.peer, "sent").inc(sent)
+
+    @property
+    def complete(self) -> bool:
+        """Whether the client sent its whole body (else our answer closes the connection after it)."""
+        return not isinstance(self.body, FlowControlledBody) or self.body.complete
+
+
+class _BodyPayload(aiohttp.payload.AsyncIterablePayload):
+    """The request body as aiohttp writes it, looking for the owner's answer before each chunk.
+
+    An owner may answer before it has read the body (413, 404) and close the connection. Our
+    members linger after such an answer (hypercorn_fixes), but one that does not (an older member)
+    resets the connection we are writing into, and a write that fails makes the event loop close it
+    at once, dropping what was still unread: the answer, and the client got a 502 "broken pipe"
+    instead. So while the owner has sent something we have not read yet, the event loop reads it
+    before we write more; an answer read by then is the one aiohttp returns, whatever happens to
+    the rest of the body. (Best effort: an answer and a reset arriving between that look and the
+    write still lose the answer; it took an owner that does not linger from 1 in 9 to about 1 in 50.)"""
+
+    async def write_with_length(self, writer: AbstractStreamWriter, content_length: int | None) -> None:
+        if self._iter is None:
+            return
+        self._consumed = True
+        transport = writer.transport if isinstance(writer, StreamWriter) else None
+        try:
+            while True:
+                chunk = await anext(self._iter)
+                await _answer_first(transport)
+                await writer.write(chunk)  # our Content-Length is what h11 read: never more than it says
+        except StopAsyncIteration:
+            self._iter = None
+
+
+async def _answer_first(transport: asyncio.Transport | None) -> None:
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None:
+        return
+    for _ in range(8):
+        try:
+            readable, _, _ = select.select([sock], [], [], 0)
+        except (OSError, ValueError):  # closed meanwhile
+            return
+        if not readable:
+            return
+        await asyncio.sleep(0)  # the event loop reads it (or finds the connection closed)
+
+
 class PeerProxy:
     def __init__(self, scheme: str, ssl_context: ssl.SSLContext | None, connect_timeout: float = 3.0,
-                 read_timeout: float = 60.0) -> None:
+                 read_timeout: float = 60.0, uploads_per_client: int = UPLOADS_PER_CLIENT,
+                 uploads_per_peer: int = UPLOADS_PER_PEER) -> None:
         self.scheme = scheme
         self._ssl = ssl_context
         self._timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout, sock_connect=connect_timeout,
                                               sock_read=read_timeout)
         self._session: aiohttp.ClientSession | None = None
+        self.uploads = UploadSlots(uploads_per_client, uploads_per_peer)
 
     def session(self) -> aiohttp.ClientSession:
         # Created lazily: it belongs to the event loop of the worker that uses it.
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=512, limit_per_host=128, keepalive_timeout=60,
+            # No limits: a pool limit made every request to an owner wait (then fail with 504) once
+            # stalled uploads held its connections; uploads are bounded by UploadSlots instead.
+            connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=60,
                                              ssl=self._ssl if self._ssl is not None else False)
+            # No Content-Type of aiohttp's either: the owner must see what the client sent, or nothing.
             self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout, auto_decompress=False,
                                                   read_bufsize=READ_BUFFER,
-                                                  skip_auto_headers={"User-Agent", "Accept-Encoding", "Accept"})
+                                                  skip_auto_headers={"User-Agent", "Accept-Encoding", "Accept",
+                                                                     "Content-Type"})
         return self._session
 
     def url(self, peer: str, target: str) -> str:
@@ -106,11 +234,30 @@ class PeerProxy:
             (k, v) for k, v in request.headers.items() if k.lower() not in _NOT_FORWARDED)
         headers[HOP_HEADER] = "1"
         target = request.scope.get("raw_path", request.path.encode()).decode("latin-1")
+        if not target.startswith("/"):
+            # Absolute form (`GET http://host/v2/...`): the authority is the client's business, the
+            # owner gets the origin form (RFC 9112 3.2.2), as the route was matched on.
+            target = urlsplit(target).path or "/"
         if request.query_string:
             target += "?" + request.query_string.decode("latin-1")
-        has_body = request.method in ("POST", "PUT", "PATCH")
-        upstream = await self.request(peer, request.method, target, headers,
-                                      self._request_body(peer) if has_body else None)
+        body: _RequestBody | None = None
+        if request.method in ("POST", "PUT", "PATCH"):
+            length = content_length()  # the one rule for numbers; SIZE_INVALID for anything else
+            if length is not None:
+                headers["Content-Length"] = str(length)
+            body = _RequestBody(peer)
+            client = request.remote_addr or ""
+            self.uploads.acquire(peer, client)
+            try:
+                upstream = await self.request(peer, request.method, target, headers, _BodyPayload(body))
+            except RegistryError:
+                if body.failure is not None:  # our client stalled, not the peer
+                    raise body.failure from None
+                raise
+            finally:
+                self.uploads.release(peer, client)
+        else:
+            upstream = await self.request(peer, request.method, target, headers)
         metrics.PROXIED.labels(peer, route_kind, str(upstream.status)).inc()
         response = Response(self._response_body(peer, upstream), status=upstream.status)
         response.headers.clear()  # no defaults of ours (Content-Type): the owner's headers only
@@ -123,14 +270,11 @@ class PeerProxy:
             response.headers.add(key, value)
         if request.method == "HEAD" or "Content-Length" in upstream.headers:
             response.headers["Content-Length"] = upstream.headers.get("Content-Length", "0")
+        if body is not None and not body.complete:
+            # The owner answered before the whole body arrived (413, 404, 408...): so do we, and close,
+            # lingering on the socket so the client still reads the answer (hypercorn_fixes).
+            response.headers["Connection"] = "close"
         return response
-
-    async def _request_body(self, peer: str) -> AsyncIterator[bytes]:
-        sent = 0
-        async for chunk in request.body:
-            sent += len(chunk)
-            yield chunk
-        metrics.PROXIED_BYTES.labels(peer, "sent").inc(sent)
 
     async def _response_body(self, peer: str, upstream: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
         received = 0

@@ -34,7 +34,8 @@ def _load_cluster(path: str) -> ClusterRef:
 
 
 def _local(args: argparse.Namespace) -> int:
-    from .local.output import say
+    from zot_registry.console import say
+
     from .local.scale import scale
     from .local.state import default_dir
     from .local.supervisor import Supervisor

@@ -236,7 +236,7 @@ def _make_auth(loaded: LoadedConfig) -> HtpasswdAuth | None:
     path = getattr(htpasswd, "path", None) if htpasswd else None
     if not path:
         return None
-    return HtpasswdAuth(path, realm=loaded.config.http.realm or "zot")
+    return HtpasswdAuth(path, realm=loaded.config.http.realm or "zot", fail_delay=float(auth.fail_delay if auth else 0))
 
 
 def _observe(kind: str, response: Response, started: float) -> None:

@@ -11,6 +11,9 @@ bcrypt is deliberately slow (tens to hundreds of milliseconds per check, by its 
 - an unknown user name (or an entry that is not a bcrypt hash) is checked against a dummy hash of
   the file's usual cost, so how long a failure takes does not tell which user names exist.
 
+A failed login is answered after `http.auth.failDelay` seconds (zot's brake on password guessing),
+waited for with asyncio.sleep: it costs the guesser time, not the event loop.
+
 A changed htpasswd file is re-read on its next mtime.
 """
 
@@ -49,9 +52,10 @@ def _cost(hashed: bytes) -> int | None:
 
 class HtpasswdAuth:
     def __init__(self, path: str | Path, realm: str = "zot", threads: int = THREADS,
-                 max_pending: int = MAX_PENDING) -> None:
+                 max_pending: int = MAX_PENDING, fail_delay: float = 0.0) -> None:
         self.path = Path(path)
         self.realm = realm
+        self.fail_delay = fail_delay
         self._users: dict[str, bytes] = {}
         self._dummy = b""
         self._mtime: int | None = None
@@ -97,6 +101,8 @@ class HtpasswdAuth:
         if self._verified.get(key, 0.0) > now:
             return user
         if not await self._check_shared(key, user, password):
+            if self.fail_delay > 0:
+                await asyncio.sleep(self.fail_delay)
             raise Unauthorized("invalid username or password", headers=self.challenge())
         if len(self._verified) >= _CACHE_MAX:
             self._verified = {k: until for k, until in self._verified.items() if until > now}

@@ -686,9 +686,6 @@ def _warnings(config: ZotConfig) -> list[str]:
         found.append("storage.gcTimeWindow: set while storage.gc is false, ignored" if not storage.gc else
                      "storage.gcTimeWindow: not supported yet, ignored: garbage collection may run at any "
                      "time of day (it deletes the same blobs as inside the window, those unused for gcDelay)")
-    if config.http.auth is not None and config.http.auth.fail_delay:
-        # A brake on password guessing, like a rate limit: its absence gives nobody access.
-        found.append("http.auth.failDelay: not supported yet, ignored: failed logins are answered at once")
     return found
 
 

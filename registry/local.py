@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .certs import make_ca, make_server_cert
+from .console import say
 
 _KEY_ALPHABET = string.ascii_letters + string.digits
 
@@ -190,26 +191,27 @@ def run_local_cluster(folder: Path, members: int, port: int, tls: bool, htpasswd
     cluster = write_cluster(folder, members, port, tls=tls, htpasswd=htpasswd)
     processes = [start_member(config, workers) for config in cluster.configs]
     scheme = "https" if tls else "http"
-    print(f"local cluster of {members} in {cluster.folder} (logs: member-N.log)")
+    say(f"local cluster of {members} in {cluster.folder} (logs: member-N.log)")
     for member in cluster.members:
-        print(f"  {scheme}://{member}")
+        say(f"  {scheme}://{member}")
     if cluster.ca:
-        print(f"CA: {cluster.ca}  (e.g. oras push --ca-file {cluster.ca} {cluster.members[0]}/demo:v1 FILE)")
-    print("Ctrl-C stops all members")
+        say(f"CA: {cluster.ca}  (e.g. oras push --ca-file {cluster.ca} {cluster.members[0]}/demo:v1 FILE)")
+    say("Ctrl-C stops all members")
     stopping = False
 
     def stop(*_: object) -> None:
         nonlocal stopping
         stopping = True
 
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
+    # A closed terminal sends SIGHUP: a stop like Ctrl-C, so members never outlive their supervisor.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, stop)
     while not stopping and all(p.poll() is None for p in processes):
         time.sleep(0.2)
     codes = stop_members(processes)
     failed = [i for i, code in enumerate(codes) if code not in (0, -signal.SIGTERM)]
     if failed and not stopping:
-        print(f"member(s) {failed} exited: see their logs in {cluster.folder}", file=sys.stderr)
+        say(f"member(s) {failed} exited: see their logs in {cluster.folder}", error=True)
         return 1
-    print("all members stopped")
+    say("all members stopped")
     return 0

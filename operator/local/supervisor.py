@@ -24,12 +24,12 @@ from typing import Any
 
 import psutil
 from pydantic import ValidationError
+from zot_registry.console import say
 from zot_registry.local import member_ready, port_taken, start_member, stop_members
 
 from ..models import ZotClusterSpec
 from ..render import ClusterRef
 from .manifest import Manifest, ManifestError
-from .output import say
 from .report import moved_message, summary
 from .state import LocalLayout, local_members, prepare, read_json, supervisor_pid, write_json
 

@@ -1,7 +1,9 @@
-"""`zot-registry local-cluster`: a whole cluster on one machine, stopped cleanly by Ctrl-C."""
+"""`zot-registry local-cluster`: a whole cluster on one machine, stopped cleanly by Ctrl-C or a closed terminal."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import ssl
 import subprocess
@@ -15,27 +17,72 @@ from tests.cluster.conftest import port_free_on_all
 from tests.helpers import make_image, push_image
 
 
+def start_local_cluster(folder: Path, port: int) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "zot_registry.cli", "local-cluster", "--members", "3",
+                             "--port", str(port), "--dir", str(folder)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)  # its own group, so that a failed test leaves no member
+
+
+def kill_group(process: subprocess.Popen[str]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def wait_ready(folder: Path, urls: list[str]) -> ssl.SSLContext:
+    deadline = time.monotonic() + 60
+    while not (folder / "ca.crt").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    context = ssl.create_default_context(cafile=str(folder / "ca.crt"))
+    while time.monotonic() < deadline:
+        try:
+            if all(httpx.get(f"{url}/readyz", verify=context).status_code == 200 for url in urls):
+                return context
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError("local cluster did not become ready in 60 s")
+
+
+def assert_stopped(urls: list[str], context: ssl.SSLContext, within: float = 45.0) -> None:
+    deadline = time.monotonic() + within
+    running = list(urls)
+    while running and time.monotonic() < deadline:
+        for url in list(running):
+            try:
+                httpx.get(f"{url}/livez", verify=context, timeout=1)
+            except httpx.ConnectError:
+                running.remove(url)
+        time.sleep(0.2)
+    assert not running, f"still answering after the supervisor was told to stop: {running}"
+
+
+def test_local_cluster_stops_its_members_when_its_terminal_is_gone(tmp_path: Path) -> None:
+    """stdout is a pipe that nobody reads any more, then SIGHUP (a closed terminal): printing fails,
+    and every member must stop all the same."""
+    port = port_free_on_all(3)
+    folder = tmp_path / "local"
+    process = start_local_cluster(folder, port)
+    try:
+        urls = [f"https://127.0.0.{i}:{port}" for i in (1, 2, 3)]
+        context = wait_ready(folder, urls)
+        assert process.stdout is not None
+        process.stdout.close()
+        process.send_signal(signal.SIGHUP)
+        assert_stopped(urls, context)
+        process.wait(timeout=30)
+    finally:
+        kill_group(process)
+
+
 def test_local_cluster_runs_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     port = port_free_on_all(3)
     folder = tmp_path / "local"
-    process = subprocess.Popen([sys.executable, "-m", "zot_registry.cli", "local-cluster", "--members", "3",
-                                "--port", str(port), "--dir", str(folder)],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = start_local_cluster(folder, port)
     try:
         urls = [f"https://127.0.0.{i}:{port}" for i in (1, 2, 3)]
-        deadline = time.monotonic() + 60
-        while not (folder / "ca.crt").exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        context = ssl.create_default_context(cafile=str(folder / "ca.crt"))
-        while time.monotonic() < deadline:
-            try:
-                if all(httpx.get(f"{url}/readyz", verify=context).status_code == 200 for url in urls):
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        else:
-            raise AssertionError("local cluster did not become ready in 60 s")
+        context = wait_ready(folder, urls)
         image = make_image("local")
         with httpx.Client(base_url=urls[0], verify=context) as first, \
                 httpx.Client(base_url=urls[2], verify=context) as last:
@@ -53,6 +100,4 @@ def test_local_cluster_runs_and_stops_on_ctrl_c(tmp_path: Path) -> None:
             except httpx.ConnectError:
                 pass
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        kill_group(process)

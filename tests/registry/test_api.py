@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import http.client
 import json
 import os
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -384,6 +386,24 @@ def test_htpasswd_auth(start_registry: Callable[..., RegistryProcess], tmp_path:
     with httpx.Client(base_url=registry.url, auth=("alice", "wonderland")) as alice:
         assert alice.get("/v2/").status_code == 200
         assert push_image(alice, "private", make_image("auth"), tag="v1").status_code == 201
+
+
+def test_fail_delay_holds_a_failed_login_but_not_the_registry(start_registry: Callable[..., RegistryProcess],
+                                                              tmp_path: Path) -> None:
+    """zot's http.auth.failDelay: a failed login is answered after that many seconds, a good one at once,
+    and the wait is not the event loop's (other requests go on meanwhile)."""
+    htpasswd = write_htpasswd(tmp_path / "htpasswd", {"alice": "wonderland"})
+    registry = start_registry(workers=1, auth={"htpasswd": {"path": str(htpasswd)}, "failDelay": 2})
+    with httpx.Client(base_url=registry.url, timeout=30) as anonymous:
+        assert anonymous.get("/v2/", auth=("alice", "wonderland")).status_code == 200
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            started = time.monotonic()
+            failing = pool.submit(anonymous.get, "/v2/", auth=("alice", "wrong"))
+            time.sleep(0.3)
+            assert anonymous.get("/livez").status_code == 200
+            assert not failing.done()  # still held back by failDelay while /livez answered
+            assert failing.result().status_code == 401
+            assert time.monotonic() - started >= 2.0
 
 
 def test_metrics_count_requests_and_bytes(client: httpx.Client) -> None:

@@ -290,7 +290,6 @@ def test_harmless_unsupported_keys_warn_with_their_path_and_are_dropped() -> Non
         "http.auth.sessionDriver: not supported yet, ignored",
         "log.audit: not supported yet, ignored: no audit log is written",
         "scheduler: not supported yet, ignored",
-        "http.auth.failDelay: not supported yet, ignored: failed logins are answered at once",
     ]
     config = loaded.config
     assert config.http.auth is not None and config.http.auth.fail_delay == 5

@@ -1,9 +1,9 @@
-"""Printing that never stops local mode: what `local up` says is for a terminal that may be gone.
+"""Printing that never stops a supervisor: what local mode says is for a terminal that may be gone.
 
-A closed terminal makes every write fail (EIO), a closed pipe too (EPIPE). The supervisor must
-still stop its members and write state.json then, so each line goes through `say`, which drops
-what cannot be written and sends the rest of that stream to /dev/null (so the interpreter's last
-flush at exit does not fail again either).
+A closed terminal makes every write fail (EIO), a closed pipe too (EPIPE). A supervisor (local
+mode's, `zot-registry local-cluster`) must still stop its members then, and record that, so each
+line goes through `say`, which drops what cannot be written and sends the rest of that stream to
+/dev/null (so the interpreter's last flush at exit does not fail again either).
 """
 
 from __future__ import annotations

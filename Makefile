@@ -26,9 +26,9 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy registry operator tests
 
-# -rs prints why a test was skipped (the kind suite, where Docker or kind is missing).
+# -rs prints why a test was skipped (the kind suite, where Docker or kind is missing); --durations the slowest.
 test: $(STAMP) tools lint
-	$(BIN)/pytest -q -rs tests
+	$(BIN)/pytest -q -rs --durations=20 tests
 
 # The end-to-end suite on kind: needs Docker and kind (fails, rather than skips, without them).
 test-kind: $(STAMP)

@@ -19,14 +19,19 @@ def temp_name(directory: Path, prefix: str = ".tmp-") -> Path:
     return directory / f"{prefix}{uuid.uuid4().hex}"
 
 
+def _write_temp(tmp: Path, data: bytes) -> None:
+    """`data` into a new private file, flushed to disk, ready to be renamed or linked into place."""
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_name(path.parent)
     try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+        _write_temp(tmp, data)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -43,10 +48,7 @@ def write_exclusive(path: Path, data: bytes) -> bool:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_name(path.parent)
     try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+        _write_temp(tmp, data)
         os.link(tmp, path)
         return True
     except FileExistsError:

@@ -19,7 +19,8 @@ import httpx
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TOOLS_BIN = REPO_ROOT / ".tools" / "bin"
-SHARED = REPO_ROOT.parent / "shared"
+# zot's published scale-out example configs, as users paste them (tests/data/zot-examples/README.md).
+ZOT_EXAMPLES = REPO_ROOT / "tests" / "data" / "zot-examples"
 
 
 def tool(name: str) -> str:

@@ -17,11 +17,10 @@ from typing import Any
 
 from tests.certs import CertFiles, make_certs
 from tests.cluster.conftest import port_free_on_all
-from tests.helpers import REPO_ROOT, RegistryProcess
+from tests.helpers import REPO_ROOT, ZOT_EXAMPLES, RegistryProcess
 from tests.storage.conftest import Peer
 from tests.storage.s3util import S3_ENV
 
-ZOT_EXAMPLES = REPO_ROOT.parent / "shared" / "zot-examples"
 MAX_MEMBERS = 5
 
 

@@ -19,17 +19,14 @@ import time
 from pathlib import Path
 
 import httpx
-import pytest
 from zot_registry.cluster.hashing import owner_index
 
 from tests.helpers import Image, free_port, make_image, push_image, sha256, tool
 from tests.registry.test_clients import blob_files, write_oci_layout
 from tests.storage.conftest import Peer
 from tests.storage.s3util import blob_objects_not_matching_their_key, list_objects, read_object
-from tests.storage.shared_cluster import ZOT_EXAMPLES, SharedCluster, haproxy_config
+from tests.storage.shared_cluster import SharedCluster, haproxy_config
 from tests.storage.test_zot_examples_on_s3 import MANIFEST, OCTETS, assert_absent_or_whole, assert_pullable
-
-pytestmark = pytest.mark.skipif(not ZOT_EXAMPLES.is_dir(), reason=f"zot's examples are not at {ZOT_EXAMPLES}")
 
 
 def http_client(cluster: SharedCluster, member: int, timeout: float = 60) -> httpx.Client:

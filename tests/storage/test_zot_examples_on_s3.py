@@ -21,12 +21,11 @@ from tests.helpers import Image, make_image, push_image, sha256
 from tests.registry.test_conformance import run_conformance, run_current_suite
 from tests.storage.conftest import Peer
 from tests.storage.s3util import blob_objects_not_matching_their_key
-from tests.storage.shared_cluster import ZOT_EXAMPLES, SharedCluster, shared_cluster
+from tests.storage.shared_cluster import SharedCluster, shared_cluster
 
 MANIFEST = {"Content-Type": "application/vnd.oci.image.manifest.v1+json"}
 OCTETS = {"Content-Type": "application/octet-stream"}
 
-pytestmark = pytest.mark.skipif(not ZOT_EXAMPLES.is_dir(), reason=f"zot's examples are not at {ZOT_EXAMPLES}")
 
 
 def client(cluster: SharedCluster, member: int, timeout: float = 60) -> httpx.Client:

@@ -22,9 +22,9 @@ from zot_registry.config import (
     verify_main,
 )
 
-REPO = Path(__file__).resolve().parents[2]
-ZOT_EXAMPLES = REPO.parent / "shared" / "zot-examples"
-OUR_EXAMPLE = REPO / "examples" / "config.json"
+from tests.helpers import REPO_ROOT, ZOT_EXAMPLES
+
+OUR_EXAMPLE = REPO_ROOT / "examples" / "config.json"
 
 MINIMAL: dict[str, Any] = {"storage": {"rootDirectory": "/var/lib/zot"}}
 CLUSTER: dict[str, Any] = {"members": ["127.0.0.1:9000", "127.0.0.2:9000"], "hashKey": "loremipsumdolors"}
@@ -57,8 +57,6 @@ def with_(**sections: Any) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def zot_examples() -> Path:
-    if not ZOT_EXAMPLES.is_dir():
-        pytest.skip(f"zot's example configs are not at {ZOT_EXAMPLES} (the shared folder beside the repository)")
     return ZOT_EXAMPLES
 
 

@@ -27,10 +27,9 @@ from zot_operator.render import (
 )
 from zot_registry.config import parse_config
 
-from tests.helpers import REPO_ROOT
+from tests.helpers import REPO_ROOT, ZOT_EXAMPLES
 
 EXAMPLE = REPO_ROOT / "examples" / "zotcluster.yaml"
-SHARED_EXAMPLES = REPO_ROOT.parent / "shared" / "zot-examples"
 
 
 def by_kind(objects: list[dict], kind: str) -> dict:
@@ -204,7 +203,7 @@ def test_dynamodb_cache_renders_zots_table_names() -> None:
     ref = _load_cluster(str(S3_EXAMPLE))
     spec = ref.spec.model_copy(update={"cache": CacheSpec(dynamodb=DynamoDBCache(endpoint="http://dynamo:8000"))})
     config = json.loads(render(ClusterRef("registry", "default", "", spec), "0123456789abcdef").config_text)
-    published = json.loads((SHARED_EXAMPLES / "cluster-s3-dynamodb.json").read_text())["storage"]["cacheDriver"]
+    published = json.loads((ZOT_EXAMPLES / "cluster-s3-dynamodb.json").read_text())["storage"]["cacheDriver"]
     assert config["storage"]["cacheDriver"] == {**published, "endpoint": "http://dynamo:8000"}
     loaded = parse_config(json.dumps(config), "rendered config.json")
     assert [w for w in loaded.warnings if "not supported" in w] == []

@@ -9,12 +9,15 @@ from typing import Any
 import kopf
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
+from zot_registry.tuning import env_seconds
 
 from .crd import GROUP, PLURAL, VERSION
 from .kube import Kube, is_subset
 from .reconcile import reconcile
 
-RESYNC_SECONDS = 10.0
+# How often each ZotCluster is checked for drift and member health. The tests shorten it, so that
+# "two checks changed nothing" takes seconds, not half a minute.
+RESYNC_SECONDS = env_seconds("ZOT_OPERATOR_RESYNC_SECONDS", 10.0) or 10.0
 
 
 @lru_cache(maxsize=1)

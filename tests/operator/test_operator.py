@@ -18,7 +18,7 @@ from zot_registry.cluster.hashing import owner_index
 from zot_registry.config import parse_config
 
 from tests.helpers import REPO_ROOT
-from tests.k8s import ControlPlane, operator_process
+from tests.k8s import OPERATOR_RESYNC_SECONDS, ControlPlane, operator_process
 
 EXAMPLE = REPO_ROOT / "examples" / "zotcluster.yaml"
 
@@ -146,7 +146,7 @@ def test_apply_scale_drift_and_delete(control_plane: ControlPlane, operator: sub
 
     time.sleep(3)  # let the last status write of the convergence land
     settled = versions()
-    time.sleep(2 * 10 + 2)  # two drift checks (handlers.RESYNC_SECONDS)
+    time.sleep(2 * OPERATOR_RESYNC_SECONDS + 2)  # two drift checks
     assert versions() == settled
 
     # Scale to 5: a new member list in the config, and every pod recreated with it.
@@ -307,7 +307,7 @@ def test_s3_cluster_waits_for_its_credentials_and_never_writes_them_into_the_con
 
     time.sleep(3)
     settled = written()
-    time.sleep(2 * 10 + 2)  # two drift checks (handlers.RESYNC_SECONDS)
+    time.sleep(2 * OPERATOR_RESYNC_SECONDS + 2)  # two drift checks
     assert written() == settled
     # A new password in the Secret: the pod template changes (the members roll), the ConfigMap does not.
     versions = sts["spec"]["template"]["metadata"]["annotations"]["zot-operator.io/secret-versions"]

@@ -676,31 +676,27 @@ DAMAGED_INDEXES: dict[str, bytes] = {
 PARTLY_BROKEN = "broken/entries"
 
 
-def _zot_roots(root: Path, good: Image) -> None:
-    for name in ("zot/emptied", "zot/blobsonly"):
-        repo = root / name
-        (repo / "blobs" / "sha256").mkdir(parents=True)
-        (repo / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
-        (repo / "index.json").write_bytes(ZOT_NULL_INDEX)
-    for blob in [good.config, *good.layers]:
-        (root / "zot/blobsonly/blobs/sha256" / sha256(blob)[7:]).write_bytes(blob)
-    for name, content in DAMAGED_INDEXES.items():
-        repo = root / name
-        (repo / "blobs" / "sha256").mkdir(parents=True)
-        (repo / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
-        (repo / "index.json").write_bytes(content)
-        for blob in [good.config, *good.layers]:
-            (repo / "blobs/sha256" / sha256(blob)[7:]).write_bytes(blob)
-    repo = root / PARTLY_BROKEN
+def _zot_repository(root: Path, name: str, index: bytes, blobs: list[bytes]) -> None:
+    """A repository folder as zot writes it: oci-layout, index.json and the blobs under their digests."""
+    repo = root / name
     (repo / "blobs" / "sha256").mkdir(parents=True)
     (repo / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
-    for blob in [good.config, *good.layers, good.manifest]:
+    (repo / "index.json").write_bytes(index)
+    for blob in blobs:
         (repo / "blobs/sha256" / sha256(blob)[7:]).write_bytes(blob)
+
+
+def _zot_roots(root: Path, good: Image) -> None:
+    _zot_repository(root, "zot/emptied", ZOT_NULL_INDEX, [])
+    _zot_repository(root, "zot/blobsonly", ZOT_NULL_INDEX, [good.config, *good.layers])
+    for name, content in DAMAGED_INDEXES.items():
+        _zot_repository(root, name, content, [good.config, *good.layers])
     entries = [5, None, "x", {"mediaType": OCI_MANIFEST}, {"digest": 7}, {"digest": "sha256:nothex"},
                {"mediaType": OCI_MANIFEST, "digest": good.digest, "size": len(good.manifest), "annotations": 5},
                {"mediaType": OCI_MANIFEST, "digest": good.digest, "size": len(good.manifest),
                 "annotations": {TAG_ANNOTATION: "good"}}]
-    (repo / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": entries}))
+    _zot_repository(root, PARTLY_BROKEN, json.dumps({"schemaVersion": 2, "manifests": entries}).encode(),
+                    [good.config, *good.layers, good.manifest])
 
 
 def test_zot_roots_with_null_manifests_and_damaged_indexes(site: SiteFactory) -> None:

@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -231,6 +232,18 @@ def test_secrets_in_the_manifest_and_the_operators_config(tmp_path: Path) -> Non
         stop(process, [])
 
 
+def assert_stopped_cleanly(process: subprocess.Popen[Any], descendants: list[psutil.Process], state: Path,
+                           port: int) -> None:
+    """The supervisor exits 0, no member is left, nothing listens, and state.json says Stopped."""
+    code = process.wait(timeout=60)
+    _, alive = psutil.wait_procs(descendants, timeout=10)
+    assert not alive, f"left running: {alive}"
+    final = json.loads((state / "state.json").read_text())
+    assert final["phase"] == "Stopped" and final["pid"] is None and final["memberPids"] == []
+    assert not listening("127.0.0.1", port)
+    assert code == 0
+
+
 @pytest.mark.parametrize("resize", [False, True], ids=["sighup", "resize-then-sighup"])
 def test_closed_output_and_sighup_still_stop_every_member(tmp_path: Path, resize: bool) -> None:
     """The terminal closed: stdout is a pipe nobody reads any more, then SIGHUP. Printing fails from
@@ -260,13 +273,7 @@ def test_closed_output_and_sighup_still_stop_every_member(tmp_path: Path, resize
             descendants += psutil.Process(process.pid).children(recursive=True)
 
         process.send_signal(signal.SIGHUP)
-        code = process.wait(timeout=60)
-        _, alive = psutil.wait_procs(descendants, timeout=10)
-        assert not alive, f"left running: {alive}"
-        final = json.loads((state / "state.json").read_text())
-        assert final["phase"] == "Stopped" and final["pid"] is None and final["memberPids"] == []
-        assert not listening("127.0.0.1", port)
-        assert code == 0
+        assert_stopped_cleanly(process, descendants, state, port)
     finally:
         stop(process, descendants)
 
@@ -302,13 +309,7 @@ def test_closing_its_terminal_stops_every_member(tmp_path: Path) -> None:
         assert len(descendants) >= 2, "the members did not start"
         os.close(master)  # the terminal window closes
         master = -1
-        code = process.wait(timeout=60)
-        _, alive = psutil.wait_procs(descendants, timeout=10)
-        assert not alive, f"left running: {alive}"
-        final = json.loads((state / "state.json").read_text())
-        assert final["phase"] == "Stopped" and final["pid"] is None and final["memberPids"] == []
-        assert not listening("127.0.0.1", port)
-        assert code == 0
+        assert_stopped_cleanly(process, descendants, state, port)
     finally:
         if master >= 0:
             os.close(master)

@@ -1,7 +1,7 @@
 # One image for both programs: the registry members run `zot-registry serve /etc/zot/config.json`
 # (the operator sets only the args, like zot's image), the operator runs `zot-operator run`.
 #
-#   docker build -t ghcr.io/zot-operator/zot-operator:0.1.0 .
+#   make image    (docker build -t ghcr.io/zot-operator/zot-operator:<registry/version.py> .)
 
 # Build stage: the wheel of this repository and its dependencies, compiled where needed.
 FROM python:3.11-slim AS build

@@ -4,8 +4,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/.tools/bin:$(CURDIR)/$(BIN):$(PATH)
+# registry/version.py is the one place the version is written.
+VERSION := $(shell sed -n 's/^VERSION = "\(.*\)"/\1/p' registry/version.py)
+IMAGE := ghcr.io/zot-operator/zot-operator:$(VERSION)
 
-.PHONY: run test test-kind tools lint bench clean
+.PHONY: run test test-unit test-kind tools lint fmt image version bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,11 +27,26 @@ tools:
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy registry operator tests
+	$(BIN)/mypy registry operator tests bench
+
+# Rewrites the tree: ruff's safe fixes (import order, ...).
+fmt: $(STAMP)
+	$(BIN)/ruff check --fix .
 
 # -rs prints why a test was skipped (the kind suite, where Docker or kind is missing); --durations the slowest.
 test: $(STAMP) tools lint
 	$(BIN)/pytest -q -rs --durations=20 tests
+
+# Seconds, no test peers: the pure-Python tests (config, hashing, rendering, plans).
+test-unit: $(STAMP)
+	$(BIN)/pytest -q tests/unit
+
+# The image both programs run from (Dockerfile); needs Docker.
+image:
+	docker build -t $(IMAGE) .
+
+version:
+	@echo $(VERSION)
 
 # The end-to-end suite on kind: needs Docker and kind (fails, rather than skips, without them).
 test-kind: $(STAMP)

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import yaml
+from zot_registry.version import VERSION
 
 from .crd import crd_yaml
 from .local.manifest import ManifestError, load_manifest
@@ -64,6 +65,7 @@ def _positive(text: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="zot-operator", description="Kubernetes operator for ZotCluster")
+    parser.add_argument("--version", action="version", version=f"zot-operator {VERSION}")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("crd", help="print the ZotCluster CustomResourceDefinition")
     render_cmd = commands.add_parser("render", help="print the children of a ZotCluster without a cluster")

@@ -6,13 +6,24 @@ so every field carries its default and description here and nowhere else.
 
 from __future__ import annotations
 
-import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from zot_registry.durations import parse_duration
+from zot_registry.version import VERSION
 
-DEFAULT_IMAGE = "ghcr.io/zot-operator/zot-operator:0.1.0"
-_DURATION = re.compile(r"^(\d+h)?(\d+m)?(\d+s)?$")
+IMAGE_REPOSITORY = "ghcr.io/zot-operator/zot-operator"
+DEFAULT_IMAGE = f"{IMAGE_REPOSITORY}:{VERSION}"
+
+def _go_duration(value: str) -> str:
+    """A duration as zot and Go write it (30s, 5m, 1h30m, 1.5h); kept as text, zot reads it."""
+    try:
+        seconds = parse_duration(value)
+    except ValueError:
+        raise ValueError("must be a duration like 30s, 5m or 1h") from None
+    if seconds < 0:
+        raise ValueError("must not be negative")
+    return value
 
 
 class _Model(BaseModel):
@@ -63,9 +74,7 @@ class StorageSpec(_Model):
     @field_validator("gc_delay", "gc_interval")
     @classmethod
     def _duration(cls, value: str) -> str:
-        if not value or not _DURATION.match(value):
-            raise ValueError("must be a duration like 30s, 5m or 1h")
-        return value
+        return _go_duration(value)
 
 
 class RedisCache(_Model):
@@ -137,9 +146,7 @@ class FailoverSpec(_Model):
     @field_validator("after")
     @classmethod
     def _duration(cls, value: str) -> str:
-        if not value or not _DURATION.match(value):
-            raise ValueError("must be a duration like 30s, 5m or 1h")
-        return value
+        return _go_duration(value)
 
 
 class ServiceSpec(_Model):

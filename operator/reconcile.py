@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
+from zot_registry.durations import parse_duration
 
 from .kube import Kube
 from .models import FailoverSpec, ZotClusterSpec
@@ -47,18 +48,6 @@ class Degraded(Exception):
 class Outcome:
     status: dict[str, Any]
     actions: list[str] = field(default_factory=list)
-
-
-def _seconds(duration: str) -> float:
-    total = 0.0
-    number = ""
-    for char in duration:
-        if char.isdigit():
-            number += char
-        else:
-            total += int(number) * {"h": 3600, "m": 60, "s": 1}[char]
-            number = ""
-    return total
 
 
 def _iso(moment: datetime.datetime) -> str:
@@ -167,7 +156,7 @@ def plan_failover(spec: ZotClusterSpec, status: dict[str, Any], pods: list[dict[
     failed = {int(i) for i in status.get("failedMembers") or [] if int(i) < spec.replicas}
     if not failover.automatic:
         return [], {}, {}
-    after = datetime.timedelta(seconds=_seconds(failover.after))
+    after = datetime.timedelta(seconds=parse_duration(failover.after))
     # Re-admitting restarts every member: with a very short `after` (allowed with shared storage, where a
     # drop moves no data) a member that starts but never gets ready would flap in and out every check.
     readmit_after = max(after, MIN_READMIT_AFTER)

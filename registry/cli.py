@@ -7,6 +7,7 @@ import sys
 
 from .config import verify_main
 from .logs import setup_logging
+from .version import VERSION
 
 
 def _workers(text: str) -> int:
@@ -25,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="zot-registry", description="zot-compatible OCI registry")
+    parser.add_argument("--version", action="version", version=f"zot-registry {VERSION}")
     commands = parser.add_subparsers(dest="command", required=True)
     serve_cmd = commands.add_parser("serve", help="serve the registry described by a zot config file")
     serve_cmd.add_argument("config")

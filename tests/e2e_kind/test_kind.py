@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from zot_operator.models import DEFAULT_IMAGE
 from zot_registry.cluster.hashing import owner_index
 
 from tests.helpers import REPO_ROOT
 
 CLUSTER = "zot-e2e"
-IMAGE = "ghcr.io/zot-operator/zot-operator:0.1.0"
+IMAGE = DEFAULT_IMAGE
 NAMESPACE = "zot-e2e"
 ENTRY = "localhost:5000"  # kind-config.yaml maps NodePort 30500 here
 TOOLS = REPO_ROOT / ".tools" / "bin"

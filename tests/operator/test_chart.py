@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
+from zot_operator.models import DEFAULT_IMAGE
 
 from tests.helpers import REPO_ROOT
 from tests.k8s import ControlPlane, kubeconfig, operator_process
@@ -117,7 +118,7 @@ def test_default_render_wires_the_deployment_as_documented(tmp_path: Path) -> No
     pod = deployment["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     assert deployment["spec"]["replicas"] == 2
-    assert container["image"] == "ghcr.io/zot-operator/zot-operator:0.1.0"
+    assert container["image"] == DEFAULT_IMAGE
     assert container["command"] == ["zot-operator"]
     assert container["args"] == ["run", "--liveness=http://0.0.0.0:8080/healthz", f"--peering={FULLNAME}"]
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}

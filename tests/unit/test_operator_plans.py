@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
+import pytest
+from pydantic import ValidationError
 from zot_operator.models import ZotClusterSpec
 from zot_operator.reconcile import moved_share, plan_failover, plan_restarts
 from zot_operator.render import MEMBERS_ANNOTATION
@@ -76,3 +78,15 @@ def test_failover_off_drops_nobody() -> None:
 def testmoved_share() -> None:
     assert moved_share(["a", "b", "c"], ["a", "b", "c", "d", "e"]).startswith("about 80%")
     assert moved_share(["a", "b"], ["a", "b", "c", "d"]).startswith("about 50%")
+
+
+@pytest.mark.parametrize("after", ["90s", "1h30m", "1.5h", "0s"])
+def test_failover_after_takes_what_zot_takes(after: str) -> None:
+    spec = ZotClusterSpec.model_validate({"failover": {"automatic": True, "after": after}})
+    assert spec.failover.after == after
+
+
+@pytest.mark.parametrize("after", ["", "5", "-5m", "5 minutes", "1d"])
+def test_failover_after_refuses_what_is_not_a_go_duration(after: str) -> None:
+    with pytest.raises(ValidationError, match=r"duration|negative"):
+        ZotClusterSpec.model_validate({"failover": {"automatic": True, "after": after}})

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from cryptography import x509
 from zot_registry.certs import KeyPair, make_ca, make_server_cert
-from zot_registry.local import new_hash_key
+from zot_registry.cluster.hashing import new_hash_key
 
 RENEW_BEFORE = datetime.timedelta(days=30)
 SERVER_DAYS = 365

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import signal
 import socket
 import ssl
-import string
 import subprocess
 import sys
 import time
@@ -24,9 +22,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from .certs import make_ca, make_server_cert
+from .cluster.hashing import new_hash_key
 from .console import say
-
-_KEY_ALPHABET = string.ascii_letters + string.digits
 
 
 @dataclass
@@ -131,11 +128,6 @@ def stop_members(processes: Iterable[subprocess.Popen[bytes]], timeout: float = 
         for pgid in groups:
             os.killpg(pgid, signal.SIGKILL)
     return codes
-
-
-def new_hash_key() -> str:
-    # 16 printable ASCII characters: exactly the 16 bytes zot wants, safe in a JSON config.
-    return "".join(secrets.choice(_KEY_ALPHABET) for _ in range(16))
 
 
 def write_cluster(folder: Path, members: int, port: int, tls: bool = True, htpasswd: Path | None = None,

@@ -7,7 +7,12 @@ the number of members. Vectors, zot's own among them, live in tests/unit/test_ha
 
 from __future__ import annotations
 
+import secrets
+import string
+
 import siphash24
+
+_KEY_ALPHABET = string.ascii_letters + string.digits
 
 
 def repository_hash(name: str, key: bytes) -> int:
@@ -16,3 +21,9 @@ def repository_hash(name: str, key: bytes) -> int:
 
 def owner_index(name: str, key: bytes, members: int) -> int:
     return repository_hash(name, key) % members
+
+
+def new_hash_key() -> str:
+    """A new cluster.hashKey: 16 printable ASCII characters, exactly the 16 bytes zot wants and
+    safe in a JSON config."""
+    return "".join(secrets.choice(_KEY_ALPHABET) for _ in range(16))

@@ -204,6 +204,22 @@ def plan_restarts(pods: list[dict[str, Any]], members: str, update_revision: str
     return [], ""
 
 
+# Phases a cluster reaches once it has been Running. The status keeps no other memory of that, so a
+# Secret problem or a membership restart before the first Running counts too: Degraded, never wrongly Running.
+_SEEN_READY = ("Running", "Restarting", "Degraded")
+
+
+def _phase(all_ready: bool, restarting: bool, dropped: bool, old_status: dict[str, Any]) -> str:
+    """Creating only while the cluster has never been fully ready; after that, a member not ready is Degraded."""
+    if all_ready:
+        return "Running"
+    if restarting:
+        return "Restarting"
+    if not old_status.get("members"):  # the first pass: no member has run yet
+        return "Creating"
+    return "Degraded" if dropped or old_status.get("phase") in _SEEN_READY else "Creating"
+
+
 def _condition(kind: str, ok: bool, reason: str, message: str, old: list[dict[str, Any]],
                now: datetime.datetime) -> dict[str, Any]:
     status = "True" if ok else "False"
@@ -261,9 +277,7 @@ def reconcile(kube: Kube, body: dict[str, Any], event: Event, now: datetime.date
     ready = sum(1 for p in pods if _ready(p) and _ordinal(p) in ordinals and p["metadata"]["name"] not in to_delete)
     all_ready = ready == len(ordinals) and not to_delete
     progressing = bool(to_delete) or not all_ready
-    phase = "Running" if all_ready else ("Restarting" if to_delete else
-                                         "Creating" if not old_status.get("members") else "Degraded"
-                                         if failed else "Creating")
+    phase = _phase(all_ready, bool(to_delete), bool(failed), old_status)
     status: dict[str, Any] = {
         "observedGeneration": meta.get("generation"),
         "members": rendered.members,

@@ -8,7 +8,6 @@ with a message and an event, and deletes nothing.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,28 +19,12 @@ from .models import FailoverSpec, ZotClusterSpec
 from .render import (
     MEMBERS_ANNOTATION,
     ClusterRef,
-    ca_secret,
-    ca_secret_name,
-    certificate_hosts,
-    hash_key_secret,
     hash_key_secret_name,
     member_ordinals,
     render,
     selector_string,
-    start_secrets,
-    tls_secret,
-    tls_secret_name,
 )
-from .secrets import decode_secret_data, new_hash_key, plan_tls
-
-Event = Callable[[str, str, str], None]  # (type Normal/Warning, reason, message)
-
-
-class Degraded(Exception):
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
+from .secret_steps import Degraded, Event, check_referenced_secrets, ensure_hash_key, ensure_tls
 
 
 @dataclass
@@ -77,76 +60,7 @@ def _running(pod: dict[str, Any]) -> bool:
                                   for s in statuses)
 
 
-def ensure_hash_key(kube: Kube, ref: ClusterRef, event: Event) -> str:
-    name = hash_key_secret_name(ref)
-    secret = kube.get("Secret", ref.namespace, name)
-    if secret is None:
-        if ref.spec.hash_key_secret:
-            raise Degraded("HashKeySecretMissing", f"Secret {name} (spec.hashKeySecret) does not exist")
-        key = new_hash_key()
-        kube.create(hash_key_secret(ref, key))
-        event("Normal", "HashKeyCreated", f"generated the routing hash key in Secret {name}")
-        return key
-    value = decode_secret_data(secret.get("data")).get("hashKey", b"")
-    if len(value) != 16:
-        raise Degraded("HashKeyInvalid", f"Secret {name} key hashKey must hold exactly 16 bytes, has {len(value)}")
-    return value.decode("latin-1")
-
-
-def ensure_tls(kube: Kube, ref: ClusterRef, event: Event, now: datetime.datetime) -> None:
-    if ref.spec.tls.mode == "secret":
-        name = tls_secret_name(ref)
-        secret = kube.get("Secret", ref.namespace, name)
-        keys = set((secret or {}).get("data") or {})
-        if secret is None or not {"tls.crt", "tls.key", "ca.crt"} <= keys:
-            raise Degraded("TLSSecretMissing", f"Secret {name} (spec.tls.secretName) must exist with keys "
-                                               "tls.crt, tls.key and ca.crt")
-        return
-    ca = kube.get("Secret", ref.namespace, ca_secret_name(ref.name))
-    server = kube.get("Secret", ref.namespace, tls_secret_name(ref))
-    plan = plan_tls(decode_secret_data((ca or {}).get("data")), decode_secret_data((server or {}).get("data")),
-                    certificate_hosts(ref), now)
-    for changed, existing, body, what in (
-            (plan.ca_changed, ca, ca_secret(ref, plan.ca.cert_pem, plan.ca.key_pem), "cluster CA"),
-            (plan.server_changed, server, tls_secret(ref, plan.server.cert_pem, plan.server.key_pem,
-                                                     plan.ca.cert_pem), "server certificate")):
-        if not changed:
-            continue
-        if existing is None:
-            kube.create(body)
-            event("Normal", "CertificateCreated", f"created the {what} in Secret {body['metadata']['name']}")
-        else:
-            kube.patch("Secret", ref.namespace, body["metadata"]["name"], {"stringData": body["stringData"]})
-            event("Normal", "CertificateRenewed", f"renewed the {what} in Secret {body['metadata']['name']}")
-
-
 MIN_READMIT_AFTER = datetime.timedelta(seconds=30)
-
-
-def check_referenced_secrets(kube: Kube, ref: ClusterRef) -> dict[str, str]:
-    """Every Secret the pods would mount or read must exist with its keys, or no pod could start.
-    Returns the resourceVersion of each Secret the members read only at start (`start_secrets`)."""
-    spec = ref.spec
-    wanted: list[tuple[str, str, str, str]] = []  # (secret, key, spec field, reason)
-    if spec.auth and spec.auth.htpasswd:
-        wanted.append((spec.auth.htpasswd.secret_name, spec.auth.htpasswd.key, "spec.auth.htpasswd",
-                       "HtpasswdSecretMissing"))
-    if spec.storage.mode == "s3" and spec.storage.s3 and spec.storage.s3.credentials_secret:
-        for key in ("accessKey", "secretKey"):
-            wanted.append((spec.storage.s3.credentials_secret, key, "spec.storage.s3.credentialsSecret",
-                           "S3CredentialsSecretMissing"))
-    if spec.cache and spec.cache.redis and spec.cache.redis.url_secret:
-        url = spec.cache.redis.url_secret
-        wanted.append((url.name, url.key, "spec.cache.redis.urlSecret", "RedisURLSecretMissing"))
-    secrets: dict[str, dict[str, Any] | None] = {}
-    for name, key, spec_field, reason in wanted:
-        if name not in secrets:
-            secrets[name] = kube.get("Secret", ref.namespace, name)
-        secret = secrets[name]
-        if secret is None or key not in (secret.get("data") or {}):
-            raise Degraded(reason, f"Secret {name} with key {key} ({spec_field}) does not exist")
-    return {name: str((secrets[name] or {}).get("metadata", {}).get("resourceVersion", ""))
-            for name in start_secrets(spec) if name in secrets}
 
 
 def plan_failover(spec: ZotClusterSpec, status: dict[str, Any], pods: list[dict[str, Any]],

@@ -1,24 +1,23 @@
-"""Key material the operator generates once and keeps: the hash key, the CA, the server certificate.
+"""The TLS material the operator generates once and keeps: when the CA and the server certificate must be
+(re)written. Pure: given what the Secrets hold, what to write; `secret_steps` does the I/O.
 
-Decisions here are pure (given what exists, what must be written); the handlers do the I/O.
+(Named so as not to shadow the standard library's `secrets`; the hash key is made by
+`zot_registry.cluster.hashing.new_hash_key`.)
 """
 
 from __future__ import annotations
 
-import base64
 import datetime
 from dataclasses import dataclass
 
 from cryptography import x509
 from zot_registry.certs import KeyPair, make_ca, make_server_cert
-from zot_registry.cluster.hashing import new_hash_key
 
 RENEW_BEFORE = datetime.timedelta(days=30)
 SERVER_DAYS = 365
 CA_DAYS = 3650
 
-__all__ = ["TLSMaterial", "decode_secret_data", "needs_new_ca", "needs_new_server_cert", "new_hash_key",
-           "plan_tls"]
+__all__ = ["TLSMaterial", "needs_new_ca", "needs_new_server_cert", "plan_tls"]
 
 
 @dataclass(frozen=True)
@@ -27,10 +26,6 @@ class TLSMaterial:
     server: KeyPair
     ca_changed: bool
     server_changed: bool
-
-
-def decode_secret_data(data: dict[str, str] | None) -> dict[str, bytes]:
-    return {key: base64.b64decode(value) for key, value in (data or {}).items()}
 
 
 def _expires_soon(cert_pem: bytes, now: datetime.datetime) -> bool:

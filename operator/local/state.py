@@ -26,11 +26,12 @@ from typing import Any
 
 import bcrypt
 import psutil
+from zot_registry.cluster.hashing import new_hash_key
 from zot_registry.local import member_address
 
 from ..models import ZotClusterSpec
 from ..render import ClusterRef, certificate_hosts, member_ordinals, render_config
-from ..secrets import new_hash_key, plan_tls
+from ..tls_secrets import plan_tls
 from .manifest import Manifest, ManifestError
 
 ADMIN = "admin"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime
 
-from zot_operator.secrets import plan_tls
+from zot_operator.tls_secrets import plan_tls
 from zot_registry.certs import make_ca, make_server_cert
 
 HOSTS = ["*.demo-members.default.svc.cluster.local", "demo.default.svc", "localhost", "127.0.0.1"]

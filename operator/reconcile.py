@@ -12,12 +12,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
-from zot_registry.durations import parse_duration
 
 from .kube import Kube
-from .models import FailoverSpec, ZotClusterSpec
+from .models import ZotClusterSpec
+from .plans import FailoverPlan, iso, moved_share, plan_failover, plan_restarts, pod_ordinal, pod_ready
 from .render import (
-    MEMBERS_ANNOTATION,
     ClusterRef,
     hash_key_secret_name,
     member_ordinals,
@@ -31,91 +30,6 @@ from .secret_steps import Degraded, Event, check_referenced_secrets, ensure_hash
 class Outcome:
     status: dict[str, Any]
     actions: list[str] = field(default_factory=list)
-
-
-def _iso(moment: datetime.datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _parse(moment: str) -> datetime.datetime:
-    return datetime.datetime.strptime(moment, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
-
-
-def _ordinal(pod: dict[str, Any]) -> int:
-    return int(pod["metadata"]["name"].rsplit("-", 1)[1])
-
-
-def _ready(pod: dict[str, Any]) -> bool:
-    if pod["metadata"].get("deletionTimestamp"):
-        return False
-    conditions = (pod.get("status") or {}).get("conditions") or []
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
-
-
-def _running(pod: dict[str, Any]) -> bool:
-    """The container runs and passed its startup probe. A dropped member is never ready (it is in no
-    member list), so re-admission looks at this instead of readiness."""
-    statuses = (pod.get("status") or {}).get("containerStatuses") or []
-    return bool(statuses) and all("running" in (s.get("state") or {}) and (s.get("started") or s.get("ready"))
-                                  for s in statuses)
-
-
-MIN_READMIT_AFTER = datetime.timedelta(seconds=30)
-
-
-def plan_failover(spec: ZotClusterSpec, status: dict[str, Any], pods: list[dict[str, Any]],
-                  now: datetime.datetime) -> tuple[list[int], dict[str, str], dict[str, str]]:
-    """Members to drop: in the list and not ready for `after`; re-admitted once running for `after`."""
-    failover: FailoverSpec = spec.failover
-    failed = {int(i) for i in status.get("failedMembers") or [] if int(i) < spec.replicas}
-    if not failover.automatic:
-        return [], {}, {}
-    after = datetime.timedelta(seconds=parse_duration(failover.after))
-    # Re-admitting restarts every member: with a very short `after` (allowed with shared storage, where a
-    # drop moves no data) a member that starts but never gets ready would flap in and out every check.
-    readmit_after = max(after, MIN_READMIT_AFTER)
-    by_ordinal = {_ordinal(p): p for p in pods}
-    not_ready_since: dict[str, str] = {}
-    running_since: dict[str, str] = {}
-    previous_nr = status.get("notReadySince") or {}
-    previous_rs = status.get("runningSince") or {}
-    for ordinal in member_ordinals(spec, failed):
-        pod = by_ordinal.get(ordinal)
-        if pod is not None and _ready(pod):
-            continue
-        since = previous_nr.get(str(ordinal), _iso(now))
-        if now - _parse(since) >= after:
-            failed.add(ordinal)
-        else:
-            not_ready_since[str(ordinal)] = since
-    for ordinal in sorted(failed):
-        pod = by_ordinal.get(ordinal)
-        if pod is None or not _running(pod):
-            continue
-        since = previous_rs.get(str(ordinal), _iso(now))
-        if now - _parse(since) >= readmit_after:
-            failed.discard(ordinal)
-        else:
-            running_since[str(ordinal)] = since
-    return sorted(failed), not_ready_since, running_since
-
-
-def plan_restarts(pods: list[dict[str, Any]], members: str, update_revision: str | None,
-                  replicas: int) -> tuple[list[str], str]:
-    """Pods to delete now and why. A new member list restarts every member together; any other
-    change rolls one member at a time, highest ordinal first, only while all are ready."""
-    stale = [p for p in pods if (p["metadata"].get("annotations") or {}).get(MEMBERS_ANNOTATION) != members
-             and not p["metadata"].get("deletionTimestamp")]
-    if stale:
-        return [p["metadata"]["name"] for p in stale], "membership changed: restarting all members together"
-    if not update_revision:
-        return [], ""
-    outdated = [p for p in pods if (p["metadata"].get("labels") or {}).get("controller-revision-hash")
-                != update_revision]
-    if outdated and len(pods) == replicas and all(_ready(p) for p in pods):
-        newest_first = max(outdated, key=_ordinal)
-        return [newest_first["metadata"]["name"]], "rolling update: one member at a time"
-    return [], ""
 
 
 # Phases a cluster reaches once it has been Running. The status keeps no other memory of that, so a
@@ -138,7 +52,7 @@ def _condition(kind: str, ok: bool, reason: str, message: str, old: list[dict[st
                now: datetime.datetime) -> dict[str, Any]:
     status = "True" if ok else "False"
     previous = next((c for c in old if c.get("type") == kind), None)
-    since = previous["lastTransitionTime"] if previous and previous.get("status") == status else _iso(now)
+    since = previous["lastTransitionTime"] if previous and previous.get("status") == status else iso(now)
     return {"type": kind, "status": status, "reason": reason, "message": message, "lastTransitionTime": since}
 
 
@@ -163,7 +77,10 @@ def reconcile(kube: Kube, body: dict[str, Any], event: Event, now: datetime.date
 
     pods = [p for p in kube.list("Pod", ref.namespace, selector_string(ref.name))
             if p["metadata"]["name"].rsplit("-", 1)[0] == ref.name]
-    failed, not_ready_since, running_since = plan_failover(spec, old_status, pods, now)
+    previous = FailoverPlan([int(i) for i in old_status.get("failedMembers") or []],
+                            dict(old_status.get("notReadySince") or {}), dict(old_status.get("runningSince") or {}))
+    failover = plan_failover(spec, previous, pods, now)
+    failed = failover.failed
     old_failed = old_status.get("failedMembers") or []
     for ordinal in sorted(set(failed) - set(old_failed)):
         event("Warning", "MemberDropped", f"member {ordinal} not ready for {spec.failover.after}: "
@@ -180,7 +97,8 @@ def reconcile(kube: Kube, body: dict[str, Any], event: Event, now: datetime.date
 
     statefulset = kube.get("StatefulSet", ref.namespace, ref.name) or {}
     update_revision = (statefulset.get("status") or {}).get("updateRevision")
-    to_delete, why = plan_restarts(pods, ",".join(rendered.members), update_revision, spec.replicas)
+    restarts = plan_restarts(pods, ",".join(rendered.members), update_revision, spec.replicas)
+    to_delete, why = restarts.pods, restarts.reason
     for name in to_delete:
         kube.delete("Pod", ref.namespace, name)
     if to_delete:
@@ -188,7 +106,8 @@ def reconcile(kube: Kube, body: dict[str, Any], event: Event, now: datetime.date
         outcome.actions.append(f"restarted {', '.join(to_delete)}")
 
     ordinals = set(member_ordinals(spec, failed))
-    ready = sum(1 for p in pods if _ready(p) and _ordinal(p) in ordinals and p["metadata"]["name"] not in to_delete)
+    ready = sum(1 for p in pods
+                if pod_ready(p) and pod_ordinal(p) in ordinals and p["metadata"]["name"] not in to_delete)
     all_ready = ready == len(ordinals) and not to_delete
     progressing = bool(to_delete) or not all_ready
     phase = _phase(all_ready, bool(to_delete), bool(failed), old_status)
@@ -201,8 +120,8 @@ def reconcile(kube: Kube, body: dict[str, Any], event: Event, now: datetime.date
         "selector": selector_string(ref.name),
         "hashKeySecret": hash_key_secret_name(ref),
         "failedMembers": failed,
-        "notReadySince": not_ready_since,
-        "runningSince": running_since,
+        "notReadySince": failover.not_ready_since,
+        "runningSince": failover.running_since,
         "conditions": [
             _condition("Ready", all_ready, "AllMembersReady" if all_ready else "MembersNotReady",
                        f"{ready} of {len(ordinals)} members ready", old_conditions, now),
@@ -226,17 +145,6 @@ def reconcile(kube: Kube, body: dict[str, Any], event: Event, now: datetime.date
             "member's volume until copied", old_conditions, now))
     outcome.status = status
     return outcome
-
-
-def moved_share(before: list[str], after: list[str]) -> str:
-    """Owner = hash % len(members): over one period of lcm(len) hash values, count the values whose
-    member address is the same under both lists (an excluded member in the middle shifts the rest)."""
-    from math import lcm
-
-    period = lcm(len(before), len(after))
-    kept = sum(1 for h in range(period) if before[h % len(before)] == after[h % len(after)])
-    moved = round((1 - kept / period) * 100)
-    return f"about {moved}% of repositories moved owner ({len(before)} -> {len(after)} members)"
 
 
 def _degraded(old_status: dict[str, Any], reason: str, message: str, old_conditions: list[dict[str, Any]],

@@ -7,7 +7,7 @@ from collections import Counter
 
 from zot_registry.cluster.hashing import owner_index
 
-from ..reconcile import moved_share
+from ..plans import moved_share
 from .state import LocalLayout
 
 SAMPLE = 10_000  # repository names hashed to show how evenly the members share the hash space

@@ -14,6 +14,7 @@ from zot_registry.tuning import env_seconds
 from .crd import GROUP, PLURAL, VERSION
 from .kube import Kube, is_subset
 from .reconcile import reconcile
+from .status import as_patch
 
 # How often each ZotCluster is checked for drift and member health. The tests shorten it, so that
 # "two checks changed nothing" takes seconds, not half a minute.
@@ -42,11 +43,11 @@ def _converge(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger) -> None:
         kopf.event(body, type=kind, reason=reason, message=message)
         logger.info(f"{reason}: {message}")
 
-    outcome = reconcile(kube(), dict(body), event)
+    status = as_patch(reconcile(kube(), dict(body), event).status)
     current = dict(body.get("status") or {})
     # Write status only when something observed changed: an unchanged cluster costs no writes.
-    if not (is_subset(outcome.status, current) and is_subset(current, outcome.status)):
-        patch.status.update(outcome.status)
+    if not (is_subset(status, current) and is_subset(current, status)):
+        patch.status.update(status)
 
 
 @kopf.on.create(GROUP, VERSION, PLURAL)

@@ -213,8 +213,11 @@ class ZotClusterSpec(_Model):
         return self
 
 
+Phase = Literal["Pending", "Creating", "Running", "Restarting", "Degraded"]
+
+
 class Condition(_Model):
-    type: str = Field(description="Ready, Progressing or Degraded.")
+    type: str = Field(description="Ready, Progressing, Degraded or RepositoriesMoved.")
     status: Literal["True", "False", "Unknown"] = Field(description="Condition status.")
     reason: str = Field("", description="One CamelCase word.")
     message: str = Field("", description="What a human should know.")
@@ -227,8 +230,7 @@ class ZotClusterStatus(_Model):
     members: list[str] = Field(default_factory=list, description="The ordered member list every pod runs with.")
     replicas: int = Field(0, description="Pods of the StatefulSet (for the scale subresource).")
     ready_members: int = Field(0, alias="readyMembers", description="Members that pass their readiness probe.")
-    phase: Literal["Pending", "Creating", "Running", "Restarting", "Degraded"] = Field(
-        "Pending", description="Summary of the conditions.")
+    phase: Phase = Field("Pending", description="Summary of the conditions.")
     selector: str = Field("", description="Label selector of the member pods (for the scale subresource).")
     hash_key_secret: str | None = Field(None, alias="hashKeySecret", description="The hash key Secret in use.")
     failed_members: list[int] = Field(default_factory=list, alias="failedMembers",
@@ -240,4 +242,5 @@ class ZotClusterStatus(_Model):
     moved_repositories: str | None = Field(None, alias="movedRepositories",
                                            description="On the last membership change with local storage: "
                                                        "the share of repositories whose owner changed.")
-    conditions: list[Condition] = Field(default_factory=list, description="Ready, Progressing, Degraded.")
+    conditions: list[Condition] = Field(default_factory=list,
+                                        description="Ready, Progressing, Degraded, RepositoriesMoved.")

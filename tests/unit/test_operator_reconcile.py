@@ -10,6 +10,8 @@ from typing import Any
 from zot_operator.kube import Kube
 from zot_operator.reconcile import reconcile
 from zot_operator.render import MEMBERS_ANNOTATION, labels
+from zot_operator.secret_steps import Event
+from zot_operator.status import as_patch
 
 NOW = datetime.datetime(2026, 11, 28, 12, 0, tzinfo=datetime.UTC)
 
@@ -72,44 +74,49 @@ def quiet(kind: str, reason: str, message: str) -> None:
     pass
 
 
+def run(kube: Kube, body: dict[str, Any], event: Event = quiet) -> dict[str, Any]:
+    """One pass; the status as the handlers patch it in."""
+    return as_patch(reconcile(kube, body, event, NOW).status)
+
+
 def test_a_new_cluster_is_creating_until_every_member_is_ready() -> None:
     kube = MemoryKube()
-    first = reconcile(kube, cluster(), quiet, NOW).status
+    first = run(kube, cluster())
     assert first["phase"] == "Creating" and first["readyMembers"] == 0
     for ordinal in range(3):
         kube.add_pod(ordinal, first["members"], ready=ordinal != 1)
-    second = reconcile(kube, cluster(first), quiet, NOW).status
+    second = run(kube, cluster(first))
     assert second["phase"] == "Creating" and second["readyMembers"] == 2
     kube.add_pod(1, first["members"], ready=True)
-    assert reconcile(kube, cluster(second), quiet, NOW).status["phase"] == "Running"
+    assert run(kube, cluster(second))["phase"] == "Running"
 
 
 def test_a_running_cluster_with_a_member_not_ready_and_failover_off_is_degraded() -> None:
     kube = MemoryKube()
-    members = reconcile(kube, cluster(), quiet, NOW).status["members"]
+    members = run(kube, cluster())["members"]
     for ordinal in range(3):
         kube.add_pod(ordinal, members, ready=True)
-    running = reconcile(kube, cluster(), quiet, NOW).status
+    running = run(kube, cluster())
     assert running["phase"] == "Running"
     kube.add_pod(1, members, ready=False)
-    status = reconcile(kube, cluster(running), quiet, NOW).status
+    status = run(kube, cluster(running))
     assert status["phase"] == "Degraded" and status["readyMembers"] == 2 and status["failedMembers"] == []
     ready = next(c for c in status["conditions"] if c["type"] == "Ready")
     assert ready["status"] == "False" and ready["message"] == "2 of 3 members ready"
     # and it stays Degraded (not Creating) on the next check, until the member is back
-    assert reconcile(kube, cluster(status), quiet, NOW).status["phase"] == "Degraded"
+    assert run(kube, cluster(status))["phase"] == "Degraded"
     kube.add_pod(1, members, ready=True)
-    assert reconcile(kube, cluster(status), quiet, NOW).status["phase"] == "Running"
+    assert run(kube, cluster(status))["phase"] == "Running"
 
 
 def test_an_unchanged_cluster_costs_no_writes() -> None:
     kube = MemoryKube()
-    members = reconcile(kube, cluster(), quiet, NOW).status["members"]
+    members = run(kube, cluster())["members"]
     for ordinal in range(3):
         kube.add_pod(ordinal, members, ready=True)
-    status = reconcile(kube, cluster(), quiet, NOW).status
+    status = run(kube, cluster())
     writes = kube.writes
-    assert reconcile(kube, cluster(status), quiet, NOW).status == status
+    assert run(kube, cluster(status)) == status
     assert kube.writes == writes
 
 
@@ -117,11 +124,11 @@ def test_a_missing_secret_degrades_with_a_message_and_one_event() -> None:
     kube = MemoryKube()
     events: list[tuple[str, str, str]] = []
     body = cluster(auth={"htpasswd": {"secretName": "demo-htpasswd"}})
-    status = reconcile(kube, body, lambda *e: events.append(e), NOW).status
+    status = run(kube, body, lambda *e: events.append(e))
     assert status["phase"] == "Degraded" and "members" not in status
     degraded = next(c for c in status["conditions"] if c["type"] == "Degraded")
     assert degraded["reason"] == "HtpasswdSecretMissing" and "demo-htpasswd" in degraded["message"]
-    again = reconcile(kube, cluster(status, auth={"htpasswd": {"secretName": "demo-htpasswd"}}),
-                      lambda *e: events.append(e), NOW).status
+    again = run(kube, cluster(status, auth={"htpasswd": {"secretName": "demo-htpasswd"}}),
+                lambda *e: events.append(e))
     assert again == status
     assert [e[1] for e in events if e[0] == "Warning"] == ["HtpasswdSecretMissing"]

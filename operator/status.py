@@ -1,0 +1,109 @@
+"""The ZotCluster's status, built as the `ZotClusterStatus` model the CRD's status schema is generated
+from, so that what the operator writes and what the schema allows cannot drift apart. Pure: the phase,
+the conditions, the status after a full pass and after a step that could not go on.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+from typing import Any
+
+from .models import Condition, Phase, ZotClusterStatus
+from .plans import FailoverPlan, RestartPlan, iso, moved_share
+
+# Phases a cluster reaches once it has been Running. The status keeps no other memory of that, so a
+# Secret problem or a membership restart before the first Running counts too: the rule errs towards
+# Degraded, which is never wrong while a member is not ready.
+_SEEN_READY: tuple[Phase, ...] = ("Running", "Restarting", "Degraded")
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What one full pass saw and did, the inputs of the status besides the previous one."""
+
+    generation: int | None
+    members: list[str]  # the member list rendered this pass
+    member_count: int  # members in that list (ordinals), the "of N" in the Ready condition
+    ready: int  # of those, ready and not being restarted by this pass
+    replicas: int  # pods of the StatefulSet, for the scale subresource
+    selector: str
+    hash_key_secret: str
+    local_storage: bool
+    failover: FailoverPlan
+    restarts: RestartPlan
+
+
+def condition(kind: str, ok: bool, reason: str, message: str, old: list[Condition],
+              now: datetime.datetime) -> Condition:
+    """lastTransitionTime moves only when the condition's status flips."""
+    status = "True" if ok else "False"
+    previous = next((c for c in old if c.type == kind), None)
+    since = previous.last_transition_time if previous and previous.status == status else iso(now)
+    return Condition(type=kind, status=status, reason=reason, message=message, last_transition_time=since)
+
+
+def phase(all_ready: bool, restarting: bool, dropped: bool, old: ZotClusterStatus) -> Phase:
+    """Creating only while the cluster has never been fully ready; after that, a member not ready is Degraded."""
+    if all_ready:
+        return "Running"
+    if restarting:
+        return "Restarting"
+    if not old.members:  # the first pass: no member has run yet
+        return "Creating"
+    return "Degraded" if dropped or old.phase in _SEEN_READY else "Creating"
+
+
+def observed_status(seen: Observed, old: ZotClusterStatus, now: datetime.datetime) -> ZotClusterStatus:
+    failed = seen.failover.failed
+    restarting = bool(seen.restarts.pods)
+    all_ready = seen.ready == seen.member_count and not restarting
+    progressing = restarting or not all_ready
+    conditions = [
+        condition("Ready", all_ready, "AllMembersReady" if all_ready else "MembersNotReady",
+                  f"{seen.ready} of {seen.member_count} members ready", old.conditions, now),
+        condition("Progressing", progressing,
+                  "Restarting" if restarting else ("Converging" if progressing else "Stable"),
+                  seen.restarts.reason or ("waiting for members" if progressing else "nothing to do"),
+                  old.conditions, now),
+        condition("Degraded", bool(failed), "MembersDropped" if failed else "AsExpected",
+                  f"members {failed} dropped by failover" if failed else "", old.conditions, now),
+    ]
+    moved = old.moved_repositories
+    if old.members and old.members != seen.members and seen.local_storage:
+        moved = moved_share(old.members, seen.members)
+    extra: dict[str, Any] = {}
+    if moved is not None:
+        extra["moved_repositories"] = moved
+        # Repositories whose owner changed stay on the old owner's volume: say so where users look.
+        conditions.append(condition(
+            "RepositoriesMoved", True, "MembershipChanged",
+            f"{moved}; with storage local to each member they stay on their old member's volume until copied",
+            old.conditions, now))
+    return ZotClusterStatus(
+        observed_generation=seen.generation, members=seen.members, replicas=seen.replicas,
+        ready_members=seen.ready, phase=phase(all_ready, restarting, bool(failed), old), selector=seen.selector,
+        hash_key_secret=seen.hash_key_secret, failed_members=failed,
+        not_ready_since=seen.failover.not_ready_since, running_since=seen.failover.running_since,
+        conditions=conditions, **extra)
+
+
+def already_reported(old: ZotClusterStatus, reason: str, message: str) -> bool:
+    """The same problem as on the last pass: its event was sent then."""
+    return any(c.type == "Degraded" and c.reason == reason and c.message == message for c in old.conditions)
+
+
+def degraded_status(old: ZotClusterStatus, reason: str, message: str, generation: int | None,
+                    now: datetime.datetime) -> ZotClusterStatus:
+    """A step could not go on: the rest of the status stays as last observed, Ready and Degraded say why."""
+    kept = [c for c in old.conditions if c.type not in ("Degraded", "Ready")]
+    return old.model_copy(update={
+        "phase": "Degraded", "observed_generation": generation,
+        "conditions": [*kept, condition("Ready", False, reason, message, old.conditions, now),
+                       condition("Degraded", True, reason, message, old.conditions, now)]})
+
+
+def as_patch(status: ZotClusterStatus) -> dict[str, Any]:
+    """The status as the CRD spells it. Only the fields set: a degraded pass keeps what it did not observe
+    as it was, and a field never written (movedRepositories) is not written as null."""
+    return status.model_dump(by_alias=True, exclude_unset=True)

@@ -67,6 +67,21 @@ class RestartPlan:
     reason: str = ""
 
 
+def _held_for(ordinals: list[int], since: dict[str, str], wait: datetime.timedelta,
+              now: datetime.datetime) -> tuple[list[int], dict[str, str]]:
+    """Of the ordinals in some state now, those in it for `wait` (by the clocks in `since`), and the clocks
+    of the others, started now for those just seen in it. Ordinals no longer in the state lose their clock."""
+    done: list[int] = []
+    waiting: dict[str, str] = {}
+    for ordinal in ordinals:
+        started = since.get(str(ordinal), iso(now))
+        if now - parse_time(started) >= wait:
+            done.append(ordinal)
+        else:
+            waiting[str(ordinal)] = started
+    return done, waiting
+
+
 def plan_failover(spec: ZotClusterSpec, previous: FailoverPlan, pods: list[dict[str, Any]],
                   now: datetime.datetime) -> FailoverPlan:
     """Members to drop: in the list and not ready for `after`; re-admitted once running for `after`."""
@@ -77,26 +92,12 @@ def plan_failover(spec: ZotClusterSpec, previous: FailoverPlan, pods: list[dict[
     after = datetime.timedelta(seconds=parse_duration(failover.after))
     readmit_after = max(after, MIN_READMIT_AFTER)
     by_ordinal = {pod_ordinal(p): p for p in pods}
-    not_ready_since: dict[str, str] = {}
-    running_since: dict[str, str] = {}
-    for ordinal in member_ordinals(spec, failed):
-        pod = by_ordinal.get(ordinal)
-        if pod is not None and pod_ready(pod):
-            continue
-        since = previous.not_ready_since.get(str(ordinal), iso(now))
-        if now - parse_time(since) >= after:
-            failed.add(ordinal)
-        else:
-            not_ready_since[str(ordinal)] = since
-    for ordinal in sorted(failed):
-        pod = by_ordinal.get(ordinal)
-        if pod is None or not pod_running(pod):
-            continue
-        since = previous.running_since.get(str(ordinal), iso(now))
-        if now - parse_time(since) >= readmit_after:
-            failed.discard(ordinal)
-        else:
-            running_since[str(ordinal)] = since
+    not_ready = [i for i in member_ordinals(spec, failed) if i not in by_ordinal or not pod_ready(by_ordinal[i])]
+    dropped, not_ready_since = _held_for(not_ready, previous.not_ready_since, after, now)
+    failed.update(dropped)
+    running = [i for i in sorted(failed) if i in by_ordinal and pod_running(by_ordinal[i])]
+    back, running_since = _held_for(running, previous.running_since, readmit_after, now)
+    failed.difference_update(back)
     return FailoverPlan(sorted(failed), not_ready_since, running_since)
 
 

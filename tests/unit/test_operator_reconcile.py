@@ -91,15 +91,21 @@ def test_a_new_cluster_is_creating_until_every_member_is_ready() -> None:
     assert run(kube, cluster(second))["phase"] == "Running"
 
 
-def test_a_running_cluster_with_a_member_not_ready_and_failover_off_is_degraded() -> None:
-    kube = MemoryKube()
+def running(kube: MemoryKube) -> dict[str, Any]:
+    """A new cluster whose three members all got ready: its status."""
     members = run(kube, cluster())["members"]
     for ordinal in range(3):
         kube.add_pod(ordinal, members, ready=True)
-    running = run(kube, cluster())
-    assert running["phase"] == "Running"
+    return run(kube, cluster())
+
+
+def test_a_running_cluster_with_a_member_not_ready_and_failover_off_is_degraded() -> None:
+    kube = MemoryKube()
+    status = running(kube)
+    members = status["members"]
+    assert status["phase"] == "Running"
     kube.add_pod(1, members, ready=False)
-    status = run(kube, cluster(running))
+    status = run(kube, cluster(status))
     assert status["phase"] == "Degraded" and status["readyMembers"] == 2 and status["failedMembers"] == []
     ready = next(c for c in status["conditions"] if c["type"] == "Ready")
     assert ready["status"] == "False" and ready["message"] == "2 of 3 members ready"
@@ -111,10 +117,7 @@ def test_a_running_cluster_with_a_member_not_ready_and_failover_off_is_degraded(
 
 def test_an_unchanged_cluster_costs_no_writes() -> None:
     kube = MemoryKube()
-    members = run(kube, cluster())["members"]
-    for ordinal in range(3):
-        kube.add_pod(ordinal, members, ready=True)
-    status = run(kube, cluster())
+    status = running(kube)
     writes = kube.writes
     assert run(kube, cluster(status)) == status
     assert kube.writes == writes

@@ -16,6 +16,7 @@ from .api import blobs, listing, manifests, uploads
 from .api.http import content_length, drain_body, page_size, parse_number
 from .api.routing import Route, match_route
 from .auth import HtpasswdAuth
+from .cluster.decision import Forward, Refuse
 from .cluster.membership import identify_with_retry
 from .cluster.node import Cluster
 from .config import LoadedConfig, ZotConfig
@@ -93,14 +94,15 @@ def create_app(loaded: LoadedConfig) -> Quart:
 
     async def handle(route: Route) -> Response:
         if cluster is not None:
-            if route.proxyable:
-                peer = cluster.peer_for(route.name)
-                if peer is not None:
-                    return await cluster.proxy.forward(peer, route.kind)
-            elif route.kind == "catalog" and cluster.gathers_catalog():
+            decision = cluster.decide(request, route)
+            if isinstance(decision, Refuse):
+                raise decision.error
+            if isinstance(decision, Forward):
+                return await cluster.proxy.forward(request, decision.member, route.kind)
+            if decision.gather_catalog:
                 n = page_size()  # a bad n is refused before any member is asked
-                return listing.catalog_response(await cluster.catalog(await store.catalog()), n)
-            if route.kind == "uploads" and request.args.get("mount") and request.args.get("from"):
+                return listing.catalog_response(await cluster.catalog(request, await store.catalog()), n)
+            if decision.mount_across:
                 mounted = await uploads.mount_across_members(route, store, cluster)
                 if mounted is not None:
                     return mounted

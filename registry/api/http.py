@@ -36,7 +36,11 @@ def parse_number(text: str | None) -> int | None:
 
 def content_length() -> int | None:
     """The request's Content-Length, None without one; SIZE_INVALID when it is not a number we take."""
-    value = request.headers.get("Content-Length")
+    return parse_content_length(request.headers.get("Content-Length"))
+
+
+def parse_content_length(value: str | None) -> int | None:
+    """A Content-Length header's value by the one rule for numbers; None for none, else SIZE_INVALID."""
     if value is None:
         return None
     length = parse_number(value.strip())

@@ -133,7 +133,7 @@ class _BodyPayload(aiohttp.payload.AsyncIterablePayload):
     """The request body as aiohttp writes it, looking for the owner's answer before each chunk.
 
     An owner may answer before it has read the body (413, 404) and close the connection. Our
-    members linger after such an answer (hypercorn_fixes), but one that does not (an older member)
+    members linger after such an answer (hypercorn_patches), but one that does not (an older member)
     resets the connection we are writing into, and a write that fails makes the event loop close it
     at once, dropping what was still unread: the answer, and the client got a 502 "broken pipe"
     instead. So while the owner has sent something we have not read yet, the event loop reads it
@@ -274,7 +274,7 @@ class PeerProxy:
             response.headers["Content-Length"] = upstream.headers.get("Content-Length", "0")
         if body is not None and not body.complete:
             # The owner answered before the whole body arrived (413, 404, 408...): so do we, and close,
-            # lingering on the socket so the client still reads the answer (hypercorn_fixes).
+            # lingering on the socket so the client still reads the answer (hypercorn_patches).
             response.headers["Connection"] = "close"
         return response
 

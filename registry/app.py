@@ -9,25 +9,18 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from quart import Quart, Response, request
-from werkzeug.exceptions import HTTPException
 
 from . import metrics
 from .api import blobs, listing, manifests, uploads
-from .api.http import content_length, drain_body, page_size, parse_number
+from .api.failures import failure_response, unexpected_response
+from .api.http import content_length, page_size, parse_number
 from .api.routing import Route, match_route
 from .auth import HtpasswdAuth
+from .cluster.decision import Forward, Refuse
 from .cluster.membership import identify_with_retry
 from .cluster.node import Cluster
 from .config import LoadedConfig, ZotConfig
-from .errors import (
-    BodyTimeout,
-    NameUnknown,
-    PeerBusy,
-    RegistryError,
-    RequestInvalid,
-    TooManyRequests,
-    Unsupported,
-)
+from .errors import RegistryError
 from .storage.base import Store
 from .storage.files import disk_errors
 from .storage.open import open_store
@@ -36,8 +29,6 @@ from .streaming import FlowControlledConnection, FlowControlledRequest
 log = logging.getLogger("zot_registry")
 
 Handler = Callable[[Route, Store], Awaitable[Response]]
-# Errors answered without draining the body first: a stalled body, a refused framing, load shedding.
-_ANSWER_AT_ONCE = (BodyTimeout, RequestInvalid, TooManyRequests, PeerBusy)
 ALL_METHODS = ["GET", "HEAD", "PUT", "POST", "PATCH", "DELETE"]
 
 
@@ -68,13 +59,6 @@ class Readiness:
         return [reason for check in self.checks if (reason := check())]
 
 
-def error_response(err: RegistryError) -> Response:
-    response = Response(err.body(), status=err.status, content_type="application/json")
-    for key, value in err.headers.items():
-        response.headers[key] = value
-    return response
-
-
 def create_app(loaded: LoadedConfig) -> Quart:
     config = loaded.config
     app = Quart("zot_registry")
@@ -93,14 +77,15 @@ def create_app(loaded: LoadedConfig) -> Quart:
 
     async def handle(route: Route) -> Response:
         if cluster is not None:
-            if route.proxyable:
-                peer = cluster.peer_for(route.name)
-                if peer is not None:
-                    return await cluster.proxy.forward(peer, route.kind)
-            elif route.kind == "catalog" and cluster.gathers_catalog():
+            decision = cluster.decide(request, route)
+            if isinstance(decision, Refuse):
+                raise decision.error
+            if isinstance(decision, Forward):
+                return await cluster.proxy.forward(request, decision.member, route.kind)
+            if decision.gather_catalog:
                 n = page_size()  # a bad n is refused before any member is asked
-                return listing.catalog_response(await cluster.catalog(await store.catalog()), n)
-            if route.kind == "uploads" and request.args.get("mount") and request.args.get("from"):
+                return listing.catalog_response(await cluster.catalog(request, await store.catalog()), n)
+            if decision.mount_across:
                 mounted = await uploads.mount_across_members(route, store, cluster)
                 if mounted is not None:
                     return mounted
@@ -119,14 +104,7 @@ def create_app(loaded: LoadedConfig) -> Quart:
             with disk_errors():  # a full disk is a 507 that says so, not an anonymous 500
                 response = await handle(route)
         except RegistryError as err:
-            if err.status >= 500:
-                # A peer, the bucket or the cache failed: the client gets the reason, so does the operator.
-                log.warning("request failed: %s", err.message, extra={"method": request.method, "path": request.path,
-                                                                      "status": err.status})
-            response = error_response(err)
-            if isinstance(err, _ANSWER_AT_ONCE) or not await drain_body():
-                # Said up front, so a keep-alive client does not send its next request into a closing socket.
-                response.headers["Connection"] = "close"
+            response = await failure_response(err)
         response.headers["Docker-Distribution-API-Version"] = "registry/2.0"
         _observe(kind, response, started)
         return response
@@ -170,24 +148,9 @@ def create_app(loaded: LoadedConfig) -> Quart:
 
     @app.errorhandler(Exception)
     async def unexpected(err: Exception) -> Response:
-        if isinstance(err, HTTPException) and err.code is not None and err.code < 500:
-            # Quart's own refusals outside /v2/ (a path with no route, a method a probe does not
-            # take): the client's mistake, in OCI form like every other.
-            return error_response(_http_error(err))
-        # Reaching here is a bug of ours, never a user mistake: log it whole, answer in OCI form.
-        log.exception("unhandled error", extra={"method": request.method, "path": request.path})
-        return error_response(RegistryError("internal error"))
+        return unexpected_response(err)
 
     return app
-
-
-def _http_error(err: HTTPException) -> RegistryError:
-    if err.code == 404:
-        return NameUnknown(f"no such endpoint: {request.path[:200]}")
-    if err.code == 405:
-        allow = {key: value for key, value in err.get_headers() if key.lower() == "allow"}
-        return Unsupported(f"method {request.method} not allowed on {request.path[:200]}", headers=allow)
-    return RequestInvalid(err.description or err.name)
 
 
 def _join_cluster(app: Quart, cluster: Cluster, config: ZotConfig) -> None:

@@ -1,5 +1,5 @@
 """Runs the app under hypercorn: workers (started and stopped by supervisor.py), uvloop, TLS, zot's
-read and write timeouts (timeouts.py), graceful shutdown on SIGTERM."""
+read and write timeouts (hypercorn_patches.py), graceful shutdown on SIGTERM."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import tempfile
 from hypercorn.config import Config as HypercornConfig
 
 from .config import LoadedConfig
+from .hypercorn_patches import TimeoutConfig
 from .supervisor import StartError, Supervisor, bind_sockets
-from .timeouts import TimeoutConfig
 
 log = logging.getLogger("zot_registry")
 
@@ -48,7 +48,7 @@ def hypercorn_config(loaded: LoadedConfig, workers: int) -> HypercornConfig:
         hc.alpn_protocols = ["http/1.1"]
     hc.graceful_timeout = 30.0
     # zot's http.readTimeout / writeTimeout; what they bound here (progress, not deadlines) is in
-    # timeouts.py. Unset: hypercorn's own setting stays (no read timeout by default).
+    # hypercorn_patches.py. Unset: hypercorn's own setting stays (no read timeout by default).
     if http.read_timeout is not None:
         hc.read_timeout = http.read_timeout or None  # type: ignore[assignment]  # float seconds work
     if http.write_timeout is not None:

@@ -144,7 +144,7 @@ def _keep_receiving(receive: Any) -> None:
     returned nobody reads it: a client still sending its body would fill it, and hypercorn, which
     puts the final disconnect in the same queue, would block for good with the connection. So the
     rest is taken and dropped until that disconnect (hypercorn sends it as soon as the app returns,
-    then lingers on the socket by itself; see hypercorn_fixes)."""
+    then lingers on the socket by itself; see hypercorn_patches)."""
     task = asyncio.get_running_loop().create_task(_discard(receive))
     _RECEIVING.add(task)
     task.add_done_callback(_RECEIVING.discard)

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import AsyncIterator
 from urllib.parse import quote, urlencode
 
 from quart import request
 
-from ..errors import PaginationInvalid, RangeInvalid, RegistryError, SizeInvalid
-from ..tuning import env_seconds
+from ..errors import PaginationInvalid, RangeInvalid, SizeInvalid
 
 
 async def request_stream() -> AsyncIterator[bytes]:
@@ -36,7 +34,11 @@ def parse_number(text: str | None) -> int | None:
 
 def content_length() -> int | None:
     """The request's Content-Length, None without one; SIZE_INVALID when it is not a number we take."""
-    value = request.headers.get("Content-Length")
+    return parse_content_length(request.headers.get("Content-Length"))
+
+
+def parse_content_length(value: str | None) -> int | None:
+    """A Content-Length header's value by the one rule for numbers; None for none, else SIZE_INVALID."""
     if value is None:
         return None
     length = parse_number(value.strip())
@@ -110,35 +112,3 @@ def parse_content_range(header: str | None) -> tuple[int, int] | None:
         raise RangeInvalid(f"invalid Content-Range: {header[:80]!r}")
     return start, end
 
-
-DRAIN_LIMIT = 4 << 20
-DRAIN_SECONDS = env_seconds("ZOT_HTTP_DRAIN_SECONDS", 1.0)
-
-
-async def drain_body(limit: int = DRAIN_LIMIT, seconds: float = DRAIN_SECONDS) -> bool:
-    """Read and drop what is left of a request body answered early (an error before the upload).
-
-    An unread body makes hypercorn close the connection after the response, and a keep-alive peer
-    (another member's connection pool, a client) then finds it dead on its next request. Like Go's
-    net/http, a small remainder is drained so the connection lives on; a large, slow or stalled one
-    is not worth it. Returns False when the body was left unread: the response must then say
-    `Connection: close` (and the server lingers on the socket, so the client still reads the answer).
-    """
-    if request.method not in ("POST", "PUT", "PATCH"):
-        return True
-    try:
-        length = content_length()
-    except RegistryError:
-        return False
-    if length is not None and length > limit:
-        return False
-    drained = 0
-    try:
-        async with asyncio.timeout(seconds):
-            async for chunk in request.body:
-                drained += len(chunk)
-                if drained > limit:
-                    return False
-    except (TimeoutError, RegistryError):  # too slow, or stalled (BodyTimeout)
-        return False
-    return True

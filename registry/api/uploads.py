@@ -57,7 +57,7 @@ async def mount_across_members(route: Route, store: Store, cluster: Cluster) -> 
         return None  # not mountable from anywhere: start_upload answers with an upload session
     if await store.has_blob(route.name, digest) or await store.has_blob(source, digest):
         return None
-    if await cluster.mount_from_peer(store, route.name, digest, source):
+    if await cluster.mount_from_peer(request, store, route.name, digest, source):
         return _blob_created(route.name, str(digest))
     return None
 

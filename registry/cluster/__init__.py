@@ -1,1 +1,2 @@
-"""zot-compatible scale-out clustering: who owns a repository, who am I, and the proxy to the owner."""
+"""zot-compatible scale-out clustering: who owns a repository, who am I, where a request is answered, and
+the proxy to the owner."""

@@ -1,4 +1,5 @@
-"""This member's view of the cluster: routing decisions and the catalog gathered from all members."""
+"""This member's view of the cluster: its membership and proxy, and what it asks the other members for
+(the catalog gathered from all of them, a blob to mount). Where a request is answered is decision.py's."""
 
 from __future__ import annotations
 
@@ -8,13 +9,15 @@ from dataclasses import dataclass
 
 import aiohttp
 from multidict import CIMultiDict
-from quart import request
+from quart import Request
 
+from ..api.routing import Route
 from ..config import ZotConfig
 from ..digests import Digest
-from ..errors import LoopDetected, PeerBadGateway, PeerUnavailable, RegistryError
+from ..errors import PeerBadGateway, PeerUnavailable, RegistryError
 from ..storage.base import Store
 from ..tuning import env_seconds
+from .decision import Decision, decide
 from .membership import Membership
 from .proxy import HOP_HEADER, PeerProxy, peer_ssl_context
 
@@ -45,22 +48,11 @@ class Cluster:
         me = self.membership.self_index
         return me is not None and self.membership.owner(name) == me
 
-    def peer_for(self, name: str) -> str | None:
-        """The owner's address when another member owns `name`; None when we do."""
-        me = self.membership.self_index
-        if me is None:
-            raise PeerUnavailable(f"this member is not ready: {self.membership.reason}")
-        owner = self.membership.owner(name)
-        if owner == me:
-            return None
-        if request.headers.get(HOP_HEADER):
-            # The sender thought we own it; we think another member does: the member lists differ.
-            raise LoopDetected(f"repository {name!r} belongs to {self.membership.member(owner)} by this member's "
-                               "list, but the request was already proxied once: cluster.members differ between "
-                               "members")
-        return self.membership.member(owner)
+    def decide(self, request: Request, route: Route) -> Decision:
+        """Serve `request` here, forward it to its owner, or refuse it (decision.decide)."""
+        return decide(request, route, self.membership, self.shared_storage)
 
-    async def mount_from_peer(self, store: Store, name: str, digest: Digest, source: str) -> bool:
+    async def mount_from_peer(self, request: Request, store: Store, name: str, digest: Digest, source: str) -> bool:
         """Cross-repository mount when `from` lives on another member: copy the blob over, streaming.
 
         zot cannot mount across members with storage local to each; clients then upload again.
@@ -69,7 +61,8 @@ class Cluster:
             return False
         peer = self.membership.member(self.membership.owner(source))
         try:
-            response = await self.proxy.request(peer, "GET", f"/v2/{source}/blobs/{digest}", self._peer_headers())
+            response = await self.proxy.request(peer, "GET", f"/v2/{source}/blobs/{digest}",
+                                                self._peer_headers(request))
         except RegistryError:
             return False
         try:
@@ -82,29 +75,26 @@ class Cluster:
         finally:
             response.release()
 
-    def gathers_catalog(self) -> bool:
-        """Storage local to each member: the catalog must come from all of them (zot answers locally)."""
-        return not self.shared_storage and not request.headers.get(HOP_HEADER)
-
-    async def catalog(self, local: list[str]) -> list[str]:
+    async def catalog(self, request: Request, local: list[str]) -> list[str]:
+        """This member's repositories (`local`) and every other member's, sorted."""
         me = self.membership.self_index
         peers = [self.membership.member(i) for i in range(len(self.membership.members)) if i != me]
-        answers = await asyncio.gather(*(self._peer_catalog(peer) for peer in peers))
+        answers = await asyncio.gather(*(self._peer_catalog(peer, request) for peer in peers))
         names = set(local)
         for answer in answers:
             names.update(answer)
         return sorted(names)
 
     @staticmethod
-    def _peer_headers() -> CIMultiDict[str]:
+    def _peer_headers(request: Request) -> CIMultiDict[str]:
         headers: CIMultiDict[str] = CIMultiDict({HOP_HEADER: "1"})
         if "Authorization" in request.headers:
             headers["Authorization"] = request.headers["Authorization"]
         return headers
 
-    async def _peer_catalog(self, peer: str) -> list[str]:
+    async def _peer_catalog(self, peer: str, request: Request) -> list[str]:
         try:
-            response = await self.proxy.request(peer, "GET", "/v2/_catalog", self._peer_headers())
+            response = await self.proxy.request(peer, "GET", "/v2/_catalog", self._peer_headers(request))
         except RegistryError as err:
             raise PeerUnavailable(f"catalog incomplete: {err.message}") from None
         try:

@@ -36,10 +36,11 @@ import aiohttp.payload
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.http_writer import StreamWriter
 from multidict import CIMultiDict
-from quart import Response, request
+from quart import Request, Response
+from quart.wrappers.request import Body
 
 from .. import metrics
-from ..api.http import content_length
+from ..api.http import parse_content_length
 from ..errors import PeerBadGateway, PeerBusy, PeerTimeout, PeerUnavailable, RegistryError, TooManyRequests
 from ..streaming import FlowControlledBody
 from ..tuning import env_int
@@ -102,9 +103,9 @@ class _RequestBody:
     """The client's body on its way to the owner: counted, and its own failure (a stalled client)
     kept apart from the peer's, which aiohttp reports alike."""
 
-    def __init__(self, peer: str) -> None:
+    def __init__(self, peer: str, body: Body) -> None:
         self.peer = peer
-        self.body = request.body
+        self.body = body
         self.failure: RegistryError | None = None
 
     def __aiter__(self) -> AsyncIterator[bytes]:
@@ -132,7 +133,7 @@ class _BodyPayload(aiohttp.payload.AsyncIterablePayload):
     """The request body as aiohttp writes it, looking for the owner's answer before each chunk.
 
     An owner may answer before it has read the body (413, 404) and close the connection. Our
-    members linger after such an answer (hypercorn_fixes), but one that does not (an older member)
+    members linger after such an answer (hypercorn_patches), but one that does not (an older member)
     resets the connection we are writing into, and a write that fails makes the event loop close it
     at once, dropping what was still unread: the answer, and the client got a 502 "broken pipe"
     instead. So while the owner has sent something we have not read yet, the event loop reads it
@@ -228,8 +229,8 @@ class PeerProxy:
             metrics.PEER_ERRORS.labels(peer, "protocol").inc()
             raise PeerBadGateway(f"member {peer} failed: {_reason(err)}") from None
 
-    async def forward(self, peer: str, route_kind: str) -> Response:
-        """Send the current request to `peer` and stream its answer back to our client."""
+    async def forward(self, request: Request, peer: str, route_kind: str) -> Response:
+        """Send `request` to `peer` and stream its answer back to our client."""
         headers: CIMultiDict[str] = CIMultiDict(
             (k, v) for k, v in request.headers.items() if k.lower() not in _NOT_FORWARDED)
         headers[HOP_HEADER] = "1"
@@ -242,10 +243,11 @@ class PeerProxy:
             target += "?" + request.query_string.decode("latin-1")
         body: _RequestBody | None = None
         if request.method in ("POST", "PUT", "PATCH"):
-            length = content_length()  # the one rule for numbers; SIZE_INVALID for anything else
+            # The one rule for numbers; SIZE_INVALID for anything else.
+            length = parse_content_length(request.headers.get("Content-Length"))
             if length is not None:
                 headers["Content-Length"] = str(length)
-            body = _RequestBody(peer)
+            body = _RequestBody(peer, request.body)
             client = request.remote_addr or ""
             self.uploads.acquire(peer, client)
             try:
@@ -272,7 +274,7 @@ class PeerProxy:
             response.headers["Content-Length"] = upstream.headers.get("Content-Length", "0")
         if body is not None and not body.complete:
             # The owner answered before the whole body arrived (413, 404, 408...): so do we, and close,
-            # lingering on the socket so the client still reads the answer (hypercorn_fixes).
+            # lingering on the socket so the client still reads the answer (hypercorn_patches).
             response.headers["Connection"] = "close"
         return response
 

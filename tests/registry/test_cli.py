@@ -279,7 +279,7 @@ def test_bad_worker_settings(tmp_path: Path, args: list[str], env: dict[str, str
 
 
 # ---------------------------------------------------------------------------------------------
-# http.readTimeout and http.writeTimeout: progress bounds, not deadlines (see registry/timeouts.py)
+# http.readTimeout and http.writeTimeout: progress bounds, not deadlines (see registry/hypercorn_patches.py)
 # ---------------------------------------------------------------------------------------------
 
 BIG = 16 << 20  # more than the socket buffers of both ends hold, so the server must wait for the client

@@ -1,4 +1,6 @@
-"""Fixes to hypercorn's HTTP/1.1 connections (hypercorn 0.18, TCPServer and H11Protocol).
+"""Patches to hypercorn's HTTP/1.1 server (hypercorn 0.18, its asyncio TCPServer and H11Protocol),
+installed in each worker by install(): how connections close, what h11's refusals answer, and
+zot's read and write timeouts.
 
 A bounded close for TLS connections. Closing a TLS connection sends close_notify and waits for the
 peer's answer. An idle keep-alive client (a pooled connection of another member's proxy, say) never
@@ -21,6 +23,30 @@ malformed or conflicting Content-Length, any Transfer-Encoding but a single `chu
 then answered with an empty body, and 501 for a transfer coding it does not know. Here the answer is
 an OCI error (400 UNSUPPORTED with h11's reason; 431 when the headers are too large), like any other
 bad request.
+
+zot's http.readTimeout and http.writeTimeout. What they bound here, and how that differs from zot
+(Go's http.Server, zot 2.1.17 and later):
+
+- readTimeout, here: how long a client may pause while it sends a request, between two reads of
+  its header or body bytes, and before the first request on a new connection. Time the registry
+  spends on a fully received request, and time it spends sending the answer, do not count; a
+  stalled upload is cut, a steady one never is.
+  zot: one deadline for reading the whole request, headers and body, counted from the start of
+  the request; a 1 GiB push over a slow link fails when it runs out, however steadily it goes.
+- writeTimeout, here: how long one write of the answer may wait for the client to take the bytes,
+  that is how long a client may stop reading. A steady download of any size is never cut.
+  zot: one deadline from the end of the request's headers to the end of the answer, handler
+  time included; a long download fails when it runs out.
+- Not set: no such bound (zot then uses 60 s deadlines); 0 or negative: none, as in zot.
+
+Between requests hypercorn's keep_alive_timeout bounds an idle connection, and with it the total
+time a client may take to send its request headers (the idle timer stops only once they are in).
+
+hypercorn has read_timeout, but as a bound on every read of a connection, whatever its state: it
+cut downloads and slow handlers as soon as the client had been silent that long, which a client
+waiting for its answer always is. It has no write timeout at all. So both reads and writes of its
+asyncio TCPServer are wrapped here. HTTP/2 connections (h2c only: TLS offers http/1.1) keep no
+read timeout, since their streams' states are not visible from the connection.
 """
 
 from __future__ import annotations
@@ -29,10 +55,12 @@ import asyncio
 import sys
 import weakref
 from collections.abc import Coroutine
+from ssl import SSLError
 from typing import Any
 
 import h11
-from hypercorn.asyncio.tcp_server import TCPServer
+from hypercorn.asyncio.tcp_server import MAX_RECV, TCPServer
+from hypercorn.config import Config as HypercornConfig
 from hypercorn.events import Closed, Event, RawData
 from hypercorn.protocol.h11 import H11Protocol
 
@@ -42,6 +70,11 @@ from .tuning import env_int, env_seconds
 CLOSE_WAIT = 2.0
 LINGER_SECONDS = env_seconds("ZOT_HTTP_LINGER_SECONDS", 5.0)
 LINGER_BYTES = env_int("ZOT_HTTP_LINGER_BYTES", 64 << 20)
+
+
+# --------------------------------------------------------------------------------------------
+# Closing connections: a bounded TLS close, a lingering close
+# --------------------------------------------------------------------------------------------
 
 _original_initiate_close = TCPServer._initiate_server_close
 _original_close = TCPServer._close
@@ -69,7 +102,7 @@ async def _h11_handle(self: H11Protocol, event: Event) -> None:
 
 class _Discard:
     """Stands in for the connection's protocol while it lingers: whatever the reading loop (hypercorn's,
-    or the one timeouts.py puts in its place) hands over is counted and dropped."""
+    or _read_data below) hands over is counted and dropped."""
 
     def __init__(self, transport: asyncio.WriteTransport, budget: int) -> None:
         self.transport = transport
@@ -125,6 +158,11 @@ async def _lingering_close(self: TCPServer) -> None:
     await _original_close(self)
 
 
+# --------------------------------------------------------------------------------------------
+# OCI error bodies for what h11 refuses
+# --------------------------------------------------------------------------------------------
+
+
 def _protocol_error(status_code: int) -> RegistryError:
     handled = sys.exc_info()[1]  # hypercorn calls this while handling h11's RemoteProtocolError
     reason = str(handled)[:200] if isinstance(handled, h11.RemoteProtocolError) else ""
@@ -146,11 +184,73 @@ async def _send_error_response(self: H11Protocol, status_code: int) -> None:
     await self._send_h11_event(h11.EndOfMessage())
 
 
+# --------------------------------------------------------------------------------------------
+# zot's read and write timeouts
+# --------------------------------------------------------------------------------------------
+
+
+class TimeoutConfig(HypercornConfig):
+    """hypercorn's Config with the write timeout it lacks (seconds; None: none)."""
+
+    write_timeout: float | None = None
+
+
+_original_protocol_send = TCPServer.protocol_send
+
+
+def _awaiting_request_bytes(server: TCPServer) -> bool:
+    """Whether the connection is in the middle of receiving a request (or has not had one yet)."""
+    inner = getattr(getattr(server, "protocol", None), "protocol", None)
+    if not isinstance(inner, H11Protocol) or not isinstance(inner.connection, h11.Connection):
+        return False  # HTTP/2 or a websocket
+    connection = inner.connection
+    if connection.their_state is h11.SEND_BODY:
+        return True
+    if connection.their_state is h11.IDLE:
+        # Part of the next request's headers arrived, or none yet on a brand new connection. An idle
+        # keep-alive connection between requests is keep_alive_timeout's business.
+        return bool(connection.trailing_data[0]) or inner.keep_alive_requests == 0
+    return False  # the request is in; the registry is answering
+
+
+async def _read_data(self: TCPServer) -> None:
+    # hypercorn's loop, with the timeout applied only while the client owes request bytes.
+    while not self.reader.at_eof():
+        timeout = self.config.read_timeout if _awaiting_request_bytes(self) else None
+        try:
+            data = await asyncio.wait_for(self.reader.read(MAX_RECV), timeout)
+        except (ConnectionError, OSError, TimeoutError, SSLError):
+            break
+        else:
+            await self.protocol.handle(RawData(data))
+    await self.protocol.handle(Closed())
+
+
+async def _protocol_send(self: TCPServer, event: Event) -> None:
+    timeout = getattr(self.config, "write_timeout", None)
+    if not timeout or not isinstance(event, RawData):
+        await _original_protocol_send(self, event)
+        return
+    async with self.send_lock:
+        try:
+            self.writer.write(event.data)
+            await asyncio.wait_for(self.writer.drain(), timeout)
+        except TimeoutError:
+            # The client stopped reading: drop the connection, as hypercorn does with a broken one.
+            self.writer.transport.abort()
+            await self.protocol.handle(Closed())
+        except (ConnectionError, RuntimeError):
+            await self.protocol.handle(Closed())
+
+
 def install() -> None:
-    """Patch hypercorn (in each worker, before it serves). Only _close, _initiate_server_close and
-    H11Protocol: the reading loop is timeouts.py's to replace, and lingering works with either."""
-    if TCPServer._initiate_server_close is not _bounded_initiate_close:
+    """Patch hypercorn (in each worker, before it serves): TCPServer's close, reading loop and writes,
+    H11Protocol's events and error answers. Lingering works with either reading loop, hypercorn's or
+    _read_data."""
+    if TCPServer._read_data is not _read_data:
         TCPServer._initiate_server_close = _bounded_initiate_close  # type: ignore[method-assign]
         TCPServer._close = _lingering_close  # type: ignore[method-assign]
+        TCPServer._read_data = _read_data  # type: ignore[method-assign]
+        TCPServer.protocol_send = _protocol_send  # type: ignore[method-assign]
         H11Protocol.handle = _h11_handle  # type: ignore[method-assign]
         H11Protocol._send_error_response = _send_error_response  # type: ignore[method-assign]

@@ -61,10 +61,12 @@ class FailoverPlan:
 
 @dataclass(frozen=True)
 class RestartPlan:
-    """The pods to delete now, and why (for the event and the Progressing condition)."""
+    """The pods to delete now, and why (for the event and the Progressing condition); `waiting`, the
+    pods of a rolling update still to restart once every member is ready again."""
 
     pods: list[str] = field(default_factory=list)
     reason: str = ""
+    waiting: list[str] = field(default_factory=list)
 
 
 def _held_for(ordinals: list[int], since: dict[str, str], wait: datetime.timedelta,
@@ -117,7 +119,7 @@ def plan_restarts(pods: list[dict[str, Any]], members: str, update_revision: str
     if outdated and len(pods) == replicas and all(pod_ready(p) for p in pods):
         newest_first = max(outdated, key=pod_ordinal)
         return RestartPlan([newest_first["metadata"]["name"]], "rolling update: one member at a time")
-    return RestartPlan()
+    return RestartPlan(waiting=[p["metadata"]["name"] for p in outdated])
 
 
 def moved_share(before: list[str], after: list[str]) -> str:

@@ -31,8 +31,7 @@ def reconcile(kube: Kube, body: dict[str, Any], event: Event, now: datetime.date
     now = now or datetime.datetime.now(datetime.UTC)
     meta = body["metadata"]
     generation = meta.get("generation")
-    # The API server keeps only what the status schema (generated from the model) allows.
-    old = ZotClusterStatus.model_validate(body.get("status") or {})
+    old = _previous_status(body, event)
     try:
         spec = ZotClusterSpec.model_validate(body.get("spec") or {})
     except ValidationError as err:
@@ -67,6 +66,18 @@ def reconcile(kube: Kube, body: dict[str, Any], event: Event, now: datetime.date
                     selector=selector_string(ref.name), hash_key_secret=hash_key_secret_name(ref),
                     local_storage=spec.storage.mode == "local", failover=failover, restarts=restarts)
     return Outcome(status=observed_status(seen, old, now), actions=actions)
+
+
+def _previous_status(body: dict[str, Any], event: Event) -> ZotClusterStatus:
+    """The status as last written. The API server keeps only what the schema (generated from the model)
+    allows, but a status written by hand through the status subresource may still not fit it (a wrong
+    format inside a string): then this pass starts from nothing, says so, and writes a whole new status."""
+    try:
+        return ZotClusterStatus.model_validate(body.get("status") or {})
+    except ValidationError as err:
+        event("Warning", "StatusUnreadable", f"the previous status was not readable and is rewritten: "
+                                             f"{err.errors()[0]['msg']}")
+        return ZotClusterStatus()
 
 
 def _report_failover(spec: ZotClusterSpec, before: list[int], after: list[int], event: Event) -> None:

@@ -44,10 +44,12 @@ def condition(kind: str, ok: bool, reason: str, message: str, old: list[Conditio
 
 
 def phase(all_ready: bool, restarting: bool, dropped: bool, old: ZotClusterStatus) -> Phase:
-    """Creating only while the cluster has never been fully ready; after that, a member not ready is Degraded."""
+    """Creating only while the cluster has never been fully ready; after that, a member not ready is Degraded,
+    except while a restart the operator made (a membership change, a rolling update) is under way: it stays
+    Restarting until every member is ready again, unless failover drops a member meanwhile."""
     if all_ready:
         return "Running"
-    if restarting:
+    if restarting or (old.phase == "Restarting" and not dropped):
         return "Restarting"
     if not old.members:  # the first pass: no member has run yet
         return "Creating"
@@ -58,6 +60,7 @@ def observed_status(seen: Observed, old: ZotClusterStatus, now: datetime.datetim
     failed = seen.failover.failed
     restarting = bool(seen.restarts.pods)
     all_ready = seen.ready == seen.member_count and not restarting
+    rolling = restarting or bool(seen.restarts.waiting)
     progressing = restarting or not all_ready
     conditions = [
         condition("Ready", all_ready, "AllMembersReady" if all_ready else "MembersNotReady",
@@ -82,7 +85,7 @@ def observed_status(seen: Observed, old: ZotClusterStatus, now: datetime.datetim
             old.conditions, now))
     return ZotClusterStatus(
         observed_generation=seen.generation, members=seen.members, replicas=seen.replicas,
-        ready_members=seen.ready, phase=phase(all_ready, restarting, bool(failed), old), selector=seen.selector,
+        ready_members=seen.ready, phase=phase(all_ready, rolling, bool(failed), old), selector=seen.selector,
         hash_key_secret=seen.hash_key_secret, failed_members=failed,
         not_ready_since=seen.failover.not_ready_since, running_since=seen.failover.running_since,
         conditions=conditions, **extra)

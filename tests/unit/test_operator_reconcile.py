@@ -135,3 +135,28 @@ def test_a_missing_secret_degrades_with_a_message_and_one_event() -> None:
                 lambda *e: events.append(e))
     assert again == status
     assert [e[1] for e in events if e[0] == "Warning"] == ["HtpasswdSecretMissing"]
+
+
+def test_a_resize_is_restarting_until_every_member_is_ready_again() -> None:
+    kube = MemoryKube()
+    status = running(kube)
+    resized = run(kube, cluster(status, replicas=4))
+    assert resized["phase"] == "Restarting" and len(resized["members"]) == 4
+    assert not [k for k in kube.objects if k[0] == "Pod"]  # every member restarted together
+    for ordinal in range(4):
+        kube.add_pod(ordinal, resized["members"], ready=ordinal < 2)
+    coming_back = run(kube, cluster(resized, replicas=4))
+    assert coming_back["phase"] == "Restarting" and coming_back["readyMembers"] == 2
+    for ordinal in range(4):
+        kube.add_pod(ordinal, resized["members"], ready=True)
+    assert run(kube, cluster(coming_back, replicas=4))["phase"] == "Running"
+
+
+def test_a_status_that_does_not_fit_the_model_is_rewritten_with_a_warning() -> None:
+    kube = MemoryKube()
+    status = running(kube)
+    events: list[tuple[str, str, str]] = []
+    broken = {**status, "readyMembers": "three"}
+    again = run(kube, cluster(broken), lambda *e: events.append(e))
+    assert again["phase"] == "Running" and again["readyMembers"] == 3
+    assert [e[1] for e in events if e[0] == "Warning"] == ["StatusUnreadable"]

@@ -19,11 +19,14 @@ NOW = datetime.datetime(2026, 11, 28, 12, 0, tzinfo=datetime.UTC)
     (ZotClusterStatus(members=["a"], phase="Creating"), False, False, True, "Degraded"),
     (ZotClusterStatus(members=["a"], phase="Running"), False, True, False, "Restarting"),
     (ZotClusterStatus(members=["a"], phase="Running"), False, False, False, "Degraded"),
-    (ZotClusterStatus(members=["a"], phase="Restarting"), False, False, False, "Degraded"),
+    # Restarted members coming back: still the planned restart, not a failure.
+    (ZotClusterStatus(members=["a"], phase="Restarting"), False, False, False, "Restarting"),
+    (ZotClusterStatus(members=["a"], phase="Restarting"), False, False, True, "Degraded"),
+    (ZotClusterStatus(members=["a"], phase="Restarting"), True, False, False, "Running"),
     (ZotClusterStatus(members=["a"], phase="Degraded"), False, False, False, "Degraded"),
     (ZotClusterStatus(members=["a"], phase="Degraded"), True, False, False, "Running"),
 ])
-def test_creating_only_until_the_cluster_is_first_fully_ready(old: ZotClusterStatus, all_ready: bool,
+def test_creating_until_first_ready_restarting_until_ready_again(old: ZotClusterStatus, all_ready: bool,
                                                              restarting: bool, dropped: bool,
                                                              expected: Phase) -> None:
     assert phase(all_ready, restarting, dropped, old) == expected

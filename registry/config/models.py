@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from . import tables
 from .messages import ModelProblem, fail, raise_all, show
 from .tables import REDIS_URL_ENV
-from .values import Member, OSText, duration, parse_time_window, split_member, timeout
+from .values import Duration, Member, OSText, Timeout, parse_time_window, split_member
 
 # zot's own defaults (pkg/storage/constants: DefaultGCDelay and DefaultGCInterval are both 1h).
 DEFAULT_GC_DELAY = 3600.0
@@ -68,13 +68,8 @@ class HTTPConfig(_Model):
     compat: list[str] | None = None
     # zot 2.1.17. None: not set (no timeout here; zot then uses 60s); 0: explicitly none. What they
     # bound here, and how that differs from Go's http.Server, is in timeouts.py.
-    read_timeout: float | None = Field(None, alias="readTimeout")
-    write_timeout: float | None = Field(None, alias="writeTimeout")
-
-    @field_validator("read_timeout", "write_timeout", mode="before")
-    @classmethod
-    def _timeouts(cls, value: Any) -> float:
-        return timeout(value)
+    read_timeout: Timeout = Field(None, alias="readTimeout")
+    write_timeout: Timeout = Field(None, alias="writeTimeout")
 
     @field_validator("port", mode="before")
     @classmethod
@@ -132,8 +127,8 @@ class StorageConfig(_Model):
     root_directory: OSText = Field(alias="rootDirectory")
     dedupe: bool = True
     gc: bool = True
-    gc_delay: float = Field(DEFAULT_GC_DELAY, alias="gcDelay")
-    gc_interval: float = Field(DEFAULT_GC_INTERVAL, alias="gcInterval")
+    gc_delay: Duration = Field(DEFAULT_GC_DELAY, alias="gcDelay")
+    gc_interval: Duration = Field(DEFAULT_GC_INTERVAL, alias="gcInterval")
     remote_cache: bool = Field(False, alias="remoteCache")
     storage_driver: dict[str, Any] | None = Field(None, alias="storageDriver")
     cache_driver: dict[str, Any] | None = Field(None, alias="cacheDriver")
@@ -142,11 +137,6 @@ class StorageConfig(_Model):
     # since midnight. Validated like zot, not enforced yet (a warning says so): gc only changes
     # when blobs go, never which ones, so running it at any hour exposes and loses nothing.
     gc_time_window: tuple[int, int] | None = Field(None, alias="gcTimeWindow")
-
-    @field_validator("gc_delay", "gc_interval", mode="before")
-    @classmethod
-    def _durations(cls, value: Any) -> float:
-        return duration(value)
 
     @field_validator("gc_time_window", mode="before")
     @classmethod

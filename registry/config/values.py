@@ -9,7 +9,7 @@ import re
 from datetime import timedelta
 from typing import Annotated, Any
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, BeforeValidator
 
 from ..durations import parse_duration
 from .messages import fail, show
@@ -18,7 +18,7 @@ from .messages import fail, show
 # Go durations ("1h", "30m", "1h30m", "10s", "1.5h", "300ms")
 # --------------------------------------------------------------------------------------------
 
-def duration(value: Any) -> float:
+def _duration(value: Any) -> float:
     # Only strings: zot (mapstructure) would read a bare JSON number as nanoseconds, which is
     # never what a user who writes 3600 means, so it is better refused than guessed.
     if isinstance(value, timedelta):
@@ -36,17 +36,23 @@ def duration(value: Any) -> float:
     return seconds
 
 
-def timeout(value: Any) -> float:
+def _timeout(value: Any) -> float:
     """http.readTimeout / writeTimeout: a Go duration; zero or negative means no timeout, as in zot."""
     if isinstance(value, str) and value.startswith("-"):
         try:
             parse_duration(value)
         except ValueError:
-            pass  # duration words the error
+            pass  # _duration words the error
         else:
             return 0.0
-    return duration(value)
+    return _duration(value)
 
+
+# Fields that hold a duration: the string is converted before pydantic's strict type check sees it.
+# Timeout includes None, the field's default (not set); a null written in the file is refused, as
+# is any value that is not a duration string.
+Duration = Annotated[float, BeforeValidator(_duration)]
+Timeout = Annotated[float | None, BeforeValidator(_timeout)]
 
 _TIME_OF_DAY = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
 

@@ -11,8 +11,14 @@ from typing import Any
 
 from .messages import ConfigError, PathKey
 
+# --------------------------------------------------------------------------------------------
+# JSON parsing with messages that say what to fix
+# --------------------------------------------------------------------------------------------
+
 
 def parse_json(text: str, source: str) -> Any:
+    """The JSON document in `text`. Raises ConfigError saying where its syntax is wrong and how to
+    fix it; `source` names the file in messages."""
     if not text.strip():
         raise ConfigError(f"{source}: the file is empty; a zot config is a JSON object")
     try:
@@ -76,6 +82,7 @@ def line_col(text: str, pos: int) -> tuple[int, int]:
 
 
 def json_kind(value: Any) -> str:
+    """What a parsed JSON value is, in words, for a message about the wrong kind of value."""
     kinds = {list: "a list", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
     return "null" if value is None else kinds.get(type(value), type(value).__name__)
 

@@ -23,6 +23,9 @@ MAX_CONFIG_BYTES = 4 << 20
 
 @dataclass
 class LoadedConfig:
+    """A config that can be used, what it does not do as the user may expect (warnings), and the file
+    it was read from."""
+
     config: ZotConfig
     warnings: list[str]
     path: Path

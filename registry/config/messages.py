@@ -12,6 +12,21 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+# --------------------------------------------------------------------------------------------
+# Problems: where (a key path) and what, and the error that carries them to the user
+# --------------------------------------------------------------------------------------------
+
+PathKey = tuple[str | int, ...]
+Problem = tuple[PathKey, str]  # (canonical path, message)
+
+
+def dotted(path: PathKey) -> str:
+    """A key path as messages write it: ("cluster", "members", 2) -> cluster.members[2]."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out
+
 
 class ConfigError(Exception):
     """A config that cannot be used. str(err) is the complete message for the user, one line per
@@ -20,6 +35,11 @@ class ConfigError(Exception):
     def __init__(self, messages: str | list[str]) -> None:
         self.messages = [messages] if isinstance(messages, str) else list(messages)
         super().__init__("\n".join(self.messages))
+
+
+# --------------------------------------------------------------------------------------------
+# The validation error our validators raise, in our words
+# --------------------------------------------------------------------------------------------
 
 
 def fail(reason: str, key: str | int | None = None) -> PydanticCustomError:
@@ -47,17 +67,11 @@ def show(value: Any) -> str:
         return repr(value)
 
 
-PathKey = tuple[str | int, ...]
-Problem = tuple[PathKey, str]  # (canonical path, message)
+# --------------------------------------------------------------------------------------------
+# pydantic errors -> user messages
+# --------------------------------------------------------------------------------------------
 
-
-def dotted(path: PathKey) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
-    return out
-
-
+# pydantic's error types for a value of the wrong kind -> what the value must be, in words.
 _TYPE_WORDS = {
     "string_type": "a string",
     "int_type": "a whole number",
@@ -73,6 +87,7 @@ _TYPE_WORDS = {
 
 
 def validation_problems(err: ValidationError) -> list[Problem]:
+    """One problem for each error pydantic reports, worded for the user, not pydantic's report."""
     return [_problem(detail) for detail in err.errors(include_url=False)]
 
 

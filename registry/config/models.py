@@ -215,7 +215,7 @@ class StorageConfig(_Model):
     def _needs_cache(self) -> StorageConfig:
         if self.cache_driver is None and self.dedupe and self.storage_driver is not None and self.remote_cache:
             raise fail("dedupe with a storageDriver keeps its index in a remote cache: set cacheDriver, "
-                        "or set remoteCache to false, or dedupe to false", "cacheDriver")
+                       "or set remoteCache to false, or dedupe to false", "cacheDriver")
         return self
 
 

@@ -18,6 +18,7 @@ from .messages import fail, show
 # Go durations ("1h", "30m", "1h30m", "10s", "1.5h", "300ms")
 # --------------------------------------------------------------------------------------------
 
+
 def _duration(value: Any) -> float:
     # Only strings: zot (mapstructure) would read a bare JSON number as nanoseconds, which is
     # never what a user who writes 3600 means, so it is better refused than guessed.
@@ -30,7 +31,7 @@ def _duration(value: Any) -> float:
             raise fail(f'must be a duration like "1h", "30m", "1h30m" or "10s", got {show(value)}') from None
     else:
         raise fail(f'must be a duration string like "1h", "30m" or "10s", got {show(value)} '
-                    "(zot would read a bare number as nanoseconds)")
+                   "(zot would read a bare number as nanoseconds)")
     if seconds < 0:
         raise fail(f"must not be negative, got {show(value)}")
     return seconds
@@ -53,6 +54,10 @@ def _timeout(value: Any) -> float:
 # is any value that is not a duration string.
 Duration = Annotated[float, BeforeValidator(_duration)]
 Timeout = Annotated[float | None, BeforeValidator(_timeout)]
+
+# --------------------------------------------------------------------------------------------
+# The daily gc window ("HH:MM-HH:MM", UTC)
+# --------------------------------------------------------------------------------------------
 
 _TIME_OF_DAY = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
 

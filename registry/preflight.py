@@ -3,6 +3,7 @@
 A config can be valid and still unusable on this machine: a missing htpasswd file, a certificate
 whose key belongs to another one, a log file in a directory that does not exist. Found here, each is
 one line naming the file, line and key; found by a worker at start, it was a traceback per worker.
+load_and_report and load_and_check print what loading and these checks found, for both commands.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """The pydantic models of a zot config (TLS, HTTP, auth, log, storage, cluster, ZotConfig):
-snake_case attributes, zot's camelCase keys as aliases, and the rules zot checks, in its words.
+snake_case attributes, zot's camelCase keys as aliases, and the rules zot checks, each with a
+message that says what to fix.
 
 They see the config after key mapping (keymap.py): keys are already canonical, and unknown ones
 already reported.

@@ -3,6 +3,7 @@
 A config can be valid and still unusable on this machine: a missing htpasswd file, a certificate
 whose key belongs to another one, a log file in a directory that does not exist. Found here, each is
 one line naming the file, line and key; found by a worker at start, it was a traceback per worker.
+load_and_report and load_and_check print what loading and these checks found, for both commands.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
-from .config import LoadedConfig, PathKey, Problem, TLSConfig, load_and_report
+from .config import ConfigError, LoadedConfig, PathKey, Problem, TLSConfig, load_config
 
 # Certificates, keys and htpasswd files are small; a huge "certificate" is a wrong path.
 _MAX_BYTES = 16 << 20
@@ -70,6 +71,19 @@ def _check_cluster_tls(tls: TLSConfig, found: Findings) -> None:
         if data is not None:
             _certificates(("cluster", "tls", "cacert"), tls.cacert, data, found)
     _check_pair(("cluster", "tls"), tls, found)
+
+
+def load_and_report(path: str) -> LoadedConfig | None:
+    """Load a config, printing its warnings and errors to stderr; None when it cannot be used."""
+    try:
+        loaded = load_config(path)
+    except ConfigError as err:
+        for message in err.messages:
+            print(f"error: {message}", file=sys.stderr)
+        return None
+    for warning in loaded.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return loaded
 
 
 def load_and_check(path: str) -> LoadedConfig | None:

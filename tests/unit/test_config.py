@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from zot_registry import config as config_module
+from zot_registry.cli import verify_main
 from zot_registry.config import (
     UNSUPPORTED_KEYS,
     ClusterConfig,
@@ -19,8 +20,8 @@ from zot_registry.config import (
     parse_config,
     parse_duration,
     split_member,
-    verify_main,
 )
+from zot_registry.config import tables as config_tables
 
 from tests.helpers import REPO_ROOT, ZOT_EXAMPLES
 
@@ -140,8 +141,8 @@ def test_redis_ui_example_without_the_comma_warns_for_each_unsupported_part(zot_
 
 
 def test_supported_driver_sets_silence_the_warning(zot_examples: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(config_module, "SUPPORTED_STORAGE_DRIVERS", {"s3"})
-    monkeypatch.setattr(config_module, "SUPPORTED_CACHE_DRIVERS", {"dynamodb"})
+    monkeypatch.setattr(config_tables, "SUPPORTED_STORAGE_DRIVERS", {"s3"})
+    monkeypatch.setattr(config_tables, "SUPPORTED_CACHE_DRIVERS", {"dynamodb"})
     assert load_config(zot_examples / "cluster-s3-dynamodb.json").warnings == []
 
 

@@ -68,7 +68,7 @@ class HTTPConfig(_Model):
     realm: str | None = "zot"
     compat: list[str] | None = None
     # zot 2.1.17. None: not set (no timeout here; zot then uses 60s); 0: explicitly none. What they
-    # bound here, and how that differs from Go's http.Server, is in timeouts.py.
+    # bound here, and how that differs from Go's http.Server, is in hypercorn_patches.py.
     read_timeout: Timeout = Field(None, alias="readTimeout")
     write_timeout: Timeout = Field(None, alias="writeTimeout")
 

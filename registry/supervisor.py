@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import logging
 import os
 import signal
 import socket
@@ -42,6 +43,7 @@ from typing import Any
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.config import Sockets
 
+log = logging.getLogger("zot_registry")
 _PR_SET_PDEATHSIG = 1
 _POLL = 0.5  # seconds between looks at the stop flag while waiting on workers
 _KILL_GRACE = 5.0  # after graceful_timeout, before SIGKILL
@@ -232,6 +234,8 @@ class Supervisor:
             return 1
         if self.signals:
             return self._stop()
+        # From here a worker's end is a failure, not a failed start: the line says when that begins.
+        log.info("all workers started", extra={"workers": self.count})
         died = self._watch()
         if died is not None:
             print(f"error: worker {died.process.pid} stopped unexpectedly ({_exit_status(died.process.exitcode)}); "

@@ -203,6 +203,13 @@ def test_second_registry_on_a_port_in_use_is_refused(tmp_path: Path, start_regis
     assert not (tmp_path / "other-root").exists()
 
 
+def wait_for_log(registry: RegistryProcess, text: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in registry.log_path.read_text():
+        assert time.monotonic() < deadline, f"{text!r} never appeared in {registry.log_path}"
+        time.sleep(0.1)
+
+
 def process_tree(registry: RegistryProcess) -> list[psutil.Process]:
     assert registry.process is not None
     parent = psutil.Process(registry.process.pid)
@@ -224,6 +231,8 @@ def test_workers_exit_when_the_parent_is_killed(start_registry: Callable[..., Re
 def test_stop_signals_are_a_clean_exit(start_registry: Callable[..., RegistryProcess], signum: int) -> None:
     registry = start_registry(workers=2)
     assert registry.process is not None
+    # A worker killed before every worker has started is a failed start ("cannot start"), another test.
+    wait_for_log(registry, "all workers started")
     _, *children = process_tree(registry)
     # Ctrl-C reaches the whole process group; SIGTERM (kubelet, systemd) only the parent.
     if signum == signal.SIGINT:
@@ -236,9 +245,14 @@ def test_stop_signals_are_a_clean_exit(start_registry: Callable[..., RegistryPro
     assert_no_traceback(registry.log_path.read_text(), "serve output")
 
 
-def test_a_worker_that_dies_stops_the_registry_with_an_error(start_registry: Callable[..., RegistryProcess]) -> None:
-    registry = start_registry(workers=2)
+def test_a_worker_that_dies_stops_the_registry_with_an_error(start_registry: Callable[..., RegistryProcess],
+                                                             tmp_path: Path) -> None:
+    config = registry_config(tmp_path / "root", free_port())
+    config["log"] = {"level": "info"}  # for the line that says every worker has started
+    registry = start_registry(workers=2, config=config)
     assert registry.process is not None
+    # A worker killed before every worker has started is a failed start ("cannot start"), another test.
+    wait_for_log(registry, "all workers started")
     _, *children = process_tree(registry)
     worker = next(c for c in children if "spawn_main" in " ".join(c.cmdline()))
     worker.kill()

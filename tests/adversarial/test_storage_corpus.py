@@ -26,7 +26,7 @@ import pytest
 from zot_registry.digests import Digest, parse_digest
 from zot_registry.errors import BlobUploadUnknown, DigestInvalid, NameInvalid, RegistryError
 from zot_registry.storage.layout import Layout
-from zot_registry.storage.store import ImageStore
+from zot_registry.storage.local.store import LocalStore
 
 from tests.adversarial.checks import (
     Surroundings,
@@ -436,7 +436,7 @@ async def _body(*chunks: bytes) -> AsyncIterator[bytes]:
 @pytest.mark.parametrize("dedupe", [True, False], ids=["dedupe", "no-dedupe"])
 def test_store_closes_a_session_exactly_once(tmp_path: Path, dedupe: bool) -> None:
     """The same race without HTTP: three finishes of one session in one event loop."""
-    store = ImageStore(tmp_path / "root", dedupe=dedupe)
+    store = LocalStore(tmp_path / "root", dedupe=dedupe)
     data = os.urandom(300_000)
     digest = parse_digest(sha256(data))
 
@@ -457,7 +457,7 @@ def test_store_closes_a_session_exactly_once(tmp_path: Path, dedupe: bool) -> No
 
 
 def test_store_refuses_a_chunk_or_cancel_while_another_request_holds_the_session(tmp_path: Path) -> None:
-    store = ImageStore(tmp_path / "root")
+    store = LocalStore(tmp_path / "root")
     session = asyncio.run(store.new_upload("held"))
     asyncio.run(store.append_upload("held", session, _body(b"abc"), 0, 3))
     with open(store.layout.upload("held", session), "rb") as handle:

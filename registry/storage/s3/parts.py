@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from .s3client import S3Bucket
+from .client import S3Bucket
 
 # S3's smallest part: memory per upload stays within a few parts. S3 allows 10,000 parts, so past
 # LARGE_AFTER parts (about 10 GiB) parts grow, for blobs up to about 300 GiB.

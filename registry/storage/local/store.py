@@ -24,8 +24,8 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ..digests import Digest, parse_digest
-from ..errors import (
+from ...digests import Digest, parse_digest
+from ...errors import (
     BlobUnknown,
     BlobUploadBusy,
     BlobUploadUnknown,
@@ -36,11 +36,11 @@ from ..errors import (
     RegistryError,
     SizeInvalid,
 )
-from ..names import LAYOUT_ENTRIES, is_valid_name
-from .base import GcReport
-from .files import checked_chunks, file_chunks, fsync_path, write_atomic, write_exclusive
-from .index import Index, IndexFiles
-from .indexops import (
+from ...names import LAYOUT_ENTRIES, is_valid_name
+from ..base import GcReport
+from ..files import checked_chunks, file_chunks, fsync_path, write_atomic, write_exclusive
+from ..index import Index, IndexFiles
+from ..indexops import (
     DeleteChange,
     check_references,
     descriptor_for,
@@ -50,15 +50,15 @@ from .indexops import (
     referrer_entry,
     unique_descriptors,
 )
-from .layout import EMPTY_INDEX, OCI_LAYOUT, Layout
-from .manifests import ParsedManifest, parse_manifest
-from .memo import Hashers, ManifestCache
+from ..layout import EMPTY_INDEX, OCI_LAYOUT, Layout
+from ..manifests import ParsedManifest, parse_manifest
+from ..memo import Hashers, ManifestCache
 
 _WRITE_CHUNK = 1 << 20
 log = logging.getLogger("zot_registry.storage")
 
 
-class ImageStore:
+class LocalStore:
     def __init__(self, root: str | Path, dedupe: bool = True) -> None:
         self.root = Path(root).absolute()
         self.root.mkdir(parents=True, exist_ok=True)

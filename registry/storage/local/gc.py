@@ -16,14 +16,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..digests import parse_digest
-from ..errors import RegistryError
-from .base import GcReport
-from .indexops import reachable_digests
-from .layout import SESSION_ID
+from ...digests import parse_digest
+from ...errors import RegistryError
+from ..base import GcReport
+from ..indexops import reachable_digests
+from ..layout import SESSION_ID
 
 if TYPE_CHECKING:
-    from .store import ImageStore
+    from .store import LocalStore
 
 log = logging.getLogger("zot_registry.gc")
 
@@ -33,7 +33,7 @@ def _age(path: Path, now: float) -> float:
     return now - max(stat.st_mtime, stat.st_ctime)
 
 
-def referenced_digests(store: ImageStore, name: str) -> set[str]:
+def referenced_digests(store: LocalStore, name: str) -> set[str]:
     """Every digest reachable from the repository's index: manifests, their configs, layers and children."""
     index = store.read_index(name)
     if index is None:
@@ -64,7 +64,7 @@ def _blob_files(blobs: Path) -> list[tuple[str, Path]]:
     return found
 
 
-def collect_repository(store: ImageStore, name: str, delay: float, report: GcReport) -> None:
+def collect_repository(store: LocalStore, name: str, delay: float, report: GcReport) -> None:
     """Unreferenced blobs and abandoned sessions of one repository. Raises RepositoryUnreadable, before
     touching anything, when its index.json cannot be read: what it references is then unknown."""
     now = time.time()
@@ -102,7 +102,7 @@ def _unlink_unless_in_use(path: Path) -> bool:
         os.close(fd)
 
 
-def collect_dedupe_copies(store: ImageStore, delay: float, report: GcReport) -> None:
+def collect_dedupe_copies(store: LocalStore, delay: float, report: GcReport) -> None:
     """A canonical copy whose only link is itself belongs to no repository any more."""
     now = time.time()
     root = store.layout.root / ".dedupe" / "blobs"
@@ -115,7 +115,7 @@ def collect_dedupe_copies(store: ImageStore, delay: float, report: GcReport) -> 
                 report.bytes_freed += stat.st_size
 
 
-def collect(store: ImageStore, delay: float, owns: Callable[[str], bool] = lambda _: True) -> GcReport | None:
+def collect(store: LocalStore, delay: float, owns: Callable[[str], bool] = lambda _: True) -> GcReport | None:
     """One pass over the repositories `owns` accepts; None when another worker is already collecting."""
     lock_path = store.layout.root / ".gc.lock"
     with open(lock_path, "a") as lock:

@@ -33,9 +33,9 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from ..cache.base import Cache
-from ..digests import Digest, parse_digest
-from ..errors import (
+from ...cache.base import Cache
+from ...digests import Digest, parse_digest
+from ...errors import (
     BlobUnknown,
     BlobUploadBusy,
     BlobUploadUnknown,
@@ -48,11 +48,11 @@ from ..errors import (
     SizeInvalid,
     StorageUnavailable,
 )
-from ..names import validate_name
-from .base import GcReport
-from .files import checked_chunks
-from .index import Index
-from .indexops import (
+from ...names import validate_name
+from ..base import GcReport
+from ..files import checked_chunks
+from ..index import Index
+from ..indexops import (
     Change,
     DeleteChange,
     check_references,
@@ -64,11 +64,11 @@ from .indexops import (
     referrer_entry,
     unique_descriptors,
 )
-from .layout import EMPTY_INDEX, OCI_LAYOUT, SESSION_ID, checked_digest, checked_session
-from .manifests import ParsedManifest, parse_manifest, read_manifest
-from .memo import Hashers, ManifestCache
-from .s3client import S3Bucket, S3Settings
-from .s3parts import PartWriter
+from ..layout import EMPTY_INDEX, OCI_LAYOUT, SESSION_ID, checked_digest, checked_session
+from ..manifests import ParsedManifest, parse_manifest, read_manifest
+from ..memo import Hashers, ManifestCache
+from .client import S3Bucket, S3Settings
+from .parts import PartWriter
 
 SESSION_MIN_AGE = 3600.0  # abandoned upload sessions are collected after an hour at least
 CLAIM_SECONDS = SESSION_MIN_AGE  # a claim older than this was left by a member that died holding it

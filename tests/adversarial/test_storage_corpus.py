@@ -25,7 +25,7 @@ import httpx
 import pytest
 from zot_registry.digests import Digest, parse_digest
 from zot_registry.errors import BlobUploadUnknown, DigestInvalid, NameInvalid, RegistryError
-from zot_registry.storage.layout import Layout
+from zot_registry.storage.local.layout import LocalLayout
 from zot_registry.storage.local.store import LocalStore
 
 from tests.adversarial.checks import (
@@ -240,7 +240,7 @@ def test_path_traversal_in_every_parameter_stays_in_the_root(site: SiteFactory, 
 
 def test_layout_never_builds_a_path_outside_the_root(tmp_path: Path) -> None:
     """Defence in depth: the store refuses any name, digest or session that is not one of its own."""
-    layout = Layout(tmp_path)
+    layout = LocalLayout(tmp_path)
     good = Digest("sha256", "a" * 64)
     for name in ("..", "../x", "x/../../y", "/etc", "x//y", "", "X", "x/blobs", "index.json"):
         with pytest.raises(NameInvalid):

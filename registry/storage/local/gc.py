@@ -69,7 +69,7 @@ def collect_repository(store: LocalStore, name: str, delay: float, report: GcRep
     touching anything, when its index.json cannot be read: what it references is then unknown."""
     now = time.time()
     keep = referenced_digests(store, name)
-    for digest, blob in _blob_files(store.layout.repo(name) / "blobs"):
+    for digest, blob in _blob_files(store.layout.blobs(name)):
         if digest in keep:
             continue
         with contextlib.suppress(FileNotFoundError):
@@ -105,7 +105,7 @@ def _unlink_unless_in_use(path: Path) -> bool:
 def collect_dedupe_copies(store: LocalStore, delay: float, report: GcReport) -> None:
     """A canonical copy whose only link is itself belongs to no repository any more."""
     now = time.time()
-    root = store.layout.root / ".dedupe" / "blobs"
+    root = store.layout.dedupe_blobs()
     for _, blob in _blob_files(root):
         with contextlib.suppress(FileNotFoundError):
             stat = blob.stat()
@@ -117,7 +117,7 @@ def collect_dedupe_copies(store: LocalStore, delay: float, report: GcReport) -> 
 
 def collect(store: LocalStore, delay: float, owns: Callable[[str], bool] = lambda _: True) -> GcReport | None:
     """One pass over the repositories `owns` accepts; None when another worker is already collecting."""
-    lock_path = store.layout.root / ".gc.lock"
+    lock_path = store.layout.gc_lock()
     with open(lock_path, "a") as lock:
         try:
             fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)

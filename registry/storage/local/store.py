@@ -50,9 +50,10 @@ from ..indexops import (
     referrer_entry,
     unique_descriptors,
 )
-from ..layout import EMPTY_INDEX, OCI_LAYOUT, Layout
+from ..layout import EMPTY_INDEX, OCI_LAYOUT
 from ..manifests import ParsedManifest, parse_manifest
 from ..memo import Hashers, ManifestCache
+from .layout import LocalLayout
 
 _WRITE_CHUNK = 1 << 20
 log = logging.getLogger("zot_registry.storage")
@@ -62,7 +63,7 @@ class LocalStore:
     def __init__(self, root: str | Path, dedupe: bool = True) -> None:
         self.root = Path(root).absolute()
         self.root.mkdir(parents=True, exist_ok=True)
-        self.layout = Layout(self.root)
+        self.layout = LocalLayout(self.root)
         self.dedupe = dedupe
         self._indexes = IndexFiles()
         self._manifests = ManifestCache()
@@ -80,14 +81,15 @@ class LocalStore:
         return index
 
     def ensure_repo(self, name: str) -> None:
-        repo = self.layout.repo(name)
-        if (repo / "index.json").is_file():
+        index = self.layout.index(name)
+        if index.is_file():
             return
-        (repo / "blobs").mkdir(parents=True, exist_ok=True)
-        if not (repo / "oci-layout").is_file():
-            write_atomic(repo / "oci-layout", OCI_LAYOUT)
+        self.layout.blobs(name).mkdir(parents=True, exist_ok=True)
+        oci_layout = self.layout.oci_layout(name)
+        if not oci_layout.is_file():
+            write_atomic(oci_layout, OCI_LAYOUT)
         # Exclusive: two workers creating the same repository must not overwrite each other's index.
-        write_exclusive(repo / "index.json", EMPTY_INDEX)
+        write_exclusive(index, EMPTY_INDEX)
 
     async def catalog(self) -> list[str]:
         return self.repository_names()

@@ -18,7 +18,7 @@ What keeps concurrent writers (members, and the workers of each) safe:
   with the state the request writes back, or with the session; a member killed while holding one
   leaves a claim that expires after SESSION_MIN_AGE.
 
-Keys are built from names, digests and session ids checked as layout.py checks paths.
+Keys are layout.py's paths under rootdirectory (s3/keys.py), checked as layout.py checks them.
 """
 
 from __future__ import annotations
@@ -48,7 +48,6 @@ from ...errors import (
     SizeInvalid,
     StorageUnavailable,
 )
-from ...names import validate_name
 from ..base import GcReport
 from ..files import checked_chunks
 from ..index import Index
@@ -64,10 +63,11 @@ from ..indexops import (
     referrer_entry,
     unique_descriptors,
 )
-from ..layout import EMPTY_INDEX, OCI_LAYOUT, SESSION_ID, checked_digest, checked_session
+from ..layout import EMPTY_INDEX, OCI_LAYOUT, SESSION_ID
 from ..manifests import ParsedManifest, parse_manifest, read_manifest
 from ..memo import Hashers, ManifestCache
 from .client import S3Bucket, S3Settings
+from .keys import S3Keys
 from .parts import PartWriter
 
 SESSION_MIN_AGE = 3600.0  # abandoned upload sessions are collected after an hour at least
@@ -78,6 +78,7 @@ log = logging.getLogger("zot_registry.storage")
 class S3Store:
     def __init__(self, bucket: S3Bucket, cache: Cache, dedupe: bool = True) -> None:
         self.bucket = bucket
+        self.keys = S3Keys(bucket)
         self.cache = cache
         self.dedupe = dedupe
         # An unreadable index.json is remembered too: logged once per version, not once per request.
@@ -91,25 +92,6 @@ class S3Store:
     def from_config(cls, driver: dict[str, Any], cache: Cache, dedupe: bool) -> S3Store:
         return cls(S3Bucket(S3Settings.from_driver(driver)), cache, dedupe)
 
-    # Keys ---------------------------------------------------------------------------------------
-
-    def _repo_key(self, name: str, *parts: str) -> str:
-        return self.bucket.key(validate_name(name), *parts)
-
-    def _index_key(self, name: str) -> str:
-        return self._repo_key(name, "index.json")
-
-    def _blob_key(self, name: str, digest: Digest) -> str:
-        checked_digest(digest)
-        return self._repo_key(name, "blobs", digest.algorithm, digest.hex)
-
-    def _canonical_key(self, digest: Digest) -> str:
-        checked_digest(digest)
-        return self.bucket.key(".dedupe", "blobs", digest.algorithm, digest.hex)
-
-    def _session_key(self, name: str, session: str, suffix: str = "") -> str:
-        return self._repo_key(name, ".uploads", checked_session(session) + suffix)
-
     # Repositories and their index ---------------------------------------------------------------
 
     async def catalog(self) -> list[str]:
@@ -122,7 +104,7 @@ class S3Store:
         version = str(meta.get("version", ""))
         cached = self._indexes.get(name)
         if cached is None or cached[0] != version:
-            raw = await self.bucket.get(self._index_key(name))
+            raw = await self.bucket.get(self.keys.index(name))
             cached = (version, self._parse_index(name, raw or EMPTY_INDEX))
             self._indexes[name] = cached
         if isinstance(cached[1], RegistryError):
@@ -133,7 +115,7 @@ class S3Store:
         try:
             return Index.parse(raw, f"index.json of repository {name!r}")
         except RepositoryUnreadable as err:
-            log.error("repository unreadable: %s", err.message, extra={"key": self._index_key(name)})
+            log.error("repository unreadable: %s", err.message, extra={"key": self.keys.index(name)})
             return err
 
     async def _new_version(self, name: str) -> str:
@@ -144,7 +126,7 @@ class S3Store:
 
     async def _adopt(self, name: str) -> Index | None:
         """A repository in the bucket the cache does not know (an emptied cache): record it again."""
-        raw = await self.bucket.get(self._index_key(name))
+        raw = await self.bucket.get(self.keys.index(name))
         if raw is None:
             return None
         version = await self._new_version(name)
@@ -166,9 +148,9 @@ class S3Store:
         async with self.cache.lock(f"index:{name}"):
             if await self.cache.get_repo_meta(name) is not None:
                 return
-            if await self.bucket.head(self._index_key(name)) is None:
-                await self.bucket.put(self._repo_key(name, "oci-layout"), OCI_LAYOUT)
-                await self.bucket.put(self._index_key(name), EMPTY_INDEX)
+            if await self.bucket.head(self.keys.index(name)) is None:
+                await self.bucket.put(self.keys.oci_layout(name), OCI_LAYOUT)
+                await self.bucket.put(self.keys.index(name), EMPTY_INDEX)
             await self._new_version(name)
 
     async def _update_index(self, name: str, change: Change) -> None:
@@ -177,14 +159,14 @@ class S3Store:
 
     async def _update_index_locked(self, name: str, change: Change) -> Index | None:
         """Applies `change` to index.json (the caller holds the lock); the new index, or None if unchanged."""
-        raw = await self.bucket.get(self._index_key(name))
+        raw = await self.bucket.get(self.keys.index(name))
         # An unreadable index raises here, before anything is written: it is never replaced.
         current = Index.parse(raw or EMPTY_INDEX, f"index.json of repository {name!r}")
         manifests = [dict(d) for d in current.manifests]
         if not change(manifests):
             return None
         body = current.with_manifests(manifests)
-        await self.bucket.put(self._index_key(name), body)
+        await self.bucket.put(self.keys.index(name), body)
         index = Index.parse(body)
         self._indexes[name] = (await self._new_version(name), index)
         return index
@@ -196,12 +178,12 @@ class S3Store:
 
     async def _locate(self, name: str, digest: Digest) -> tuple[str, int]:
         """The key holding the blob's bytes for `name`, and its size; BLOB_UNKNOWN when `name` lacks it."""
-        info = await self.bucket.head(self._blob_key(name, digest))
+        info = await self.bucket.head(self.keys.blob(name, digest))
         if info is None:
             raise BlobUnknown(f"blob {digest} unknown to repository {name!r}")
         if not self._is_placeholder(digest, info.size):
             return info.key, info.size
-        canonical = await self.bucket.head(self._canonical_key(digest))
+        canonical = await self.bucket.head(self.keys.dedupe_blob(digest))
         if canonical is None:
             raise BlobUnknown(f"blob {digest} of repository {name!r} lost its deduplicated copy")
         return canonical.key, canonical.size
@@ -220,29 +202,29 @@ class S3Store:
             yield chunk
 
     async def has_blob(self, name: str, digest: Digest) -> bool:
-        return await self.bucket.head(self._blob_key(name, digest)) is not None
+        return await self.bucket.head(self.keys.blob(name, digest)) is not None
 
     async def delete_blob(self, name: str, digest: Digest) -> None:
         await self._require_index(name)
-        info = await self.bucket.head(self._blob_key(name, digest))
+        info = await self.bucket.head(self.keys.blob(name, digest))
         if info is None:
             raise BlobUnknown(f"blob {digest} unknown to repository {name!r}")
         await self._drop_blob(name, digest, info.size)
 
     async def _drop_blob(self, name: str, digest: Digest, size: int) -> None:
-        await self.bucket.delete(self._blob_key(name, digest))
+        await self.bucket.delete(self.keys.blob(name, digest))
         # With dedupe, the shared copy stays until garbage collection finds no holder left.
         await self.cache.remove_blob_holder(str(digest), name)
 
     async def _link(self, name: str, digest: Digest) -> None:
         """Makes `name` a holder of the deduplicated copy, which must exist."""
         async with self.cache.lock(f"blob:{digest}"):
-            if await self.bucket.head(self._canonical_key(digest)) is None:
+            if await self.bucket.head(self.keys.dedupe_blob(digest)) is None:
                 # Collected between our check and this lock: the client retries the push (503).
                 raise StorageUnavailable(f"blob {digest} was being collected; retry the upload")
             await self.cache.add_blob_holder(str(digest), name)
-            if await self.bucket.head(self._blob_key(name, digest)) is None:
-                await self.bucket.put(self._blob_key(name, digest), b"")
+            if await self.bucket.head(self.keys.blob(name, digest)) is None:
+                await self.bucket.put(self.keys.blob(name, digest), b"")
 
     async def mount_blob(self, name: str, digest: Digest, source: str | None) -> bool:
         """Cross-repository mount; without `from`, any repository's copy will do (the cache knows the holders)."""
@@ -254,7 +236,7 @@ class S3Store:
         if self.dedupe:
             if source is None and not holders:
                 return False
-            if await self.bucket.head(self._canonical_key(digest)) is None:
+            if await self.bucket.head(self.keys.dedupe_blob(digest)) is None:
                 return False
             await self._ensure_repo(name)
             await self._link(name, digest)
@@ -267,17 +249,17 @@ class S3Store:
             return False
         key, size = await self._locate(source, digest)
         await self._ensure_repo(name)
-        await self.bucket.copy(key, self._blob_key(name, digest), size)
+        await self.bucket.copy(key, self.keys.blob(name, digest), size)
         await self.cache.add_blob_holder(str(digest), name)
         return True
 
     async def _target(self, name: str, digest: Digest) -> str | None:
         """Where verified bytes go; None when a deduplicated copy exists and only the digest needs checking."""
         if not self.dedupe:
-            return self._blob_key(name, digest)
-        if await self.bucket.head(self._canonical_key(digest)) is not None:
+            return self.keys.blob(name, digest)
+        if await self.bucket.head(self.keys.dedupe_blob(digest)) is not None:
             return None
-        return self._canonical_key(digest)
+        return self.keys.dedupe_blob(digest)
 
     async def _published(self, name: str, digest: Digest) -> None:
         """Records the new holder; without dedupe too, so a mount without `from` can find a copy."""
@@ -312,7 +294,7 @@ class S3Store:
     # between writing a new tail and the new state still finds the tail its state names.
 
     async def _session(self, name: str, session: str) -> dict[str, Any]:
-        raw = await self.bucket.get(self._session_key(name, session))
+        raw = await self.bucket.get(self.keys.upload(name, session))
         if raw is None:
             raise BlobUploadUnknown(f"upload {session!r} unknown")
         try:
@@ -336,27 +318,27 @@ class S3Store:
             if isinstance(claim, dict) and time.time() - float(claim.get("at", 0)) < CLAIM_SECONDS:
                 raise busy
             claimed = {**state, "claim": {"at": time.time(), "by": uuid.uuid4().hex}}
-            await self.bucket.put(self._session_key(name, session), json.dumps(claimed).encode())
+            await self.bucket.put(self.keys.upload(name, session), json.dumps(claimed).encode())
         return state
 
     async def _release(self, name: str, session: str, state: dict[str, Any]) -> None:
         """Writes the unchanged state back without our claim: the session is free again."""
-        await self.bucket.put(self._session_key(name, session), json.dumps(state).encode())
+        await self.bucket.put(self.keys.upload(name, session), json.dumps(state).encode())
 
     async def _writer(self, name: str, session: str, state: dict[str, Any]) -> PartWriter:
         tail = b""
         if state["tail"]:
-            tail = await self.bucket.get(self._session_key(name, session, f".tail-{state['size']}")) or b""
+            tail = await self.bucket.get(self.keys.upload(name, session, f".tail-{state['size']}")) or b""
             if len(tail) != state["tail"]:
                 raise StorageUnavailable(f"upload {session}: its last {state['tail']} bytes are missing from S3")
         parts = [(int(n), str(e)) for n, e in state["parts"]]
-        return PartWriter(self.bucket, self._session_key(name, session, ".data"), state["upload"], parts, tail)
+        return PartWriter(self.bucket, self.keys.upload(name, session, ".data"), state["upload"], parts, tail)
 
     async def new_upload(self, name: str) -> str:
         await self._ensure_repo(name)
         session = uuid.uuid4().hex
         state: dict[str, Any] = {"upload": None, "parts": [], "size": 0, "tail": 0, "started": time.time()}
-        await self.bucket.put(self._session_key(name, session), json.dumps(state).encode())
+        await self.bucket.put(self.keys.upload(name, session), json.dumps(state).encode())
         return session
 
     async def upload_size(self, name: str, session: str) -> int:
@@ -379,15 +361,15 @@ class S3Store:
             size = offset + written
             tail = writer.pending
             if tail:
-                await self.bucket.put(self._session_key(name, session, f".tail-{size}"), tail)
+                await self.bucket.put(self.keys.upload(name, session, f".tail-{size}"), tail)
             new_state = {**state, "upload": writer.upload, "parts": writer.parts, "size": size, "tail": len(tail)}
             # The new state carries no claim: writing it releases the session.
-            await self.bucket.put(self._session_key(name, session), json.dumps(new_state).encode())
+            await self.bucket.put(self.keys.upload(name, session), json.dumps(new_state).encode())
         except BaseException:
             await self._release(name, session, state)
             raise
         if state["tail"] and size != offset:
-            await self.bucket.delete(self._session_key(name, session, f".tail-{offset}"))
+            await self.bucket.delete(self.keys.upload(name, session, f".tail-{offset}"))
         if hasher is not None:
             self._hashers.keep(session, size, hasher)
         return size
@@ -456,14 +438,14 @@ class S3Store:
     async def _forget_session(self, name: str, session: str, state: dict[str, Any] | None) -> None:
         self._hashers.drop(session)
         if state is not None and state["tail"]:
-            await self.bucket.delete(self._session_key(name, session, f".tail-{state['size']}"))
-        await self.bucket.delete(self._session_key(name, session))
+            await self.bucket.delete(self.keys.upload(name, session, f".tail-{state['size']}"))
+        await self.bucket.delete(self.keys.upload(name, session))
 
     async def cancel_upload(self, name: str, session: str) -> None:
         state = await self._claim(name, session, BlobUploadBusy(f"upload {session!r} is busy with another request"))
         try:
             if state["upload"]:
-                await self.bucket.abort_multipart(self._session_key(name, session, ".data"), state["upload"])
+                await self.bucket.abort_multipart(self.keys.upload(name, session, ".data"), state["upload"])
         except BaseException:
             await self._release(name, session, state)
             raise
@@ -474,7 +456,7 @@ class S3Store:
     async def _manifest_bytes(self, name: str, digest: str) -> bytes:
         data = self._manifests.get(digest)
         if data is None:
-            data = await self.bucket.get(self._blob_key(name, parse_digest(digest)))
+            data = await self.bucket.get(self.keys.blob(name, parse_digest(digest)))
             if data is None:
                 raise BlobUnknown(f"manifest {digest} of repository {name!r} is missing from S3")
             self._manifests.put(digest, data)
@@ -497,7 +479,7 @@ class S3Store:
         await self._check_references(name, manifest, index)
         if index is None:  # an index read means the repository exists: no second cache read to learn it
             await self._ensure_repo(name)
-        await self.bucket.put(self._blob_key(name, digest), body)
+        await self.bucket.put(self.keys.blob(name, digest), body)
         self._manifests.put(str(digest), body)
         await self._update_index(name, put_change(descriptor_for(manifest, digest, len(body), tag), tag))
         return digest, manifest
@@ -552,12 +534,13 @@ class S3Store:
     async def _collect_repository(self, name: str, delay: float, report: GcReport) -> None:
         now = time.time()
         # Read first: an unreadable index raises before anything is listed or dropped.
-        index = Index.parse(await self.bucket.get(self._index_key(name)) or EMPTY_INDEX,
+        index = Index.parse(await self.bucket.get(self.keys.index(name)) or EMPTY_INDEX,
                             f"index.json of repository {name!r}")
-        blobs_prefix = self._repo_key(name, "blobs", "")
+        blobs_prefix = self.keys.prefix(self.keys.blobs(name))
         # Two listings, not one of the repository's prefix, which would include nested repositories (a/b in a).
         objects = {info.key: info async for info in self.bucket.listing(blobs_prefix)}
-        objects.update({info.key: info async for info in self.bucket.listing(self._repo_key(name, ".uploads", ""))})
+        uploads_prefix = self.keys.prefix(self.keys.uploads(name))
+        objects.update({info.key: info async for info in self.bucket.listing(uploads_prefix)})
         digests = list(index.by_digest)
         contents = await asyncio.gather(*(self._manifest_bytes(name, d) for d in digests), return_exceptions=True)
         documents = {d: data for d, data in zip(digests, contents, strict=True) if isinstance(data, bytes)}
@@ -594,13 +577,13 @@ class S3Store:
                 continue
             if digest in subjects and subjects[digest] in index.by_digest:
                 continue  # a referrer (signature, SBOM) of a manifest still here
-            info = objects.get(self._blob_key(name, parse_digest(digest)))
+            info = objects.get(self.keys.blob(name, parse_digest(digest)))
             if info is not None and info.modified <= before:
                 stale.add(digest)
         return stale
 
     async def _collect_sessions(self, name: str, objects: dict[str, Any], before: float, report: GcReport) -> None:
-        uploads = self._repo_key(name, ".uploads", "")
+        uploads = self.keys.prefix(self.keys.uploads(name))
         for key, info in objects.items():
             session = key[len(uploads):]
             if key.startswith(uploads) and SESSION_ID.fullmatch(session) and info.modified <= before:
@@ -612,7 +595,7 @@ class S3Store:
 
     async def _collect_shared_copies(self, delay: float, owns: Callable[[str], bool], report: GcReport) -> None:
         before = time.time() - delay
-        prefix = self.bucket.key(".dedupe", "blobs", "")
+        prefix = self.keys.prefix(self.keys.dedupe_blobs())
         async for info in self.bucket.listing(prefix):
             found = _digest_of(info.key, prefix)
             digest = str(found)

@@ -7,20 +7,11 @@ registry errors (BLOB_UNKNOWN, MANIFEST_UNKNOWN, ...), so handlers never see a d
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..digests import Digest
+from .gc import GcReport
 from .manifests import ParsedManifest
-
-
-@dataclass
-class GcReport:
-    manifests: int = 0
-    blobs: int = 0
-    uploads: int = 0
-    dedupe_copies: int = 0
-    bytes_freed: int = 0
 
 
 class Store(Protocol):

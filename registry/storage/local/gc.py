@@ -1,4 +1,4 @@
-"""Garbage collection: blobs no manifest references, abandoned uploads, unreferenced dedupe copies.
+"""Garbage collection of the local store: blobs no manifest references, abandoned uploads, unreferenced dedupe copies.
 
 Runs every `gcInterval` and only touches files older than `gcDelay`, so a blob pushed just before
 its manifest is never taken. Age is the later of mtime and ctime: linking a deduplicated blob into
@@ -14,18 +14,28 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from ...digests import parse_digest
 from ...errors import RegistryError
-from ..base import GcReport
+from ..gc import SESSION_MIN_AGE, GcReport
+from ..index import Index
 from ..indexops import reachable_digests
 from ..layout import SESSION_ID
-
-if TYPE_CHECKING:
-    from .store import LocalStore
+from .layout import LocalLayout
 
 log = logging.getLogger("zot_registry.gc")
+
+
+class Collectable(Protocol):
+    """What garbage collection needs from the local store: its layout, its repositories and their indexes."""
+
+    @property
+    def layout(self) -> LocalLayout: ...
+
+    def repository_names(self) -> list[str]: ...
+
+    def read_index(self, name: str) -> Index | None: ...
 
 
 def _age(path: Path, now: float) -> float:
@@ -33,7 +43,7 @@ def _age(path: Path, now: float) -> float:
     return now - max(stat.st_mtime, stat.st_ctime)
 
 
-def referenced_digests(store: LocalStore, name: str) -> set[str]:
+def referenced_digests(store: Collectable, name: str) -> set[str]:
     """Every digest reachable from the repository's index: manifests, their configs, layers and children."""
     index = store.read_index(name)
     if index is None:
@@ -64,7 +74,7 @@ def _blob_files(blobs: Path) -> list[tuple[str, Path]]:
     return found
 
 
-def collect_repository(store: LocalStore, name: str, delay: float, report: GcReport) -> None:
+def collect_repository(store: Collectable, name: str, delay: float, report: GcReport) -> None:
     """Unreferenced blobs and abandoned sessions of one repository. Raises RepositoryUnreadable, before
     touching anything, when its index.json cannot be read: what it references is then unknown."""
     now = time.time()
@@ -83,7 +93,7 @@ def collect_repository(store: LocalStore, name: str, delay: float, report: GcRep
         if session.name.startswith(".index") or not session.is_file():
             continue
         with contextlib.suppress(FileNotFoundError):
-            if _age(session, now) >= max(delay, 3600.0) and _unlink_unless_in_use(session):
+            if _age(session, now) >= max(delay, SESSION_MIN_AGE) and _unlink_unless_in_use(session):
                 report.uploads += 1
 
 
@@ -102,7 +112,7 @@ def _unlink_unless_in_use(path: Path) -> bool:
         os.close(fd)
 
 
-def collect_dedupe_copies(store: LocalStore, delay: float, report: GcReport) -> None:
+def collect_dedupe_copies(store: Collectable, delay: float, report: GcReport) -> None:
     """A canonical copy whose only link is itself belongs to no repository any more."""
     now = time.time()
     root = store.layout.dedupe_blobs()
@@ -115,7 +125,7 @@ def collect_dedupe_copies(store: LocalStore, delay: float, report: GcReport) -> 
                 report.bytes_freed += stat.st_size
 
 
-def collect(store: LocalStore, delay: float, owns: Callable[[str], bool] = lambda _: True) -> GcReport | None:
+def collect(store: Collectable, delay: float, owns: Callable[[str], bool] = lambda _: True) -> GcReport | None:
     """One pass over the repositories `owns` accepts; None when another worker is already collecting."""
     lock_path = store.layout.gc_lock()
     with open(lock_path, "a") as lock:

@@ -24,9 +24,9 @@ from typing import Any
 from ...digests import Digest, parse_digest
 from ...errors import BlobUnknown, DigestInvalid, ManifestUnknown, NameUnknown, SizeInvalid
 from ...names import LAYOUT_ENTRIES, is_valid_name
-from ..base import GcReport
 from ..files import checked_chunks, file_chunks, fsync_path, write_atomic, write_exclusive
-from ..index import Index, IndexFiles
+from ..gc import GcReport
+from ..index import Index
 from ..indexops import (
     DeleteChange,
     check_references,
@@ -40,6 +40,8 @@ from ..indexops import (
 from ..layout import EMPTY_INDEX, OCI_LAYOUT
 from ..manifests import ParsedManifest, parse_manifest
 from ..memo import ManifestCache
+from .gc import collect
+from .index import IndexFiles
 from .layout import LocalLayout
 from .uploads import LocalUploads
 
@@ -308,9 +310,7 @@ class LocalStore:
     # Garbage collection, lifecycle --------------------------------------------------------------
 
     async def collect_garbage(self, delay: float, owns: Callable[[str], bool]) -> GcReport | None:
-        from . import gc  # gc reads the store's layout: imported here, not at module level, to avoid a cycle
-
-        return await asyncio.to_thread(gc.collect, self, delay, owns)
+        return await asyncio.to_thread(collect, self, delay, owns)
 
     async def ready(self) -> str:
         return "" if self.root.is_dir() else f"root directory {self.root} is missing"

@@ -48,8 +48,8 @@ from ...errors import (
     SizeInvalid,
     StorageUnavailable,
 )
-from ..base import GcReport
 from ..files import checked_chunks
+from ..gc import SESSION_MIN_AGE, GcReport
 from ..index import Index
 from ..indexops import (
     Change,
@@ -70,7 +70,6 @@ from .client import S3Bucket, S3Settings
 from .keys import S3Keys
 from .parts import PartWriter
 
-SESSION_MIN_AGE = 3600.0  # abandoned upload sessions are collected after an hour at least
 CLAIM_SECONDS = SESSION_MIN_AGE  # a claim older than this was left by a member that died holding it
 log = logging.getLogger("zot_registry.storage")
 

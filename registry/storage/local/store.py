@@ -24,21 +24,13 @@ from typing import Any
 from ...digests import Digest, parse_digest
 from ...errors import BlobUnknown, DigestInvalid, ManifestUnknown, NameUnknown, SizeInvalid
 from ...names import LAYOUT_ENTRIES, is_valid_name
+from ..base import SessionsOf
 from ..files import checked_chunks, file_chunks, fsync_path, write_atomic, write_exclusive
 from ..gc import GcReport
 from ..index import Index
-from ..indexops import (
-    DeleteChange,
-    check_references,
-    descriptor_for,
-    find_descriptor,
-    manifest_digest,
-    put_change,
-    referrer_entry,
-    unique_descriptors,
-)
+from ..indexops import DeleteChange, Push, check_references, find_descriptor, referrers_among, unique_descriptors
 from ..layout import EMPTY_INDEX, OCI_LAYOUT
-from ..manifests import ParsedManifest, parse_manifest
+from ..manifests import ParsedManifest
 from ..memo import ManifestCache
 from .gc import collect
 from .index import IndexFiles
@@ -49,7 +41,9 @@ _WRITE_CHUNK = 1 << 20
 log = logging.getLogger("zot_registry.storage")
 
 
-class LocalStore:
+class LocalStore(SessionsOf):
+    """Blobs, manifests and repositories under a root directory; upload sessions are local/uploads.py's."""
+
     def __init__(self, root: str | Path, dedupe: bool = True) -> None:
         self.root = Path(root).absolute()
         self.root.mkdir(parents=True, exist_ok=True)
@@ -229,25 +223,6 @@ class LocalStore:
         finally:
             tmp.unlink(missing_ok=True)
 
-    # Upload sessions (local/uploads.py) --------------------------------------------------------
-
-    async def new_upload(self, name: str) -> str:
-        return await self._uploads.new_upload(name)
-
-    async def upload_size(self, name: str, session: str) -> int:
-        return await self._uploads.upload_size(name, session)
-
-    async def append_upload(self, name: str, session: str, body: AsyncIterator[bytes],
-                            start: int | None, length: int | None) -> int:
-        return await self._uploads.append_upload(name, session, body, start, length)
-
-    async def finish_upload(self, name: str, session: str, digest: Digest,
-                            body: AsyncIterator[bytes], length: int | None) -> None:
-        await self._uploads.finish_upload(name, session, digest, body, length)
-
-    async def cancel_upload(self, name: str, session: str) -> None:
-        await self._uploads.cancel_upload(name, session)
-
     # Manifests, tags, referrers -----------------------------------------------------------------
 
     def _manifest_bytes(self, name: str, digest: str) -> bytes:
@@ -271,16 +246,15 @@ class LocalStore:
 
     async def put_manifest(self, name: str, reference: str, content_type: str | None,
                      body: bytes) -> tuple[Digest, ParsedManifest]:
-        manifest = parse_manifest(body, content_type)
-        digest, tag = manifest_digest(reference, body)
+        push = Push.of(reference, content_type, body)
+        manifest, digest = push.manifest, push.digest
         self._check_references(name, manifest, self.read_index(name))
         self.ensure_repo(name)
         blob = self.layout.blob(name, digest)
         if not blob.is_file():
             write_atomic(blob, body)
         self._manifests.put(str(digest), body)
-        change = put_change(descriptor_for(manifest, digest, len(body), tag), tag)
-        self._indexes.update(self.layout.index(name), self.layout.lock(name), change, name)
+        self._indexes.update(self.layout.index(name), self.layout.lock(name), push.change(), name)
         return digest, manifest
 
     async def delete_manifest(self, name: str, reference: str) -> None:
@@ -296,16 +270,14 @@ class LocalStore:
         index = self.read_index(name)
         if index is None:
             return []
-        found = []
-        for descriptor in unique_descriptors(index):
-            try:
-                data = self._manifest_bytes(name, descriptor["digest"])
-            except ManifestUnknown:
-                continue  # listed, but its manifest is missing from the layout: no referrer
-            entry = referrer_entry(descriptor, data, subject, artifact_type)
-            if entry is not None:
-                found.append(entry)
-        return found
+        contents = ((d, self._listed_manifest(name, d["digest"])) for d in unique_descriptors(index))
+        return referrers_among(contents, subject, artifact_type)
+
+    def _listed_manifest(self, name: str, digest: str) -> bytes | None:
+        try:
+            return self._manifest_bytes(name, digest)
+        except ManifestUnknown:
+            return None  # listed, but its manifest is missing from the layout: no referrer
 
     # Garbage collection, lifecycle --------------------------------------------------------------
 

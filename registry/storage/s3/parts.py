@@ -129,3 +129,14 @@ async def receive(body: AsyncIterator[bytes], hasher: Any, writer: PartWriter | 
     if length is not None and written != length:
         raise SizeInvalid(f"received {written} bytes, Content-Length said {length}")
     return written
+
+
+@contextlib.asynccontextmanager
+async def aborted_on_failure(writer: PartWriter | None) -> AsyncIterator[None]:
+    """Aborts the writer's multipart upload when the block fails: none of its parts stay in S3."""
+    try:
+        yield
+    except BaseException:
+        if writer is not None:
+            await writer.abort()
+        raise

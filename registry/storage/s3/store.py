@@ -35,31 +35,25 @@ from typing import Any
 from ...cache.base import Cache
 from ...digests import Digest, parse_digest
 from ...errors import BlobUnknown, DigestInvalid, StorageUnavailable
+from ..base import SessionsOf
 from ..gc import GcReport
 from ..index import Index
-from ..indexops import (
-    DeleteChange,
-    check_references,
-    descriptor_for,
-    find_descriptor,
-    manifest_digest,
-    put_change,
-    referrer_entry,
-    unique_descriptors,
-)
-from ..manifests import ParsedManifest, parse_manifest
+from ..indexops import DeleteChange, Push, check_references, find_descriptor, referrers_among, unique_descriptors
+from ..manifests import ParsedManifest
 from ..memo import ManifestCache
 from . import gc
 from .client import S3Bucket, S3Settings
 from .indexes import S3Indexes
 from .keys import S3Keys
-from .parts import PartWriter, receive
+from .parts import PartWriter, aborted_on_failure, receive
 from .uploads import S3Uploads
 
 log = logging.getLogger("zot_registry.storage")
 
 
-class S3Store:
+class S3Store(SessionsOf):
+    """Blobs and manifests in a bucket; indexes are s3/indexes.py's, upload sessions s3/uploads.py's."""
+
     def __init__(self, bucket: S3Bucket, cache: Cache, dedupe: bool = True) -> None:
         self.bucket = bucket
         self.keys = S3Keys(bucket)
@@ -184,36 +178,13 @@ class S3Store:
         target = await self.target(name, digest)
         writer = PartWriter(self.bucket, target) if target else None
         hasher = digest.hasher()
-        try:
+        async with aborted_on_failure(writer):
             await receive(body, hasher, writer, length)
             if hasher.hexdigest() != digest.hex:
                 raise DigestInvalid(f"content does not match digest {digest}")
             if writer is not None:
                 await writer.complete()
-        except BaseException:
-            if writer is not None:
-                await writer.abort()
-            raise
         await self.published(name, digest)
-
-    # Upload sessions (s3/uploads.py) -----------------------------------------------------------
-
-    async def new_upload(self, name: str) -> str:
-        return await self._uploads.new_upload(name)
-
-    async def upload_size(self, name: str, session: str) -> int:
-        return await self._uploads.upload_size(name, session)
-
-    async def append_upload(self, name: str, session: str, body: AsyncIterator[bytes],
-                            start: int | None, length: int | None) -> int:
-        return await self._uploads.append_upload(name, session, body, start, length)
-
-    async def finish_upload(self, name: str, session: str, digest: Digest,
-                            body: AsyncIterator[bytes], length: int | None) -> None:
-        await self._uploads.finish_upload(name, session, digest, body, length)
-
-    async def cancel_upload(self, name: str, session: str) -> None:
-        await self._uploads.cancel_upload(name, session)
 
     # Manifests, tags, referrers -----------------------------------------------------------------
 
@@ -237,15 +208,15 @@ class S3Store:
 
     async def put_manifest(self, name: str, reference: str, content_type: str | None,
                            body: bytes) -> tuple[Digest, ParsedManifest]:
-        manifest = parse_manifest(body, content_type)
-        digest, tag = manifest_digest(reference, body)
+        push = Push.of(reference, content_type, body)
+        manifest, digest = push.manifest, push.digest
         index = await self.indexes.read(name)
         await self._check_references(name, manifest, index)
         if index is None:  # an index read means the repository exists: no second cache read to learn it
             await self.indexes.ensure(name)
         await self.bucket.put(self.keys.blob(name, digest), body)
         self._manifests.put(str(digest), body)
-        await self.indexes.update(name, put_change(descriptor_for(manifest, digest, len(body), tag), tag))
+        await self.indexes.update(name, push.change())
         return digest, manifest
 
     async def delete_manifest(self, name: str, reference: str) -> None:
@@ -264,13 +235,8 @@ class S3Store:
         descriptors = unique_descriptors(index)
         contents = await asyncio.gather(*(self.manifest_bytes(name, d["digest"]) for d in descriptors),
                                         return_exceptions=True)
-        found = []
-        for descriptor, data in zip(descriptors, contents, strict=True):
-            if isinstance(data, bytes):
-                entry = referrer_entry(descriptor, data, subject, artifact_type)
-                if entry is not None:
-                    found.append(entry)
-        return found
+        pairs = zip(descriptors, (data if isinstance(data, bytes) else None for data in contents), strict=True)
+        return referrers_among(pairs, subject, artifact_type)
 
     # Garbage collection (s3/gc.py), lifecycle -------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""The local filesystem image store: blobs, upload sessions, manifests and tags of every repository.
+"""The local filesystem image store: repositories, blobs, manifests and tags (sessions: local/uploads.py).
 
 Several hypercorn workers (and other zot members) share the root, so every change is made safe for
 concurrent writers by the filesystem itself:

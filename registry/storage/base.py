@@ -7,23 +7,53 @@ registry errors (BLOB_UNKNOWN, MANIFEST_UNKNOWN, ...), so handlers never see a d
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..digests import Digest
+from .gc import GcReport
 from .manifests import ParsedManifest
 
 
-@dataclass
-class GcReport:
-    manifests: int = 0
-    blobs: int = 0
-    uploads: int = 0
-    dedupe_copies: int = 0
-    bytes_freed: int = 0
+class Uploads(Protocol):
+    """Upload sessions: opened, appended to chunk by chunk, closed as a verified blob, or cancelled."""
+
+    async def new_upload(self, name: str) -> str: ...
+
+    async def upload_size(self, name: str, session: str) -> int: ...
+
+    async def append_upload(self, name: str, session: str, body: AsyncIterator[bytes],
+                            start: int | None, length: int | None) -> int: ...
+
+    async def finish_upload(self, name: str, session: str, digest: Digest,
+                            body: AsyncIterator[bytes], length: int | None) -> None: ...
+
+    async def cancel_upload(self, name: str, session: str) -> None: ...
 
 
-class Store(Protocol):
+class SessionsOf:
+    """A store's Uploads methods, answered by the object that keeps its sessions (local/uploads.py, s3/uploads.py)."""
+
+    _uploads: Uploads
+
+    async def new_upload(self, name: str) -> str:
+        return await self._uploads.new_upload(name)
+
+    async def upload_size(self, name: str, session: str) -> int:
+        return await self._uploads.upload_size(name, session)
+
+    async def append_upload(self, name: str, session: str, body: AsyncIterator[bytes],
+                            start: int | None, length: int | None) -> int:
+        return await self._uploads.append_upload(name, session, body, start, length)
+
+    async def finish_upload(self, name: str, session: str, digest: Digest,
+                            body: AsyncIterator[bytes], length: int | None) -> None:
+        await self._uploads.finish_upload(name, session, digest, body, length)
+
+    async def cancel_upload(self, name: str, session: str) -> None:
+        await self._uploads.cancel_upload(name, session)
+
+
+class Store(Uploads, Protocol):
     async def catalog(self) -> list[str]: ...
 
     async def blob_size(self, name: str, digest: Digest) -> int: ...
@@ -38,18 +68,6 @@ class Store(Protocol):
 
     async def put_blob(self, name: str, digest: Digest, body: AsyncIterator[bytes],
                        length: int | None = None) -> None: ...
-
-    async def new_upload(self, name: str) -> str: ...
-
-    async def upload_size(self, name: str, session: str) -> int: ...
-
-    async def append_upload(self, name: str, session: str, body: AsyncIterator[bytes],
-                            start: int | None, length: int | None) -> int: ...
-
-    async def finish_upload(self, name: str, session: str, digest: Digest,
-                            body: AsyncIterator[bytes], length: int | None) -> None: ...
-
-    async def cancel_upload(self, name: str, session: str) -> None: ...
 
     async def get_manifest(self, name: str, reference: str) -> tuple[dict[str, Any], bytes]: ...
 

@@ -7,14 +7,15 @@ changes, as functions on the list of manifest descriptors, plus the referrers qu
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from ..digests import Digest, is_digest, parse_digest
 from ..errors import DigestInvalid, ManifestBlobUnknown, ManifestUnknown
 from ..names import validate_tag
 from .index import TAG_ANNOTATION, Index
-from .manifests import ParsedManifest, read_manifest
+from .manifests import ParsedManifest, parse_manifest, read_manifest
 
 Change = Callable[[list[dict[str, Any]]], bool]
 
@@ -58,6 +59,26 @@ def put_change(descriptor: dict[str, Any], tag: str | None) -> Change:
         return True
 
     return change
+
+
+@dataclass(frozen=True)
+class Push:
+    """A pushed manifest, parsed and checked against its reference: what a store keeps and indexes."""
+
+    manifest: ParsedManifest
+    digest: Digest
+    tag: str | None  # None when pushed by digest
+    size: int
+
+    @classmethod
+    def of(cls, reference: str, content_type: str | None, body: bytes) -> Push:
+        manifest = parse_manifest(body, content_type)
+        digest, tag = manifest_digest(reference, body)
+        return cls(manifest, digest, tag, len(body))
+
+    def change(self) -> Change:
+        """What the push does to the index: its descriptor added, its tag moved to it."""
+        return put_change(descriptor_for(self.manifest, self.digest, self.size, self.tag), self.tag)
 
 
 class DeleteChange:
@@ -128,6 +149,18 @@ def referrer_entry(descriptor: dict[str, Any], data: bytes, subject: Digest,
     if manifest.annotations:
         entry["annotations"] = manifest.annotations
     return entry
+
+
+def referrers_among(contents: Iterable[tuple[dict[str, Any], bytes | None]], subject: Digest,
+                    artifact_type: str | None) -> list[dict[str, Any]]:
+    """The referrers list from (descriptor, manifest bytes) pairs; bytes are None for a manifest missing
+    from the store, which is no referrer."""
+    found = []
+    for descriptor, data in contents:
+        entry = None if data is None else referrer_entry(descriptor, data, subject, artifact_type)
+        if entry is not None:
+            found.append(entry)
+    return found
 
 
 def check_references(name: str, manifest: ParsedManifest, index: Index | None, missing_blobs: list[str]) -> None:

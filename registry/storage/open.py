@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from ..config import StorageConfig
 from .base import Store
-from .store import ImageStore
+from .local.store import LocalStore
 
 
 def open_store(storage: StorageConfig) -> Store:
     driver = storage.storage_driver
     if driver is None:
-        return ImageStore(storage.root_directory, dedupe=storage.dedupe)
+        return LocalStore(storage.root_directory, dedupe=storage.dedupe)
     from ..cache import open_cache
-    from .s3store import S3Store
+    from .s3.store import S3Store
 
     return S3Store.from_config(driver, open_cache(storage), dedupe=storage.dedupe)

@@ -25,8 +25,8 @@ import httpx
 import pytest
 from zot_registry.digests import Digest, parse_digest
 from zot_registry.errors import BlobUploadUnknown, DigestInvalid, NameInvalid, RegistryError
-from zot_registry.storage.layout import Layout
-from zot_registry.storage.store import ImageStore
+from zot_registry.storage.local.layout import LocalLayout
+from zot_registry.storage.local.store import LocalStore
 
 from tests.adversarial.checks import (
     Surroundings,
@@ -240,7 +240,7 @@ def test_path_traversal_in_every_parameter_stays_in_the_root(site: SiteFactory, 
 
 def test_layout_never_builds_a_path_outside_the_root(tmp_path: Path) -> None:
     """Defence in depth: the store refuses any name, digest or session that is not one of its own."""
-    layout = Layout(tmp_path)
+    layout = LocalLayout(tmp_path)
     good = Digest("sha256", "a" * 64)
     for name in ("..", "../x", "x/../../y", "/etc", "x//y", "", "X", "x/blobs", "index.json"):
         with pytest.raises(NameInvalid):
@@ -436,7 +436,7 @@ async def _body(*chunks: bytes) -> AsyncIterator[bytes]:
 @pytest.mark.parametrize("dedupe", [True, False], ids=["dedupe", "no-dedupe"])
 def test_store_closes_a_session_exactly_once(tmp_path: Path, dedupe: bool) -> None:
     """The same race without HTTP: three finishes of one session in one event loop."""
-    store = ImageStore(tmp_path / "root", dedupe=dedupe)
+    store = LocalStore(tmp_path / "root", dedupe=dedupe)
     data = os.urandom(300_000)
     digest = parse_digest(sha256(data))
 
@@ -457,7 +457,7 @@ def test_store_closes_a_session_exactly_once(tmp_path: Path, dedupe: bool) -> No
 
 
 def test_store_refuses_a_chunk_or_cancel_while_another_request_holds_the_session(tmp_path: Path) -> None:
-    store = ImageStore(tmp_path / "root")
+    store = LocalStore(tmp_path / "root")
     session = asyncio.run(store.new_upload("held"))
     asyncio.run(store.append_upload("held", session, _body(b"abc"), 0, 3))
     with open(store.layout.upload("held", session), "rb") as handle:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 from zot_registry.digests import parse_digest
-from zot_registry.storage import gc
-from zot_registry.storage.store import ImageStore
+from zot_registry.storage.local import gc
+from zot_registry.storage.local.store import LocalStore
 
 from tests.helpers import make_image, sha256
 
@@ -22,12 +22,12 @@ async def _once(data: bytes) -> AsyncIterator[bytes]:
     yield data
 
 
-def _put(store: ImageStore, repo: str, data: bytes) -> None:
+def _put(store: LocalStore, repo: str, data: bytes) -> None:
     asyncio.run(store.put_blob(repo, parse_digest(sha256(data)), _once(data), len(data)))
 
 
-def _fill(tmp_path: Path) -> tuple[ImageStore, bytes]:
-    store = ImageStore(tmp_path / "root", dedupe=True)
+def _fill(tmp_path: Path) -> tuple[LocalStore, bytes]:
+    store = LocalStore(tmp_path / "root", dedupe=True)
     image = make_image("gc")
     for blob in [image.config, *image.layers]:
         _put(store, "kept", blob)
@@ -69,7 +69,7 @@ def _layout_repo(root: Path, name: str, index: bytes, blobs: list[bytes]) -> Pat
 
 def test_gc_keeps_the_layers_of_a_manifest_without_a_media_type_field(tmp_path: Path) -> None:
     """mediaType is optional in a manifest (the Content-Type says it): its layers are still referenced."""
-    store = ImageStore(tmp_path / "root", dedupe=False)
+    store = LocalStore(tmp_path / "root", dedupe=False)
     image = make_image("no-media-type")
     document = json.loads(image.manifest)
     del document["mediaType"]
@@ -87,7 +87,7 @@ def test_gc_reads_a_zot_index_with_null_manifests(tmp_path: Path) -> None:
     root = tmp_path / "root"
     orphan = os.urandom(500)
     _layout_repo(root, "emptied", b'{"schemaVersion":2,"manifests":null}', [orphan])
-    store = ImageStore(root, dedupe=False)
+    store = LocalStore(root, dedupe=False)
     report = gc.collect(store, delay=0)
     assert report is not None and report.blobs == 1
     assert not (root / "emptied" / "blobs" / "sha256" / sha256(orphan)[7:]).exists()
@@ -101,7 +101,7 @@ def test_gc_keeps_everything_of_a_repository_whose_index_cannot_be_read(tmp_path
         _layout_repo(root, f"damaged/r{i}", index, kept)
     orphan = os.urandom(400)
     _layout_repo(root, "fine", b'{"schemaVersion":2,"manifests":[]}', [orphan])
-    store = ImageStore(root, dedupe=False)
+    store = LocalStore(root, dedupe=False)
     report = gc.collect(store, delay=0)
     assert report is not None and report.blobs == 1  # only the orphan of the readable repository
     for i in range(3):
@@ -113,7 +113,7 @@ def test_gc_keeps_everything_of_a_repository_whose_index_cannot_be_read(tmp_path
 def test_gc_survives_layouts_that_overlap_another_repository(tmp_path: Path) -> None:
     """What names like `x/blobs/sha256/<hex>` or `q/blobs` made in older versions: gc keeps working."""
     root = tmp_path / "root"
-    store = ImageStore(root, dedupe=True)
+    store = LocalStore(root, dedupe=True)
     image = make_image("overlapped")
     for blob in [image.config, *image.layers]:
         _put(store, "x", blob)
@@ -131,7 +131,7 @@ def test_gc_survives_layouts_that_overlap_another_repository(tmp_path: Path) -> 
 
 
 def test_gc_leaves_a_session_that_a_request_holds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    store = ImageStore(tmp_path / "root", dedupe=True)
+    store = LocalStore(tmp_path / "root", dedupe=True)
     session = asyncio.run(store.new_upload("held"))
     path = store.layout.upload("held", session)
     later = time.time() + 7200  # sessions are collected after an hour at least

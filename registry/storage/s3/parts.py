@@ -12,8 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
 
-from .s3client import S3Bucket
+from ...errors import SizeInvalid
+from ..files import checked_chunks
+from .client import S3Bucket
 
 # S3's smallest part: memory per upload stays within a few parts. S3 allows 10,000 parts, so past
 # LARGE_AFTER parts (about 10 GiB) parts grow, for blobs up to about 300 GiB.
@@ -105,3 +109,34 @@ class PartWriter:
         if self.upload is not None:
             await self.bucket.abort_multipart(self.key, self.upload)
             self.upload = None
+
+
+async def receive(body: AsyncIterator[bytes], hasher: Any, writer: PartWriter | None, length: int | None) -> int:
+    """A request body into the writer's parts (or only hashed, without a writer): every part sent, or
+    none left in flight; the byte count checked against Content-Length."""
+    written = 0
+    try:
+        async for chunk in checked_chunks(body, hasher, length):
+            written += len(chunk)
+            if writer is not None:
+                await writer.write(chunk)
+        if writer is not None:
+            await writer.drain()
+    except BaseException:
+        if writer is not None:
+            await writer.discard()
+        raise
+    if length is not None and written != length:
+        raise SizeInvalid(f"received {written} bytes, Content-Length said {length}")
+    return written
+
+
+@contextlib.asynccontextmanager
+async def aborted_on_failure(writer: PartWriter | None) -> AsyncIterator[None]:
+    """Aborts the writer's multipart upload when the block fails: none of its parts stay in S3."""
+    try:
+        yield
+    except BaseException:
+        if writer is not None:
+            await writer.abort()
+        raise

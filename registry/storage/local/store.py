@@ -1,72 +1,57 @@
-"""The local filesystem image store: blobs, upload sessions, manifests and tags of every repository.
+"""The local filesystem image store: repositories, blobs, manifests and tags (sessions: local/uploads.py).
 
 Several hypercorn workers (and other zot members) share the root, so every change is made safe for
 concurrent writers by the filesystem itself:
 - a blob appears only whole and verified: streamed to a private file, hashed, then renamed or
-  hard-linked into place (`_commit_blob`); no published file is ever written to again;
+  hard-linked into place (`commit_blob`); no published file is ever written to again;
 - an upload session is claimed, for the whole of a PATCH, PUT or DELETE, by an exclusive flock on
   its file (non-blocking: a second request on a busy session is answered at once, see
-  `_claimed`); a closed session's file is gone, and nothing ever re-creates it;
+  `local/uploads.py`); a closed session's file is gone, and nothing ever re-creates it;
 - index.json is replaced whole under a per-repository flock (index.IndexFiles).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
-import fcntl
-import hashlib
 import logging
 import os
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-from ..digests import Digest, parse_digest
-from ..errors import (
-    BlobUnknown,
-    BlobUploadBusy,
-    BlobUploadUnknown,
-    DigestInvalid,
-    ManifestUnknown,
-    NameUnknown,
-    RangeInvalid,
-    RegistryError,
-    SizeInvalid,
-)
-from ..names import LAYOUT_ENTRIES, is_valid_name
-from .base import GcReport
-from .files import checked_chunks, file_chunks, fsync_path, write_atomic, write_exclusive
-from .index import Index, IndexFiles
-from .indexops import (
-    DeleteChange,
-    check_references,
-    descriptor_for,
-    find_descriptor,
-    manifest_digest,
-    put_change,
-    referrer_entry,
-    unique_descriptors,
-)
-from .layout import EMPTY_INDEX, OCI_LAYOUT, Layout
-from .manifests import ParsedManifest, parse_manifest
-from .memo import Hashers, ManifestCache
+from ...digests import Digest, parse_digest
+from ...errors import BlobUnknown, DigestInvalid, ManifestUnknown, NameUnknown, SizeInvalid
+from ...names import LAYOUT_ENTRIES, is_valid_name
+from ..base import SessionsOf
+from ..files import checked_chunks, file_chunks, fsync_path, write_atomic, write_exclusive
+from ..gc import GcReport
+from ..index import Index
+from ..indexops import DeleteChange, Push, check_references, find_descriptor, referrers_among, unique_descriptors
+from ..layout import EMPTY_INDEX, OCI_LAYOUT
+from ..manifests import ParsedManifest
+from ..memo import ManifestCache
+from .gc import collect
+from .index import IndexFiles
+from .layout import LocalLayout
+from .uploads import LocalUploads
 
 _WRITE_CHUNK = 1 << 20
 log = logging.getLogger("zot_registry.storage")
 
 
-class ImageStore:
+class LocalStore(SessionsOf):
+    """Blobs, manifests and repositories under a root directory; upload sessions are local/uploads.py's."""
+
     def __init__(self, root: str | Path, dedupe: bool = True) -> None:
         self.root = Path(root).absolute()
         self.root.mkdir(parents=True, exist_ok=True)
-        self.layout = Layout(self.root)
+        self.layout = LocalLayout(self.root)
         self.dedupe = dedupe
         self._indexes = IndexFiles()
         self._manifests = ManifestCache()
-        self._hashers = Hashers()
+        self._uploads = LocalUploads(self)
 
     # Repositories -------------------------------------------------------------------------------
 
@@ -80,14 +65,15 @@ class ImageStore:
         return index
 
     def ensure_repo(self, name: str) -> None:
-        repo = self.layout.repo(name)
-        if (repo / "index.json").is_file():
+        index = self.layout.index(name)
+        if index.is_file():
             return
-        (repo / "blobs").mkdir(parents=True, exist_ok=True)
-        if not (repo / "oci-layout").is_file():
-            write_atomic(repo / "oci-layout", OCI_LAYOUT)
+        self.layout.blobs(name).mkdir(parents=True, exist_ok=True)
+        oci_layout = self.layout.oci_layout(name)
+        if not oci_layout.is_file():
+            write_atomic(oci_layout, OCI_LAYOUT)
         # Exclusive: two workers creating the same repository must not overwrite each other's index.
-        write_exclusive(repo / "index.json", EMPTY_INDEX)
+        write_exclusive(index, EMPTY_INDEX)
 
     async def catalog(self) -> list[str]:
         return self.repository_names()
@@ -116,9 +102,9 @@ class ImageStore:
         return file_chunks(str(self.layout.blob(name, digest)), start, length)
 
     async def has_blob(self, name: str, digest: Digest) -> bool:
-        return self._has_blob(name, digest)
+        return self.blob_exists(name, digest)
 
-    def _has_blob(self, name: str, digest: Digest) -> bool:
+    def blob_exists(self, name: str, digest: Digest) -> bool:
         return self.layout.blob(name, digest).is_file()
 
     async def delete_blob(self, name: str, digest: Digest) -> None:
@@ -140,14 +126,14 @@ class ImageStore:
         when a link is impossible the bytes are copied and hashed again before they are published.
         """
         candidate: Path | None = None
-        if source and self._has_blob(source, digest):
+        if source and self.blob_exists(source, digest):
             candidate = self.layout.blob(source, digest)
         if candidate is None:
             candidate = self._find_blob_anywhere(digest)
         if candidate is None:
             return False
         self.ensure_repo(name)
-        if self._has_blob(name, digest):
+        if self.blob_exists(name, digest):
             return True
         target = self.layout.blob(name, digest)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -178,21 +164,21 @@ class ImageStore:
             if hasher.hexdigest() != digest.hex:
                 log.error("blob %s of %s does not hash to its digest: not mounted", digest, candidate)
                 return False
-            self._commit_blob(name, tmp, digest)
+            self.commit_blob(name, tmp, digest)
             return True
         except FileNotFoundError:
             return False
         finally:
             tmp.unlink(missing_ok=True)
 
-    def _commit_blob(self, name: str, source: Path, digest: Digest) -> None:
+    def commit_blob(self, name: str, source: Path, digest: Digest) -> None:
         """Publish a verified file as the repository's blob; `source` is gone afterwards.
 
         Without dedupe the file is renamed into place (a blob already there holds the same bytes).
         With dedupe the canonical copy comes first and every repository links to it; `source` is
         unlinked as soon as it is the canonical copy, so nothing writes to those bytes through it.
         Either way `source`'s old name is gone before this returns: a request that opened it as an
-        upload session finds it is no session any more (`_claimed`).
+        upload session finds it is no session any more (uploads.LocalUploads._claimed).
         """
         target = self.layout.blob(name, digest)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -233,134 +219,9 @@ class ImageStore:
             if hasher.hexdigest() != digest.hex:
                 raise DigestInvalid(f"content does not match digest {digest}")
             await asyncio.to_thread(fsync_path, tmp)
-            self._commit_blob(name, tmp, digest)
+            self.commit_blob(name, tmp, digest)
         finally:
             tmp.unlink(missing_ok=True)
-
-    # Upload sessions ----------------------------------------------------------------------------
-    # A session is the file .uploads/<id>, holding exactly the bytes acknowledged so far: a request
-    # that fails (wrong size or digest, full disk, client gone) cuts it back to where it started.
-
-    @contextlib.contextmanager
-    def _claimed(self, name: str, session: str, busy: RegistryError) -> Iterator[int]:
-        """The session file, open for appending and flocked for this request alone.
-
-        Never created here (no O_CREAT): a session closed by another request stays closed. The lock
-        is not waited for: a PATCH, PUT or DELETE that finds it held raises `busy` at once. After
-        the lock, the file must still be the session: a PUT that finished it in between linked it
-        away as a blob, and whoever waited on the old file must not append to that blob.
-        """
-        path = self.layout.upload(name, session)
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_APPEND)
-        except (FileNotFoundError, IsADirectoryError):
-            raise BlobUploadUnknown(f"upload {session!r} unknown") from None
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise busy from None
-            if not _is_private_session(fd, path):
-                raise BlobUploadUnknown(f"upload {session!r} unknown")
-            yield fd
-        finally:
-            os.close(fd)  # and with it the lock
-
-    def _busy_chunk(self, path: Path, session: str) -> RegistryError:
-        """A chunk sent while another request holds the session is out of order: 416, as the spec says."""
-        try:
-            last = max(path.stat().st_size - 1, 0)
-        except FileNotFoundError:
-            last = 0
-        return RangeInvalid(f"upload {session!r} is busy with another request",
-                            headers={"Range": f"0-{last}", "Content-Range": f"0-{last}"})
-
-    def _cut_back(self, fd: int, path: Path, offset: int) -> None:
-        """Undo a failed request's bytes, unless the file is published already (then it is immutable)."""
-        if _is_private_session(fd, path):
-            os.ftruncate(fd, offset)
-
-    async def new_upload(self, name: str) -> str:
-        self.ensure_repo(name)
-        session = uuid.uuid4().hex
-        uploads = self.layout.uploads(name)
-        uploads.mkdir(parents=True, exist_ok=True)
-        (uploads / session).touch()
-        return session
-
-    async def upload_size(self, name: str, session: str) -> int:
-        try:
-            return self.layout.upload(name, session).stat().st_size
-        except (FileNotFoundError, NotADirectoryError):
-            raise BlobUploadUnknown(f"upload {session!r} unknown") from None
-
-    async def append_upload(self, name: str, session: str, body: AsyncIterator[bytes],
-                            start: int | None, length: int | None) -> int:
-        """Append one chunk; `start` from Content-Range must be where the last chunk ended."""
-        path = self.layout.upload(name, session)
-        with self._claimed(name, session, self._busy_chunk(path, session)) as fd:
-            offset = os.fstat(fd).st_size
-            if start is not None and start != offset:
-                raise RangeInvalid(f"chunk starts at {start}, upload is at {offset}",
-                                   headers={"Range": f"0-{max(offset - 1, 0)}",
-                                            "Content-Range": f"0-{max(offset - 1, 0)}"})
-            # Without this process's running hash (another worker took earlier chunks) we write without
-            # hashing and hash the whole file once at the end, rather than re-reading it on every chunk.
-            hasher = self._hashers.take(session, offset) if offset else hashlib.sha256()
-            try:
-                written = await _stream_to_fd(fd, body, hasher, length)
-                if length is not None and written != length:
-                    raise SizeInvalid(f"received {written} bytes, Content-Length said {length}")
-            except BaseException:
-                self._cut_back(fd, path, offset)
-                raise
-            if hasher is not None:
-                self._hashers.keep(session, offset + written, hasher)
-            return offset + written
-
-    async def finish_upload(self, name: str, session: str, digest: Digest,
-                            body: AsyncIterator[bytes], length: int | None) -> None:
-        """Close the session as blob `digest`, with an optional last chunk: atomic and idempotent.
-
-        Of two PUTs closing one session (a retry, in any worker) one claims it; the other finds it
-        busy or gone, and answers 201 if the blob is there whole, else BLOB_UPLOAD_UNKNOWN.
-        """
-        path = self.layout.upload(name, session)
-        try:
-            with self._claimed(name, session, BlobUploadUnknown(
-                    f"upload {session!r} is being completed or written by another request")) as fd:
-                offset = os.fstat(fd).st_size
-                try:
-                    await self._verify_and_commit(name, session, path, fd, offset, digest, body, length)
-                except BaseException:
-                    self._cut_back(fd, path, offset)
-                    raise
-        except BlobUploadUnknown:
-            if not self._has_blob(name, digest):
-                raise
-            async for _ in body:  # the blob is there: this is a retry; its last chunk is not needed
-                pass
-
-    async def _verify_and_commit(self, name: str, session: str, path: Path, fd: int, offset: int, digest: Digest,
-                                 body: AsyncIterator[bytes], length: int | None) -> None:
-        hasher: Any = self._hashers.take(session, offset) if digest.algorithm == "sha256" else None
-        if hasher is None:
-            hasher = await asyncio.to_thread(_hash_file, path, digest.algorithm)
-        written = await _stream_to_fd(fd, body, hasher, length)
-        if length is not None and written != length:
-            raise SizeInvalid(f"received {written} bytes, Content-Length said {length}")
-        if hasher.hexdigest() != digest.hex:
-            # The session stays usable, as in distribution, but this content will never match.
-            raise DigestInvalid(f"uploaded content does not match digest {digest}")
-        await asyncio.to_thread(os.fsync, fd)
-        self._commit_blob(name, path, digest)
-        self._hashers.drop(session)
-
-    async def cancel_upload(self, name: str, session: str) -> None:
-        path = self.layout.upload(name, session)
-        with self._claimed(name, session, BlobUploadBusy(f"upload {session!r} is busy with another request")):
-            self._hashers.drop(session)
-            path.unlink(missing_ok=True)
 
     # Manifests, tags, referrers -----------------------------------------------------------------
 
@@ -380,21 +241,20 @@ class ImageStore:
         return descriptor, self._manifest_bytes(name, descriptor["digest"])
 
     def _check_references(self, name: str, manifest: ParsedManifest, index: Index | None) -> None:
-        missing = [ref for ref in manifest.blob_references() if not self._has_blob(name, parse_digest(ref))]
+        missing = [ref for ref in manifest.blob_references() if not self.blob_exists(name, parse_digest(ref))]
         check_references(name, manifest, index, missing)
 
     async def put_manifest(self, name: str, reference: str, content_type: str | None,
                      body: bytes) -> tuple[Digest, ParsedManifest]:
-        manifest = parse_manifest(body, content_type)
-        digest, tag = manifest_digest(reference, body)
+        push = Push.of(reference, content_type, body)
+        manifest, digest = push.manifest, push.digest
         self._check_references(name, manifest, self.read_index(name))
         self.ensure_repo(name)
         blob = self.layout.blob(name, digest)
         if not blob.is_file():
             write_atomic(blob, body)
         self._manifests.put(str(digest), body)
-        change = put_change(descriptor_for(manifest, digest, len(body), tag), tag)
-        self._indexes.update(self.layout.index(name), self.layout.lock(name), change, name)
+        self._indexes.update(self.layout.index(name), self.layout.lock(name), push.change(), name)
         return digest, manifest
 
     async def delete_manifest(self, name: str, reference: str) -> None:
@@ -410,23 +270,19 @@ class ImageStore:
         index = self.read_index(name)
         if index is None:
             return []
-        found = []
-        for descriptor in unique_descriptors(index):
-            try:
-                data = self._manifest_bytes(name, descriptor["digest"])
-            except ManifestUnknown:
-                continue  # listed, but its manifest is missing from the layout: no referrer
-            entry = referrer_entry(descriptor, data, subject, artifact_type)
-            if entry is not None:
-                found.append(entry)
-        return found
+        contents = ((d, self._listed_manifest(name, d["digest"])) for d in unique_descriptors(index))
+        return referrers_among(contents, subject, artifact_type)
+
+    def _listed_manifest(self, name: str, digest: str) -> bytes | None:
+        try:
+            return self._manifest_bytes(name, digest)
+        except ManifestUnknown:
+            return None  # listed, but its manifest is missing from the layout: no referrer
 
     # Garbage collection, lifecycle --------------------------------------------------------------
 
     async def collect_garbage(self, delay: float, owns: Callable[[str], bool]) -> GcReport | None:
-        from . import gc  # gc reads the store's layout: imported here, not at module level, to avoid a cycle
-
-        return await asyncio.to_thread(gc.collect, self, delay, owns)
+        return await asyncio.to_thread(collect, self, delay, owns)
 
     async def ready(self) -> str:
         return "" if self.root.is_dir() else f"root directory {self.root} is missing"
@@ -464,32 +320,3 @@ def _link(source: Path, target: Path) -> bool:
             return False
         raise
     return True
-
-
-def _is_private_session(fd: int, path: Path) -> bool:
-    """Whether `fd` is still the file at `path`, and its only name (not yet published as a blob)."""
-    opened = os.fstat(fd)
-    try:
-        named = os.stat(path)
-    except FileNotFoundError:
-        return False
-    return (opened.st_dev, opened.st_ino) == (named.st_dev, named.st_ino) and opened.st_nlink == 1
-
-
-async def _stream_to_fd(fd: int, body: AsyncIterator[bytes], hasher: Any, limit: int | None) -> int:
-    written = 0
-    async for chunk in checked_chunks(body, hasher, limit):
-        view = memoryview(chunk)
-        while view:
-            view = view[os.write(fd, view):]
-        written += len(chunk)
-    return written
-
-
-def _hash_file(path: Path, algorithm: str) -> Any:
-    hasher = hashlib.new(algorithm)
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_WRITE_CHUNK):
-            hasher.update(chunk)
-    return hasher
-

@@ -21,7 +21,7 @@ from aiobotocore.session import get_session
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ..errors import RegistryError, StorageUnavailable
+from ...errors import RegistryError, StorageUnavailable
 
 # S3 refuses parts under 5 MiB (except the last) and copies over 5 GiB in one request.
 MIN_PART_SIZE = 5 << 20

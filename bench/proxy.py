@@ -25,7 +25,7 @@ from pathlib import Path
 
 import httpx
 from zot_registry.cluster.hashing import owner_index
-from zot_registry.local import write_cluster
+from zot_registry.local.cluster import write_cluster
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BLOB_SIZE = 64 << 20

@@ -36,7 +36,7 @@ import httpx
 from aiobotocore.session import get_session
 from botocore.config import Config as BotoConfig
 from zot_registry.cluster.hashing import owner_index
-from zot_registry.local import port_free_for_members
+from zot_registry.local.addresses import port_free_for_members
 from zot_registry.storage.s3parts import PART_SIZE as PART
 
 from bench.servers import free_port

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 from zot_registry.cluster.hashing import owner_index
-from zot_registry.local import port_free_for_members, write_cluster
+from zot_registry.local.addresses import port_free_for_members
+from zot_registry.local.cluster import write_cluster
 
 from tests.helpers import RegistryProcess, write_htpasswd
 

@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import RegistryProcess, free_port, registry_config
+from tests.support.ports import free_port
+from tests.support.registry import RegistryProcess, registry_config
 
 
 @pytest.fixture

@@ -14,8 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.cluster.conftest import ClusterUnderTest, start_cluster
-from tests.helpers import RegistryProcess, make_image, push_image, sha256
+from tests.support.cluster import ClusterUnderTest, start_cluster
+from tests.support.images import make_image, push_image, sha256
+from tests.support.registry import RegistryProcess
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 
@@ -171,7 +172,7 @@ def test_members_with_different_lists_are_caught_by_the_loop_guard(tmp_path: Pat
 
 
 def test_peer_with_a_certificate_from_another_ca_is_refused(tmp_path: Path) -> None:
-    from tests.certs import make_certs
+    from tests.support.certs import make_certs
 
     cluster = start_cluster(tmp_path / "rogue", count=2, auth=False)
     try:

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.cluster.conftest import port_free_on_all
-from tests.helpers import make_image, push_image
+from tests.support.images import make_image, push_image
+from tests.support.ports import port_free_on_all
 
 
 def start_local_cluster(folder: Path, port: int) -> subprocess.Popen[str]:

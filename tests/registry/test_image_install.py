@@ -15,7 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import REPO_ROOT, free_port
+from tests.support.paths import REPO_ROOT
+from tests.support.ports import free_port
 
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 

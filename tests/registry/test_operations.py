@@ -13,8 +13,10 @@ from pathlib import Path
 
 import httpx
 
-from tests.certs import make_certs
-from tests.helpers import RegistryProcess, free_port, make_image, push_image, registry_config, sha256
+from tests.support.certs import make_certs
+from tests.support.images import make_image, push_image, sha256
+from tests.support.ports import free_port
+from tests.support.registry import RegistryProcess, registry_config
 
 
 def test_tls(start_registry: Callable[..., RegistryProcess], tmp_path: Path) -> None:

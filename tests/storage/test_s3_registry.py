@@ -17,12 +17,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.adversarial.checks import assert_sane_response, oci_error_codes
-from tests.adversarial.test_storage_corpus import invalid_manifests
-from tests.helpers import RegistryProcess, free_port, make_image, push_image, sha256
-from tests.registry.test_memory import LIMIT, round_trip_one_gib
-from tests.storage.conftest import Peer
-from tests.storage.s3util import (
+from tests.support.bad_manifests import invalid_manifests
+from tests.support.checks import assert_sane_response, oci_error_codes
+from tests.support.images import make_image, push_image, sha256
+from tests.support.memory import LIMIT, round_trip_one_gib
+from tests.support.peers import Peer
+from tests.support.ports import free_port
+from tests.support.registry import RegistryProcess
+from tests.support.s3 import (
     BUCKET,
     ROOT,
     blob_objects_not_matching_their_key,

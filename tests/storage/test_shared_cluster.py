@@ -3,7 +3,7 @@ shared bucket, a member dropped from the middle of the list, and real clients th
 
 test_zot_examples_on_s3.py holds the conformance runs (redis and DynamoDB), the SIGKILL during 20
 pushes and the 3 -> 5 -> 2 resize; this module adds what a user of the shared mode does next.
-Every server is on loopback; members speak TLS as in zot's example (certificates from tests/certs.py).
+Every server is on loopback; members speak TLS as in zot's example (certificates from tests/support/certs.py).
 """
 
 from __future__ import annotations
@@ -21,12 +21,23 @@ from pathlib import Path
 import httpx
 from zot_registry.cluster.hashing import owner_index
 
-from tests.helpers import Image, free_port, make_image, push_image, sha256, tool
-from tests.registry.test_clients import blob_files, write_oci_layout
-from tests.storage.conftest import Peer
-from tests.storage.s3util import blob_objects_not_matching_their_key, list_objects, read_object
-from tests.storage.shared_cluster import SharedCluster, haproxy_config
-from tests.storage.test_zot_examples_on_s3 import MANIFEST, OCTETS, assert_absent_or_whole, assert_pullable
+from tests.support.images import (
+    MANIFEST,
+    OCTETS,
+    Image,
+    assert_absent_or_whole,
+    assert_pullable,
+    blob_files,
+    make_image,
+    push_image,
+    sha256,
+    write_oci_layout,
+)
+from tests.support.paths import tool
+from tests.support.peers import Peer
+from tests.support.ports import free_port
+from tests.support.s3 import blob_objects_not_matching_their_key, list_objects, read_object
+from tests.support.shared_cluster import SharedCluster, haproxy_config
 
 
 def http_client(cluster: SharedCluster, member: int, timeout: float = 60) -> httpx.Client:

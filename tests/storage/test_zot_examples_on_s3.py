@@ -17,29 +17,25 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import Image, make_image, push_image, sha256
-from tests.registry.test_conformance import run_conformance, run_current_suite
-from tests.storage.conftest import Peer
-from tests.storage.s3util import blob_objects_not_matching_their_key
-from tests.storage.shared_cluster import SharedCluster, shared_cluster
-
-MANIFEST = {"Content-Type": "application/vnd.oci.image.manifest.v1+json"}
-OCTETS = {"Content-Type": "application/octet-stream"}
-
+from tests.support.conformance import run_conformance, run_current_suite
+from tests.support.images import (
+    MANIFEST,
+    OCTETS,
+    Image,
+    assert_absent_or_whole,
+    assert_pullable,
+    make_image,
+    push_image,
+    sha256,
+)
+from tests.support.peers import Peer
+from tests.support.s3 import blob_objects_not_matching_their_key
+from tests.support.shared_cluster import SharedCluster, shared_cluster
 
 
 def client(cluster: SharedCluster, member: int, timeout: float = 60) -> httpx.Client:
     return httpx.Client(base_url=cluster.members[member].url, timeout=timeout,
                         verify=ssl.create_default_context(cafile=str(cluster.certs.ca)))
-
-
-def assert_pullable(http: httpx.Client, repo: str, image: Image, tag: str = "v1") -> None:
-    manifest = http.get(f"/v2/{repo}/manifests/{tag}", headers={"Accept": MANIFEST["Content-Type"]})
-    assert manifest.status_code == 200, f"{repo} via {http.base_url}: {manifest.status_code} {manifest.text}"
-    assert manifest.content == image.manifest
-    for blob in [image.config, *image.layers]:
-        pulled = http.get(f"/v2/{repo}/blobs/{sha256(blob)}")
-        assert pulled.status_code == 200 and sha256(pulled.content) == sha256(blob), f"{repo} blob via {http.base_url}"
 
 
 @pytest.fixture
@@ -105,18 +101,6 @@ def _push_chunked(http: httpx.Client, repo: str, image: Image, piece: int = 1 <<
     if manifest_sent is not None:
         manifest_sent.add(repo)
     return http.put(f"/v2/{repo}/manifests/v1", content=image.manifest, headers=MANIFEST).status_code
-
-
-def assert_absent_or_whole(clients: list[httpx.Client], repo: str, image: Image, put_sent: bool) -> None:
-    """A push that did not get its 201: no manifest if its PUT never left; if the PUT left and the answer
-    was lost (the owner was killed after storing it), either no manifest or the whole image, the same
-    through every member. Never a manifest whose blobs are missing or wrong."""
-    statuses = [http.get(f"/v2/{repo}/manifests/v1").status_code for http in clients]
-    if not put_sent or statuses[0] == 404:
-        assert set(statuses) == {404}, f"{repo} (manifest PUT sent: {put_sent}): manifest statuses {statuses}"
-        return
-    for http in clients:
-        assert_pullable(http, repo, image)
 
 
 def test_member_killed_during_twenty_pushes_loses_no_completed_push(

@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.certs import CertFiles, make_certs
-from tests.cluster.conftest import port_free_on_all
-from tests.helpers import REPO_ROOT, ZOT_EXAMPLES, RegistryProcess
-from tests.storage.conftest import Peer
-from tests.storage.s3util import S3_ENV
+from tests.support.certs import CertFiles, make_certs
+from tests.support.paths import REPO_ROOT, ZOT_EXAMPLES
+from tests.support.peers import Peer
+from tests.support.ports import port_free_on_all
+from tests.support.registry import RegistryProcess
+from tests.support.s3 import S3_ENV
 
 MAX_MEMBERS = 5
 

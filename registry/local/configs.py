@@ -111,8 +111,7 @@ def member_config(root: Path, port: int, address: str = "127.0.0.1", *, dedupe: 
     return config
 
 
-def write_config(path: Path, config: dict[str, Any], indent: int | None = 2) -> Path:
-    """`config` as JSON in `path` (a trailing newline when indented); returns `path`."""
-    text = json.dumps(config, indent=indent)
-    path.write_text(text + "\n" if indent is not None else text)
+def write_config(path: Path, config: dict[str, Any], indent: int | None = 2, newline: bool = True) -> Path:
+    """`config` as JSON in `path` (`indent` as json.dumps takes it); returns `path`."""
+    path.write_text(json.dumps(config, indent=indent) + ("\n" if newline else ""))
     return path

@@ -77,6 +77,11 @@ def generated(module: str, elapsed: float) -> str:
             f" in {elapsed:.0f} s")
 
 
+def report_opening(title: str, module: str, elapsed: float, method: str) -> list[str]:
+    """A report's title and its first line: `generated(...)` followed by `method`."""
+    return [f"# {title}", "", generated(module, elapsed) + method]
+
+
 def grouped_bars(ax: Any, ticks: list[str], series: list[tuple[str, list[float]]], width: float = 0.27) -> None:
     """One bar per series at each tick, side by side, labelled for a legend."""
     for index, (label, values) in enumerate(series):

@@ -28,7 +28,7 @@ from zot_registry.cluster.hashing import owner_index
 from zot_registry.local.addresses import port_free_for_members
 from zot_registry.local.cluster import write_cluster
 
-from bench.common import DOCS, curl, generated, grouped_bars, pyplot, save_figure, stop_all, wait_for_status
+from bench.common import DOCS, curl, grouped_bars, pyplot, report_opening, save_figure, stop_all, wait_for_status
 
 BLOB_SIZE = 64 << 20
 PULLS = 5
@@ -134,11 +134,10 @@ def measure_mode(tls: bool, workdir: Path) -> list[Measure]:
 
 def report(measures: list[Measure], out: Path, elapsed: float) -> None:
     lines = [
-        "# The proxy's cost",
-        "",
-        f"{generated('bench.proxy', elapsed)}: a two-member cluster on 127.0.0.1 and 127.0.0.2 (one worker each),"
-        " the repository owned by the second member; the same requests straight to the owner and through the first"
-        " member.",
+        *report_opening("The proxy's cost", "bench.proxy", elapsed,
+                        ": a two-member cluster on 127.0.0.1 and 127.0.0.2 (one worker each), the repository owned"
+                        " by the second member; the same requests straight to the owner and through the first"
+                        " member."),
         f"Manifest GET: wrk, 1 connection, {WRK_SECONDS} s. Blob pull: curl, {BLOB_SIZE >> 20} MiB blob, "
         f"median of {PULLS}. Floors: a proxied pull keeps at least {FLOOR_PULL_RATIO} of the direct MB/s; a proxied "
         f"manifest GET adds under {FLOOR_ADDED_MS} ms at the median.",

@@ -41,10 +41,10 @@ from bench.common import (
     binary,
     curl,
     free_port,
-    generated,
     grouped_bars,
     pyplot,
     registry_config,
+    report_opening,
     save_figure,
     stop_all,
     wait_for_status,
@@ -202,16 +202,14 @@ def measure(workdir: Path) -> list[Row]:
 
 
 def report(rows: list[Row], out: Path, elapsed: float) -> None:
-    lines = [
-        "# S3-backed push and pull, against the S3 server written directly",
-        "",
-        f"{generated('bench.s3', elapsed)}. versitygw on a local directory is the S3 server; one registry member "
+    lines = report_opening(
+        "S3-backed push and pull, against the S3 server written directly", "bench.s3", elapsed,
+        ". versitygw on a local directory is the S3 server; one registry member "
         "(2 workers) stores in it with a redis cache, and so does a 3-member cluster (127.0.0.1-3, plain HTTP) driven "
         "through a member that does not own the repository. "
         "The limit is aiobotocore writing the same bytes to the same bucket "
         f"(multipart, {PART >> 20} MiB parts, as the registry) and reading them back; the registry is driven "
-        f"by curl. Median of {RUNS} runs; MB/s.",
-    ]
+        f"by curl. Median of {RUNS} runs; MB/s.")
     header = ["| blob | limit push | registry push (POST ?digest) | ratio | registry push (POST, PATCH, PUT) | ratio | "
               "limit pull | registry pull | ratio |", "|---|--:|--:|--:|--:|--:|--:|--:|--:|"]
     for path, title in (("registry", "One member"), ("cluster", "Three members, through a member that does not own "

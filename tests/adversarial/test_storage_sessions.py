@@ -8,7 +8,7 @@ import fcntl
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from tests.support.checks import (
 )
 from tests.support.images import sha256
 from tests.support.sites import OCTETS, Site, SiteFactory
+from tests.support.streams import trickle
 
 # 2. One upload session closed twice, or appended to while it closes ----------------------------
 
@@ -93,14 +94,6 @@ def test_concurrent_puts_closing_one_session(site: SiteFactory, dedupe: bool) ->
     s.finish()
 
 
-def _streamed(data: bytes, started: threading.Event, piece: int = 64 << 10) -> Iterator[bytes]:
-    """A request body sent slowly, piece by piece: `started` is set once the first piece is out."""
-    for i in range(0, len(data), piece):
-        yield data[i:i + piece]
-        started.set()
-        time.sleep(0.05)
-
-
 def _patch_race_once(s: Site, send: Callable[..., httpx.Response], attempt: int) -> None:
     data, extra = os.urandom(256 << 10), os.urandom(1 << 20)
     location = s.check(s.client.post("/v2/patchrace/blobs/uploads/"), "start", {202}).headers["Location"]
@@ -112,7 +105,7 @@ def _patch_race_once(s: Site, send: Callable[..., httpx.Response], attempt: int)
                "Content-Range": f"{len(data)}-{len(data) + len(extra) - 1}"}
 
     def patch() -> None:
-        results["patch"] = send("PATCH", location, content=_streamed(extra, started), headers=headers)
+        results["patch"] = send("PATCH", location, content=trickle(extra, started), headers=headers)
 
     thread = threading.Thread(target=patch)
     thread.start()

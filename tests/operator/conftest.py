@@ -4,6 +4,7 @@ operator tests the CRD, an operator per module and volumes to claim."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -37,31 +38,23 @@ def control_plane() -> Iterator[ControlPlane]:
 @pytest.fixture(scope="session")
 def kube(control_plane: ControlPlane) -> Iterator[kubernetes.client.ApiClient]:
     """A kubernetes.client.ApiClient for the admin user (system:masters) of `control_plane`."""
-    client = kubernetes.config.new_client_from_config(config_file=str(control_plane.kubeconfig))
-    try:
+    with contextlib.closing(kubernetes.config.new_client_from_config(
+            config_file=str(control_plane.kubeconfig))) as client:
         yield client
-    finally:
-        client.close()
 
 
 @pytest.fixture
 def namespaces(control_plane: ControlPlane) -> Iterator[Namespaces]:
     """`namespaces.create(name, htpasswd=True)`: namespaces of this test, deleted when it ends."""
-    made = Namespaces(control_plane)
-    try:
+    with Namespaces(control_plane) as made:
         yield made
-    finally:
-        made.delete_all()
 
 
 @pytest.fixture(scope="module")
 def module_namespaces(control_plane: ControlPlane) -> Iterator[Namespaces]:
     """Namespaces shared by the tests of one module (a parametrized test's cases), deleted after the last."""
-    made = Namespaces(control_plane)
-    try:
+    with Namespaces(control_plane) as made:
         yield made
-    finally:
-        made.delete_all()
 
 
 @pytest.fixture(scope="module")

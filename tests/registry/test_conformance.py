@@ -13,15 +13,20 @@ from pathlib import Path
 from tests.support.conformance import run_conformance, run_current_suite
 from tests.support.registry import RegistryProcess, write_htpasswd
 
+AUTH = ("conformance", "s3cret!")
+
+
+def registry_with_htpasswd(start_registry: Callable[..., RegistryProcess], tmp_path: Path) -> RegistryProcess:
+    htpasswd = write_htpasswd(tmp_path / "htpasswd", {AUTH[0]: AUTH[1]})
+    return start_registry(auth={"htpasswd": {"path": str(htpasswd)}})
+
 
 def test_conformance_without_auth(start_registry: Callable[..., RegistryProcess], tmp_path: Path) -> None:
     run_conformance(start_registry(), tmp_path / "report")
 
 
 def test_conformance_with_htpasswd(start_registry: Callable[..., RegistryProcess], tmp_path: Path) -> None:
-    htpasswd = write_htpasswd(tmp_path / "htpasswd", {"conformance": "s3cret!"})
-    registry = start_registry(auth={"htpasswd": {"path": str(htpasswd)}})
-    run_conformance(registry, tmp_path / "report", auth=("conformance", "s3cret!"))
+    run_conformance(registry_with_htpasswd(start_registry, tmp_path), tmp_path / "report", auth=AUTH)
 
 
 def test_current_suite_without_auth(start_registry: Callable[..., RegistryProcess], tmp_path: Path) -> None:
@@ -29,6 +34,4 @@ def test_current_suite_without_auth(start_registry: Callable[..., RegistryProces
 
 
 def test_current_suite_with_htpasswd(start_registry: Callable[..., RegistryProcess], tmp_path: Path) -> None:
-    htpasswd = write_htpasswd(tmp_path / "htpasswd", {"conformance": "s3cret!"})
-    registry = start_registry(auth={"htpasswd": {"path": str(htpasswd)}})
-    run_current_suite(registry, tmp_path / "results", auth=("conformance", "s3cret!"))
+    run_current_suite(registry_with_htpasswd(start_registry, tmp_path), tmp_path / "results", auth=AUTH)

@@ -34,6 +34,7 @@ from tests.support.s3 import (
     s3_client,
     s3_member,
 )
+from tests.support.streams import trickle
 
 OCTETS = {"Content-Type": "application/octet-stream"}
 
@@ -214,12 +215,6 @@ def test_a_patch_while_the_session_closes_on_s3(member: RegistryProcess) -> None
     data, extra = os.urandom(300_000), os.urandom(1 << 20)
     started = threading.Event()
 
-    def slow() -> Iterator[bytes]:
-        for i in range(0, len(extra), 64 << 10):
-            yield extra[i:i + (64 << 10)]
-            started.set()
-            time.sleep(0.05)
-
     with httpx.Client(base_url=member.url, timeout=120) as client:
         location = client.post("/v2/s3patch/blobs/uploads/").headers["Location"]
         assert client.patch(location, content=data, headers=OCTETS).status_code == 202
@@ -227,7 +222,7 @@ def test_a_patch_while_the_session_closes_on_s3(member: RegistryProcess) -> None
 
         def patch() -> None:
             with httpx.Client(base_url=member.url, timeout=120) as other:
-                answers["patch"] = other.patch(location, content=slow(), headers={
+                answers["patch"] = other.patch(location, content=trickle(extra, started), headers={
                     **OCTETS, "Content-Length": str(len(extra)),
                     "Content-Range": f"{len(data)}-{len(data) + len(extra) - 1}"})
 

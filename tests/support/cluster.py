@@ -4,8 +4,10 @@ each a `zot-registry serve` process, and which member owns which repository."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from zot_registry.cluster.hashing import owner_index
 from zot_registry.local.cluster import write_cluster
@@ -31,6 +33,13 @@ class ClusterUnderTest:
 
     def repo_owned_by(self, member: int, prefix: str) -> str:
         return next(f"{prefix}-{i}" for i in range(1000) if self.owner(f"{prefix}-{i}") == member)
+
+    def restart_with(self, index: int, change: Callable[[dict[str, Any]], None]) -> RegistryProcess:
+        """Stops member `index`, applies `change` to its config and starts it again (alone)."""
+        member = self.members[index]
+        member.stop()
+        change(member.config)
+        return member.start()
 
     def stop(self) -> None:
         for member in self.members:

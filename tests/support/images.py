@@ -60,6 +60,18 @@ def push_image(client: httpx.Client, repo: str, image: Image, tag: str | None = 
                       headers={"Content-Type": OCI_MANIFEST})
 
 
+def push_blob_in_pieces(http: httpx.Client, repo: str, blob: bytes, piece: int = 1 << 20) -> int:
+    """An upload session: POST, PATCHes of `piece` bytes, PUT ?digest. The first status that is not the
+    expected one (202 for a PATCH), else the PUT's (201 when stored)."""
+    location = http.post(f"/v2/{repo}/blobs/uploads/").headers["Location"]
+    for start in range(0, len(blob), piece):
+        response = http.patch(location, content=blob[start:start + piece], headers=OCTETS)
+        if response.status_code != 202:
+            return response.status_code
+        location = response.headers["Location"]
+    return http.put(location, params={"digest": sha256(blob)}).status_code
+
+
 def assert_pullable(http: httpx.Client, repo: str, image: Image, tag: str = "v1") -> None:
     manifest = http.get(f"/v2/{repo}/manifests/{tag}", headers={"Accept": MANIFEST["Content-Type"]})
     assert manifest.status_code == 200, f"{repo} via {http.base_url}: {manifest.status_code} {manifest.text}"

@@ -71,6 +71,12 @@ class Namespaces:
             self.names.append(name)
         return name
 
+    def __enter__(self) -> Namespaces:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.delete_all()
+
     def delete_all(self) -> None:
         for name in reversed(self.names):
             self.cp.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)

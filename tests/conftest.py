@@ -1,3 +1,5 @@
+"""Fixtures every suite may use: `start_registry`, registries started as processes and stopped after the test."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator

@@ -163,7 +163,7 @@ def test_one_gib_push_and_pull_through_s3_stays_within_64_mib(
         process.stop()
 
 
-# Adversarial cases on S3 (the local-store versions are in tests/adversarial/test_storage_corpus.py).
+# Adversarial cases on S3 (the local-store versions are in tests/adversarial/test_storage_*.py).
 
 
 def _concurrent_puts(url: str, location: str, digest: str, last: bytes, count: int = 3) -> list[httpx.Response]:

@@ -18,7 +18,7 @@ import psutil
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from tests.k8s import ControlPlane  # noqa: E402
+from tests.support.control_plane import ControlPlane  # noqa: E402
 
 CHILDREN = ("configmap/{n}-config", "secret/{n}-hashkey", "secret/{n}-ca", "secret/{n}-tls", "service/{n}",
             "service/{n}-members", "statefulset/{n}", "poddisruptionbudget/{n}")

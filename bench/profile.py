@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import servers
+from .common import REPO_ROOT, free_port
 from .workloads import BLOB_ROWS, BlobFile, Settings, blob_sets, populate, run_blob_row, run_rate_row
 
 TOP = 15
@@ -98,7 +99,7 @@ def _describe(function: tuple[str, int, str]) -> str:
     if filename == "~":  # a builtin: name is already "<method 'x' of 'y' objects>" or "<built-in ...>"
         return name
     path = filename
-    for marker in ("site-packages/", "/lib/python3.11/", str(servers.ROOT) + "/"):
+    for marker in ("site-packages/", "/lib/python3.11/", str(REPO_ROOT) + "/"):
         if marker in path:
             path = path.split(marker, 1)[1]
             break
@@ -111,7 +112,7 @@ def _package(function: tuple[str, int, str]) -> str:
         return "C builtins (I/O, hashing, syscalls)"
     if "site-packages/" in filename:
         return filename.split("site-packages/", 1)[1].split("/", 1)[0]
-    if str(servers.ROOT / "registry") in filename:
+    if str(REPO_ROOT / "registry") in filename:
         return "zot_registry (ours)"
     if "/lib/python3.11/" in filename:
         module = filename.split("/lib/python3.11/", 1)[1].split("/", 1)[0].removesuffix(".py")
@@ -139,7 +140,7 @@ def profile_row(row: str, settings: Settings, blobs: list[BlobFile], log_level: 
     stats_path = workdir / "profile.pstats"
     server: servers.Server | None = None
     try:
-        port = servers.free_port()
+        port = free_port()
         config = servers._ours_config(workdir, port, log_level)
         log_path = workdir / "ours-profiled.log"
         argv = [sys.executable, "-m", "bench.profile", "serve", str(config), str(stats_path)]

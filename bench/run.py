@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 from . import report, servers
+from .common import REPO_ROOT
 from .profile import Profile, profile_row
 from .workloads import (
     BLOB_ROWS,
@@ -246,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="2 repetitions and 2 s per request row")
-    parser.add_argument("--out", default=str(servers.ROOT / "docs"), help="folder for benchmarks.md/.png")
+    parser.add_argument("--out", default=str(REPO_ROOT / "docs"), help="folder for benchmarks.md/.png")
     parser.add_argument("--workers", default="1,2,3", help="worker counts to try, comma-separated")
     parser.add_argument("--reps", type=int, default=None, help="transfers per blob row (default 5, quick 2)")
     parser.add_argument("--duration", type=float, default=None, help="seconds per request row (default 5, quick 2)")

@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -30,19 +28,28 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import httpx
 from aiobotocore.session import get_session
 from botocore.config import Config as BotoConfig
 from zot_registry.cluster.hashing import owner_index
-from zot_registry.local import port_free_for_members
+from zot_registry.local.addresses import port_free_for_members
+from zot_registry.local.configs import ClusterSettings, RedisCache, S3Storage
 from zot_registry.storage.s3.parts import PART_SIZE as PART
 
-from bench.servers import free_port
+from bench.common import (
+    DOCS,
+    binary,
+    curl,
+    free_port,
+    grouped_bars,
+    pyplot,
+    registry_config,
+    report_opening,
+    save_figure,
+    stop_all,
+    wait_for_status,
+)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-TOOLS = REPO_ROOT / ".tools" / "bin"
 SIZES = (16 << 20, 64 << 20, 256 << 20)
 RUNS = 3
 ACCESS, SECRET = "bench-access", "bench-secret-key"
@@ -60,44 +67,16 @@ class Row:
     pull_mbps: float
 
 
-def _binary(name: str) -> str:
-    local = TOOLS / name
-    found = str(local) if local.exists() else shutil.which(name)
-    if not found:
-        raise SystemExit(f"bench.s3: {name} is missing (make tools installs it)")
-    return found
-
-
-def _wait(url: str, deadline: float, ok: tuple[int, ...] = (200,)) -> None:
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=1).status_code in ok:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} did not come up")
-
-
 def _config(workdir: Path, name: str, s3_port: int, redis_port: int, host: str, port: int,
             members: list[str] | None = None) -> Path:
     """A member's config: the S3 driver and redis cache; a cluster's members share prefix and key prefix."""
-    config: dict[str, Any] = {
-        "distSpecVersion": "1.1.1",
-        "storage": {"rootDirectory": str(workdir / name / "root"), "dedupe": False, "gc": False, "remoteCache": True,
-                    "storageDriver": {"name": "s3", "rootdirectory": "/" + name.split("-")[0], "region": "us-east-1",
-                                      "regionendpoint": f"127.0.0.1:{s3_port}", "bucket": BUCKET, "secure": False},
-                    "cacheDriver": {"name": "redis", "url": f"redis://127.0.0.1:{redis_port}",
-                                    "keyprefix": name.split("-")[0]}},
-        "http": {"address": host, "port": str(port)},
-        "log": {"level": "error"},
-    }
-    if members:
-        config["cluster"] = {"members": members, "hashKey": HASH_KEY}
+    prefix = name.split("-")[0]
     (workdir / name).mkdir(parents=True)
-    path = workdir / name / "config.json"
-    path.write_text(json.dumps(config))
-    return path
+    return registry_config(workdir / name / "config.json", workdir / name / "root", port, host, log_level="error",
+                           indent=None, dedupe=False,
+                           s3=S3Storage(f"127.0.0.1:{s3_port}", BUCKET, "/" + prefix),
+                           cache=RedisCache(f"redis://127.0.0.1:{redis_port}", prefix),
+                           cluster=ClusterSettings(members, HASH_KEY) if members else None)
 
 
 @dataclass
@@ -118,10 +97,10 @@ def _servers(workdir: Path) -> Iterator[Servers]:
            "AWS_ACCESS_KEY_ID": ACCESS, "AWS_SECRET_ACCESS_KEY": SECRET}
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     processes = [
-        subprocess.Popen([_binary("versitygw"), "--port", f"127.0.0.1:{s3_port}", "posix", "--sidecar",
+        subprocess.Popen([binary("versitygw", "bench.s3"), "--port", f"127.0.0.1:{s3_port}", "posix", "--sidecar",
                           str(workdir / "meta"), str(workdir / "data")], env=env, **quiet),  # type: ignore[call-overload]
-        subprocess.Popen([_binary("redis-server"), "--bind", "127.0.0.1", "--port", str(redis_port), "--save", "",
-                          "--appendonly", "no"], cwd=workdir, **quiet),  # type: ignore[call-overload]
+        subprocess.Popen([binary("redis-server", "bench.s3"), "--bind", "127.0.0.1", "--port", str(redis_port),
+                          "--save", "", "--appendonly", "no"], cwd=workdir, **quiet),  # type: ignore[call-overload]
     ]
     hosts = [f"127.0.0.{i + 1}" for i in range(CLUSTER)]
     members = [f"{host}:{cluster_port}" for host in hosts]
@@ -130,19 +109,16 @@ def _servers(workdir: Path) -> Iterator[Servers]:
                 for i, host in enumerate(hosts)]
     try:
         deadline = time.monotonic() + 60
-        _wait(f"http://127.0.0.1:{s3_port}/", deadline, ok=(403,))  # answers unsigned requests with 403
+        wait_for_status(f"http://127.0.0.1:{s3_port}/", deadline, ok=(403,))  # answers unsigned requests with 403
         for config in configs:
             processes.append(subprocess.Popen([sys.executable, "-m", "zot_registry.cli", "serve", str(config)],
                                               env=env, **quiet))  # type: ignore[call-overload]
         urls = [f"http://127.0.0.1:{registry_port}"] + [f"http://{member}" for member in members]
         for url in urls:
-            _wait(f"{url}/readyz", deadline)
+            wait_for_status(f"{url}/readyz", deadline)
         yield Servers(f"http://127.0.0.1:{s3_port}", urls[0], urls[1:])
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            process.wait(timeout=30)
+        stop_all(processes, timeout=30)
 
 
 async def _limit(endpoint: str, path: Path, size: int) -> tuple[float, float]:
@@ -175,30 +151,25 @@ async def _limit(endpoint: str, path: Path, size: int) -> tuple[float, float]:
         return pushed, time.perf_counter() - started
 
 
-def _curl(args: list[str]) -> str:
-    return subprocess.run(["curl", "-sS", "--fail", *args], capture_output=True, text=True, timeout=600,
-                          check=True).stdout
-
-
 def _registry(url: str, path: Path, digest: str, repo: str) -> tuple[float, float, float]:
     """Seconds for a monolithic push, a session push (POST, PATCH, PUT) and a pull, with curl."""
     octets = ["-H", "Content-Type: application/octet-stream"]
     started = time.perf_counter()
-    _curl(["-X", "POST", *octets, "--data-binary", f"@{path}", f"{url}/v2/{repo}/mono/blobs/uploads/?digest={digest}"])
+    curl(["-X", "POST", *octets, "--data-binary", f"@{path}", f"{url}/v2/{repo}/mono/blobs/uploads/?digest={digest}"])
     monolithic = time.perf_counter() - started
     started = time.perf_counter()
-    headers = _curl(["-X", "POST", "-D", "-", "-o", "/dev/null", f"{url}/v2/{repo}/session/blobs/uploads/"])
+    headers = curl(["-X", "POST", "-D", "-", "-o", "/dev/null", f"{url}/v2/{repo}/session/blobs/uploads/"])
     location = next(line.split(":", 1)[1].strip() for line in headers.splitlines()
                     if line.lower().startswith("location:"))
-    headers = _curl(["-X", "PATCH", *octets, "--data-binary", f"@{path}", "-D", "-", "-o", "/dev/null",
+    headers = curl(["-X", "PATCH", *octets, "--data-binary", f"@{path}", "-D", "-", "-o", "/dev/null",
                      f"{url}{location}"])
     location = next(line.split(":", 1)[1].strip() for line in headers.splitlines()
                     if line.lower().startswith("location:"))
     separator = "&" if "?" in location else "?"
-    _curl(["-X", "PUT", f"{url}{location}{separator}digest={digest}"])
+    curl(["-X", "PUT", f"{url}{location}{separator}digest={digest}"])
     session = time.perf_counter() - started
     started = time.perf_counter()
-    _curl(["-o", "/dev/null", f"{url}/v2/{repo}/mono/blobs/{digest}"])
+    curl(["-o", "/dev/null", f"{url}/v2/{repo}/mono/blobs/{digest}"])
     return monolithic, session, time.perf_counter() - started
 
 
@@ -231,17 +202,14 @@ def measure(workdir: Path) -> list[Row]:
 
 
 def report(rows: list[Row], out: Path, elapsed: float) -> None:
-    lines = [
-        "# S3-backed push and pull, against the S3 server written directly",
-        "",
-        f"Generated by `make bench` (`python -m bench.s3`) on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} "
-        f"in {elapsed:.0f} s. versitygw on a local directory is the S3 server; one registry member (2 workers) "
-        "stores in it with a redis cache, and so does a 3-member cluster (127.0.0.1-3, plain HTTP) driven "
+    lines = report_opening(
+        "S3-backed push and pull, against the S3 server written directly", "bench.s3", elapsed,
+        ". versitygw on a local directory is the S3 server; one registry member "
+        "(2 workers) stores in it with a redis cache, and so does a 3-member cluster (127.0.0.1-3, plain HTTP) driven "
         "through a member that does not own the repository. "
         "The limit is aiobotocore writing the same bytes to the same bucket "
         f"(multipart, {PART >> 20} MiB parts, as the registry) and reading them back; the registry is driven "
-        f"by curl. Median of {RUNS} runs; MB/s.",
-    ]
+        f"by curl. Median of {RUNS} runs; MB/s.")
     header = ["| blob | limit push | registry push (POST ?digest) | ratio | registry push (POST, PATCH, PUT) | ratio | "
               "limit pull | registry pull | ratio |", "|---|--:|--:|--:|--:|--:|--:|--:|--:|"]
     for path, title in (("registry", "One member"), ("cluster", "Three members, through a member that does not own "
@@ -278,32 +246,26 @@ def report(rows: list[Row], out: Path, elapsed: float) -> None:
 
 
 def _plot(rows: list[Row], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     labels = [f"{size >> 20} MiB" for size in SIZES]
     fig, axes = plt.subplots(1, 2, figsize=(9, 4))
     for ax, attr, title in ((axes[0], "push_mbps", "push MB/s"), (axes[1], "pull_mbps", "pull MB/s")):
-        for offset, name, label in ((-0.27, "limit", "limit (aiobotocore)"), (0.0, "registry", "1 member"),
-                                    (0.27, "cluster", "3 members, via non-owner")):
-            values = [next(getattr(r, attr) for r in rows if r.size == size and r.path == name) for size in SIZES]
-            ax.bar([i + offset for i in range(len(SIZES))], values, width=0.27, label=label)
-        ax.set_xticks(range(len(SIZES)), labels)
+        grouped_bars(ax, labels, [
+            (label, [next(getattr(r, attr) for r in rows if r.size == size and r.path == name) for size in SIZES])
+            for name, label in (("limit", "limit (aiobotocore)"), ("registry", "1 member"),
+                                ("cluster", "3 members, via non-owner"))])
         ax.set_title(title)
     handles, names = axes[0].get_legend_handles_labels()
     fig.legend(handles, names, loc="lower center", ncol=3, frameon=False)
     fig.tight_layout(rect=(0, 0.08, 1, 1))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main() -> int:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="zot-s3-bench-") as tmp:
         rows = measure(Path(tmp))
-    report(rows, REPO_ROOT / "docs", time.monotonic() - started)
+    report(rows, DOCS, time.monotonic() - started)
     for row in rows:
         print(row)
     return 0

@@ -8,11 +8,9 @@ distribution as `/usr/bin/docker-registry serve CONFIG`. Each gets a fresh tempo
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -24,21 +22,15 @@ from typing import Literal
 import httpx
 import psutil
 
-ROOT = Path(__file__).resolve().parent.parent
-OURS_BIN = ROOT / ".venv" / "bin" / "zot-registry"
+from .common import REPO_ROOT, free_port, registry_config
+
+OURS_BIN = REPO_ROOT / ".venv" / "bin" / "zot-registry"
 DISTRIBUTION_BIN = Path("/usr/bin/docker-registry")
 
 Kind = Literal["ours", "distribution"]
 
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -107,15 +99,7 @@ class Server:
 
 
 def _ours_config(workdir: Path, port: int, log_level: str) -> Path:
-    config = {
-        "distSpecVersion": "1.1.1",
-        "storage": {"rootDirectory": str(workdir / "data"), "dedupe": True, "gc": False},
-        "http": {"address": "127.0.0.1", "port": str(port)},
-        "log": {"level": log_level},
-    }
-    path = workdir / "config.json"
-    path.write_text(json.dumps(config, indent=2))
-    return path
+    return registry_config(workdir / "config.json", workdir / "data", port, log_level=log_level)
 
 
 def _distribution_config(workdir: Path, port: int, log_level: str) -> Path:
@@ -145,7 +129,7 @@ http:
 
 def _spawn(argv: list[str], log_path: Path) -> subprocess.Popen[bytes]:
     with open(log_path, "ab") as log:
-        return subprocess.Popen(argv, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+        return subprocess.Popen(argv, cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
 
 

@@ -46,7 +46,7 @@ STAMP_VERSION="${K8S_VERSION}-etcd-${ETCD_VERSION}-kwok-${KWOK_VERSION}"
 
 K8S_COMMANDS=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
 BINARIES=("${K8S_COMMANDS[@]}" etcd kwok)
-# Copied to .tools/kwok-stages/; tests/k8s.py passes all of them to `kwok --config`.
+# Copied to .tools/kwok-stages/; tests/support/control_plane.py passes all of them to `kwok --config`.
 KWOK_STAGES=(
 	node/fast/node-initialize.yaml
 	node/heartbeat-with-lease/node-heartbeat-with-lease.yaml

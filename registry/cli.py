@@ -56,7 +56,7 @@ def _main(argv: list[str] | None = None) -> int:
     if args.command == "local-cluster":
         from pathlib import Path
 
-        from .local import run_local_cluster
+        from .local.cluster import run_local_cluster
 
         if not 1 <= args.members <= 254:
             parser.error("--members must be between 1 and 254")

@@ -1,3 +1,5 @@
+"""Fixtures every suite may use: `start_registry`, registries started as processes and stopped after the test."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
@@ -6,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import RegistryProcess, free_port, registry_config
+from tests.support.ports import free_port
+from tests.support.registry import RegistryProcess, registry_config
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ from typing import Any
 import bcrypt
 import psutil
 from zot_registry.cluster.hashing import new_hash_key
-from zot_registry.local import member_address
+from zot_registry.local.addresses import member_address
 
 from ..models import ZotClusterSpec
 from ..render import ClusterRef, certificate_hosts, member_ordinals, render_config

@@ -25,7 +25,8 @@ from typing import Any
 import psutil
 from pydantic import ValidationError
 from zot_registry.console import say
-from zot_registry.local import member_ready, port_taken, start_member, stop_members
+from zot_registry.local.addresses import port_taken
+from zot_registry.local.processes import member_ready, start_member, stop_members
 
 from ..models import ZotClusterSpec
 from ..render import ClusterRef

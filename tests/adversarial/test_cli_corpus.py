@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from tests.adversarial.checks import assert_no_traceback
-from tests.certs import make_certs
-from tests.helpers import free_port
+from tests.support.certs import make_certs
+from tests.support.checks import assert_no_traceback
+from tests.support.ports import free_port
 
 Build = Callable[[Path, int], Path]  # (folder, a free port) -> the config file to pass
 

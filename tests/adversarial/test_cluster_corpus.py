@@ -18,10 +18,10 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from tests.adversarial.checks import assert_no_traceback, assert_sane_response
-from tests.adversarial.rawhttp import RawAnswer, connect, exchange, read_answer, request_bytes
-from tests.cluster.conftest import ClusterUnderTest, start_cluster
-from tests.helpers import make_image, push_image, sha256
+from tests.support.checks import assert_no_traceback, assert_sane_response
+from tests.support.cluster import ClusterUnderTest, start_cluster
+from tests.support.images import make_image, push_image, sha256
+from tests.support.rawhttp import RawAnswer, connect, exchange, read_answer, request_bytes
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 HUGE = "9" * 5000

@@ -16,17 +16,11 @@ import bcrypt
 import httpx
 import pytest
 
-from tests.adversarial.checks import assert_no_traceback, assert_sane_response
-from tests.adversarial.rawhttp import RawAnswer, connect, exchange, read_answer, request_bytes
-from tests.helpers import (
-    RegistryProcess,
-    free_port,
-    make_image,
-    push_image,
-    registry_config,
-    sha256,
-    write_htpasswd,
-)
+from tests.support.checks import assert_no_traceback, assert_sane_response
+from tests.support.images import make_image, push_image, sha256
+from tests.support.ports import free_port
+from tests.support.rawhttp import RawAnswer, connect, exchange, read_answer, request_bytes
+from tests.support.registry import RegistryProcess, registry_config, write_htpasswd
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 # Short enough for a test, long enough not to fire on a loaded machine between two chunks.

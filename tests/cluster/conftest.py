@@ -1,66 +1,12 @@
+"""The module's 3-member cluster (TLS, basic auth), started once and stopped at the end."""
+
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
-from zot_registry.cluster.hashing import owner_index
-from zot_registry.local import port_free_for_members, write_cluster
 
-from tests.helpers import RegistryProcess, write_htpasswd
-
-USER, PASSWORD = "member", "cluster-pw"
-
-
-def port_free_on_all(count: int) -> int:
-    """A port free on 127.0.0.1 .. 127.0.0.N: members share one port, as on separate hosts."""
-    return port_free_for_members(count)
-
-
-@dataclass
-class ClusterUnderTest:
-    members: list[RegistryProcess]
-    hash_key: bytes
-    ca: Path | None
-    auth: tuple[str, str] | None
-
-    def owner(self, repo: str) -> int:
-        return owner_index(repo, self.hash_key, len(self.members))
-
-    def repo_not_owned_by(self, member: int, prefix: str) -> str:
-        return next(f"{prefix}-{i}" for i in range(1000) if self.owner(f"{prefix}-{i}") != member)
-
-    def repo_owned_by(self, member: int, prefix: str) -> str:
-        return next(f"{prefix}-{i}" for i in range(1000) if self.owner(f"{prefix}-{i}") == member)
-
-    def stop(self) -> None:
-        for member in self.members:
-            member.stop()
-
-
-def start_cluster(folder: Path, count: int = 3, tls: bool = True, auth: bool = True,
-                  workers: int = 1, env: dict[str, str] | None = None) -> ClusterUnderTest:
-    folder.mkdir(parents=True, exist_ok=True)
-    htpasswd = write_htpasswd(folder / "htpasswd", {USER: PASSWORD}) if auth else None
-    port = port_free_on_all(count)
-    layout = write_cluster(folder, count, port, tls=tls, htpasswd=htpasswd, log_level="warn")
-    members = []
-    for index, path in enumerate(layout.configs):
-        config = json.loads(path.read_text())
-        config["log"].pop("output")
-        members.append(RegistryProcess(path, config, folder / f"member-{index}.stdout", workers=workers,
-                                       env=env or {}))
-    cluster = ClusterUnderTest(members, (folder / "hashkey").read_text().strip().encode(), layout.ca,
-                               (USER, PASSWORD) if auth else None)
-    try:
-        for member in members:
-            member.start()
-    except Exception:
-        cluster.stop()
-        raise
-    return cluster
+from tests.support.cluster import ClusterUnderTest, start_cluster
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.cluster.conftest import ClusterUnderTest, start_cluster
-from tests.helpers import RegistryProcess, make_image, push_image, sha256
+from tests.support.certs import make_certs
+from tests.support.cluster import ClusterUnderTest, start_cluster
+from tests.support.images import make_image, push_image, sha256
+from tests.support.registry import RegistryProcess
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 
@@ -153,10 +155,7 @@ def test_members_with_different_lists_are_caught_by_the_loop_guard(tmp_path: Pat
     try:
         # Member 1 gets the list in the other order: every repository it thinks member 0 owns,
         # member 0 thinks member 1 owns, and the other way round.
-        second = cluster.members[1]
-        second.stop()
-        second.config["cluster"]["members"].reverse()
-        second.start()
+        cluster.restart_with(1, lambda config: config["cluster"]["members"].reverse())
         time.sleep(0.5)
         repo = "loop/" + next(f"r{i}" for i in range(100) if cluster.owner(f"loop/r{i}") == 1)
         with httpx.Client(base_url=cluster.members[0].url, timeout=10) as c:
@@ -171,15 +170,11 @@ def test_members_with_different_lists_are_caught_by_the_loop_guard(tmp_path: Pat
 
 
 def test_peer_with_a_certificate_from_another_ca_is_refused(tmp_path: Path) -> None:
-    from tests.certs import make_certs
-
     cluster = start_cluster(tmp_path / "rogue", count=2, auth=False)
     try:
         rogue = make_certs(tmp_path / "rogue-certs", ["127.0.0.1", "127.0.0.2", "localhost"], ca_name="rogue CA")
-        second = cluster.members[1]
-        second.stop()
-        second.config["http"]["tls"] = {"cert": str(rogue.cert), "key": str(rogue.key)}
-        second.start()
+        cluster.restart_with(1, lambda config: config["http"].update(tls={"cert": str(rogue.cert),
+                                                                        "key": str(rogue.key)}))
         repo = cluster.repo_owned_by(1, "rogue")
         with client_for(cluster, 0) as c:
             response = c.get(f"/v2/{repo}/tags/list")
@@ -192,10 +187,7 @@ def test_peer_with_a_certificate_from_another_ca_is_refused(tmp_path: Path) -> N
 def test_member_not_in_the_list_starts_but_stays_not_ready(tmp_path: Path) -> None:
     cluster = start_cluster(tmp_path / "stranger", count=2, tls=False, auth=False)
     try:
-        stranger = cluster.members[1]
-        stranger.stop()
-        stranger.config["http"]["address"] = "127.0.0.9"
-        stranger.start()
+        stranger = cluster.restart_with(1, lambda config: config["http"].update(address="127.0.0.9"))
         response = httpx.get(f"{stranger.url}/readyz")
         assert response.status_code == 503
         assert "none of cluster.members is this instance" in response.text

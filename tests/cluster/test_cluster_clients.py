@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.conftest import ClusterUnderTest
-from tests.helpers import tool
-from tests.registry.test_clients import blob_files, write_oci_layout
-from tests.registry.test_conformance import run_conformance, run_current_suite
+from tests.support.cluster import ClusterUnderTest
+from tests.support.conformance import run_conformance, run_current_suite
+from tests.support.images import blob_files, write_oci_layout
+from tests.support.paths import tool
 
 
 @pytest.mark.parametrize("member", [0, 1, 2])

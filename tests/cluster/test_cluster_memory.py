@@ -8,8 +8,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.cluster.conftest import start_cluster
-from tests.registry.test_memory import CHUNK, GIB, LIMIT, PeakSampler, one_gib, server_rss
+from tests.support.cluster import start_cluster
+from tests.support.memory import CHUNK, GIB, LIMIT, PeakSampler, one_gib, server_rss
 
 
 def test_one_gib_through_a_proxying_member(tmp_path: Path) -> None:

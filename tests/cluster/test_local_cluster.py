@@ -9,25 +9,31 @@ import ssl
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 
-from tests.cluster.conftest import port_free_on_all
-from tests.helpers import make_image, push_image
+from tests.support.images import make_image, push_image
+from tests.support.ports import port_free_on_all
 
 
-def start_local_cluster(folder: Path, port: int) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "zot_registry.cli", "local-cluster", "--members", "3",
-                             "--port", str(port), "--dir", str(folder)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)  # its own group, so that a failed test leaves no member
-
-
-def kill_group(process: subprocess.Popen[str]) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+@contextlib.contextmanager
+def local_cluster(folder: Path) -> Iterator[tuple[subprocess.Popen[str], list[str], ssl.SSLContext]]:
+    """`zot-registry local-cluster --members 3` in `folder`, once every member is ready: the process, the
+    members' URLs and a context trusting its CA. Its process group is killed when the block ends."""
+    port = port_free_on_all(3)
+    process = subprocess.Popen([sys.executable, "-m", "zot_registry.cli", "local-cluster", "--members", "3",
+                                "--port", str(port), "--dir", str(folder)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               start_new_session=True)  # its own group, so that a failed test leaves no member
+    try:
+        urls = [f"https://127.0.0.{i}:{port}" for i in (1, 2, 3)]
+        yield process, urls, wait_ready(folder, urls)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def wait_ready(folder: Path, urls: list[str]) -> ssl.SSLContext:
@@ -61,28 +67,16 @@ def assert_stopped(urls: list[str], context: ssl.SSLContext, within: float = 45.
 def test_local_cluster_stops_its_members_when_its_terminal_is_gone(tmp_path: Path) -> None:
     """stdout is a pipe that nobody reads any more, then SIGHUP (a closed terminal): printing fails,
     and every member must stop all the same."""
-    port = port_free_on_all(3)
-    folder = tmp_path / "local"
-    process = start_local_cluster(folder, port)
-    try:
-        urls = [f"https://127.0.0.{i}:{port}" for i in (1, 2, 3)]
-        context = wait_ready(folder, urls)
+    with local_cluster(tmp_path / "local") as (process, urls, context):
         assert process.stdout is not None
         process.stdout.close()
         process.send_signal(signal.SIGHUP)
         assert_stopped(urls, context)
         process.wait(timeout=30)
-    finally:
-        kill_group(process)
 
 
 def test_local_cluster_runs_and_stops_on_ctrl_c(tmp_path: Path) -> None:
-    port = port_free_on_all(3)
-    folder = tmp_path / "local"
-    process = start_local_cluster(folder, port)
-    try:
-        urls = [f"https://127.0.0.{i}:{port}" for i in (1, 2, 3)]
-        context = wait_ready(folder, urls)
+    with local_cluster(tmp_path / "local") as (process, urls, context):
         image = make_image("local")
         with httpx.Client(base_url=urls[0], verify=context) as first, \
                 httpx.Client(base_url=urls[2], verify=context) as last:
@@ -99,5 +93,3 @@ def test_local_cluster_runs_and_stops_on_ctrl_c(tmp_path: Path) -> None:
                 raise AssertionError(f"{url} still answers after Ctrl-C")
             except httpx.ConnectError:
                 pass
-    finally:
-        kill_group(process)

@@ -21,7 +21,7 @@ import pytest
 from zot_operator.models import DEFAULT_IMAGE
 from zot_registry.cluster.hashing import owner_index
 
-from tests.helpers import REPO_ROOT
+from tests.support.paths import REPO_ROOT
 
 CLUSTER = "zot-e2e"
 IMAGE = DEFAULT_IMAGE

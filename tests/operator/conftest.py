@@ -1,13 +1,23 @@
-"""Fixtures for tests against a real API server: see tests/k8s.py and hack/build-k8s.sh."""
+"""Fixtures for tests against a real API server (tests/support/control_plane.py, hack/build-k8s.sh):
+the control plane, an admin client, namespaces that are deleted when their test ends, and for the
+operator tests the CRD, an operator per module and volumes to claim."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import kubernetes
 import pytest
 
-from tests.k8s import BINARIES, KWOK_STAGES, TOOLS_BIN, ControlPlane
+from tests.support.control_plane import BINARIES, KWOK_STAGES, TOOLS_BIN, ControlPlane
+from tests.support.kubectl import Namespaces, get
+from tests.support.operators import operator_process
+from tests.support.paths import REPO_ROOT
 
 
 @pytest.fixture(scope="session")
@@ -28,8 +38,52 @@ def control_plane() -> Iterator[ControlPlane]:
 @pytest.fixture(scope="session")
 def kube(control_plane: ControlPlane) -> Iterator[kubernetes.client.ApiClient]:
     """A kubernetes.client.ApiClient for the admin user (system:masters) of `control_plane`."""
-    client = kubernetes.config.new_client_from_config(config_file=str(control_plane.kubeconfig))
-    try:
+    with contextlib.closing(kubernetes.config.new_client_from_config(
+            config_file=str(control_plane.kubeconfig))) as client:
         yield client
-    finally:
-        client.close()
+
+
+@pytest.fixture
+def namespaces(control_plane: ControlPlane) -> Iterator[Namespaces]:
+    """`namespaces.create(name, htpasswd=True)`: namespaces of this test, deleted when it ends."""
+    with Namespaces(control_plane) as made:
+        yield made
+
+
+@pytest.fixture(scope="module")
+def module_namespaces(control_plane: ControlPlane) -> Iterator[Namespaces]:
+    """Namespaces shared by the tests of one module (a parametrized test's cases), deleted after the last."""
+    with Namespaces(control_plane) as made:
+        yield made
+
+
+@pytest.fixture(scope="module")
+def crd(control_plane: ControlPlane) -> None:
+    """The ZotCluster CRD, established."""
+    control_plane.kubectl("apply", "-f", str(REPO_ROOT / "crds" / "zotclusters.yaml"))
+    control_plane.kubectl("wait", "--for=condition=Established", "crd/zotclusters.zot-operator.io", "--timeout=60s")
+
+
+@pytest.fixture(scope="module")
+def operator(control_plane: ControlPlane, crd: None,
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[subprocess.Popen[str]]:
+    """The operator of this module (SHOW_OPERATOR_LOG=1 prints the end of its log)."""
+    log = tmp_path_factory.mktemp("operator") / "operator.log"
+    with operator_process(control_plane.kubeconfig, log) as process:
+        yield process
+    if os.environ.get("SHOW_OPERATOR_LOG"):
+        print(log.read_text()[-5000:])
+
+
+@pytest.fixture(scope="module")
+def volumes(control_plane: ControlPlane) -> None:
+    """KWOK's fake nodes carry a taint, and nothing provisions volumes here: the clusters under test
+    tolerate the taint and claim these pre-made PersistentVolumes of class "manual"."""
+    for i in range(16):
+        if get(control_plane, "pv", f"manual-{i}") is None:
+            pv = {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": f"manual-{i}"},
+                  "spec": {"capacity": {"storage": "20Gi"}, "accessModes": ["ReadWriteOnce"],
+                           "storageClassName": "manual", "hostPath": {"path": f"/tmp/manual-{i}"}}}
+            path = Path(control_plane.dir) / f"pv-{i}.json"
+            path.write_text(json.dumps(pv))
+            control_plane.kubectl("apply", "-f", str(path))

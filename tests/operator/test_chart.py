@@ -14,12 +14,15 @@ import pytest
 import yaml
 from zot_operator.models import DEFAULT_IMAGE
 
-from tests.helpers import REPO_ROOT
-from tests.k8s import ControlPlane, kubeconfig, operator_process
-from tests.operator.test_operator import KWOK_TOLERATION, get, make_namespace, wait_for
+from tests.support.control_plane import ControlPlane
+from tests.support.kube_objects import KWOK_TOLERATION, kubeconfig
+from tests.support.kubectl import Namespaces, get, wait_for
+from tests.support.operators import operator_process
+from tests.support.paths import REPO_ROOT, TOOLS_BIN
+from tests.support.zotclusters import S3_EXAMPLE, apply_document, example_cluster, wait_for_phase
 
 CHART = REPO_ROOT / "charts" / "zot-operator"
-HELM = REPO_ROOT / ".tools" / "bin" / "helm"
+HELM = TOOLS_BIN / "helm"
 RELEASE = "zo"
 FULLNAME = "zo-zot-operator"
 
@@ -170,11 +173,10 @@ def crds(control_plane: ControlPlane) -> None:
 
 
 def test_rendered_objects_validate_against_the_api_server(control_plane: ControlPlane, crds: None,
-                                                          tmp_path: Path) -> None:
+                                                          namespaces: Namespaces, tmp_path: Path) -> None:
     cp = control_plane
     for namespace in ("zot-system", "team-a", "team-b"):
-        if get(cp, "namespace", namespace) is None:
-            cp.kubectl("create", "namespace", namespace)
+        namespaces.create(namespace, htpasswd=False, exist_ok=True)
     for values in (None, ALL_VALUES):
         # The API server has no prometheus-operator here: ServiceMonitor is checked by its shape above.
         objects = [o for o in template(tmp_path, values) if o["kind"] != "ServiceMonitor"]
@@ -184,11 +186,12 @@ def test_rendered_objects_validate_against_the_api_server(control_plane: Control
         assert result.returncode == 0, result.stderr
 
 
-def test_install_and_uninstall_keep_only_the_crds(control_plane: ControlPlane, crds: None, tmp_path: Path) -> None:
+def test_install_and_uninstall_keep_only_the_crds(control_plane: ControlPlane, crds: None, namespaces: Namespaces,
+                                                  tmp_path: Path) -> None:
     cp = control_plane
     env = {**cp.env, "HELM_CACHE_HOME": str(tmp_path / "cache"), "HELM_CONFIG_HOME": str(tmp_path / "config"),
            "HELM_DATA_HOME": str(tmp_path / "data")}
-    namespace = "zot-helm"
+    namespace = namespaces.adopt("zot-helm")  # helm creates it
     helm("install", RELEASE, str(CHART), "--namespace", namespace, "--create-namespace", "--wait=false", env=env)
     deployment = get(cp, "-n", namespace, "deployment", FULLNAME)
     (expected,) = by_kind(template(tmp_path, None, "--namespace", namespace), "Deployment")
@@ -215,14 +218,13 @@ def _without_defaults(value: Any) -> Any:
 
 
 @pytest.fixture
-def operators_with_chart_rbac(control_plane: ControlPlane, crds: None, tmp_path: Path) -> Iterator[list[Path]]:
+def operators_with_chart_rbac(control_plane: ControlPlane, crds: None, namespaces: Namespaces,
+                              tmp_path: Path) -> Iterator[list[Path]]:
     """The operator as the chart runs it: its replicas with the chart's arguments, ServiceAccount,
     (Cluster)Role and peering object, authenticated with a token of that ServiceAccount and nothing
-    else. Yields the replicas' logs."""
+    else. Yields the replicas' logs. (Its `namespaces` outlive the replicas: they are deleted after.)"""
     cp = control_plane
-    namespace = "zot-rbac-system"
-    if get(cp, "namespace", namespace) is None:
-        cp.kubectl("create", "namespace", namespace)
+    namespace = namespaces.create("zot-rbac-system", htpasswd=False, exist_ok=True)
     objects = [o for o in template(tmp_path, None, "--namespace", namespace) if o["kind"] != "Deployment"]
     path = tmp_path / "rbac.yaml"
     path.write_text(yaml.safe_dump_all(objects))
@@ -247,22 +249,15 @@ def operators_with_chart_rbac(control_plane: ControlPlane, crds: None, tmp_path:
         assert not forbidden, "the chart's RBAC is missing a permission:\n" + "\n".join(forbidden[:10])
 
 
-def test_operator_reconciles_with_only_the_charts_rbac(control_plane: ControlPlane,
+def test_operator_reconciles_with_only_the_charts_rbac(control_plane: ControlPlane, namespaces: Namespaces,
                                                        operators_with_chart_rbac: list[Path]) -> None:
-    cp, ns = control_plane, "zot-rbac"
-    make_namespace(cp, ns, htpasswd=False)
+    cp, ns = control_plane, namespaces.create("zot-rbac", htpasswd=False)
     # Shared storage: every kind of child and both credential Secrets, and no volumes to provision.
     cp.kubectl("-n", ns, "create", "secret", "generic", "registry-s3", "--from-literal=accessKey=a",
                "--from-literal=secretKey=b")
     cp.kubectl("-n", ns, "create", "secret", "generic", "registry-redis", "--from-literal=url=redis://:p@r:6379")
-    document = yaml.safe_load((REPO_ROOT / "examples" / "zotcluster-s3.yaml").read_text())
-    document["metadata"] = {"name": "demo", "namespace": ns}
-    document["spec"]["tolerations"] = [KWOK_TOLERATION]
-    path = Path(cp.dir) / "rbac-cluster.yaml"
-    path.write_text(yaml.safe_dump(document))
-    cp.kubectl("apply", "-f", str(path))
-    zc = wait_for("Running", lambda: (z := get(cp, "-n", ns, "zc", "demo")) and
-                  z.get("status", {}).get("phase") == "Running" and z, timeout=120)
+    apply_document(cp, example_cluster(ns, example=S3_EXAMPLE), "rbac-cluster.yaml")
+    zc = wait_for_phase(cp, ns, "Running", timeout=120)
     assert zc["status"]["readyMembers"] == 3
     for kind, name in (("configmap", "demo-config"), ("service", "demo"), ("service", "demo-members"),
                        ("statefulset", "demo"), ("poddisruptionbudget", "demo"), ("secret", "demo-tls"),

@@ -18,7 +18,8 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from tests.k8s import FAKE_NODE_TAINT, KWOK_TOLERATION, ControlPlane
+from tests.support.control_plane import ControlPlane
+from tests.support.kube_objects import FAKE_NODE_TAINT, KWOK_TOLERATION
 
 T = TypeVar("T")
 WAIT = 60.0
@@ -171,7 +172,7 @@ def test_service_account_token_authenticates_and_rbac_applies(control_plane: Con
     core.create_namespaced_service_account(namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="app")))
     request = client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=600))
     token = as_json(kube, core.create_namespaced_service_account_token("app", namespace, request))["status"]["token"]
-    assert token.count(".") == 2  # a JWT signed with the key from tests/k8s.py
+    assert token.count(".") == 2  # a JWT signed with the key from tests/support/control_plane.py
 
     with control_plane.http(token) as api:
         review = api.post("/apis/authentication.k8s.io/v1/selfsubjectreviews",

@@ -22,9 +22,11 @@ import pytest
 import yaml
 from zot_registry.cluster.hashing import owner_index
 
-from tests.cluster.conftest import port_free_on_all
-from tests.helpers import REPO_ROOT, tool, write_htpasswd
-from tests.registry.test_clients import blob_files, run, write_oci_layout
+from tests.support.commands import run
+from tests.support.images import blob_files, write_oci_layout
+from tests.support.paths import REPO_ROOT, tool
+from tests.support.ports import port_free_on_all
+from tests.support.registry import write_htpasswd
 
 EXAMPLE = REPO_ROOT / "examples" / "zotcluster.yaml"
 CLI = [sys.executable, "-m", "zot_operator.cli", "local"]

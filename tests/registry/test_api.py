@@ -14,7 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import RegistryProcess, make_image, push_image, sha256, write_htpasswd
+from tests.support.images import make_image, push_image, sha256
+from tests.support.registry import RegistryProcess, write_htpasswd
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 

@@ -17,10 +17,12 @@ import httpx
 import psutil
 import pytest
 
-from tests.adversarial.checks import assert_no_traceback
-from tests.certs import make_certs
-from tests.helpers import RegistryProcess, free_port, registry_config, sha256, write_htpasswd
-from tests.unit.test_config import RESTRICTIVE
+from tests.support.certs import make_certs
+from tests.support.checks import assert_no_traceback
+from tests.support.config_cases import RESTRICTIVE
+from tests.support.images import sha256
+from tests.support.ports import free_port
+from tests.support.registry import RegistryProcess, registry_config, write_htpasswd
 
 
 def cli(*args: str, timeout: float = 60, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

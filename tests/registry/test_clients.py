@@ -3,49 +3,16 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 
-from tests.helpers import RegistryProcess, free_port, make_image, registry_config, sha256, tool
-
-
-def run(*args: str, cwd: Path | None = None) -> str:
-    result = subprocess.run(list(args), capture_output=True, text=True, cwd=cwd, timeout=300)
-    assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
-    return result.stdout
-
-
-def write_oci_layout(folder: Path, tag: str, seed: str, layer_sizes: tuple[int, ...]) -> str:
-    """A multi-layer OCI image in an image layout folder, as skopeo reads it; returns the manifest digest."""
-    image = make_image(seed, layer_sizes)
-    blobs = folder / "blobs" / "sha256"
-    blobs.mkdir(parents=True)
-    for blob in [image.config, *image.layers, image.manifest]:
-        (blobs / sha256(blob)[7:]).write_bytes(blob)
-    (folder / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
-    (folder / "index.json").write_text(
-        json.dumps(
-            {
-                "schemaVersion": 2,
-                "manifests": [
-                    {
-                        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                        "digest": image.digest,
-                        "size": len(image.manifest),
-                        "annotations": {"org.opencontainers.image.ref.name": tag},
-                    }
-                ],
-            }
-        )
-    )
-    return image.digest
-
-
-def blob_files(layout: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in (layout / "blobs" / "sha256").iterdir()}
+from tests.support.commands import run
+from tests.support.images import blob_files, write_oci_layout
+from tests.support.paths import tool
+from tests.support.ports import free_port
+from tests.support.registry import RegistryProcess, registry_config
 
 
 def skopeo(*args: str) -> str:

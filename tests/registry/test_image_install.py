@@ -14,8 +14,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from zot_registry.local.configs import member_config, write_config
 
-from tests.helpers import REPO_ROOT, free_port
+from tests.support.paths import REPO_ROOT
+from tests.support.ports import free_port
 
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 
@@ -66,8 +68,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_installed_registry_serves(installed: Path, tmp_path: Path) -> None:
     port = free_port()
     config = tmp_path / "config.json"
-    config.write_text(json.dumps({"distSpecVersion": "1.1.1", "storage": {"rootDirectory": str(tmp_path / "root")},
-                                  "http": {"address": "127.0.0.1", "port": str(port)}, "log": {"level": "error"}}))
+    write_config(config, member_config(tmp_path / "root", port, dedupe=None, gc=None, log_level="error"), indent=None,
+                 newline=False)
     # Started outside the repository, so nothing can be imported from the source tree.
     process = subprocess.Popen([str(installed / "bin" / "zot-registry"), "serve", str(config), "--workers", "1"],
                                cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -8,13 +8,16 @@ import signal
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 
-from tests.certs import make_certs
-from tests.helpers import RegistryProcess, free_port, make_image, push_image, registry_config, sha256
+from tests.support.certs import make_certs
+from tests.support.images import make_image, push_image, sha256
+from tests.support.ports import free_port
+from tests.support.registry import RegistryProcess, registry_config
+from tests.support.streams import trickle
 
 
 def test_tls(start_registry: Callable[..., RegistryProcess], tmp_path: Path) -> None:
@@ -55,18 +58,12 @@ def test_sigterm_finishes_requests_in_flight(start_registry: Callable[..., Regis
     blob = os.urandom(8 << 20)
     sent_first = threading.Event()
 
-    def slow_body() -> Iterator[bytes]:
-        for offset in range(0, len(blob), 1 << 20):
-            yield blob[offset:offset + (1 << 20)]
-            sent_first.set()
-            time.sleep(0.25)
-
     result: dict[str, httpx.Response] = {}
 
     def upload() -> None:
         with httpx.Client(base_url=registry.url, timeout=60) as client:
             result["put"] = client.post("/v2/graceful/blobs/uploads/", params={"digest": sha256(blob)},
-                                        content=slow_body())
+                                        content=trickle(blob, sent_first, piece=1 << 20, pause=0.25))
 
     worker = threading.Thread(target=upload)
     worker.start()

@@ -22,9 +22,9 @@ from zot_registry.cache.redis import RedisCache
 from zot_registry.config import parse_config
 from zot_registry.errors import CacheUnavailable
 
-from tests.helpers import free_port
-from tests.storage.conftest import Peer
-from tests.storage.shared_cluster import load_example
+from tests.support.peers import Peer
+from tests.support.ports import free_port
+from tests.support.shared_cluster import load_example
 
 DRIVERS = ["redis", "dynamodb", "local"]
 

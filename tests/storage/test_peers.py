@@ -6,7 +6,7 @@ import socket
 
 import httpx
 
-from tests.storage.conftest import Peer
+from tests.support.peers import Peer
 
 
 def test_redis_answers_ping(redis_server: Peer) -> None:

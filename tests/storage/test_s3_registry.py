@@ -17,12 +17,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.adversarial.checks import assert_sane_response, oci_error_codes
-from tests.adversarial.test_storage_corpus import invalid_manifests
-from tests.helpers import RegistryProcess, free_port, make_image, push_image, sha256
-from tests.registry.test_memory import LIMIT, round_trip_one_gib
-from tests.storage.conftest import Peer
-from tests.storage.s3util import (
+from tests.support.bad_manifests import invalid_manifests
+from tests.support.checks import assert_sane_response, oci_error_codes
+from tests.support.images import make_image, push_image, sha256
+from tests.support.memory import LIMIT, round_trip_one_gib
+from tests.support.peers import Peer
+from tests.support.ports import free_port
+from tests.support.registry import RegistryProcess
+from tests.support.s3 import (
     BUCKET,
     ROOT,
     blob_objects_not_matching_their_key,
@@ -32,6 +34,7 @@ from tests.storage.s3util import (
     s3_client,
     s3_member,
 )
+from tests.support.streams import trickle
 
 OCTETS = {"Content-Type": "application/octet-stream"}
 
@@ -160,7 +163,7 @@ def test_one_gib_push_and_pull_through_s3_stays_within_64_mib(
         process.stop()
 
 
-# Adversarial cases on S3 (the local-store versions are in tests/adversarial/test_storage_corpus.py).
+# Adversarial cases on S3 (the local-store versions are in tests/adversarial/test_storage_*.py).
 
 
 def _concurrent_puts(url: str, location: str, digest: str, last: bytes, count: int = 3) -> list[httpx.Response]:
@@ -212,12 +215,6 @@ def test_a_patch_while_the_session_closes_on_s3(member: RegistryProcess) -> None
     data, extra = os.urandom(300_000), os.urandom(1 << 20)
     started = threading.Event()
 
-    def slow() -> Iterator[bytes]:
-        for i in range(0, len(extra), 64 << 10):
-            yield extra[i:i + (64 << 10)]
-            started.set()
-            time.sleep(0.05)
-
     with httpx.Client(base_url=member.url, timeout=120) as client:
         location = client.post("/v2/s3patch/blobs/uploads/").headers["Location"]
         assert client.patch(location, content=data, headers=OCTETS).status_code == 202
@@ -225,7 +222,7 @@ def test_a_patch_while_the_session_closes_on_s3(member: RegistryProcess) -> None
 
         def patch() -> None:
             with httpx.Client(base_url=member.url, timeout=120) as other:
-                answers["patch"] = other.patch(location, content=slow(), headers={
+                answers["patch"] = other.patch(location, content=trickle(extra, started), headers={
                     **OCTETS, "Content-Length": str(len(extra)),
                     "Content-Range": f"{len(data)}-{len(data) + len(extra) - 1}"})
 

@@ -3,7 +3,7 @@ shared bucket, a member dropped from the middle of the list, and real clients th
 
 test_zot_examples_on_s3.py holds the conformance runs (redis and DynamoDB), the SIGKILL during 20
 pushes and the 3 -> 5 -> 2 resize; this module adds what a user of the shared mode does next.
-Every server is on loopback; members speak TLS as in zot's example (certificates from tests/certs.py).
+Every server is on loopback; members speak TLS as in zot's example (certificates from tests/support/certs.py).
 """
 
 from __future__ import annotations
@@ -11,27 +11,29 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
-import ssl
 import subprocess
-import threading
 import time
 from pathlib import Path
 
 import httpx
 from zot_registry.cluster.hashing import owner_index
 
-from tests.helpers import Image, free_port, make_image, push_image, sha256, tool
-from tests.registry.test_clients import blob_files, write_oci_layout
-from tests.storage.conftest import Peer
-from tests.storage.s3util import blob_objects_not_matching_their_key, list_objects, read_object
-from tests.storage.shared_cluster import SharedCluster, haproxy_config
-from tests.storage.test_zot_examples_on_s3 import MANIFEST, OCTETS, assert_absent_or_whole, assert_pullable
-
-
-def http_client(cluster: SharedCluster, member: int, timeout: float = 60) -> httpx.Client:
-    return httpx.Client(base_url=cluster.members[member].url, timeout=timeout,
-                        verify=ssl.create_default_context(cafile=str(cluster.certs.ca)))
+from tests.support.images import (
+    MANIFEST,
+    Image,
+    assert_pullable,
+    blob_files,
+    make_image,
+    push_blob_in_pieces,
+    push_image,
+    sha256,
+    write_oci_layout,
+)
+from tests.support.paths import tool
+from tests.support.peers import Peer
+from tests.support.ports import free_port
+from tests.support.s3 import blob_objects_not_matching_their_key, list_objects, read_object
+from tests.support.shared_cluster import SharedCluster, assert_survivors_serve, haproxy_config, kill_during_pushes
 
 
 def client_env(folder: Path, ca: Path | None) -> dict[str, str]:
@@ -93,12 +95,12 @@ def test_two_repositories_sharing_layers_store_each_layer_once_in_the_bucket(
     second = with_config(first, json.dumps({"architecture": "arm64", "os": "linux"}).encode())
     repos = ["dedupe/first", "dedupe/second"]
     # Each pushed through a different member; owners may differ, the dedupe index is the shared cache.
-    with http_client(cluster, 0) as http:
+    with cluster.client(0) as http:
         assert push_image(http, repos[0], first, "v1").status_code == 201
-    with http_client(cluster, 2) as http:
+    with cluster.client(2) as http:
         assert push_image(http, repos[1], second, "v1").status_code == 201
     for index in range(3):
-        with http_client(cluster, index) as http:
+        with cluster.client(index) as http:
             assert_pullable(http, repos[0], first)
             assert_pullable(http, repos[1], second)
 
@@ -129,15 +131,9 @@ def _push(http: httpx.Client, repo: str, image: Image, chunked: bool, manifest_s
                 if response.status_code != 201:
                     return response.status_code
                 continue
-            location = http.post(f"/v2/{repo}/blobs/uploads/").headers["Location"]
-            for start in range(0, len(blob), piece):
-                response = http.patch(location, content=blob[start:start + piece], headers=OCTETS)
-                if response.status_code != 202:
-                    return response.status_code
-                location = response.headers["Location"]
-            response = http.put(location, params={"digest": sha256(blob)})
-            if response.status_code != 201:
-                return response.status_code
+            status = push_blob_in_pieces(http, repo, blob, piece)
+            if status != 201:
+                return status
         manifest_sent.add(repo)
         return http.put(f"/v2/{repo}/manifests/v1", content=image.manifest, headers=MANIFEST).status_code
     except httpx.HTTPError as err:  # the connection went down with the killed member
@@ -149,7 +145,7 @@ def test_middle_member_killed_and_dropped_from_the_list(s3_redis_cluster: Shared
     the list to 127.0.0.1 and 127.0.0.3 and restart both, as the operator does for an excluded member."""
     cluster = s3_redis_cluster
     before = {f"middle/before-{i}": make_image(f"middle-before-{i}", (512 << 10, 4096)) for i in range(6)}
-    with http_client(cluster, 0) as http:
+    with cluster.client(0) as http:
         for repo, image in before.items():
             assert push_image(http, repo, image, "v1").status_code == 201
     during = {f"middle/during-{i}": make_image(f"middle-during-{i}", (6 << 20, 5 << 20)) for i in range(12)}
@@ -157,48 +153,24 @@ def test_middle_member_killed_and_dropped_from_the_list(s3_redis_cluster: Shared
     manifest_sent: set[str] = set()
 
     def push(number: int, repo: str, image: Image) -> None:
-        with http_client(cluster, number % 3) as http:
+        with cluster.client(number % 3) as http:
             outcome[repo] = _push(http, repo, image, chunked=number % 2 == 0, manifest_sent=manifest_sent)
 
-    threads = [threading.Thread(target=push, args=(n, repo, image), daemon=True)
-               for n, (repo, image) in enumerate(during.items())]
-    for thread in threads:
-        thread.start()
-    deadline = time.monotonic() + 60  # bounded wait for some pushes to finish before the kill
-    while time.monotonic() < deadline and sum(status == 201 for status in outcome.values()) < 2:
-        time.sleep(0.05)
-    victim = cluster.members[1].process
-    assert victim is not None
-    os.killpg(victim.pid, signal.SIGKILL)
-    for thread in threads:
-        thread.join(timeout=180)
-    assert not any(thread.is_alive() for thread in threads)
-    completed = sorted(repo for repo, status in outcome.items() if status == 201)
-    unfinished = sorted(set(during) - set(completed))
+    completed, unfinished = kill_during_pushes(cluster, 1, during, push, outcome, completed_first=2)
     print(f"completed {len(completed)}, unfinished {len(unfinished)}: { {r: outcome.get(r) for r in unfinished} }")
 
     cluster.without(1)
     assert [member.host for member in cluster.members] == ["127.0.0.1", "127.0.0.3"]
     for member in cluster.members:
         assert member.config["cluster"]["members"] == [f"127.0.0.1:{cluster.port}", f"127.0.0.3:{cluster.port}"]
-    survivors = [http_client(cluster, index) for index in range(2)]
-    try:
-        for http in survivors:
-            for repo, image in before.items():
-                assert_pullable(http, repo, image)
-            for repo in completed:
-                assert_pullable(http, repo, during[repo])
-        for repo in unfinished:
-            assert_absent_or_whole(survivors, repo, during[repo], repo in manifest_sent)
-    finally:
-        for http in survivors:
-            http.close()
+    assert_survivors_serve(cluster, {**before, **{repo: during[repo] for repo in completed}},
+                           {repo: during[repo] for repo in unfinished}, manifest_sent)
     assert blob_objects_not_matching_their_key(s3_server) == []
     # The survivors take new pushes under the new list.
-    with http_client(cluster, 1) as http:
+    with cluster.client(1) as http:
         image = make_image("middle-after", (1 << 20,))
         assert push_image(http, "middle/after", image, "v1").status_code == 201
-    with http_client(cluster, 0) as http:
+    with cluster.client(0) as http:
         assert_pullable(http, "middle/after", image)
 
 
@@ -244,7 +216,7 @@ def test_skopeo_and_oras_through_haproxy_sticky_entry(s3_redis_cluster: SharedCl
         assert blob_files(back) == blob_files(source)
         # Whichever member HAProxy picks for a later request, the image is there (shared storage).
         for index in range(3):
-            with http_client(cluster, index) as http:
+            with cluster.client(index) as http:
                 assert http.head(f"/v2/lb/skopeo/manifests/{digest}", headers={"Accept": MANIFEST["Content-Type"]}
                                  ).status_code == 200
 

@@ -6,40 +6,25 @@ members over TLS on 127.0.0.1-5, the OCI conformance suite, HAProxy from Debian.
 
 from __future__ import annotations
 
-import os
-import signal
-import ssl
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.helpers import Image, make_image, push_image, sha256
-from tests.registry.test_conformance import run_conformance, run_current_suite
-from tests.storage.conftest import Peer
-from tests.storage.s3util import blob_objects_not_matching_their_key
-from tests.storage.shared_cluster import SharedCluster, shared_cluster
-
-MANIFEST = {"Content-Type": "application/vnd.oci.image.manifest.v1+json"}
-OCTETS = {"Content-Type": "application/octet-stream"}
-
-
-
-def client(cluster: SharedCluster, member: int, timeout: float = 60) -> httpx.Client:
-    return httpx.Client(base_url=cluster.members[member].url, timeout=timeout,
-                        verify=ssl.create_default_context(cafile=str(cluster.certs.ca)))
-
-
-def assert_pullable(http: httpx.Client, repo: str, image: Image, tag: str = "v1") -> None:
-    manifest = http.get(f"/v2/{repo}/manifests/{tag}", headers={"Accept": MANIFEST["Content-Type"]})
-    assert manifest.status_code == 200, f"{repo} via {http.base_url}: {manifest.status_code} {manifest.text}"
-    assert manifest.content == image.manifest
-    for blob in [image.config, *image.layers]:
-        pulled = http.get(f"/v2/{repo}/blobs/{sha256(blob)}")
-        assert pulled.status_code == 200 and sha256(pulled.content) == sha256(blob), f"{repo} blob via {http.base_url}"
+from tests.support.conformance import run_conformance, run_current_suite
+from tests.support.images import (
+    MANIFEST,
+    Image,
+    assert_pullable,
+    make_image,
+    push_blob_in_pieces,
+    push_image,
+    sha256,
+)
+from tests.support.peers import Peer
+from tests.support.s3 import blob_objects_not_matching_their_key
+from tests.support.shared_cluster import SharedCluster, assert_survivors_serve, kill_during_pushes, shared_cluster
 
 
 @pytest.fixture
@@ -75,7 +60,7 @@ def test_example_runs_three_members_and_passes_conformance_through_each(
         # Shared storage: each member's catalog is the whole registry, with nothing gathered.
         catalogs = []
         for index in range(3):
-            with client(cluster, index) as http:
+            with cluster.client(index) as http:
                 catalogs.append(http.get("/v2/_catalog").json()["repositories"])
         assert catalogs[0] == catalogs[1] == catalogs[2]
         assert {"conformance/via-0", "conformance/via-1", "conformance/via-2"} <= set(catalogs[0])
@@ -93,30 +78,12 @@ def _push_chunked(http: httpx.Client, repo: str, image: Image, piece: int = 1 <<
     response = http.post(f"/v2/{repo}/blobs/uploads/", params={"digest": sha256(image.config)}, content=image.config)
     assert response.status_code == 201, response.text
     for layer in image.layers:
-        location = http.post(f"/v2/{repo}/blobs/uploads/").headers["Location"]
-        for start in range(0, len(layer), piece):
-            response = http.patch(location, content=layer[start:start + piece], headers=OCTETS)
-            if response.status_code != 202:
-                return response.status_code
-            location = response.headers["Location"]
-        response = http.put(location, params={"digest": sha256(layer)})
-        if response.status_code != 201:
-            return response.status_code
+        status = push_blob_in_pieces(http, repo, layer, piece)
+        if status != 201:
+            return status
     if manifest_sent is not None:
         manifest_sent.add(repo)
     return http.put(f"/v2/{repo}/manifests/v1", content=image.manifest, headers=MANIFEST).status_code
-
-
-def assert_absent_or_whole(clients: list[httpx.Client], repo: str, image: Image, put_sent: bool) -> None:
-    """A push that did not get its 201: no manifest if its PUT never left; if the PUT left and the answer
-    was lost (the owner was killed after storing it), either no manifest or the whole image, the same
-    through every member. Never a manifest whose blobs are missing or wrong."""
-    statuses = [http.get(f"/v2/{repo}/manifests/v1").status_code for http in clients]
-    if not put_sent or statuses[0] == 404:
-        assert set(statuses) == {404}, f"{repo} (manifest PUT sent: {put_sent}): manifest statuses {statuses}"
-        return
-    for http in clients:
-        assert_pullable(http, repo, image)
 
 
 def test_member_killed_during_twenty_pushes_loses_no_completed_push(
@@ -128,53 +95,31 @@ def test_member_killed_during_twenty_pushes_loses_no_completed_push(
 
     def push(number: int, repo: str, image: Image) -> None:
         try:
-            with client(cluster, number % 3) as http:
+            with cluster.client(number % 3) as http:
                 outcome[repo] = _push_chunked(http, repo, image, manifest_sent=manifest_sent)
         except httpx.HTTPError as err:  # the connection went down with the killed member
             outcome[repo] = type(err).__name__
 
-    threads = [threading.Thread(target=push, args=(n, repo, image), daemon=True)
-               for n, (repo, image) in enumerate(images.items())]
-    for thread in threads:
-        thread.start()
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and sum(status == 201 for status in outcome.values()) < 3:
-        time.sleep(0.05)
-    killed = cluster.members[victim].process
-    assert killed is not None
-    os.killpg(killed.pid, signal.SIGKILL)  # in the middle: some pushes done, others mid-layer
-    for thread in threads:
-        thread.join(timeout=180)
-    assert not any(thread.is_alive() for thread in threads)
-    completed = sorted(repo for repo, status in outcome.items() if status == 201)
-    unfinished = sorted(set(images) - set(completed))
+    completed, unfinished = kill_during_pushes(cluster, victim, images, push, outcome, completed_first=3)
     print(f"{len(completed)} pushes completed before and after the kill, {len(unfinished)} did not: "
           f"{ {repo: outcome.get(repo) for repo in unfinished} }")
     assert completed and unfinished, outcome
 
     cluster.start(2)  # the member list without the dead member, every survivor restarted with it
-    survivors = [client(cluster, index) for index in range(2)]
-    try:
-        for http in survivors:
-            for repo in completed:
-                assert_pullable(http, repo, images[repo])
-        for repo in unfinished:
-            assert_absent_or_whole(survivors, repo, images[repo], repo in manifest_sent)
-    finally:
-        for http in survivors:
-            http.close()
+    assert_survivors_serve(cluster, {repo: images[repo] for repo in completed},
+                           {repo: images[repo] for repo in unfinished}, manifest_sent)
     assert blob_objects_not_matching_their_key(s3_server) == []
 
 
 def test_resize_three_to_five_to_two_keeps_every_image_pullable(redis_cluster: SharedCluster) -> None:
     cluster = redis_cluster
     images = {f"resize/app-{i}": make_image(f"resize-{i}", (256 << 10, 4096)) for i in range(12)}
-    with client(cluster, 0) as http:
+    with cluster.client(0) as http:
         for repo, image in images.items():
             assert push_image(http, repo, image, "v1").status_code == 201
     for size in (5, 2):
         cluster.start(size)
         for index in range(size):
-            with client(cluster, index) as http:
+            with cluster.client(index) as http:
                 for repo, image in images.items():
                     assert_pullable(http, repo, image)

@@ -15,7 +15,7 @@ from zot_registry.digests import parse_digest
 from zot_registry.storage.local import gc
 from zot_registry.storage.local.store import LocalStore
 
-from tests.helpers import make_image, sha256
+from tests.support.images import make_image, sha256
 
 
 async def _once(data: bytes) -> AsyncIterator[bytes]:

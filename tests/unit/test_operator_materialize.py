@@ -15,7 +15,7 @@ from zot_operator.cli import _load_cluster
 from zot_operator.render import CONFIG_KEY, RUNTIME_DIR, TEMPLATE_DIR, render
 from zot_registry.config import load_config
 
-from tests.helpers import REPO_ROOT
+from tests.support.paths import REPO_ROOT
 
 S3_EXAMPLE = REPO_ROOT / "examples" / "zotcluster-s3.yaml"
 URL = "redis://:s3cr3t-pw@redis.default.svc:6379/0"

@@ -27,7 +27,7 @@ from zot_operator.render import (
 )
 from zot_registry.config import parse_config
 
-from tests.helpers import REPO_ROOT, ZOT_EXAMPLES
+from tests.support.paths import REPO_ROOT, ZOT_EXAMPLES
 
 EXAMPLE = REPO_ROOT / "examples" / "zotcluster.yaml"
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers import free_port
+from tests.support.ports import free_port
 
 
 def kubeconfig_for(path: Path, server: str) -> Path:

@@ -9,7 +9,7 @@ import yaml
 from zot_operator.models import DEFAULT_IMAGE
 from zot_registry.version import VERSION
 
-from tests.helpers import REPO_ROOT
+from tests.support.paths import REPO_ROOT
 
 
 def test_chart_and_image_carry_the_version() -> None:

@@ -17,166 +17,38 @@ signed with an RSA key generated here (`cryptography`), so TokenRequest and proj
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import json
 import os
 import secrets
 import shutil
-import signal
-import socket
 import ssl
 import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 import httpx
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-TOOLS_DIR = REPO_ROOT / ".tools"
-TOOLS_BIN = TOOLS_DIR / "bin"
+from tests.support.kube_objects import FAKE_NODE_ANNOTATION, fake_node, kubeconfig
+from tests.support.paths import TOOLS_BIN, TOOLS_DIR
+from tests.support.ports import free_port
+from tests.support.process_groups import Component, tail
+
 KWOK_STAGES = TOOLS_DIR / "kwok-stages"
 HOST = "127.0.0.1"
 
 SERVICE_CIDR = "10.96.0.0/16"  # a config value only: nothing routes it
 POD_CIDR = "10.0.0.0/16"  # pod IPs that KWOK hands out, never used for traffic
 ISSUER = "https://kubernetes.default.svc.cluster.local"
-FAKE_NODE_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
-FAKE_NODE_TAINT = {"key": "kwok.x-k8s.io/node", "value": "fake", "effect": "NoSchedule"}
-# What a pod needs to run on the fake nodes.
-KWOK_TOLERATION = {"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}
-
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "kubectl")
 
 
 class ControlPlaneError(RuntimeError):
     """The control plane did not come up; the message holds the tails of the component logs."""
-
-
-def free_port(host: str = HOST) -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-try:  # loaded here, not in the forked child: dlopen after fork is not safe
-    _LIBC: ctypes.CDLL | None = ctypes.CDLL("libc.so.6", use_errno=True)
-except OSError:
-    _LIBC = None
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """preexec_fn: the child gets SIGKILL when the test process dies without calling stop()."""
-    if _LIBC is not None:
-        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-def tail(path: Path, lines: int = 40) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError as exc:
-        return f"<cannot read {path}: {exc}>"
-    return "\n".join(text.splitlines()[-lines:])
-
-
-@dataclass
-class Component:
-    """One control-plane process, its own process group, stdout+stderr in `log`."""
-
-    name: str
-    args: list[str]
-    log: Path
-    env: dict[str, str] | None = None
-    process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Component:
-        with self.log.open("ab") as out:
-            self.process = subprocess.Popen(
-                self.args,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=self.env,
-                start_new_session=True,  # own process group, stopped as a whole
-                preexec_fn=_die_with_parent,
-            )
-        return self
-
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM to the process group, SIGKILL after `timeout`. The group id is the leader's
-        pid, which cannot be reused before the leader is reaped (wait), so only ours is hit."""
-        proc = self.process
-        if proc is None or proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-
-
-def kubeconfig(server: str, ca_file: Path, user: str, token: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "test", "cluster": {"server": server, "certificate-authority": str(ca_file)}}],
-        "users": [{"name": user, "user": {"token": token}}],
-        "contexts": [{"name": "test", "context": {"cluster": "test", "user": user}}],
-        "current-context": "test",
-    }
-
-
-def fake_node(name: str, cpu: str = "32", memory: str = "256Gi", pods: str = "110") -> dict[str, Any]:
-    """A Node that KWOK manages (annotation) and only tolerating pods land on (taint)."""
-    resources = {"cpu": cpu, "memory": memory, "pods": pods}
-    return {
-        "apiVersion": "v1",
-        "kind": "Node",
-        "metadata": {
-            "name": name,
-            "annotations": {FAKE_NODE_ANNOTATION[0]: FAKE_NODE_ANNOTATION[1], "node.alpha.kubernetes.io/ttl": "0"},
-            "labels": {
-                "kubernetes.io/hostname": name,
-                "kubernetes.io/os": "linux",
-                "kubernetes.io/arch": "amd64",
-                "kubernetes.io/role": "agent",
-                "node-role.kubernetes.io/agent": "",
-                "type": "kwok",
-            },
-        },
-        "spec": {"taints": [dict(FAKE_NODE_TAINT)]},
-        "status": {
-            "capacity": dict(resources),
-            "allocatable": dict(resources),
-            "nodeInfo": {
-                "architecture": "amd64",
-                "operatingSystem": "linux",
-                "kubeletVersion": "fake",
-                "kubeProxyVersion": "fake",
-                "containerRuntimeVersion": "fake",
-                "osImage": "kwok",
-                "kernelVersion": "fake",
-                "machineID": "",
-                "systemUUID": "",
-                "bootID": "",
-            },
-        },
-    }
 
 
 class ControlPlane:
@@ -479,26 +351,4 @@ class ControlPlane:
         raise ControlPlaneError(f"timed out after {self.startup_timeout:.0f}s waiting for {what}"
                                 f" ({comp.name}; last error: {last!r})")
 
-
-# The operator's drift-check interval in tests (handlers.RESYNC_SECONDS, 10 s by default).
-OPERATOR_RESYNC_SECONDS = 3.0
-
-
-@contextlib.contextmanager
-def operator_process(kubeconfig_path: Path, log: Path, *args: str) -> Iterator[subprocess.Popen[str]]:
-    """`zot-operator run ARGS` against the API server of `kubeconfig_path`, its output in `log`,
-    liveness on a free loopback port; stopped (SIGTERM, then SIGKILL) when the block ends."""
-    env = {**os.environ, "KUBECONFIG": str(kubeconfig_path), "PYTHONUNBUFFERED": "1",
-           "ZOT_OPERATOR_RESYNC_SECONDS": str(OPERATOR_RESYNC_SECONDS)}
-    argv = [sys.executable, "-m", "zot_operator.cli", "run", f"--liveness=http://{HOST}:{free_port()}/healthz", *args]
-    with open(log, "w") as out:
-        process = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
-    try:
-        yield process
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
 

@@ -10,16 +10,26 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
+import signal
+import ssl
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.certs import CertFiles, make_certs
-from tests.cluster.conftest import port_free_on_all
-from tests.helpers import REPO_ROOT, ZOT_EXAMPLES, RegistryProcess
-from tests.storage.conftest import Peer
-from tests.storage.s3util import S3_ENV
+import httpx
+
+from tests.support.certs import CertFiles, make_certs
+from tests.support.images import Image, assert_absent_or_whole, assert_pullable
+from tests.support.paths import REPO_ROOT, ZOT_EXAMPLES
+from tests.support.peers import Peer
+from tests.support.ports import port_free_on_all
+from tests.support.registry import RegistryProcess
+from tests.support.s3 import S3_ENV
 
 MAX_MEMBERS = 5
 
@@ -88,6 +98,11 @@ class SharedCluster:
             raise
         return self
 
+    def client(self, member: int, timeout: float = 60) -> httpx.Client:
+        """An HTTP client for the member at `member` (list position), trusting the cluster's CA."""
+        return httpx.Client(base_url=self.members[member].url, timeout=timeout,
+                            verify=ssl.create_default_context(cafile=str(self.certs.ca)))
+
     def without(self, position: int) -> SharedCluster:
         """Rewrites the member list without the member at `position` and restarts every survivor."""
         return self.start([slot for i, slot in enumerate(self.slots) if i != position])
@@ -114,3 +129,42 @@ def haproxy_config(cluster: SharedCluster, port: int) -> str:
     for member in cluster.members:
         text = re.sub(rf"\b{re.escape(member.host)}:9000\b", member.hostport, text)
     return text
+
+
+def kill_during_pushes(cluster: SharedCluster, victim: int, images: dict[str, Image],
+                       push: Callable[[int, str, Image], None], outcome: dict[str, Any],
+                       completed_first: int) -> tuple[list[str], list[str]]:
+    """`push(number, repo, image)` for every image at once, each in a thread that records its status in
+    `outcome`; once `completed_first` got their 201 (bounded wait), SIGKILL to the member at position
+    `victim` (its whole process group). Returns the repositories completed and those that were not."""
+    threads = [threading.Thread(target=push, args=(n, repo, image), daemon=True)
+               for n, (repo, image) in enumerate(images.items())]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 60  # bounded wait for some pushes to finish before the kill
+    while time.monotonic() < deadline and sum(status == 201 for status in outcome.values()) < completed_first:
+        time.sleep(0.05)
+    killed = cluster.members[victim].process
+    assert killed is not None
+    os.killpg(killed.pid, signal.SIGKILL)  # in the middle: some pushes done, others mid-layer
+    for thread in threads:
+        thread.join(timeout=180)
+    assert not any(thread.is_alive() for thread in threads)
+    completed = sorted(repo for repo, status in outcome.items() if status == 201)
+    return completed, sorted(set(images) - set(completed))
+
+
+def assert_survivors_serve(cluster: SharedCluster, pullable: dict[str, Image], unfinished: dict[str, Image],
+                           manifest_sent: set[str]) -> None:
+    """Through every running member: each of `pullable` pulls whole, and each of `unfinished` is absent or
+    whole (whole only if its manifest PUT was sent), the same everywhere."""
+    survivors = [cluster.client(index) for index in range(len(cluster.members))]
+    try:
+        for http in survivors:
+            for repo, image in pullable.items():
+                assert_pullable(http, repo, image)
+        for repo, image in unfinished.items():
+            assert_absent_or_whole(survivors, repo, image, repo in manifest_sent)
+    finally:
+        for http in survivors:
+            http.close()

@@ -12,18 +12,19 @@ from typing import Any
 
 from botocore.config import Config
 from botocore.session import get_session
+from zot_registry.local.configs import S3Storage, member_config
 
-from tests.helpers import RegistryProcess, free_port, registry_config
-from tests.storage.conftest import S3_ACCESS_KEY, S3_SECRET_KEY, Peer
+from tests.support.peers import S3_ACCESS_KEY, S3_SECRET_KEY, Peer
+from tests.support.ports import free_port
+from tests.support.registry import RegistryProcess
 
 BUCKET = "zot-storage"
 ROOT = "zot"
 S3_ENV = {"AWS_ACCESS_KEY_ID": S3_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": S3_SECRET_KEY}
 
 
-def s3_driver(s3: Peer) -> dict[str, Any]:
-    return {"name": "s3", "rootdirectory": f"/{ROOT}", "region": "us-east-1", "regionendpoint": f"{s3.host}:{s3.port}",
-            "bucket": BUCKET, "secure": False, "skipverify": False}
+def s3_storage(s3: Peer) -> S3Storage:
+    return S3Storage(f"{s3.host}:{s3.port}", BUCKET, f"/{ROOT}", skip_verify=False)
 
 
 def redis_cache(redis: Peer, prefix: str = "zot") -> dict[str, Any]:
@@ -34,9 +35,8 @@ def s3_member(folder: Path, s3: Peer, cache: dict[str, Any], host: str = "127.0.
               workers: int = 2, **storage: Any) -> RegistryProcess:
     """A registry process (not started) storing in the S3 server, credentials from the environment."""
     folder.mkdir(parents=True, exist_ok=True)
-    config = registry_config(folder / "root", port or free_port(host), host)
-    config["storage"].update({"dedupe": True, "remoteCache": True, "storageDriver": s3_driver(s3),
-                              "cacheDriver": cache, **storage})
+    config = member_config(folder / "root", port or free_port(host), host, s3=s3_storage(s3), cache=cache,
+                           storage=storage)
     return RegistryProcess(folder / "config.json", config, folder / "registry.log", workers=workers, env=dict(S3_ENV))
 
 

@@ -1,0 +1,18 @@
+"""Free loopback ports: one on a host, or one free on all of a cluster's member addresses."""
+
+from __future__ import annotations
+
+import socket
+
+from zot_registry.local.addresses import port_free_for_members
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def port_free_on_all(count: int) -> int:
+    """A port free on 127.0.0.1 .. 127.0.0.N: members share one port, as on separate hosts."""
+    return port_free_for_members(count)

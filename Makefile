@@ -30,13 +30,15 @@ tools:
 MYPY_PATH := $(VENV)/mypy-path
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	mkdir -p $(MYPY_PATH) && ln -sfn ../../registry $(MYPY_PATH)/zot_registry && ln -sfn ../../operator $(MYPY_PATH)/zot_operator
 	MYPYPATH=$(MYPY_PATH) $(BIN)/mypy -p zot_registry -p zot_operator
 	MYPYPATH=$(MYPY_PATH) $(BIN)/mypy tests bench
 
-# Rewrites the tree: ruff's safe fixes (import order, ...).
+# Rewrites the tree: ruff's safe fixes (import order, ...) and ruff's formatting, which `make lint` checks.
 fmt: $(STAMP)
 	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 # -rs prints why a test was skipped (the kind suite, where Docker or kind is missing); --durations the slowest.
 test: $(STAMP) tools lint

@@ -20,18 +20,32 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from tests.support.control_plane import ControlPlane  # noqa: E402
 
-CHILDREN = ("configmap/{n}-config", "secret/{n}-hashkey", "secret/{n}-ca", "secret/{n}-tls", "service/{n}",
-            "service/{n}-members", "statefulset/{n}", "poddisruptionbudget/{n}")
+CHILDREN = (
+    "configmap/{n}-config",
+    "secret/{n}-hashkey",
+    "secret/{n}-ca",
+    "secret/{n}-tls",
+    "service/{n}",
+    "service/{n}-members",
+    "statefulset/{n}",
+    "poddisruptionbudget/{n}",
+)
 WRITE_VERBS = {"POST", "PUT", "PATCH", "DELETE"}
 OURS = {"zotclusters", "configmaps", "secrets", "services", "statefulsets", "poddisruptionbudgets", "pods"}
 RESYNC = 10.0
 
 
 def cluster_manifest(name: str, namespace: str) -> dict[str, Any]:
-    return {"apiVersion": "zot-operator.io/v1alpha1", "kind": "ZotCluster",
-            "metadata": {"name": name, "namespace": namespace},
-            "spec": {"replicas": 1, "storage": {"mode": "local", "local": {"storageClassName": "manual"}},
-                     "tolerations": [{"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}]}}
+    return {
+        "apiVersion": "zot-operator.io/v1alpha1",
+        "kind": "ZotCluster",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "replicas": 1,
+            "storage": {"mode": "local", "local": {"storageClassName": "manual"}},
+            "tolerations": [{"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}],
+        },
+    }
 
 
 def apply(cp: ControlPlane, objects: list[dict[str, Any]]) -> None:
@@ -71,14 +85,30 @@ def main() -> int:
     with ControlPlane(nodes=3) as cp:
         cp.kubectl("apply", "-f", str(REPO_ROOT / "crds" / "zotclusters.yaml"))
         cp.kubectl("wait", "--for=condition=Established", "crd/zotclusters.zot-operator.io", "--timeout=60s")
-        apply(cp, [{"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": f"pv-{i}"},
-                    "spec": {"capacity": {"storage": "10Gi"}, "accessModes": ["ReadWriteOnce"],
-                             "storageClassName": "manual", "hostPath": {"path": f"/tmp/pv-{i}"}}}
-                   for i in range(120)])
+        apply(
+            cp,
+            [
+                {
+                    "apiVersion": "v1",
+                    "kind": "PersistentVolume",
+                    "metadata": {"name": f"pv-{i}"},
+                    "spec": {
+                        "capacity": {"storage": "10Gi"},
+                        "accessModes": ["ReadWriteOnce"],
+                        "storageClassName": "manual",
+                        "hostPath": {"path": f"/tmp/pv-{i}"},
+                    },
+                }
+                for i in range(120)
+            ],
+        )
         cp.kubectl("create", "namespace", "scale")
-        operator = subprocess.Popen([sys.executable, "-m", "zot_operator.cli", "run", "--liveness",
-                                     "http://127.0.0.1:18099/healthz"], env=cp.env,
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        operator = subprocess.Popen(
+            [sys.executable, "-m", "zot_operator.cli", "run", "--liveness", "http://127.0.0.1:18099/healthz"],
+            env=cp.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             time.sleep(3)
             process = psutil.Process(operator.pid)
@@ -119,8 +149,10 @@ def main() -> int:
         f"| apply to phase Running (the KWOK pod ready) | {to_running:.2f} s |",
         f"| API writes by the operator in 3 drift checks, 1 unchanged cluster | {idle_writes} |",
         f"| API writes by the operator in 3 drift checks, 100 unchanged clusters | {idle_writes_100} |",
-        *(f"| operator resident memory, {n} ZotCluster{'s' if n > 1 else ''} | {rss / 2**20:.0f} MiB |"
-          for n, rss in memory.items()),
+        *(
+            f"| operator resident memory, {n} ZotCluster{'s' if n > 1 else ''} | {rss / 2**20:.0f} MiB |"
+            for n, rss in memory.items()
+        ),
         "",
         "Writes are counted from kube-apiserver's `apiserver_request_total` (POST, PUT, PATCH, DELETE on "
         "ZotClusters, ConfigMaps, Secrets, Services, StatefulSets, PDBs and Pods) over three drift-check "

@@ -128,10 +128,15 @@ def summarize(stats_path: Path, row: str, workload: str, wall_s: float, top: int
     for func, (_, _, tt, _, _) in raw.items():
         packages[_package(func)] += tt
     total = float(stats.total_tt)  # type: ignore[attr-defined]
-    return Profile(row, workload, total, wall_s,
-                   by_own=sorted(entries, key=lambda e: e.own_s, reverse=True)[:top],
-                   by_cum=sorted(entries, key=lambda e: e.cum_s, reverse=True)[:top],
-                   by_package=sorted(packages.items(), key=lambda kv: kv[1], reverse=True)[:10])
+    return Profile(
+        row,
+        workload,
+        total,
+        wall_s,
+        by_own=sorted(entries, key=lambda e: e.own_s, reverse=True)[:top],
+        by_cum=sorted(entries, key=lambda e: e.cum_s, reverse=True)[:top],
+        by_package=sorted(packages.items(), key=lambda kv: kv[1], reverse=True)[:10],
+    )
 
 
 def profile_row(row: str, settings: Settings, blobs: list[BlobFile], log_level: str = "info") -> Profile:

@@ -59,21 +59,45 @@ def _populate(url: str, verify: str | bool, repo: str, blob: bytes) -> tuple[str
             digest = "sha256:" + hashlib.sha256(data).hexdigest()
             client.post(f"/v2/{repo}/blobs/uploads/", params={"digest": digest}, content=data).raise_for_status()
             digests.append(digest)
-        manifest = json.dumps({
-            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": digests[0],
-                       "size": len(config)},
-            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": digests[1],
-                        "size": len(blob)}]}).encode()
-        client.put(f"/v2/{repo}/manifests/latest", content=manifest,
-                   headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"}).raise_for_status()
+        manifest = json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": {
+                    "mediaType": "application/vnd.oci.image.config.v1+json",
+                    "digest": digests[0],
+                    "size": len(config),
+                },
+                "layers": [
+                    {"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": digests[1], "size": len(blob)}
+                ],
+            }
+        ).encode()
+        client.put(
+            f"/v2/{repo}/manifests/latest",
+            content=manifest,
+            headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"},
+        ).raise_for_status()
     return digests[1], "latest"
 
 
 def _wrk(url: str) -> tuple[float, float]:
-    out = subprocess.run(["wrk", "-t1", "-c1", f"-d{WRK_SECONDS}s", "--latency",
-                          "-H", "Accept: application/vnd.oci.image.manifest.v1+json", url],
-                         capture_output=True, text=True, timeout=WRK_SECONDS + 30, check=True).stdout
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t1",
+            "-c1",
+            f"-d{WRK_SECONDS}s",
+            "--latency",
+            "-H",
+            "Accept: application/vnd.oci.image.manifest.v1+json",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=WRK_SECONDS + 30,
+        check=True,
+    ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     value, unit = re.search(r"\s50%\s+([\d.]+)(us|ms|s)", out).groups()  # type: ignore[union-attr]
     median_ms = float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
@@ -92,21 +116,43 @@ def _start_haproxy(workdir: Path, backend: str) -> tuple[subprocess.Popen[bytes]
     """HAProxy forwarding TCP (TLS passes through untouched) to the owner, splicing when it can."""
     address = f"127.0.0.1:{_free_port()}"
     config = workdir / "haproxy.cfg"
-    config.write_text("\n".join([
-        "global", "  maxconn 100", "defaults", "  mode tcp", "  option splice-auto", "  timeout connect 5s",
-        "  timeout client 120s", "  timeout server 120s", "frontend entry", f"  bind {address}",
-        "  default_backend owner", "backend owner", f"  server owner {backend}", ""]))
-    process = subprocess.Popen(["haproxy", "-f", str(config), "-db"], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    config.write_text(
+        "\n".join(
+            [
+                "global",
+                "  maxconn 100",
+                "defaults",
+                "  mode tcp",
+                "  option splice-auto",
+                "  timeout connect 5s",
+                "  timeout client 120s",
+                "  timeout server 120s",
+                "frontend entry",
+                f"  bind {address}",
+                "  default_backend owner",
+                "backend owner",
+                f"  server owner {backend}",
+                "",
+            ]
+        )
+    )
+    process = subprocess.Popen(
+        ["haproxy", "-f", str(config), "-db"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     return process, address
 
 
 def measure_mode(tls: bool, workdir: Path) -> list[Measure]:
     port = _free_port()
     layout = write_cluster(workdir / ("tls" if tls else "plain"), 2, port, tls=tls, log_level="error")
-    processes = [subprocess.Popen([sys.executable, "-m", "zot_registry.cli", "serve", str(config),
-                                   "--workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                 for config in layout.configs]
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "zot_registry.cli", "serve", str(config), "--workers", "1"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for config in layout.configs
+    ]
     scheme = "https" if tls else "http"
     verify: str | bool = str(layout.ca) if layout.ca else True
     urls = [f"{scheme}://{member}" for member in layout.members]
@@ -134,10 +180,14 @@ def measure_mode(tls: bool, workdir: Path) -> list[Measure]:
 
 def report(measures: list[Measure], out: Path, elapsed: float) -> None:
     lines = [
-        *report_opening("The proxy's cost", "bench.proxy", elapsed,
-                        ": a two-member cluster on 127.0.0.1 and 127.0.0.2 (one worker each), the repository owned"
-                        " by the second member; the same requests straight to the owner and through the first"
-                        " member."),
+        *report_opening(
+            "The proxy's cost",
+            "bench.proxy",
+            elapsed,
+            ": a two-member cluster on 127.0.0.1 and 127.0.0.2 (one worker each), the repository owned"
+            " by the second member; the same requests straight to the owner and through the first"
+            " member.",
+        ),
         f"Manifest GET: wrk, 1 connection, {WRK_SECONDS} s. Blob pull: curl, {BLOB_SIZE >> 20} MiB blob, "
         f"median of {PULLS}. Floors: a proxied pull keeps at least {FLOOR_PULL_RATIO} of the direct MB/s; a proxied "
         f"manifest GET adds under {FLOOR_ADDED_MS} ms at the median.",
@@ -146,11 +196,15 @@ def report(measures: list[Measure], out: Path, elapsed: float) -> None:
         "|---|---|--:|--:|--:|",
     ]
     for m in measures:
-        lines.append(f"| {m.mode} | {m.path} | {m.manifest_rps:,.0f} | {m.manifest_median_ms:.2f} | "
-                     f"{m.pull_mbps:,.0f} |")
-    lines += ["", "| mode | proxied pull / direct | floor ≥ 0.8 | HAProxy pull / direct | proxied / HAProxy | "
-                  "added manifest GET median ms | floor < 2 ms |",
-              "|---|--:|---|--:|--:|--:|---|"]
+        lines.append(
+            f"| {m.mode} | {m.path} | {m.manifest_rps:,.0f} | {m.manifest_median_ms:.2f} | {m.pull_mbps:,.0f} |"
+        )
+    lines += [
+        "",
+        "| mode | proxied pull / direct | floor ≥ 0.8 | HAProxy pull / direct | proxied / HAProxy | "
+        "added manifest GET median ms | floor < 2 ms |",
+        "|---|--:|---|--:|--:|--:|---|",
+    ]
     for mode in ("plain", "tls"):
         by_path = {m.path: m for m in measures if m.mode == mode}
         direct, proxied, haproxy = by_path.get("direct"), by_path.get("proxied"), by_path.get("haproxy")
@@ -160,20 +214,29 @@ def report(measures: list[Measure], out: Path, elapsed: float) -> None:
         added = proxied.manifest_median_ms - direct.manifest_median_ms
         pull_ok = "PASS" if ratio >= FLOOR_PULL_RATIO else "FAIL"
         latency_ok = "PASS" if added < FLOOR_ADDED_MS else "FAIL"
-        lines.append(f"| {mode} | {ratio:.2f} | {pull_ok} | {haproxy.pull_mbps / direct.pull_mbps:.2f} | "
-                     f"{proxied.pull_mbps / haproxy.pull_mbps:.2f} | {added:.2f} | {latency_ok} |")
-    lines += ["", "![direct and proxied](proxy-benchmarks.png)", "", "## What limits the proxied pull", "",
-              "The HAProxy rows are the reference: HAProxy (C) forwarding TCP with splice, in front of the",
-              "same owner, in the same run. Plain HTTP: on this 2-core machine the client, the owner and any",
-              "forwarder share two cores and each loopback hop costs the same kernel work per byte, so even",
-              "HAProxy keeps well under 0.8 of the direct rate; our proxy does better than it ('proxied /",
-              "HAProxy' above 1). TLS: HAProxy passes the encrypted bytes through untouched, so it costs",
-              "almost nothing; a member cannot, because it must read the repository name to route, and the",
-              "hop to the owner is HTTPS (zot's protocol): the proxying member decrypts and re-encrypts every",
-              "byte, twice the owner's TLS work, with TLS the bottleneck on two shared cores. A py-spy profile",
-              "of the proxying member (see the cluster issue's closing note) puts most of its CPU in the socket",
-              "send of the response, aiohttp's receive and, with TLS, the ssl module's record processing:",
-              "the kernel copies into and out of the process.", ""]
+        lines.append(
+            f"| {mode} | {ratio:.2f} | {pull_ok} | {haproxy.pull_mbps / direct.pull_mbps:.2f} | "
+            f"{proxied.pull_mbps / haproxy.pull_mbps:.2f} | {added:.2f} | {latency_ok} |"
+        )
+    lines += [
+        "",
+        "![direct and proxied](proxy-benchmarks.png)",
+        "",
+        "## What limits the proxied pull",
+        "",
+        "The HAProxy rows are the reference: HAProxy (C) forwarding TCP with splice, in front of the",
+        "same owner, in the same run. Plain HTTP: on this 2-core machine the client, the owner and any",
+        "forwarder share two cores and each loopback hop costs the same kernel work per byte, so even",
+        "HAProxy keeps well under 0.8 of the direct rate; our proxy does better than it ('proxied /",
+        "HAProxy' above 1). TLS: HAProxy passes the encrypted bytes through untouched, so it costs",
+        "almost nothing; a member cannot, because it must read the repository name to route, and the",
+        "hop to the owner is HTTPS (zot's protocol): the proxying member decrypts and re-encrypts every",
+        "byte, twice the owner's TLS work, with TLS the bottleneck on two shared cores. A py-spy profile",
+        "of the proxying member (see the cluster issue's closing note) puts most of its CPU in the socket",
+        "send of the response, aiohttp's receive and, with TLS, the ssl module's record processing:",
+        "the kernel copies into and out of the process.",
+        "",
+    ]
     (out / "proxy-benchmarks.md").write_text("\n".join(lines))
     _plot(measures, out / "proxy-benchmarks.png")
 
@@ -182,12 +245,24 @@ def _plot(measures: list[Measure], path: Path) -> None:
     plt = pyplot()
     modes = ["plain", "tls"]
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
-    for ax, attr, title in ((axes[0], "pull_mbps", "blob pull MB/s"),
-                            (axes[1], "manifest_median_ms", "manifest GET median ms")):
-        grouped_bars(ax, modes, [
-            (path_name, [next((getattr(m, attr) for m in measures if m.mode == mode and m.path == path_name), 0.0)
-                         for mode in modes])
-            for path_name in ("direct", "proxied", "haproxy")])
+    for ax, attr, title in (
+        (axes[0], "pull_mbps", "blob pull MB/s"),
+        (axes[1], "manifest_median_ms", "manifest GET median ms"),
+    ):
+        grouped_bars(
+            ax,
+            modes,
+            [
+                (
+                    path_name,
+                    [
+                        next((getattr(m, attr) for m in measures if m.mode == mode and m.path == path_name), 0.0)
+                        for mode in modes
+                    ],
+                )
+                for path_name in ("direct", "proxied", "haproxy")
+            ],
+        )
         ax.set_title(title)
         ax.legend()
     fig.tight_layout()

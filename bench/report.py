@@ -57,23 +57,42 @@ def rows(settings: Settings) -> list[Row]:
     size = f"{settings.blob_size >> 20} MiB"
     chunks = max(1, settings.blob_size // settings.chunk_size)
     found: list[Row] = [
-        Row("push_mono", f"Blob push, monolithic: POST, then PUT ?digest= with the {size} body", "MB/s",
-            _blob("push_mono"), PUSH_FLOOR),
-        Row("push_chunked", f"Blob push, chunked: POST, {chunks} x PATCH {settings.chunk_size >> 20} MiB "
-            "with Content-Range, PUT ?digest=", "MB/s", _blob("push_chunked"), PUSH_FLOOR),
+        Row(
+            "push_mono",
+            f"Blob push, monolithic: POST, then PUT ?digest= with the {size} body",
+            "MB/s",
+            _blob("push_mono"),
+            PUSH_FLOOR,
+        ),
+        Row(
+            "push_chunked",
+            f"Blob push, chunked: POST, {chunks} x PATCH {settings.chunk_size >> 20} MiB "
+            "with Content-Range, PUT ?digest=",
+            "MB/s",
+            _blob("push_chunked"),
+            PUSH_FLOOR,
+        ),
         Row("pull", f"Blob pull: GET {size}", "MB/s", _blob("pull"), PUSH_FLOOR),
-        Row("push_single", f"Blob push, single POST ?digest= with the {size} body (ours only)", "MB/s",
-            _blob("push_single")),
+        Row(
+            "push_single",
+            f"Blob push, single POST ?digest= with the {size} body (ours only)",
+            "MB/s",
+            _blob("push_single"),
+        ),
     ]
-    what = {"manifest_get": ("Manifest GET by tag", MANIFEST_FLOOR), "manifest_head": ("Manifest HEAD by tag", None),
-            "tags": ("Tags list GET (10 tags)", None)}
+    what = {
+        "manifest_get": ("Manifest GET by tag", MANIFEST_FLOOR),
+        "manifest_head": ("Manifest HEAD by tag", None),
+        "tags": ("Tags list GET (10 tags)", None),
+    }
     for kind, (label, floor) in what.items():
         for n in settings.connections:
             key = f"{kind}_c{n}"
             found.append(Row(key, f"{label}, {n} connection{'s' if n != 1 else ''}", "req/s", _rate(key), floor))
     for key, label in (("push_mono", "monolithic push"), ("push_chunked", "chunked push"), ("pull", "pull")):
-        found.append(Row(f"cpu_{key}", f"Server CPU per GiB moved, {label}", "CPU s/GiB", _cpu(key),
-                         higher_is_better=False))
+        found.append(
+            Row(f"cpu_{key}", f"Server CPU per GiB moved, {label}", "CPU s/GiB", _cpu(key), higher_is_better=False)
+        )
     return found
 
 
@@ -114,8 +133,10 @@ def _ratio_text(value: float | None) -> str:
 
 
 def results_table(all_rows: list[Row], ours: ServerResult, theirs: ServerResult) -> list[str]:
-    lines = [f"| Workload | Unit | distribution | {ours.label} | ours ÷ distribution | Floor | Verdict |",
-             "|---|---|--:|--:|--:|--:|---|"]
+    lines = [
+        f"| Workload | Unit | distribution | {ours.label} | ours ÷ distribution | Floor | Verdict |",
+        "|---|---|--:|--:|--:|--:|---|",
+    ]
     for row in all_rows:
         r = ratio(row, ours, theirs)
         floor = f"≥ {row.floor:g}" if row.floor is not None else ""
@@ -131,8 +152,9 @@ def floors_summary(all_rows: list[Row], ours: ServerResult, theirs: ServerResult
         if row.floor is None:
             continue
         r = ratio(row, ours, theirs)
-        lines.append(f"- {verdict(row, r).strip('*')}: {row.label}: {_ratio_text(r)} of distribution "
-                     f"(floor {row.floor:g})")
+        lines.append(
+            f"- {verdict(row, r).strip('*')}: {row.label}: {_ratio_text(r)} of distribution (floor {row.floor:g})"
+        )
     return lines
 
 
@@ -144,33 +166,51 @@ def workers_table(all_rows: list[Row], sweep: list[ServerResult], theirs: Server
             continue
         cells = [f"{_num(row.value(r), row.unit)} ({_ratio_text(ratio(row, r, theirs))})" for r in sweep]
         lines.append(f"| {row.label} | {row.unit} | {_num(row.value(theirs), row.unit)} | " + " | ".join(cells) + " |")
-    lines.append("| **Score**: geometric mean of ours ÷ distribution over the throughput rows | | 1.00 | "
-                 + " | ".join(f"**{score(all_rows, r, theirs):.2f}**" for r in sweep) + " |")
-    lines.append("| Peak RSS of the server (all processes) | MiB | " + f"{theirs.peak_rss / (1 << 20):,.0f} | "
-                 + " | ".join(f"{r.peak_rss / (1 << 20):,.0f}" for r in sweep) + " |")
-    lines.append("| Other load on the machine during the run (not us, not the client) | cores | "
-                 f"{theirs.other_load_cores:.2f} | " + " | ".join(f"{r.other_load_cores:.2f}" for r in sweep) + " |")
-    lines.append("| Disk writes of the whole machine during the run (this run's pushes) | MB | "
-                 + " | ".join(f"{r.disk_written_mb:,.0f} ({r.pushed_mb:,.0f})" for r in [theirs, *sweep]) + " |")
+    lines.append(
+        "| **Score**: geometric mean of ours ÷ distribution over the throughput rows | | 1.00 | "
+        + " | ".join(f"**{score(all_rows, r, theirs):.2f}**" for r in sweep)
+        + " |"
+    )
+    lines.append(
+        "| Peak RSS of the server (all processes) | MiB | "
+        + f"{theirs.peak_rss / (1 << 20):,.0f} | "
+        + " | ".join(f"{r.peak_rss / (1 << 20):,.0f}" for r in sweep)
+        + " |"
+    )
+    lines.append(
+        "| Other load on the machine during the run (not us, not the client) | cores | "
+        f"{theirs.other_load_cores:.2f} | " + " | ".join(f"{r.other_load_cores:.2f}" for r in sweep) + " |"
+    )
+    lines.append(
+        "| Disk writes of the whole machine during the run (this run's pushes) | MB | "
+        + " | ".join(f"{r.disk_written_mb:,.0f} ({r.pushed_mb:,.0f})" for r in [theirs, *sweep])
+        + " |"
+    )
     return lines
 
 
 def details_table(results: list[ServerResult]) -> list[str]:
-    lines = ["| Server | Workload | Runs | Median | Min - max | Server CPU |",
-             "|---|---|--:|--:|--:|--:|"]
+    lines = ["| Server | Workload | Runs | Median | Min - max | Server CPU |", "|---|---|--:|--:|--:|--:|"]
     for result in results:
         for key, phase in result.blobs.items():
             speeds = [phase.bytes_each / s / MB for s in phase.seconds]
-            lines.append(f"| {result.label} | {key} | {len(speeds)} | {phase.mb_per_s:,.0f} MB/s | "
-                         f"{min(speeds):,.0f} - {max(speeds):,.0f} MB/s | {phase.cpu_seconds:.2f} s |")
+            lines.append(
+                f"| {result.label} | {key} | {len(speeds)} | {phase.mb_per_s:,.0f} MB/s | "
+                f"{min(speeds):,.0f} - {max(speeds):,.0f} MB/s | {phase.cpu_seconds:.2f} s |"
+            )
         for key, rate in result.rates.items():
-            latency = (f"p50 {rate.p50_ms:.2f} ms, p99 {rate.p99_ms:.2f} ms"
-                       if rate.p50_ms is not None and rate.p99_ms is not None else "")
+            latency = (
+                f"p50 {rate.p50_ms:.2f} ms, p99 {rate.p99_ms:.2f} ms"
+                if rate.p50_ms is not None and rate.p99_ms is not None
+                else ""
+            )
             per_k = rate.cpu_seconds / rate.requests * 1000 if rate.requests else 0.0
             failures = f", {rate.failures} failed" if rate.failures else ""
-            lines.append(f"| {result.label} | {key} ({rate.client}) | {rate.requests:,} in {rate.seconds:.1f} s"
-                         f"{failures} | {rate.per_second:,.0f} req/s | {latency} | "
-                         f"{per_k:.2f} s per 1k requests |")
+            lines.append(
+                f"| {result.label} | {key} ({rate.client}) | {rate.requests:,} in {rate.seconds:.1f} s"
+                f"{failures} | {rate.per_second:,.0f} req/s | {latency} | "
+                f"{per_k:.2f} s per 1k requests |"
+            )
     return lines
 
 
@@ -182,16 +222,24 @@ def _noise_warning(results: list[ServerResult]) -> list[str]:
     if not noisy:
         return []
     worst = max(noisy, key=lambda r: r.other_load_cores)
-    return [f"> **Warning: the machine was busy with other work during {len(noisy)} of {len(results)} runs** "
-            f"(up to {worst.other_load_cores:.2f} of its 2 cores, in '{worst.label}'; see 'The runs, in order'). "
-            "That distorts the ratios and the worker choice; rerun `make bench` on a quiet machine.", ""]
+    return [
+        f"> **Warning: the machine was busy with other work during {len(noisy)} of {len(results)} runs** "
+        f"(up to {worst.other_load_cores:.2f} of its 2 cores, in '{worst.label}'; see 'The runs, in order'). "
+        "That distorts the ratios and the worker choice; rerun `make bench` on a quiet machine.",
+        "",
+    ]
 
 
 def runs_table(results: list[ServerResult]) -> list[str]:
-    lines = ["| Run | Took | Other load (cores) | Disk writes of the machine (this run's pushes) | Peak RSS |",
-             "|---|--:|--:|--:|--:|"]
-    lines += [f"| {r.label} | {r.seconds:.0f} s | {r.other_load_cores:.2f} | {r.disk_written_mb:,.0f} MB "
-              f"({r.pushed_mb:,.0f} MB) | {r.peak_rss / (1 << 20):,.0f} MiB |" for r in results]
+    lines = [
+        "| Run | Took | Other load (cores) | Disk writes of the machine (this run's pushes) | Peak RSS |",
+        "|---|--:|--:|--:|--:|",
+    ]
+    lines += [
+        f"| {r.label} | {r.seconds:.0f} s | {r.other_load_cores:.2f} | {r.disk_written_mb:,.0f} MB "
+        f"({r.pushed_mb:,.0f} MB) | {r.peak_rss / (1 << 20):,.0f} MiB |"
+        for r in results
+    ]
     return lines
 
 
@@ -268,22 +316,47 @@ def profile_section(profile: Profile | None) -> list[str]:
         "|---|--:|--:|",
     ]
     lines += [f"| {name} | {seconds:.3f} s | {seconds / profile.total_s:.0%} |" for name, seconds in profile.by_package]
-    lines += ["", "Top functions by own time:", "", "| Function | Calls | Own | Share | Cumulative |",
-              "|---|--:|--:|--:|--:|"]
-    lines += [f"| `{e.function}` | {e.calls:,} | {e.own_s:.3f} s | {e.own_s / profile.total_s:.1%} | {e.cum_s:.3f} s |"
-              for e in profile.by_own]
-    lines += ["", "Top functions by cumulative time:", "", "| Function | Calls | Cumulative | Share |",
-              "|---|--:|--:|--:|"]
-    lines += [f"| `{e.function}` | {e.calls:,} | {e.cum_s:.3f} s | {e.cum_s / profile.total_s:.0%} |"
-              for e in profile.by_cum]
+    lines += [
+        "",
+        "Top functions by own time:",
+        "",
+        "| Function | Calls | Own | Share | Cumulative |",
+        "|---|--:|--:|--:|--:|",
+    ]
+    lines += [
+        f"| `{e.function}` | {e.calls:,} | {e.own_s:.3f} s | {e.own_s / profile.total_s:.1%} | {e.cum_s:.3f} s |"
+        for e in profile.by_own
+    ]
+    lines += [
+        "",
+        "Top functions by cumulative time:",
+        "",
+        "| Function | Calls | Cumulative | Share |",
+        "|---|--:|--:|--:|",
+    ]
+    lines += [
+        f"| `{e.function}` | {e.calls:,} | {e.cum_s:.3f} s | {e.cum_s / profile.total_s:.0%} |" for e in profile.by_cum
+    ]
     lines += ["", "What it means:", "", PROFILE_NOTES[_profile_kind(profile.row)], ""]
     return lines
 
 
-def markdown(*, settings: Settings, all_rows: list[Row], theirs: ServerResult, all_runs: list[ServerResult],
-             sweep_baseline: ServerResult, chosen: ServerResult,
-             sweep: list[ServerResult], worker_reason: str, method: list[str], profile: Profile | None,
-             elapsed: float, generated: str, png_name: str) -> str:
+def markdown(
+    *,
+    settings: Settings,
+    all_rows: list[Row],
+    theirs: ServerResult,
+    all_runs: list[ServerResult],
+    sweep_baseline: ServerResult,
+    chosen: ServerResult,
+    sweep: list[ServerResult],
+    worker_reason: str,
+    method: list[str],
+    profile: Profile | None,
+    elapsed: float,
+    generated: str,
+    png_name: str,
+) -> str:
     passed = sum(1 for row in all_rows if row.floor is not None and verdict(row, ratio(row, chosen, theirs)) == "PASS")
     floors = sum(1 for row in all_rows if row.floor is not None)
     lines = [
@@ -345,13 +418,20 @@ def plot(path: Path, all_rows: list[Row], ours: ServerResult, theirs: ServerResu
 
     speed = [row for row in all_rows if row.higher_is_better and ratio(row, ours, theirs) is not None]
     cpu = [row for row in all_rows if row.is_cpu and ratio(row, ours, theirs) is not None]
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 1.6 + 0.5 * (len(speed) + len(cpu))),
-                                      gridspec_kw={"height_ratios": [max(len(speed), 1), max(len(cpu), 1)]})
+    fig, (top, bottom) = plt.subplots(
+        2,
+        1,
+        figsize=(11, 1.6 + 0.5 * (len(speed) + len(cpu))),
+        gridspec_kw={"height_ratios": [max(len(speed), 1), max(len(cpu), 1)]},
+    )
     fig.suptitle(f"{ours.label} ÷ distribution 2.8.2, same clients, loopback, 2 cores", fontsize=13)
 
     def short(row: Row) -> str:
-        return row.label.split(":")[0].replace("Server CPU per GiB moved, ", "") if row.key.startswith(
-            ("push", "pull", "cpu")) else row.label
+        return (
+            row.label.split(":")[0].replace("Server CPU per GiB moved, ", "")
+            if row.key.startswith(("push", "pull", "cpu"))
+            else row.label
+        )
 
     def panel(ax: object, chosen_rows: list[Row], title: str, lower_better: bool) -> None:
         from matplotlib.axes import Axes
@@ -371,13 +451,23 @@ def plot(path: Path, all_rows: list[Row], ours: ServerResult, theirs: ServerResu
         floor_drawn = False
         for y, row in zip(ys, chosen_rows, strict=True):
             if row.floor is not None:
-                ax.plot([row.floor, row.floor], [y - 0.42, y + 0.42], color="#c0392b", linewidth=2.5,
-                        label=None if floor_drawn else "floor from the issue")
+                ax.plot(
+                    [row.floor, row.floor],
+                    [y - 0.42, y + 0.42],
+                    color="#c0392b",
+                    linewidth=2.5,
+                    label=None if floor_drawn else "floor from the issue",
+                )
                 floor_drawn = True
         for y, value, row in zip(ys, values, chosen_rows, strict=True):
             mine, other = row.value(ours), row.value(theirs)
-            ax.text(value + top_x * 0.01, y, f"{value:.2f}x   ours {_num(mine, row.unit)} / distribution "
-                    f"{_num(other, row.unit)} {row.unit}", va="center", fontsize=8)
+            ax.text(
+                value + top_x * 0.01,
+                y,
+                f"{value:.2f}x   ours {_num(mine, row.unit)} / distribution {_num(other, row.unit)} {row.unit}",
+                va="center",
+                fontsize=8,
+            )
         ax.set_yticks(ys, [short(row) for row in chosen_rows], fontsize=9)
         ax.set_title(title, fontsize=10, loc="left")
         ax.grid(axis="x", alpha=0.3)

@@ -75,8 +75,14 @@ def check_tools() -> None:
         raise SystemExit(f"missing: {', '.join(missing)} (run `bash hack/tools.sh` and `make venv`)")
 
 
-def measure(kind: servers.Kind, workers: int | None, blobs: list[BlobFile], settings: Settings,
-            log_level: str, label: str | None = None) -> ServerResult:
+def measure(
+    kind: servers.Kind,
+    workers: int | None,
+    blobs: list[BlobFile],
+    settings: Settings,
+    log_level: str,
+    label: str | None = None,
+) -> ServerResult:
     os.sync()  # the previous run's dirty pages (distribution never fsyncs) must not land in this one
     started = time.monotonic()
     with servers.running(kind, workers, log_level) as server:
@@ -101,8 +107,10 @@ def measure(kind: servers.Kind, workers: int | None, blobs: list[BlobFile], sett
             log(f"{result.label}: {key} {rate.per_second:,.0f} req/s ({rate.client}){failed}")
         result.other_load_cores = load.foreign_cores()
         result.disk_written_mb = load.disk_written_mb()
-        result.pushed_mb = sum(phase.bytes_each * len(phase.seconds) for key, phase in result.blobs.items()
-                               if key.startswith("push")) / 1e6
+        result.pushed_mb = (
+            sum(phase.bytes_each * len(phase.seconds) for key, phase in result.blobs.items() if key.startswith("push"))
+            / 1e6
+        )
     result.seconds = time.monotonic() - started
     return result
 
@@ -112,10 +120,17 @@ def best_of(runs: list[ServerResult], label: str) -> ServerResult:
     if len(runs) == 1:
         return runs[0]
     first = runs[0]
-    best = ServerResult(label, first.kind, first.workers, single_post=first.single_post,
-                        other_load_cores=max(r.other_load_cores for r in runs),
-                        disk_written_mb=max(r.disk_written_mb for r in runs), pushed_mb=first.pushed_mb,
-                        seconds=sum(r.seconds for r in runs), peak_rss=max(r.peak_rss for r in runs))
+    best = ServerResult(
+        label,
+        first.kind,
+        first.workers,
+        single_post=first.single_post,
+        other_load_cores=max(r.other_load_cores for r in runs),
+        disk_written_mb=max(r.disk_written_mb for r in runs),
+        pushed_mb=first.pushed_mb,
+        seconds=sum(r.seconds for r in runs),
+        peak_rss=max(r.peak_rss for r in runs),
+    )
     for key in first.blobs:
         best.blobs[key] = max((r.blobs[key] for r in runs if key in r.blobs), key=lambda phase: phase.mb_per_s)
     for key in first.rates:
@@ -207,12 +222,15 @@ def method_lines(settings: Settings, log_level: str, sweep: list[ServerResult]) 
     ]
 
 
-def worker_reason(all_rows: list[report.Row], sweep: list[ServerResult], theirs: ServerResult,
-                  chosen: ServerResult) -> str:
+def worker_reason(
+    all_rows: list[report.Row], sweep: list[ServerResult], theirs: ServerResult, chosen: ServerResult
+) -> str:
     scores = ", ".join(f"{r.workers} → {report.score(all_rows, r, theirs):.2f}" for r in sweep)
-    text = (f"Tried `--workers` {', '.join(str(r.workers) for r in sweep)} once each; the score is the geometric "
-            f"mean of the ours ÷ distribution ratios over the throughput rows ({scores}). "
-            f"**Chosen: {chosen.workers}**, the highest score.")
+    text = (
+        f"Tried `--workers` {', '.join(str(r.workers) for r in sweep)} once each; the score is the geometric "
+        f"mean of the ours ÷ distribution ratios over the throughput rows ({scores}). "
+        f"**Chosen: {chosen.workers}**, the highest score."
+    )
     others = [r for r in sweep if r is not chosen]
     if others:
         best_other = max(others, key=lambda r: report.score(all_rows, r, theirs))
@@ -226,26 +244,35 @@ def worker_reason(all_rows: list[report.Row], sweep: list[ServerResult], theirs:
         gains.sort(key=lambda g: g[0])
         if gains:
             worst, best = gains[0], gains[-1]
-            text += (f" Against {best_other.workers} worker(s) it gains most on {best[1].key} ({best[0]:+.0%}) "
-                     f"and loses most on {worst[1].key} ({worst[0]:+.0%}).")
+            text += (
+                f" Against {best_other.workers} worker(s) it gains most on {best[1].key} ({best[0]:+.0%}) "
+                f"and loses most on {worst[1].key} ({worst[0]:+.0%})."
+            )
     text += " " + _WHY.get(chosen.workers or 0, "")
     return text.rstrip()
 
 
 _WHY = {
-    1: ("One worker means one event loop for all the Python work: here the second core was worth more to the "
-        "kernel's socket and disk work and to the client than to a second copy of the app."),
-    2: ("Two workers put the Python work (HTTP parsing, Quart, hashing calls) on both cores, which is what the "
+    1: (
+        "One worker means one event loop for all the Python work: here the second core was worth more to the "
+        "kernel's socket and disk work and to the client than to a second copy of the app."
+    ),
+    2: (
+        "Two workers put the Python work (HTTP parsing, Quart, hashing calls) on both cores, which is what the "
         "request rows at 32 connections need; the kernel and the client share the same two cores, so a third "
-        "worker has no core of its own and only adds context switches and another copy of the app in memory."),
-    3: ("A third worker helped in this run although there are only two cores: with more processes than cores "
-        "one can run while another waits (fsync in a thread, a blocking read), at the cost of memory."),
+        "worker has no core of its own and only adds context switches and another copy of the app in memory."
+    ),
+    3: (
+        "A third worker helped in this run although there are only two cores: with more processes than cores "
+        "one can run while another waits (fsync in a thread, a blocking read), at the cost of memory."
+    ),
 }
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="2 repetitions and 2 s per request row")
     parser.add_argument("--out", default=str(REPO_ROOT / "docs"), help="folder for benchmarks.md/.png")
     parser.add_argument("--workers", default="1,2,3", help="worker counts to try, comma-separated")
@@ -254,8 +281,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--blob-mib", type=int, default=64)
     parser.add_argument("--chunk-mib", type=int, default=8)
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warn", "error"])
-    parser.add_argument("--profile", default="auto",
-                        help="row to profile in our registry: auto (lowest ratio), none, or a row key")
+    parser.add_argument(
+        "--profile", default="auto", help="row to profile in our registry: auto (lowest ratio), none, or a row key"
+    )
     args = parser.parse_args(argv)
 
     reps = args.reps or (2 if args.quick else 5)
@@ -263,8 +291,9 @@ def main(argv: list[str] | None = None) -> int:
     if not 1 <= reps <= 20 or not 0.5 <= duration <= 60 or not 1 <= args.blob_mib <= 1024:
         parser.error("reps must be 1-20, duration 0.5-60 s, blob size 1-1024 MiB")
     worker_counts = [int(w) for w in args.workers.split(",") if w.strip()]
-    settings = Settings(blob_size=args.blob_mib << 20, chunk_size=min(args.chunk_mib, args.blob_mib) << 20,
-                        reps=reps, duration=duration)
+    settings = Settings(
+        blob_size=args.blob_mib << 20, chunk_size=min(args.chunk_mib, args.blob_mib) << 20, reps=reps, duration=duration
+    )
     all_rows = report.rows(settings)
     if args.profile not in ("auto", "none") and args.profile not in {r.key for r in all_rows}:
         parser.error(f"--profile: unknown row {args.profile!r}")
@@ -280,8 +309,11 @@ def main(argv: list[str] | None = None) -> int:
         wait_for_quiet()
         second_runs = not args.quick
         log("distribution")
-        theirs_runs = [measure("distribution", None, blobs, settings, args.log_level,
-                               "distribution, run 1" if second_runs else None)]
+        theirs_runs = [
+            measure(
+                "distribution", None, blobs, settings, args.log_level, "distribution, run 1" if second_runs else None
+            )
+        ]
         sweep: list[ServerResult] = []
         for workers in worker_counts:
             log(f"ours, {workers} worker(s)")
@@ -291,8 +323,9 @@ def main(argv: list[str] | None = None) -> int:
         ours_runs = [first_choice]
         if second_runs:
             log(f"{first_choice.label}, second run")
-            ours_runs.append(measure("ours", first_choice.workers, blobs, settings, args.log_level,
-                                     f"{first_choice.label}, run 2"))
+            ours_runs.append(
+                measure("ours", first_choice.workers, blobs, settings, args.log_level, f"{first_choice.label}, run 2")
+            )
             log("distribution, second run")
             theirs_runs.append(measure("distribution", None, blobs, settings, args.log_level, "distribution, run 2"))
         theirs = best_of(theirs_runs, "distribution")
@@ -311,11 +344,20 @@ def main(argv: list[str] | None = None) -> int:
     png = out / "benchmarks.png"
     report.plot(png, all_rows, chosen, theirs)
     text = report.markdown(
-        settings=settings, all_rows=all_rows, theirs=theirs, chosen=chosen, sweep=sweep,
-        all_runs=[theirs_runs[0], *sweep, *ours_runs[1:], *theirs_runs[1:]], sweep_baseline=theirs_runs[0],
+        settings=settings,
+        all_rows=all_rows,
+        theirs=theirs,
+        chosen=chosen,
+        sweep=sweep,
+        all_runs=[theirs_runs[0], *sweep, *ours_runs[1:], *theirs_runs[1:]],
+        sweep_baseline=theirs_runs[0],
         worker_reason=worker_reason(all_rows, sweep, theirs_runs[0], first_choice),
-        method=method_lines(settings, args.log_level, sweep), profile=profile, elapsed=elapsed,
-        generated=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"), png_name=png.name)
+        method=method_lines(settings, args.log_level, sweep),
+        profile=profile,
+        elapsed=elapsed,
+        generated=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        png_name=png.name,
+    )
     (out / "benchmarks.md").write_text(text)
     print("\n".join(report.results_table(all_rows, chosen, theirs)))
     print()

@@ -67,16 +67,24 @@ class Row:
     pull_mbps: float
 
 
-def _config(workdir: Path, name: str, s3_port: int, redis_port: int, host: str, port: int,
-            members: list[str] | None = None) -> Path:
+def _config(
+    workdir: Path, name: str, s3_port: int, redis_port: int, host: str, port: int, members: list[str] | None = None
+) -> Path:
     """A member's config: the S3 driver and redis cache; a cluster's members share prefix and key prefix."""
     prefix = name.split("-")[0]
     (workdir / name).mkdir(parents=True)
-    return registry_config(workdir / name / "config.json", workdir / name / "root", port, host, log_level="error",
-                           indent=None, dedupe=False,
-                           s3=S3Storage(f"127.0.0.1:{s3_port}", BUCKET, "/" + prefix),
-                           cache=RedisCache(f"redis://127.0.0.1:{redis_port}", prefix),
-                           cluster=ClusterSettings(members, HASH_KEY) if members else None)
+    return registry_config(
+        workdir / name / "config.json",
+        workdir / name / "root",
+        port,
+        host,
+        log_level="error",
+        indent=None,
+        dedupe=False,
+        s3=S3Storage(f"127.0.0.1:{s3_port}", BUCKET, "/" + prefix),
+        cache=RedisCache(f"redis://127.0.0.1:{redis_port}", prefix),
+        cluster=ClusterSettings(members, HASH_KEY) if members else None,
+    )
 
 
 @dataclass
@@ -93,26 +101,65 @@ def _servers(workdir: Path) -> Iterator[Servers]:
     (workdir / "meta").mkdir()
     s3_port, redis_port, registry_port = free_port(), free_port(), free_port()
     cluster_port = port_free_for_members(CLUSTER)
-    env = {**os.environ, "ROOT_ACCESS_KEY_ID": ACCESS, "ROOT_SECRET_ACCESS_KEY": SECRET,
-           "AWS_ACCESS_KEY_ID": ACCESS, "AWS_SECRET_ACCESS_KEY": SECRET}
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    env = {
+        **os.environ,
+        "ROOT_ACCESS_KEY_ID": ACCESS,
+        "ROOT_SECRET_ACCESS_KEY": SECRET,
+        "AWS_ACCESS_KEY_ID": ACCESS,
+        "AWS_SECRET_ACCESS_KEY": SECRET,
+    }
+    quiet = subprocess.DEVNULL
     processes = [
-        subprocess.Popen([binary("versitygw", "bench.s3"), "--port", f"127.0.0.1:{s3_port}", "posix", "--sidecar",
-                          str(workdir / "meta"), str(workdir / "data")], env=env, **quiet),  # type: ignore[call-overload]
-        subprocess.Popen([binary("redis-server", "bench.s3"), "--bind", "127.0.0.1", "--port", str(redis_port),
-                          "--save", "", "--appendonly", "no"], cwd=workdir, **quiet),  # type: ignore[call-overload]
+        subprocess.Popen(
+            [
+                binary("versitygw", "bench.s3"),
+                "--port",
+                f"127.0.0.1:{s3_port}",
+                "posix",
+                "--sidecar",
+                str(workdir / "meta"),
+                str(workdir / "data"),
+            ],
+            env=env,
+            stdout=quiet,
+            stderr=quiet,
+        ),
+        subprocess.Popen(
+            [
+                binary("redis-server", "bench.s3"),
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(redis_port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            cwd=workdir,
+            stdout=quiet,
+            stderr=quiet,
+        ),
     ]
     hosts = [f"127.0.0.{i + 1}" for i in range(CLUSTER)]
     members = [f"{host}:{cluster_port}" for host in hosts]
     configs = [_config(workdir, "single", s3_port, redis_port, "127.0.0.1", registry_port)]
-    configs += [_config(workdir, f"cluster-{i}", s3_port, redis_port, host, cluster_port, members)
-                for i, host in enumerate(hosts)]
+    configs += [
+        _config(workdir, f"cluster-{i}", s3_port, redis_port, host, cluster_port, members)
+        for i, host in enumerate(hosts)
+    ]
     try:
         deadline = time.monotonic() + 60
         wait_for_status(f"http://127.0.0.1:{s3_port}/", deadline, ok=(403,))  # answers unsigned requests with 403
         for config in configs:
-            processes.append(subprocess.Popen([sys.executable, "-m", "zot_registry.cli", "serve", str(config)],
-                                              env=env, **quiet))  # type: ignore[call-overload]
+            processes.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "zot_registry.cli", "serve", str(config)],
+                    env=env,
+                    stdout=quiet,
+                    stderr=quiet,
+                )
+            )
         urls = [f"http://127.0.0.1:{registry_port}"] + [f"http://{member}" for member in members]
         for url in urls:
             wait_for_status(f"{url}/readyz", deadline)
@@ -123,11 +170,19 @@ def _servers(workdir: Path) -> Iterator[Servers]:
 
 async def _limit(endpoint: str, path: Path, size: int) -> tuple[float, float]:
     """Seconds to push (multipart, the registry's part size) and to pull (streamed) straight to the bucket."""
-    config = BotoConfig(s3={"addressing_style": "path"}, request_checksum_calculation="when_required",
-                        response_checksum_validation="when_required")
-    async with get_session().create_client("s3", region_name="us-east-1", endpoint_url=endpoint,
-                                           aws_access_key_id=ACCESS, aws_secret_access_key=SECRET,
-                                           config=config) as s3:
+    config = BotoConfig(
+        s3={"addressing_style": "path"},
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+    )
+    async with get_session().create_client(
+        "s3",
+        region_name="us-east-1",
+        endpoint_url=endpoint,
+        aws_access_key_id=ACCESS,
+        aws_secret_access_key=SECRET,
+        config=config,
+    ) as s3:
         key = f"limit/{path.name}"
         started = time.perf_counter()
         upload = (await s3.create_multipart_upload(Bucket=BUCKET, Key=key))["UploadId"]
@@ -138,8 +193,7 @@ async def _limit(endpoint: str, path: Path, size: int) -> tuple[float, float]:
                 answer = await s3.upload_part(Bucket=BUCKET, Key=key, UploadId=upload, PartNumber=number, Body=data)
                 parts.append({"PartNumber": number, "ETag": answer["ETag"]})
                 number += 1
-        await s3.complete_multipart_upload(Bucket=BUCKET, Key=key, UploadId=upload,
-                                           MultipartUpload={"Parts": parts})
+        await s3.complete_multipart_upload(Bucket=BUCKET, Key=key, UploadId=upload, MultipartUpload={"Parts": parts})
         pushed = time.perf_counter() - started
         started = time.perf_counter()
         received = 0
@@ -159,12 +213,15 @@ def _registry(url: str, path: Path, digest: str, repo: str) -> tuple[float, floa
     monolithic = time.perf_counter() - started
     started = time.perf_counter()
     headers = curl(["-X", "POST", "-D", "-", "-o", "/dev/null", f"{url}/v2/{repo}/session/blobs/uploads/"])
-    location = next(line.split(":", 1)[1].strip() for line in headers.splitlines()
-                    if line.lower().startswith("location:"))
-    headers = curl(["-X", "PATCH", *octets, "--data-binary", f"@{path}", "-D", "-", "-o", "/dev/null",
-                     f"{url}{location}"])
-    location = next(line.split(":", 1)[1].strip() for line in headers.splitlines()
-                    if line.lower().startswith("location:"))
+    location = next(
+        line.split(":", 1)[1].strip() for line in headers.splitlines() if line.lower().startswith("location:")
+    )
+    headers = curl(
+        ["-X", "PATCH", *octets, "--data-binary", f"@{path}", "-D", "-", "-o", "/dev/null", f"{url}{location}"]
+    )
+    location = next(
+        line.split(":", 1)[1].strip() for line in headers.splitlines() if line.lower().startswith("location:")
+    )
     separator = "&" if "?" in location else "?"
     curl(["-X", "PUT", f"{url}{location}{separator}digest={digest}"])
     session = time.perf_counter() - started
@@ -189,13 +246,25 @@ def measure(workdir: Path) -> list[Row]:
                 limit_pull.append(pulled)
                 timings["registry"].append(_registry(servers.single, path, digest, f"bench/{size >> 20}m-{run}"))
                 # Member 0 is the entry; the repository (both its .../mono and .../session) is owned elsewhere.
-                repo = next(f"bench/{size >> 20}m-{run}-{i}" for i in range(1000)
-                            if all(owner_index(f"bench/{size >> 20}m-{run}-{i}/{leaf}", HASH_KEY.encode(), CLUSTER)
-                                   for leaf in ("mono", "session")))
+                repo = next(
+                    f"bench/{size >> 20}m-{run}-{i}"
+                    for i in range(1000)
+                    if all(
+                        owner_index(f"bench/{size >> 20}m-{run}-{i}/{leaf}", HASH_KEY.encode(), CLUSTER)
+                        for leaf in ("mono", "session")
+                    )
+                )
                 timings["cluster"].append(_registry(servers.cluster[0], path, repo=repo, digest=digest))
             mb = size / 1e6
-            rows.append(Row(size, "limit", mb / statistics.median(limit_push), mb / statistics.median(limit_push),
-                            mb / statistics.median(limit_pull)))
+            rows.append(
+                Row(
+                    size,
+                    "limit",
+                    mb / statistics.median(limit_push),
+                    mb / statistics.median(limit_push),
+                    mb / statistics.median(limit_pull),
+                )
+            )
             for name, runs in timings.items():
                 rows.append(Row(size, name, *(mb / statistics.median(column) for column in zip(*runs, strict=True))))
     return rows
@@ -203,25 +272,35 @@ def measure(workdir: Path) -> list[Row]:
 
 def report(rows: list[Row], out: Path, elapsed: float) -> None:
     lines = report_opening(
-        "S3-backed push and pull, against the S3 server written directly", "bench.s3", elapsed,
+        "S3-backed push and pull, against the S3 server written directly",
+        "bench.s3",
+        elapsed,
         ". versitygw on a local directory is the S3 server; one registry member "
         "(2 workers) stores in it with a redis cache, and so does a 3-member cluster (127.0.0.1-3, plain HTTP) driven "
         "through a member that does not own the repository. "
         "The limit is aiobotocore writing the same bytes to the same bucket "
         f"(multipart, {PART >> 20} MiB parts, as the registry) and reading them back; the registry is driven "
-        f"by curl. Median of {RUNS} runs; MB/s.")
-    header = ["| blob | limit push | registry push (POST ?digest) | ratio | registry push (POST, PATCH, PUT) | ratio | "
-              "limit pull | registry pull | ratio |", "|---|--:|--:|--:|--:|--:|--:|--:|--:|"]
-    for path, title in (("registry", "One member"), ("cluster", "Three members, through a member that does not own "
-                                                                "the repository")):
+        f"by curl. Median of {RUNS} runs; MB/s.",
+    )
+    header = [
+        "| blob | limit push | registry push (POST ?digest) | ratio | registry push (POST, PATCH, PUT) | ratio | "
+        "limit pull | registry pull | ratio |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for path, title in (
+        ("registry", "One member"),
+        ("cluster", "Three members, through a member that does not own the repository"),
+    ):
         lines += ["", f"### {title}", "", *header]
         for size in SIZES:
             limit = next(r for r in rows if r.size == size and r.path == "limit")
             ours = next(r for r in rows if r.size == size and r.path == path)
-            lines.append(f"| {size >> 20} MiB | {limit.push_mbps:,.0f} | {ours.push_mbps:,.0f} | "
-                         f"{ours.push_mbps / limit.push_mbps:.2f} | {ours.session_push_mbps:,.0f} | "
-                         f"{ours.session_push_mbps / limit.push_mbps:.2f} | {limit.pull_mbps:,.0f} | "
-                         f"{ours.pull_mbps:,.0f} | {ours.pull_mbps / limit.pull_mbps:.2f} |")
+            lines.append(
+                f"| {size >> 20} MiB | {limit.push_mbps:,.0f} | {ours.push_mbps:,.0f} | "
+                f"{ours.push_mbps / limit.push_mbps:.2f} | {ours.session_push_mbps:,.0f} | "
+                f"{ours.session_push_mbps / limit.push_mbps:.2f} | {limit.pull_mbps:,.0f} | "
+                f"{ours.pull_mbps:,.0f} | {ours.pull_mbps / limit.pull_mbps:.2f} |"
+            )
     lines += [
         "",
         "![registry, cluster and limit](s3-benchmarks.png)",
@@ -250,10 +329,18 @@ def _plot(rows: list[Row], path: Path) -> None:
     labels = [f"{size >> 20} MiB" for size in SIZES]
     fig, axes = plt.subplots(1, 2, figsize=(9, 4))
     for ax, attr, title in ((axes[0], "push_mbps", "push MB/s"), (axes[1], "pull_mbps", "pull MB/s")):
-        grouped_bars(ax, labels, [
-            (label, [next(getattr(r, attr) for r in rows if r.size == size and r.path == name) for size in SIZES])
-            for name, label in (("limit", "limit (aiobotocore)"), ("registry", "1 member"),
-                                ("cluster", "3 members, via non-owner"))])
+        grouped_bars(
+            ax,
+            labels,
+            [
+                (label, [next(getattr(r, attr) for r in rows if r.size == size and r.path == name) for size in SIZES])
+                for name, label in (
+                    ("limit", "limit (aiobotocore)"),
+                    ("registry", "1 member"),
+                    ("cluster", "3 members, via non-owner"),
+                )
+            ],
+        )
         ax.set_title(title)
     handles, names = axes[0].get_legend_handles_labels()
     fig.legend(handles, names, loc="lower center", ncol=3, frameon=False)

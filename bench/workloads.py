@@ -128,23 +128,30 @@ def populate(server: Server) -> str:
     """A small image (config + two layers) under several tags; returns the manifest digest."""
     base = server.base_url
     with httpx.Client(timeout=30.0) as client:
-        config = json.dumps({"architecture": "amd64", "os": "linux",
-                             "rootfs": {"type": "layers", "diff_ids": []}}).encode()
+        config = json.dumps(
+            {"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}
+        ).encode()
         layers = [os.urandom(4096), os.urandom(2048)]
         config_digest = _push_small(client, base, REPO, config)
         layer_digests = [_push_small(client, base, REPO, layer) for layer in layers]
-        manifest = json.dumps({
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "config": {"mediaType": OCI_CONFIG, "digest": config_digest, "size": len(config)},
-            "layers": [{"mediaType": OCI_LAYER, "digest": d, "size": len(b)} for d, b in zip(layer_digests, layers,
-                                                                                           strict=True)],
-            "annotations": {"org.opencontainers.image.title": "zot-bench"},
-        }, indent=2).encode()
+        manifest = json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": OCI_MANIFEST,
+                "config": {"mediaType": OCI_CONFIG, "digest": config_digest, "size": len(config)},
+                "layers": [
+                    {"mediaType": OCI_LAYER, "digest": d, "size": len(b)}
+                    for d, b in zip(layer_digests, layers, strict=True)
+                ],
+                "annotations": {"org.opencontainers.image.title": "zot-bench"},
+            },
+            indent=2,
+        ).encode()
         digest = ""
         for tag in TAGS:
-            answer = client.put(f"{base}/v2/{REPO}/manifests/{tag}", content=manifest,
-                                headers={"Content-Type": OCI_MANIFEST})
+            answer = client.put(
+                f"{base}/v2/{REPO}/manifests/{tag}", content=manifest, headers={"Content-Type": OCI_MANIFEST}
+            )
             if answer.status_code != 201:
                 raise RuntimeError(f"manifest push answered {answer.status_code}: {answer.text[:200]}")
             digest = answer.headers["Docker-Content-Digest"]
@@ -160,8 +167,12 @@ def populate(server: Server) -> str:
 
 def _curl(args: list[str]) -> list[str]:
     """Run curl with `-w` output as the last line, split on spaces."""
-    done = subprocess.run(["curl", "-sS", "--max-time", str(int(CURL_TIMEOUT)), *args],
-                          capture_output=True, text=True, timeout=CURL_TIMEOUT + 10)
+    done = subprocess.run(
+        ["curl", "-sS", "--max-time", str(int(CURL_TIMEOUT)), *args],
+        capture_output=True,
+        text=True,
+        timeout=CURL_TIMEOUT + 10,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"curl {' '.join(args)} failed ({done.returncode}): {done.stderr.strip()}")
     return done.stdout.strip().splitlines()[-1].split(" ")
@@ -173,8 +184,20 @@ _BODY = ["-H", "Content-Type: application/octet-stream", "-H", "Expect:"]
 def push_single_post(server: Server, blob: BlobFile) -> float:
     """POST /uploads/?digest= with the whole body. distribution 2.8.2 does not implement it (202, session)."""
     url = f"{server.base_url}/v2/{BLOB_REPO}/blobs/uploads/?digest={blob.digest}"
-    code, seconds, sent = _curl(["-X", "POST", *_BODY, "--data-binary", f"@{blob.path}", "-o", "/dev/null",
-                                 "-w", "%{http_code} %{time_total} %{size_upload}", url])
+    code, seconds, sent = _curl(
+        [
+            "-X",
+            "POST",
+            *_BODY,
+            "--data-binary",
+            f"@{blob.path}",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{time_total} %{size_upload}",
+            url,
+        ]
+    )
     if code != "201" or int(sent) != blob.size:
         raise RuntimeError(f"{server.label}: single-POST push answered {code} after {sent} bytes")
     return float(seconds)
@@ -182,14 +205,34 @@ def push_single_post(server: Server, blob: BlobFile) -> float:
 
 def push_post_put(server: Server, blob: BlobFile) -> float:
     """Monolithic upload as clients do it everywhere: POST opens a session, PUT ?digest= sends the body."""
-    code, opened, location = _curl(["-X", "POST", "-o", "/dev/null",
-                                    "-w", "%{http_code} %{time_total} %header{location}",
-                                    f"{server.base_url}/v2/{BLOB_REPO}/blobs/uploads/"])
+    code, opened, location = _curl(
+        [
+            "-X",
+            "POST",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{time_total} %header{location}",
+            f"{server.base_url}/v2/{BLOB_REPO}/blobs/uploads/",
+        ]
+    )
     if code != "202" or not location:
         raise RuntimeError(f"{server.label}: upload POST answered {code}")
     url = str(_absolute(server.base_url, location).copy_merge_params({"digest": blob.digest}))
-    code, seconds, sent = _curl(["-X", "PUT", *_BODY, "--data-binary", f"@{blob.path}", "-o", "/dev/null",
-                                 "-w", "%{http_code} %{time_total} %{size_upload}", url])
+    code, seconds, sent = _curl(
+        [
+            "-X",
+            "PUT",
+            *_BODY,
+            "--data-binary",
+            f"@{blob.path}",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{time_total} %{size_upload}",
+            url,
+        ]
+    )
     if code != "201" or int(sent) != blob.size:
         raise RuntimeError(f"{server.label}: monolithic PUT answered {code} after {sent} bytes")
     return float(opened) + float(seconds)
@@ -198,7 +241,7 @@ def push_post_put(server: Server, blob: BlobFile) -> float:
 def push_chunked(server: Server, blob: BlobFile, chunk_size: int, client: httpx.Client) -> float:
     """POST, then one PATCH per chunk with Content-Range (following each Location), then PUT ?digest=."""
     data = blob.path.read_bytes()
-    chunks = [data[i:i + chunk_size] for i in range(0, len(data), chunk_size)]
+    chunks = [data[i : i + chunk_size] for i in range(0, len(data), chunk_size)]
     base = server.base_url
     started = time.perf_counter()
     answer = client.post(f"{base}/v2/{BLOB_REPO}/blobs/uploads/")
@@ -207,8 +250,14 @@ def push_chunked(server: Server, blob: BlobFile, chunk_size: int, client: httpx.
     location = answer.headers["Location"]
     offset = 0
     for chunk in chunks:
-        answer = client.patch(_absolute(base, location), content=chunk, headers={
-            "Content-Type": "application/octet-stream", "Content-Range": f"{offset}-{offset + len(chunk) - 1}"})
+        answer = client.patch(
+            _absolute(base, location),
+            content=chunk,
+            headers={
+                "Content-Type": "application/octet-stream",
+                "Content-Range": f"{offset}-{offset + len(chunk) - 1}",
+            },
+        )
         if answer.status_code != 202:
             raise RuntimeError(f"{server.label}: PATCH at {offset} answered {answer.status_code}: {answer.text[:200]}")
         location = answer.headers["Location"]
@@ -220,8 +269,15 @@ def push_chunked(server: Server, blob: BlobFile, chunk_size: int, client: httpx.
 
 
 def pull(server: Server, blob: BlobFile) -> float:
-    code, seconds, received = _curl(["-o", "/dev/null", "-w", "%{http_code} %{time_total} %{size_download}",
-                                     f"{server.base_url}/v2/{BLOB_REPO}/blobs/{blob.digest}"])
+    code, seconds, received = _curl(
+        [
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{time_total} %{size_download}",
+            f"{server.base_url}/v2/{BLOB_REPO}/blobs/{blob.digest}",
+        ]
+    )
     if code != "200" or int(received) != blob.size:
         raise RuntimeError(f"{server.label}: blob GET answered {code} with {received} bytes")
     return float(seconds)
@@ -232,8 +288,12 @@ def supports_single_post(server: Server) -> bool:
     data = b"zot-bench single POST probe"
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
     with httpx.Client(timeout=30.0) as client:
-        answer = client.post(f"{server.base_url}/v2/{BLOB_REPO}/blobs/uploads/", params={"digest": digest},
-                             content=data, headers={"Content-Type": "application/octet-stream"})
+        answer = client.post(
+            f"{server.base_url}/v2/{BLOB_REPO}/blobs/uploads/",
+            params={"digest": digest},
+            content=data,
+            headers={"Content-Type": "application/octet-stream"},
+        )
         if answer.status_code == 202 and "Location" in answer.headers:  # cancel the session it opened
             client.delete(_absolute(server.base_url, answer.headers["Location"]))
         return answer.status_code == 201
@@ -255,8 +315,12 @@ PULL_ROUNDS = 4
 def blob_sets(blobs: list[BlobFile], reps: int) -> dict[str, list[BlobFile]]:
     """Which blobs each blob row moves: distinct ones per push row; pulls read the monolithic ones, each
     PULL_ROUNDS times, because a pull takes only tens of milliseconds and a few samples are noisy."""
-    return {"push_mono": blobs[:reps], "push_chunked": blobs[reps:2 * reps], "push_single": blobs[2 * reps:3 * reps],
-            "pull": blobs[:reps] * PULL_ROUNDS}
+    return {
+        "push_mono": blobs[:reps],
+        "push_chunked": blobs[reps : 2 * reps],
+        "push_single": blobs[2 * reps : 3 * reps],
+        "pull": blobs[:reps] * PULL_ROUNDS,
+    }
 
 
 def run_blob_row(server: Server, key: str, blobs: list[BlobFile], settings: Settings) -> BlobPhase:
@@ -291,8 +355,14 @@ def _scratch() -> Iterator[Path]:
         yield Path(directory)
 
 
-def wrk_rate(server: Server, url: str, connections: int, duration: float, headers: dict[str, str] | None = None,
-             method: str = "GET") -> Rate:
+def wrk_rate(
+    server: Server,
+    url: str,
+    connections: int,
+    duration: float,
+    headers: dict[str, str] | None = None,
+    method: str = "GET",
+) -> Rate:
     threads = min(2, connections)
     with _scratch() as scratch:
         script = scratch / "bench.lua"
@@ -308,12 +378,25 @@ def wrk_rate(server: Server, url: str, connections: int, duration: float, header
         raise RuntimeError(f"wrk failed ({done.returncode}): {done.stdout[-500:]} {done.stderr[-500:]}")
     stats = json.loads(lines[-1].removeprefix("WRK_JSON "))
     failures = sum(stats[k] for k in ("status", "connect", "read", "write", "timeout"))
-    return Rate("wrk", stats["requests"], stats["duration_us"] / 1e6, failures,
-                stats["p50_us"] / 1000, stats["p99_us"] / 1000, cpu)
+    return Rate(
+        "wrk",
+        stats["requests"],
+        stats["duration_us"] / 1e6,
+        failures,
+        stats["p50_us"] / 1000,
+        stats["p99_us"] / 1000,
+        cpu,
+    )
 
 
-def curl_head_rate(server: Server, url: str, connections: int, duration: float,
-                   headers: dict[str, str] | None = None, max_batches: int = 50) -> Rate:
+def curl_head_rate(
+    server: Server,
+    url: str,
+    connections: int,
+    duration: float,
+    headers: dict[str, str] | None = None,
+    max_batches: int = 50,
+) -> Rate:
     """HEAD requests from one curl process per batch: sequential for 1 connection, --parallel otherwise.
 
     Batches grow until one takes about a second; the run stops after `duration` seconds of batches.
@@ -334,8 +417,9 @@ def curl_head_rate(server: Server, url: str, connections: int, duration: float,
                 break
             config.write_text(f'url = "{url}"\noutput = "/dev/null"\n' * batch)
             started = time.perf_counter()
-            done = subprocess.run([*base_args, "-K", str(config)], capture_output=True, text=True,
-                                  timeout=duration + WRK_SLACK)
+            done = subprocess.run(
+                [*base_args, "-K", str(config)], capture_output=True, text=True, timeout=duration + WRK_SLACK
+            )
             took = time.perf_counter() - started
             codes = done.stdout.split()
             ok = sum(1 for code in codes if code == "200")

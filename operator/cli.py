@@ -70,39 +70,68 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("crd", help="print the ZotCluster CustomResourceDefinition")
     render_cmd = commands.add_parser("render", help="print the children of a ZotCluster without a cluster")
     render_cmd.add_argument("-f", "--filename", required=True)
-    render_cmd.add_argument("--hash-key", default="0123456789abcdef",
-                            help="hash key to render with (the operator generates one per cluster)")
+    render_cmd.add_argument(
+        "--hash-key",
+        default="0123456789abcdef",
+        help="hash key to render with (the operator generates one per cluster)",
+    )
     run_cmd = commands.add_parser("run", help="run the operator")
-    run_cmd.add_argument("--namespace", action="append", default=[],
-                         help="watch only this namespace (repeatable); all namespaces when none")
-    run_cmd.add_argument("--peering", default=None,
-                         help="kopf peering name, so several replicas do not act at once (needs kopf's peering CRD)")
-    run_cmd.add_argument("--priority", type=int, default=None,
-                         help="kopf peering priority: the highest acts, the others stand by (default: random, so that "
-                              "replicas started alike never tie; kopf freezes every operator of a tie)")
+    run_cmd.add_argument(
+        "--namespace",
+        action="append",
+        default=[],
+        help="watch only this namespace (repeatable); all namespaces when none",
+    )
+    run_cmd.add_argument(
+        "--peering",
+        default=None,
+        help="kopf peering name, so several replicas do not act at once (needs kopf's peering CRD)",
+    )
+    run_cmd.add_argument(
+        "--priority",
+        type=int,
+        default=None,
+        help="kopf peering priority: the highest acts, the others stand by (default: random, so that "
+        "replicas started alike never tie; kopf freezes every operator of a tie)",
+    )
     run_cmd.add_argument("--liveness", default="http://0.0.0.0:8080/healthz", help="liveness endpoint URL")
     materialize_cmd = commands.add_parser(
-        "materialize-config", help="write a config with values from environment variables (the members' init "
-                                   "container: Secrets' values never go into the ConfigMap)")
+        "materialize-config",
+        help="write a config with values from environment variables (the members' init "
+        "container: Secrets' values never go into the ConfigMap)",
+    )
     materialize_cmd.add_argument("source", help="the config without the values (the ConfigMap's)")
     materialize_cmd.add_argument("target", help="where to write the complete config (mode 0600)")
-    materialize_cmd.add_argument("--from-env", action="append", default=[], metavar="CONFIG.PATH=VARIABLE",
-                                 help="set the config key at CONFIG.PATH to the value of VARIABLE (repeatable)")
+    materialize_cmd.add_argument(
+        "--from-env",
+        action="append",
+        default=[],
+        metavar="CONFIG.PATH=VARIABLE",
+        help="set the config key at CONFIG.PATH to the value of VARIABLE (repeatable)",
+    )
     local_cmd = commands.add_parser("local", help="run a ZotCluster as local processes (no Kubernetes)")
     local_commands = local_cmd.add_subparsers(dest="local_command", metavar="{up,scale}", required=True)
     up_cmd = local_commands.add_parser(
-        "up", help="run the members on 127.0.0.1, 127.0.0.2, ... with the config, hash key and TLS the operator "
-                   "would render; Ctrl-C stops them")
-    up_cmd.add_argument("-f", "--filename", required=True,
-                        help="ZotCluster manifest; Secrets in the same file stand in for the cluster's")
+        "up",
+        help="run the members on 127.0.0.1, 127.0.0.2, ... with the config, hash key and TLS the operator "
+        "would render; Ctrl-C stops them",
+    )
+    up_cmd.add_argument(
+        "-f",
+        "--filename",
+        required=True,
+        help="ZotCluster manifest; Secrets in the same file stand in for the cluster's",
+    )
     up_cmd.add_argument("--dir", default=None, help="state folder (default .zot-local/<name>), kept between runs")
     up_cmd.add_argument("--replicas", type=_positive, default=None, help="override spec.replicas")
-    up_cmd.add_argument("--workers", type=int, choices=range(1, 9), default=1, metavar="1..8",
-                        help="hypercorn workers per member")
+    up_cmd.add_argument(
+        "--workers", type=int, choices=range(1, 9), default=1, metavar="1..8", help="hypercorn workers per member"
+    )
     scale_cmd = local_commands.add_parser("scale", help="resize the running `local up` (all members restart)")
     scale_cmd.add_argument("replicas", type=_positive, help="new number of members")
-    scale_cmd.add_argument("--dir", default=None,
-                           help="state folder of the cluster (default: the one running under .zot-local/)")
+    scale_cmd.add_argument(
+        "--dir", default=None, help="state folder of the cluster (default: the one running under .zot-local/)"
+    )
     args = parser.parse_args(argv)
     if args.command == "local":
         return _local(args)
@@ -124,8 +153,14 @@ def main(argv: list[str] | None = None) -> int:
         # INFO to stderr, as `kopf run` does: what the operator did, and which replica stands by.
         kopf.configure(verbose=False)
         priority = args.priority if args.priority is not None else secrets.randbelow(1 << 30) + 1
-        kopf.run(clusterwide=not args.namespace, namespaces=args.namespace, priority=priority,
-                 peering_name=args.peering, standalone=args.peering is None, liveness_endpoint=args.liveness)
+        kopf.run(
+            clusterwide=not args.namespace,
+            namespaces=args.namespace,
+            priority=priority,
+            peering_name=args.peering,
+            standalone=args.peering is None,
+            liveness_endpoint=args.liveness,
+        )
         return 0
     if args.command == "crd":
         sys.stdout.write(crd_yaml())

@@ -23,37 +23,53 @@ SHORT_NAMES = ["zc"]
 # CEL validations, attached at the named path of the spec schema ("" is the spec itself).
 SPEC_RULES: dict[str, list[dict[str, str]]] = {
     "": [
-        {"rule": "self.excludedMembers.all(m, m >= 0 && m < self.replicas)",
-         "message": "excludedMembers must be ordinals of existing members: 0 to replicas-1"},
-        {"rule": "size(self.excludedMembers) < self.replicas",
-         "message": "excludedMembers cannot exclude every member"},
-        {"rule": "has(self.hashKeySecret) == has(oldSelf.hashKeySecret) && "
-                 "(!has(self.hashKeySecret) || self.hashKeySecret == oldSelf.hashKeySecret)",
-         "message": "hashKeySecret is immutable: a new hash key would move every repository to another member"},
-        {"rule": "self.storage.mode != 's3' || has(self.storage.s3)",
-         "message": "storage mode s3 needs storage.s3 (bucket, region, ...)"},
-        {"rule": "!has(self.tls) || self.tls.mode != 'secret' || has(self.tls.secretName)",
-         "message": "tls mode secret needs tls.secretName"},
-        {"rule": "self.storage.mode != 's3' || has(self.cache)",
-         "message": "storage mode s3 needs a shared cache: cache.redis or cache.dynamodb"},
-        {"rule": "self.storage.mode == 's3' || !has(self.cache)",
-         "message": "cache is only used with storage mode s3 (storage local to each member keeps its own)"},
+        {
+            "rule": "self.excludedMembers.all(m, m >= 0 && m < self.replicas)",
+            "message": "excludedMembers must be ordinals of existing members: 0 to replicas-1",
+        },
+        {
+            "rule": "size(self.excludedMembers) < self.replicas",
+            "message": "excludedMembers cannot exclude every member",
+        },
+        {
+            "rule": "has(self.hashKeySecret) == has(oldSelf.hashKeySecret) && "
+            "(!has(self.hashKeySecret) || self.hashKeySecret == oldSelf.hashKeySecret)",
+            "message": "hashKeySecret is immutable: a new hash key would move every repository to another member",
+        },
+        {
+            "rule": "self.storage.mode != 's3' || has(self.storage.s3)",
+            "message": "storage mode s3 needs storage.s3 (bucket, region, ...)",
+        },
+        {
+            "rule": "!has(self.tls) || self.tls.mode != 'secret' || has(self.tls.secretName)",
+            "message": "tls mode secret needs tls.secretName",
+        },
+        {
+            "rule": "self.storage.mode != 's3' || has(self.cache)",
+            "message": "storage mode s3 needs a shared cache: cache.redis or cache.dynamodb",
+        },
+        {
+            "rule": "self.storage.mode == 's3' || !has(self.cache)",
+            "message": "cache is only used with storage mode s3 (storage local to each member keeps its own)",
+        },
     ],
     "service": [
-        {"rule": "!has(self.nodePort) || self.type != 'ClusterIP'",
-         "message": "service.nodePort needs service.type NodePort or LoadBalancer"},
+        {
+            "rule": "!has(self.nodePort) || self.type != 'ClusterIP'",
+            "message": "service.nodePort needs service.type NodePort or LoadBalancer",
+        },
     ],
     "cache": [
-        {"rule": "has(self.redis) != has(self.dynamodb)",
-         "message": "cache needs exactly one of redis or dynamodb"},
+        {"rule": "has(self.redis) != has(self.dynamodb)", "message": "cache needs exactly one of redis or dynamodb"},
     ],
     "cache.redis": [
-        {"rule": "has(self.url) != has(self.urlSecret)",
-         "message": "redis needs exactly one of url or urlSecret"},
+        {"rule": "has(self.url) != has(self.urlSecret)", "message": "redis needs exactly one of url or urlSecret"},
     ],
     "storage": [
-        {"rule": "self.mode == oldSelf.mode",
-         "message": "storage.mode is immutable: moving repositories between local volumes and S3 is not automatic"},
+        {
+            "rule": "self.mode == oldSelf.mode",
+            "message": "storage.mode is immutable: moving repositories between local volumes and S3 is not automatic",
+        },
     ],
 }
 
@@ -131,37 +147,53 @@ def crd() -> dict[str, Any]:
         "metadata": {"name": f"{PLURAL}.{GROUP}"},
         "spec": {
             "group": GROUP,
-            "names": {"kind": KIND, "listKind": f"{KIND}List", "plural": PLURAL, "singular": KIND.lower(),
-                      "shortNames": SHORT_NAMES, "categories": ["all"]},
+            "names": {
+                "kind": KIND,
+                "listKind": f"{KIND}List",
+                "plural": PLURAL,
+                "singular": KIND.lower(),
+                "shortNames": SHORT_NAMES,
+                "categories": ["all"],
+            },
             "scope": "Namespaced",
-            "versions": [{
-                "name": VERSION,
-                "served": True,
-                "storage": True,
-                "subresources": {
-                    "status": {},
-                    "scale": {"specReplicasPath": ".spec.replicas", "statusReplicasPath": ".status.replicas",
-                              "labelSelectorPath": ".status.selector"},
-                },
-                "additionalPrinterColumns": [
-                    {"name": "Replicas", "type": "integer", "jsonPath": ".spec.replicas"},
-                    {"name": "Ready", "type": "integer", "jsonPath": ".status.readyMembers"},
-                    {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
-                    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-                ],
-                "schema": {"openAPIV3Schema": {
-                    "type": "object",
-                    "description": "A scale-out cluster of zot-compatible registries.",
-                    "properties": {
-                        "apiVersion": {"type": "string"},
-                        "kind": {"type": "string"},
-                        "metadata": {"type": "object"},
-                        "spec": {**_spec_schema(), "description": "The desired cluster."},
-                        "status": {**openapi_schema(ZotClusterStatus), "description": "What the operator observed."},
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {
+                        "status": {},
+                        "scale": {
+                            "specReplicasPath": ".spec.replicas",
+                            "statusReplicasPath": ".status.replicas",
+                            "labelSelectorPath": ".status.selector",
+                        },
                     },
-                    "required": ["spec"],
-                }},
-            }],
+                    "additionalPrinterColumns": [
+                        {"name": "Replicas", "type": "integer", "jsonPath": ".spec.replicas"},
+                        {"name": "Ready", "type": "integer", "jsonPath": ".status.readyMembers"},
+                        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+                        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+                    ],
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "description": "A scale-out cluster of zot-compatible registries.",
+                            "properties": {
+                                "apiVersion": {"type": "string"},
+                                "kind": {"type": "string"},
+                                "metadata": {"type": "object"},
+                                "spec": {**_spec_schema(), "description": "The desired cluster."},
+                                "status": {
+                                    **openapi_schema(ZotClusterStatus),
+                                    "description": "What the operator observed.",
+                                },
+                            },
+                            "required": ["spec"],
+                        }
+                    },
+                }
+            ],
         },
     }
 

@@ -23,8 +23,10 @@ RESOURCES: dict[str, tuple[str, str]] = {
 STATEFULSET_IMMUTABLE = ("selector", "serviceName", "podManagementPolicy", "volumeClaimTemplates")
 # What is rendered only for some specs: when it is no longer rendered, the patch removes it (a merge
 # patch keeps what it does not mention; an init container left behind would mount a volume that is gone).
-STATEFULSET_OPTIONAL = (("spec", "template", "spec", "initContainers"),
-                        ("spec", "template", "metadata", "annotations", SECRETS_ANNOTATION))
+STATEFULSET_OPTIONAL = (
+    ("spec", "template", "spec", "initContainers"),
+    ("spec", "template", "metadata", "annotations", SECRETS_ANNOTATION),
+)
 
 
 def is_subset(desired: Any, actual: Any) -> bool:
@@ -32,15 +34,19 @@ def is_subset(desired: Any, actual: Any) -> bool:
     if isinstance(desired, dict):
         return isinstance(actual, dict) and all(k in actual and is_subset(v, actual[k]) for k, v in desired.items())
     if isinstance(desired, list):
-        return (isinstance(actual, list) and len(desired) == len(actual)
-                and all(is_subset(d, a) for d, a in zip(desired, actual, strict=True)))
+        return (
+            isinstance(actual, list)
+            and len(desired) == len(actual)
+            and all(is_subset(d, a) for d, a in zip(desired, actual, strict=True))
+        )
     if isinstance(desired, int) and isinstance(actual, str):
         return str(desired) == actual
     return bool(desired == actual)
 
 
-def _left_over(wanted: dict[str, Any], existing: dict[str, Any],
-               optional: tuple[tuple[str, ...], ...]) -> list[tuple[str, ...]]:
+def _left_over(
+    wanted: dict[str, Any], existing: dict[str, Any], optional: tuple[tuple[str, ...], ...]
+) -> list[tuple[str, ...]]:
     """The optional paths that `existing` has and `wanted` does not."""
     found = []
     for path in optional:
@@ -78,19 +84,34 @@ class Kube:
         path = f"{prefix}/namespaces/{namespace}/{plural}"
         return f"{path}/{name}{sub}" if name else path
 
-    def _call(self, method: str, path: str, body: Any = None, content_type: str = "application/json",
-              query: list[tuple[str, str]] | None = None) -> dict[str, Any]:
+    def _call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        content_type: str = "application/json",
+        query: list[tuple[str, str]] | None = None,
+    ) -> dict[str, Any]:
         headers = {"Content-Type": content_type, "Accept": "application/json"}
         response: Any
         if hasattr(self.client, "param_serialize"):  # the client's generator since 37
-            serialized = self.client.param_serialize(method, path, query_params=query or [], body=body,
-                                                     header_params=headers, auth_settings=["BearerToken"])
-            response = self.client.call_api(serialized[0], serialized[1], header_params=serialized[2],
-                                            body=serialized[3])
+            serialized = self.client.param_serialize(
+                method, path, query_params=query or [], body=body, header_params=headers, auth_settings=["BearerToken"]
+            )
+            response = self.client.call_api(
+                serialized[0], serialized[1], header_params=serialized[2], body=serialized[3]
+            )
         else:  # up to 36, which the S3 client's python-dateutil pin keeps us on
             try:
-                response = self.client.call_api(path, method, query_params=query or [], header_params=headers,
-                                                body=body, auth_settings=["BearerToken"], _preload_content=False)
+                response = self.client.call_api(
+                    path,
+                    method,
+                    query_params=query or [],
+                    header_params=headers,
+                    body=body,
+                    auth_settings=["BearerToken"],
+                    _preload_content=False,
+                )
             except ApiException as err:
                 if isinstance(err.body, bytes):
                     err.body = err.body.decode(errors="replace")
@@ -109,8 +130,9 @@ class Kube:
             raise
 
     def list(self, kind: str, namespace: str, selector: str) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = self._call("GET", self._path(kind, namespace),
-                                                 query=[("labelSelector", selector)]).get("items", [])
+        items: list[dict[str, Any]] = self._call(
+            "GET", self._path(kind, namespace), query=[("labelSelector", selector)]
+        ).get("items", [])
         return items
 
     def create(self, body: dict[str, Any]) -> dict[str, Any]:

@@ -46,8 +46,11 @@ def secret_values(spec: ZotClusterSpec) -> list[SecretValue]:
     """The config values a ZotCluster takes from Secrets (empty: the ConfigMap's config is complete)."""
     redis = spec.cache.redis if spec.storage.mode == "s3" and spec.cache else None
     if redis and redis.url_secret:
-        return [SecretValue(("storage", "cacheDriver", "url"), REDIS_URL_ENV, redis.url_secret,
-                            "spec.cache.redis.urlSecret")]
+        return [
+            SecretValue(
+                ("storage", "cacheDriver", "url"), REDIS_URL_ENV, redis.url_secret, "spec.cache.redis.urlSecret"
+            )
+        ]
     return []
 
 
@@ -63,7 +66,7 @@ def fill(config: dict[str, Any], values: Mapping[tuple[str, ...], str]) -> dict[
         for depth, key in enumerate(path[:-1]):
             child = node.setdefault(key, {})
             if not isinstance(child, dict):
-                raise MaterializeError(f"{'.'.join(path[:depth + 1])} is not an object in the config")
+                raise MaterializeError(f"{'.'.join(path[: depth + 1])} is not an object in the config")
             node = child
         node[path[-1]] = value
     return complete
@@ -88,8 +91,9 @@ def parse_assignment(text: str) -> tuple[tuple[str, ...], str]:
     dotted, sep, env = text.partition("=")
     path = tuple(dotted.split("."))
     if not sep or not env or not all(path):
-        raise MaterializeError(f"--from-env {text!r}: expected CONFIG.PATH=VARIABLE, e.g. "
-                               f"storage.cacheDriver.url={REDIS_URL_ENV}")
+        raise MaterializeError(
+            f"--from-env {text!r}: expected CONFIG.PATH=VARIABLE, e.g. storage.cacheDriver.url={REDIS_URL_ENV}"
+        )
     return path, env
 
 
@@ -109,8 +113,10 @@ def materialize(source: Path, target: Path, assignments: list[str], environ: Map
     for path, env in wanted:
         value = environ.get(env, "")
         if not value:
-            raise MaterializeError(f"the environment variable {env} (for {'.'.join(path)}) is unset or empty: "
-                                   "check the Secret key the ZotCluster names")
+            raise MaterializeError(
+                f"the environment variable {env} (for {'.'.join(path)}) is unset or empty: "
+                "check the Secret key the ZotCluster names"
+            )
         values[path] = value
     try:
         write_private(target, json.dumps(fill(config, values), indent=2) + "\n")

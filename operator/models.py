@@ -15,6 +15,7 @@ from zot_registry.version import VERSION
 IMAGE_REPOSITORY = "ghcr.io/zot-operator/zot-operator"
 DEFAULT_IMAGE = f"{IMAGE_REPOSITORY}:{VERSION}"
 
+
 def _go_duration(value: str) -> str:
     """A duration as zot and Go write it (30s, 5m, 1h30m, 1.5h); kept as text, zot reads it."""
     try:
@@ -37,12 +38,15 @@ class SecretKeyRef(_Model):
 
 class LocalStorage(_Model):
     size: str = Field("10Gi", description="Size of each member's PersistentVolumeClaim.")
-    storage_class_name: str | None = Field(None, alias="storageClassName",
-                                           description="StorageClass of the claims; the cluster default when unset.")
+    storage_class_name: str | None = Field(
+        None, alias="storageClassName", description="StorageClass of the claims; the cluster default when unset."
+    )
     when_scaled: Literal["Retain", "Delete"] = Field(
-        "Retain", alias="whenScaled", description="What happens to a removed member's claim on scale-down.")
+        "Retain", alias="whenScaled", description="What happens to a removed member's claim on scale-down."
+    )
     when_deleted: Literal["Retain", "Delete"] = Field(
-        "Retain", alias="whenDeleted", description="What happens to the claims when the ZotCluster is deleted.")
+        "Retain", alias="whenDeleted", description="What happens to the claims when the ZotCluster is deleted."
+    )
 
 
 class S3Storage(_Model):
@@ -51,25 +55,31 @@ class S3Storage(_Model):
     endpoint: str | None = Field(None, description="S3 endpoint (host:port) for S3-compatible stores.")
     root_directory: str = Field("/zot", alias="rootDirectory", description="Key prefix inside the bucket.")
     secure: bool = Field(True, description="Use HTTPS to reach the endpoint.")
-    skip_verify: bool = Field(False, alias="skipVerify",
-                              description="Do not verify the endpoint's TLS certificate (test setups only).")
+    skip_verify: bool = Field(
+        False, alias="skipVerify", description="Do not verify the endpoint's TLS certificate (test setups only)."
+    )
     credentials_secret: str | None = Field(
-        None, alias="credentialsSecret",
+        None,
+        alias="credentialsSecret",
         description="Secret with keys accessKey and secretKey, given to the members as AWS_ACCESS_KEY_ID and "
-                    "AWS_SECRET_ACCESS_KEY (also used by a DynamoDB cache); the pod's ambient credentials when unset.")
+        "AWS_SECRET_ACCESS_KEY (also used by a DynamoDB cache); the pod's ambient credentials when unset.",
+    )
 
 
 class StorageSpec(_Model):
     mode: Literal["local", "s3"] = Field(
-        "local", description="local: each member stores the repositories it owns on its own volume; "
-                             "s3: all members share one bucket and a cache.")
+        "local",
+        description="local: each member stores the repositories it owns on its own volume; "
+        "s3: all members share one bucket and a cache.",
+    )
     local: LocalStorage = Field(default_factory=LocalStorage, description="Settings of mode local.")
     s3: S3Storage | None = Field(None, description="Settings of mode s3 (required with it).")
     dedupe: bool = Field(True, description="Store each blob once.")
     gc: bool = Field(True, description="Collect blobs no manifest references.")
     gc_delay: str = Field("1h", alias="gcDelay", description="Minimum age of a blob before collection.")
-    gc_interval: str = Field("1h", alias="gcInterval", description="How often each member collects garbage in "
-                                                                     "the repositories it owns.")
+    gc_interval: str = Field(
+        "1h", alias="gcInterval", description="How often each member collects garbage in the repositories it owns."
+    )
 
     @field_validator("gc_delay", "gc_interval")
     @classmethod
@@ -78,14 +88,19 @@ class StorageSpec(_Model):
 
 
 class RedisCache(_Model):
-    url: str | None = Field(None, pattern=r"^rediss?://[^@]+$",
-                            description="redis:// or rediss:// URL without credentials, e.g. redis://redis:6379/0, "
-                                        "written into the config; or use urlSecret.")
+    url: str | None = Field(
+        None,
+        pattern=r"^rediss?://[^@]+$",
+        description="redis:// or rediss:// URL without credentials, e.g. redis://redis:6379/0, "
+        "written into the config; or use urlSecret.",
+    )
     url_secret: SecretKeyRef | None = Field(
-        None, alias="urlSecret",
+        None,
+        alias="urlSecret",
         description="Secret key holding the whole redis URL (with its password). Never written into the "
-                    "ConfigMap: an init container (spec.initImage) writes it as storage.cacheDriver.url, where "
-                    "zot reads it, into each member's config in an in-memory volume.")
+        "ConfigMap: an init container (spec.initImage) writes it as storage.cacheDriver.url, where "
+        "zot reads it, into each member's config in an in-memory volume.",
+    )
     key_prefix: str = Field("zot", alias="keyPrefix", description="Prefix of every cache key.")
 
     @model_validator(mode="after")
@@ -99,14 +114,16 @@ class DynamoDBCache(_Model):
     region: str = Field("us-east-1", description="Region of the tables.")
     endpoint: str | None = Field(None, description="DynamoDB endpoint URL for compatible services.")
     cache_table_name: str = Field("ZotBlobTable", alias="cacheTableName", description="Table of blob locations.")
-    repo_meta_table_name: str = Field("ZotRepoMetadataTable", alias="repoMetaTableName",
-                                      description="Table of repository metadata.")
-    image_meta_table_name: str = Field("ZotImageMetaTable", alias="imageMetaTableName",
-                                       description="Table of image metadata.")
-    repo_blobs_info_table_name: str = Field("ZotRepoBlobsInfoTable", alias="repoBlobsInfoTableName",
-                                            description="Table of the blobs of each repository.")
-    user_data_table_name: str = Field("ZotUserDataTable", alias="userDataTableName",
-                                      description="Table of user data.")
+    repo_meta_table_name: str = Field(
+        "ZotRepoMetadataTable", alias="repoMetaTableName", description="Table of repository metadata."
+    )
+    image_meta_table_name: str = Field(
+        "ZotImageMetaTable", alias="imageMetaTableName", description="Table of image metadata."
+    )
+    repo_blobs_info_table_name: str = Field(
+        "ZotRepoBlobsInfoTable", alias="repoBlobsInfoTableName", description="Table of the blobs of each repository."
+    )
+    user_data_table_name: str = Field("ZotUserDataTable", alias="userDataTableName", description="Table of user data.")
     version_table_name: str = Field("ZotVersion", alias="versionTableName", description="Table of the schema version.")
     api_key_table_name: str = Field("ZotApiKeyTable", alias="apiKeyTableName", description="Table of API keys.")
 
@@ -124,8 +141,10 @@ class CacheSpec(_Model):
 
 class TLSSpec(_Model):
     mode: Literal["managed", "secret"] = Field(
-        "managed", description="managed: the operator keeps a CA and a server certificate; "
-                               "secret: use secretName (keys tls.crt, tls.key, ca.crt).")
+        "managed",
+        description="managed: the operator keeps a CA and a server certificate; "
+        "secret: use secretName (keys tls.crt, tls.key, ca.crt).",
+    )
     secret_name: str | None = Field(None, alias="secretName", description="Existing TLS Secret for mode secret.")
 
 
@@ -140,8 +159,10 @@ class AuthSpec(_Model):
 
 class FailoverSpec(_Model):
     automatic: bool = Field(False, description="Drop a member that stays not ready, re-admit it once ready.")
-    after: str = Field("5m", description="How long a member must be not ready (or ready again) first, "
-                                          "as a Go-style duration: 30s, 5m, 1h.")
+    after: str = Field(
+        "5m",
+        description="How long a member must be not ready (or ready again) first, as a Go-style duration: 30s, 5m, 1h.",
+    )
 
     @field_validator("after")
     @classmethod
@@ -152,8 +173,13 @@ class FailoverSpec(_Model):
 class ServiceSpec(_Model):
     type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = Field("ClusterIP", description="Client Service type.")
     annotations: dict[str, str] = Field(default_factory=dict, description="Annotations of the client Service.")
-    node_port: int | None = Field(None, alias="nodePort", ge=30000, le=32767,
-                                  description="Fixed node port (type NodePort or LoadBalancer); assigned when unset.")
+    node_port: int | None = Field(
+        None,
+        alias="nodePort",
+        ge=30000,
+        le=32767,
+        description="Fixed node port (type NodePort or LoadBalancer); assigned when unset.",
+    )
 
 
 class PodDisruptionBudgetSpec(_Model):
@@ -165,41 +191,53 @@ class ZotClusterSpec(_Model):
     replicas: int = Field(3, ge=1, le=256, description="Number of members.")
     image: str = Field(DEFAULT_IMAGE, description="Registry image; an upstream zot image works too.")
     init_image: str = Field(
-        DEFAULT_IMAGE, alias="initImage",
+        DEFAULT_IMAGE,
+        alias="initImage",
         description="Image of the members' init container, which writes their complete config (the ConfigMap's "
-                    "plus values from Secrets, such as cache.redis.urlSecret) into an in-memory volume. It runs "
-                    "`zot-operator`, so it is this project's image also when spec.image is an upstream zot image. "
-                    "Only used when the config takes a value from a Secret.")
+        "plus values from Secrets, such as cache.redis.urlSecret) into an in-memory volume. It runs "
+        "`zot-operator`, so it is this project's image also when spec.image is an upstream zot image. "
+        "Only used when the config takes a value from a Secret.",
+    )
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field(
-        "IfNotPresent", alias="imagePullPolicy", description="Image pull policy of the members.")
+        "IfNotPresent", alias="imagePullPolicy", description="Image pull policy of the members."
+    )
     port: int = Field(5000, ge=1, le=65535, description="Port every member listens on.")
     cluster_domain: str = Field("cluster.local", alias="clusterDomain", description="DNS domain of the cluster.")
     storage: StorageSpec = Field(default_factory=StorageSpec, description="Where repositories are stored.")
-    cache: CacheSpec | None = Field(None, description="Cache shared by all members: required with storage mode s3, "
-                                                       "unused with local storage.")
+    cache: CacheSpec | None = Field(
+        None, description="Cache shared by all members: required with storage mode s3, unused with local storage."
+    )
     tls: TLSSpec = Field(default_factory=TLSSpec, description="TLS of clients and between members.")
     auth: AuthSpec | None = Field(None, description="Client authentication.")
     hash_key_secret: str | None = Field(
-        None, alias="hashKeySecret",
+        None,
+        alias="hashKeySecret",
         description="Secret (key hashKey, 16 bytes) with the routing key; generated as <name>-hashkey when unset. "
-                    "Immutable: a new key moves every repository.")
-    excluded_members: list[int] = Field(default_factory=list, alias="excludedMembers", max_length=256,
-                                        description="Ordinals dropped from the member list by hand.")
+        "Immutable: a new key moves every repository.",
+    )
+    excluded_members: list[int] = Field(
+        default_factory=list,
+        alias="excludedMembers",
+        max_length=256,
+        description="Ordinals dropped from the member list by hand.",
+    )
     failover: FailoverSpec = Field(default_factory=FailoverSpec, description="Dropping members that stay down.")
-    log_level: Literal["debug", "info", "warn", "error"] = Field("info", alias="logLevel",
-                                                                 description="Registry log level.")
+    log_level: Literal["debug", "info", "warn", "error"] = Field(
+        "info", alias="logLevel", description="Registry log level."
+    )
     resources: dict[str, Any] = Field(default_factory=dict, description="Container resources of the members.")
     node_selector: dict[str, str] = Field(default_factory=dict, alias="nodeSelector", description="Pod nodeSelector.")
     tolerations: list[dict[str, Any]] = Field(default_factory=list, description="Pod tolerations.")
-    affinity: dict[str, Any] | None = Field(
-        None, description="Pod affinity; by default members prefer distinct nodes.")
-    pod_annotations: dict[str, str] = Field(default_factory=dict, alias="podAnnotations",
-                                            description="Annotations of the member pods.")
+    affinity: dict[str, Any] | None = Field(None, description="Pod affinity; by default members prefer distinct nodes.")
+    pod_annotations: dict[str, str] = Field(
+        default_factory=dict, alias="podAnnotations", description="Annotations of the member pods."
+    )
     priority_class_name: str | None = Field(None, alias="priorityClassName", description="Pod priority class.")
     service_account_name: str | None = Field(None, alias="serviceAccountName", description="Pod service account.")
     service: ServiceSpec = Field(default_factory=ServiceSpec, description="The client Service.")
     pod_disruption_budget: PodDisruptionBudgetSpec = Field(
-        default_factory=PodDisruptionBudgetSpec, alias="podDisruptionBudget", description="Voluntary disruptions.")
+        default_factory=PodDisruptionBudgetSpec, alias="podDisruptionBudget", description="Voluntary disruptions."
+    )
 
     @model_validator(mode="after")
     def _storage_needs(self) -> ZotClusterSpec:
@@ -225,22 +263,31 @@ class Condition(_Model):
 
 
 class ZotClusterStatus(_Model):
-    observed_generation: int | None = Field(None, alias="observedGeneration",
-                                            description="The generation of the spec last acted on.")
+    observed_generation: int | None = Field(
+        None, alias="observedGeneration", description="The generation of the spec last acted on."
+    )
     members: list[str] = Field(default_factory=list, description="The ordered member list every pod runs with.")
     replicas: int = Field(0, description="Pods of the StatefulSet (for the scale subresource).")
     ready_members: int = Field(0, alias="readyMembers", description="Members that pass their readiness probe.")
     phase: Phase = Field("Pending", description="Summary of the conditions.")
     selector: str = Field("", description="Label selector of the member pods (for the scale subresource).")
     hash_key_secret: str | None = Field(None, alias="hashKeySecret", description="The hash key Secret in use.")
-    failed_members: list[int] = Field(default_factory=list, alias="failedMembers",
-                                      description="Ordinals dropped by automatic failover.")
-    not_ready_since: dict[str, str] = Field(default_factory=dict, alias="notReadySince",
-                                            description="Member ordinal -> when it was first seen not ready.")
-    running_since: dict[str, str] = Field(default_factory=dict, alias="runningSince",
-                                          description="Dropped ordinal -> since when its container runs again.")
-    moved_repositories: str | None = Field(None, alias="movedRepositories",
-                                           description="On the last membership change with local storage: "
-                                                       "the share of repositories whose owner changed.")
-    conditions: list[Condition] = Field(default_factory=list,
-                                        description="Ready, Progressing, Degraded, RepositoriesMoved.")
+    failed_members: list[int] = Field(
+        default_factory=list, alias="failedMembers", description="Ordinals dropped by automatic failover."
+    )
+    not_ready_since: dict[str, str] = Field(
+        default_factory=dict, alias="notReadySince", description="Member ordinal -> when it was first seen not ready."
+    )
+    running_since: dict[str, str] = Field(
+        default_factory=dict,
+        alias="runningSince",
+        description="Dropped ordinal -> since when its container runs again.",
+    )
+    moved_repositories: str | None = Field(
+        None,
+        alias="movedRepositories",
+        description="On the last membership change with local storage: the share of repositories whose owner changed.",
+    )
+    conditions: list[Condition] = Field(
+        default_factory=list, description="Ready, Progressing, Degraded, RepositoriesMoved."
+    )

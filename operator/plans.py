@@ -45,8 +45,9 @@ def pod_running(pod: dict[str, Any]) -> bool:
     """The container runs and passed its startup probe. A dropped member is never ready (it is in no
     member list), so re-admission looks at this instead of readiness."""
     statuses = (pod.get("status") or {}).get("containerStatuses") or []
-    return bool(statuses) and all("running" in (s.get("state") or {}) and (s.get("started") or s.get("ready"))
-                                  for s in statuses)
+    return bool(statuses) and all(
+        "running" in (s.get("state") or {}) and (s.get("started") or s.get("ready")) for s in statuses
+    )
 
 
 @dataclass(frozen=True)
@@ -69,8 +70,9 @@ class RestartPlan:
     waiting: list[str] = field(default_factory=list)
 
 
-def _held_for(ordinals: list[int], since: dict[str, str], wait: datetime.timedelta,
-              now: datetime.datetime) -> tuple[list[int], dict[str, str]]:
+def _held_for(
+    ordinals: list[int], since: dict[str, str], wait: datetime.timedelta, now: datetime.datetime
+) -> tuple[list[int], dict[str, str]]:
     """Of the ordinals in some state now, those in it for `wait` (by the clocks in `since`), and the clocks
     of the others, started now for those just seen in it. Ordinals no longer in the state lose their clock."""
     done: list[int] = []
@@ -84,8 +86,9 @@ def _held_for(ordinals: list[int], since: dict[str, str], wait: datetime.timedel
     return done, waiting
 
 
-def plan_failover(spec: ZotClusterSpec, previous: FailoverPlan, pods: list[dict[str, Any]],
-                  now: datetime.datetime) -> FailoverPlan:
+def plan_failover(
+    spec: ZotClusterSpec, previous: FailoverPlan, pods: list[dict[str, Any]], now: datetime.datetime
+) -> FailoverPlan:
     """Members to drop: in the list and not ready for `after`; re-admitted once running for `after`."""
     failover = spec.failover
     failed = {i for i in previous.failed if i < spec.replicas}
@@ -103,19 +106,24 @@ def plan_failover(spec: ZotClusterSpec, previous: FailoverPlan, pods: list[dict[
     return FailoverPlan(sorted(failed), not_ready_since, running_since)
 
 
-def plan_restarts(pods: list[dict[str, Any]], members: str, update_revision: str | None,
-                  replicas: int) -> RestartPlan:
+def plan_restarts(pods: list[dict[str, Any]], members: str, update_revision: str | None, replicas: int) -> RestartPlan:
     """A new member list restarts every member together; any other change rolls one member at a time,
     highest ordinal first, only while all are ready."""
-    stale = [p for p in pods if (p["metadata"].get("annotations") or {}).get(MEMBERS_ANNOTATION) != members
-             and not p["metadata"].get("deletionTimestamp")]
+    stale = [
+        p
+        for p in pods
+        if (p["metadata"].get("annotations") or {}).get(MEMBERS_ANNOTATION) != members
+        and not p["metadata"].get("deletionTimestamp")
+    ]
     if stale:
-        return RestartPlan([p["metadata"]["name"] for p in stale],
-                           "membership changed: restarting all members together")
+        return RestartPlan(
+            [p["metadata"]["name"] for p in stale], "membership changed: restarting all members together"
+        )
     if not update_revision:
         return RestartPlan()
-    outdated = [p for p in pods if (p["metadata"].get("labels") or {}).get("controller-revision-hash")
-                != update_revision]
+    outdated = [
+        p for p in pods if (p["metadata"].get("labels") or {}).get("controller-revision-hash") != update_revision
+    ]
     if outdated and len(pods) == replicas and all(pod_ready(p) for p in pods):
         newest_first = max(outdated, key=pod_ordinal)
         return RestartPlan([newest_first["metadata"]["name"]], "rolling update: one member at a time")

@@ -39,8 +39,11 @@ def _configuration() -> client.Configuration:
             if kubeconfig:
                 raise ValueError(f"cannot use the kubeconfig {kubeconfig}: {_one_line(str(err))}") from None
             if not os.path.exists(os.path.expanduser("~/.kube/config")):
-                where = (f"the in-cluster configuration failed ({_one_line(str(in_cluster))})"
-                         if os.environ.get("KUBERNETES_SERVICE_HOST") else "not in a cluster")
+                where = (
+                    f"the in-cluster configuration failed ({_one_line(str(in_cluster))})"
+                    if os.environ.get("KUBERNETES_SERVICE_HOST")
+                    else "not in a cluster"
+                )
                 raise ValueError(f"no Kubernetes API configured: {where} and no kubeconfig (~/.kube/config)") from None
             raise ValueError(f"cannot use the kubeconfig ~/.kube/config: {_one_line(str(err))}") from None
     return client.Configuration.get_default_copy()
@@ -81,8 +84,10 @@ def check_api() -> str | None:
         client.VersionApi(api).get_code(_request_timeout=TIMEOUT)
     except ApiException as err:
         if err.status == 401:
-            return (f"error: the Kubernetes API at {host} refused the credentials (401 Unauthorized): "
-                    "check the kubeconfig's user, or the pod's service account token")
+            return (
+                f"error: the Kubernetes API at {host} refused the credentials (401 Unauthorized): "
+                "check the kubeconfig's user, or the pod's service account token"
+            )
         return None  # it answered: whatever else is wrong, kopf reports it in context
     except Exception as err:  # urllib3 and ssl errors, in many shapes: all mean "not reachable"
         return f"error: cannot reach the Kubernetes API at {host}: {_reason(err)}; {HINT}"

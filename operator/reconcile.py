@@ -45,10 +45,12 @@ def reconcile(kube: Kube, body: dict[str, Any], event: Event, now: datetime.date
     except Degraded as err:
         return _degraded(old, err.reason, err.message, generation, now, event)
 
-    pods = [p for p in kube.list("Pod", ref.namespace, selector_string(ref.name))
-            if p["metadata"]["name"].rsplit("-", 1)[0] == ref.name]
-    failover = plan_failover(spec, FailoverPlan(old.failed_members, old.not_ready_since, old.running_since),
-                             pods, now)
+    pods = [
+        p
+        for p in kube.list("Pod", ref.namespace, selector_string(ref.name))
+        if p["metadata"]["name"].rsplit("-", 1)[0] == ref.name
+    ]
+    failover = plan_failover(spec, FailoverPlan(old.failed_members, old.not_ready_since, old.running_since), pods, now)
     _report_failover(spec, old.failed_members, failover.failed, event)
     rendered = render(ref, hash_key, failover.failed, secret_versions)
     actions = _ensure_children(kube, rendered, event)
@@ -59,12 +61,21 @@ def reconcile(kube: Kube, body: dict[str, Any], event: Event, now: datetime.date
     actions += _restart(kube, ref, restarts, event)
 
     ordinals = set(member_ordinals(spec, failover.failed))
-    ready = sum(1 for p in pods
-                if pod_ready(p) and pod_ordinal(p) in ordinals and p["metadata"]["name"] not in restarts.pods)
-    seen = Observed(generation=generation, members=rendered.members, member_count=len(ordinals), ready=ready,
-                    replicas=(statefulset.get("status") or {}).get("replicas", 0),
-                    selector=selector_string(ref.name), hash_key_secret=hash_key_secret_name(ref),
-                    local_storage=spec.storage.mode == "local", failover=failover, restarts=restarts)
+    ready = sum(
+        1 for p in pods if pod_ready(p) and pod_ordinal(p) in ordinals and p["metadata"]["name"] not in restarts.pods
+    )
+    seen = Observed(
+        generation=generation,
+        members=rendered.members,
+        member_count=len(ordinals),
+        ready=ready,
+        replicas=(statefulset.get("status") or {}).get("replicas", 0),
+        selector=selector_string(ref.name),
+        hash_key_secret=hash_key_secret_name(ref),
+        local_storage=spec.storage.mode == "local",
+        failover=failover,
+        restarts=restarts,
+    )
     return Outcome(status=observed_status(seen, old, now), actions=actions)
 
 
@@ -75,15 +86,21 @@ def _previous_status(body: dict[str, Any], event: Event) -> ZotClusterStatus:
     try:
         return ZotClusterStatus.model_validate(body.get("status") or {})
     except ValidationError as err:
-        event("Warning", "StatusUnreadable", f"the previous status was not readable and is rewritten: "
-                                             f"{err.errors()[0]['msg']}")
+        event(
+            "Warning",
+            "StatusUnreadable",
+            f"the previous status was not readable and is rewritten: {err.errors()[0]['msg']}",
+        )
         return ZotClusterStatus()
 
 
 def _report_failover(spec: ZotClusterSpec, before: list[int], after: list[int], event: Event) -> None:
     for ordinal in sorted(set(after) - set(before)):
-        event("Warning", "MemberDropped", f"member {ordinal} not ready for {spec.failover.after}: "
-                                          "dropped from the member list")
+        event(
+            "Warning",
+            "MemberDropped",
+            f"member {ordinal} not ready for {spec.failover.after}: dropped from the member list",
+        )
     for ordinal in sorted(set(before) - set(after)):
         event("Normal", "MemberReadmitted", f"member {ordinal} healthy for {spec.failover.after}: re-admitted")
 
@@ -107,8 +124,9 @@ def _restart(kube: Kube, ref: ClusterRef, restarts: RestartPlan, event: Event) -
     return [f"restarted {', '.join(restarts.pods)}"]
 
 
-def _degraded(old: ZotClusterStatus, reason: str, message: str, generation: int | None, now: datetime.datetime,
-              event: Event) -> Outcome:
+def _degraded(
+    old: ZotClusterStatus, reason: str, message: str, generation: int | None, now: datetime.datetime, event: Event
+) -> Outcome:
     if not already_reported(old, reason, message):
         event("Warning", reason, message)
     return Outcome(status=degraded_status(old, reason, message, generation, now))

@@ -73,10 +73,18 @@ def reference() -> str:
     from .crd import SPEC_RULES
 
     lines = [HEADER]
-    for title, model, prefix in (("Spec", ZotClusterSpec, "spec"), ("Status (written by the operator)",
-                                                                    ZotClusterStatus, "status")):
-        lines += [f"## {title}", "", "| field | type | default | description |", "|---|---|---|---|",
-                  *_rows(model, prefix), ""]
+    for title, model, prefix in (
+        ("Spec", ZotClusterSpec, "spec"),
+        ("Status (written by the operator)", ZotClusterStatus, "status"),
+    ):
+        lines += [
+            f"## {title}",
+            "",
+            "| field | type | default | description |",
+            "|---|---|---|---|",
+            *_rows(model, prefix),
+            "",
+        ]
     lines += ["## Validation rules (CEL)", "", "| at | rule | message |", "|---|---|---|"]
     for path, rules in SPEC_RULES.items():
         for rule in rules:

@@ -37,7 +37,10 @@ AWS_SECRET_KEY_ENV = "AWS_SECRET_ACCESS_KEY"
 
 _templates = jinja2.Environment(
     loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "templates")),
-    undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
+    undefined=jinja2.StrictUndefined,
+    autoescape=False,
+    keep_trailing_newline=True,
+)
 
 
 @dataclass(frozen=True)
@@ -50,11 +53,18 @@ class ClusterRef:
     spec: ZotClusterSpec = field(default_factory=ZotClusterSpec)
 
     def owner_reference(self) -> dict[str, Any]:
-        return {"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "name": self.name, "uid": self.uid,
-                "controller": True, "blockOwnerDeletion": True}
+        return {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": KIND,
+            "name": self.name,
+            "uid": self.uid,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
 
 
 # Names -------------------------------------------------------------------------------------------
+
 
 def headless_service_name(name: str) -> str:
     return f"{name}-members"
@@ -79,8 +89,11 @@ def tls_secret_name(ref: ClusterRef) -> str:
 
 
 def labels(name: str) -> dict[str, str]:
-    return {"app.kubernetes.io/name": "zot", "app.kubernetes.io/instance": name,
-            "app.kubernetes.io/managed-by": "zot-operator"}
+    return {
+        "app.kubernetes.io/name": "zot",
+        "app.kubernetes.io/instance": name,
+        "app.kubernetes.io/managed-by": "zot-operator",
+    }
 
 
 def selector(name: str) -> dict[str, str]:
@@ -92,6 +105,7 @@ def selector_string(name: str) -> str:
 
 
 # Members -----------------------------------------------------------------------------------------
+
 
 def member_ordinals(spec: ZotClusterSpec, failed: Iterable[int] = ()) -> list[int]:
     """The ordinals in the member list: every replica but those excluded by hand or by failover."""
@@ -114,15 +128,26 @@ def certificate_hosts(ref: ClusterRef) -> list[str]:
     """Wildcards for the members, so a resize needs no new certificate; both Services by every name."""
     domain, ns, name = ref.spec.cluster_domain, ref.namespace, ref.name
     headless = headless_service_name(name)
-    return [f"*.{headless}.{ns}.svc.{domain}", f"*.{headless}.{ns}.svc", f"{headless}.{ns}.svc.{domain}",
-            f"{name}.{ns}.svc.{domain}", f"{name}.{ns}.svc", f"{name}.{ns}", name, "localhost", "127.0.0.1"]
+    return [
+        f"*.{headless}.{ns}.svc.{domain}",
+        f"*.{headless}.{ns}.svc",
+        f"{headless}.{ns}.svc.{domain}",
+        f"{name}.{ns}.svc.{domain}",
+        f"{name}.{ns}.svc",
+        f"{name}.{ns}",
+        name,
+        "localhost",
+        "127.0.0.1",
+    ]
 
 
 # The zot config ----------------------------------------------------------------------------------
 
+
 def render_config(ref: ClusterRef, hash_key: str, members: list[str]) -> str:
     text = _templates.get_template("config.json.j2").render(
-        spec=ref.spec, members=members, hash_key=hash_key, root_directory=DATA_DIR)
+        spec=ref.spec, members=members, hash_key=hash_key, root_directory=DATA_DIR
+    )
     # Parse and dump: the template must produce JSON, and one canonical form keeps the checksum stable.
     return json.dumps(json.loads(text), indent=2) + "\n"
 
@@ -133,10 +158,15 @@ def checksum(text: str) -> str:
 
 # Children ----------------------------------------------------------------------------------------
 
-def _metadata(ref: ClusterRef, name: str, extra_labels: dict[str, str] | None = None,
-              annotations: dict[str, str] | None = None) -> dict[str, Any]:
-    meta: dict[str, Any] = {"name": name, "namespace": ref.namespace, "labels": {**labels(ref.name),
-                                                                                 **(extra_labels or {})}}
+
+def _metadata(
+    ref: ClusterRef, name: str, extra_labels: dict[str, str] | None = None, annotations: dict[str, str] | None = None
+) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "name": name,
+        "namespace": ref.namespace,
+        "labels": {**labels(ref.name), **(extra_labels or {})},
+    }
     if ref.uid:
         meta["ownerReferences"] = [ref.owner_reference()]
     if annotations:
@@ -145,33 +175,58 @@ def _metadata(ref: ClusterRef, name: str, extra_labels: dict[str, str] | None = 
 
 
 def config_map(ref: ClusterRef, config_text: str) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _metadata(ref, config_map_name(ref.name)),
-            "data": {CONFIG_KEY: config_text}}
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _metadata(ref, config_map_name(ref.name)),
+        "data": {CONFIG_KEY: config_text},
+    }
 
 
 def hash_key_secret(ref: ClusterRef, hash_key: str) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-            "metadata": _metadata(ref, hash_key_secret_name(ref)), "stringData": {"hashKey": hash_key}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": _metadata(ref, hash_key_secret_name(ref)),
+        "stringData": {"hashKey": hash_key},
+    }
 
 
 def ca_secret(ref: ClusterRef, cert_pem: bytes, key_pem: bytes) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-            "metadata": _metadata(ref, ca_secret_name(ref.name)),
-            "stringData": {"ca.crt": cert_pem.decode(), "ca.key": key_pem.decode()}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": _metadata(ref, ca_secret_name(ref.name)),
+        "stringData": {"ca.crt": cert_pem.decode(), "ca.key": key_pem.decode()},
+    }
 
 
 def tls_secret(ref: ClusterRef, cert_pem: bytes, key_pem: bytes, ca_pem: bytes) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
-            "metadata": _metadata(ref, tls_secret_name(ref)),
-            "stringData": {"tls.crt": cert_pem.decode(), "tls.key": key_pem.decode(), "ca.crt": ca_pem.decode()}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "kubernetes.io/tls",
+        "metadata": _metadata(ref, tls_secret_name(ref)),
+        "stringData": {"tls.crt": cert_pem.decode(), "tls.key": key_pem.decode(), "ca.crt": ca_pem.decode()},
+    }
 
 
 def headless_service(ref: ClusterRef) -> dict[str, Any]:
     # The role label lets a ServiceMonitor scrape every member once (the client Service would repeat them).
     meta = _metadata(ref, headless_service_name(ref.name), extra_labels={ROLE_LABEL: "members"})
-    return {"apiVersion": "v1", "kind": "Service", "metadata": meta,
-            "spec": {"clusterIP": "None", "publishNotReadyAddresses": True, "selector": selector(ref.name),
-                     "ports": [{"name": "registry", "port": ref.spec.port, "targetPort": "registry"}]}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": meta,
+        "spec": {
+            "clusterIP": "None",
+            "publishNotReadyAddresses": True,
+            "selector": selector(ref.name),
+            "ports": [{"name": "registry", "port": ref.spec.port, "targetPort": "registry"}],
+        },
+    }
 
 
 def client_service(ref: ClusterRef) -> dict[str, Any]:
@@ -179,29 +234,50 @@ def client_service(ref: ClusterRef) -> dict[str, Any]:
     port: dict[str, Any] = {"name": "registry", "port": ref.spec.port, "targetPort": "registry"}
     if service.node_port and service.type != "ClusterIP":
         port["nodePort"] = service.node_port
-    return {"apiVersion": "v1", "kind": "Service",
-            "metadata": _metadata(ref, ref.name, annotations=dict(service.annotations) or None),
-            "spec": {"type": service.type, "selector": selector(ref.name), "ports": [port]}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(ref, ref.name, annotations=dict(service.annotations) or None),
+        "spec": {"type": service.type, "selector": selector(ref.name), "ports": [port]},
+    }
 
 
 def pod_disruption_budget(ref: ClusterRef) -> dict[str, Any] | None:
     pdb = ref.spec.pod_disruption_budget
     if not pdb.enabled:
         return None
-    return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": _metadata(ref, ref.name),
-            "spec": {"maxUnavailable": pdb.max_unavailable, "selector": {"matchLabels": selector(ref.name)}}}
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _metadata(ref, ref.name),
+        "spec": {"maxUnavailable": pdb.max_unavailable, "selector": {"matchLabels": selector(ref.name)}},
+    }
 
 
 def _probe(path: str, port: int, period: int, failures: int) -> dict[str, Any]:
-    return {"httpGet": {"path": path, "port": "registry", "scheme": "HTTPS"}, "periodSeconds": period,
-            "failureThreshold": failures, "timeoutSeconds": 3}
+    return {
+        "httpGet": {"path": path, "port": "registry", "scheme": "HTTPS"},
+        "periodSeconds": period,
+        "failureThreshold": failures,
+        "timeoutSeconds": 3,
+    }
 
 
 def _default_affinity(name: str) -> dict[str, Any]:
     # Members prefer distinct nodes: one node's failure should take as few members as possible.
-    return {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
-        "weight": 100, "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname",
-                                           "labelSelector": {"matchLabels": selector(name)}}}]}}
+    return {
+        "podAntiAffinity": {
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {
+                    "weight": 100,
+                    "podAffinityTerm": {
+                        "topologyKey": "kubernetes.io/hostname",
+                        "labelSelector": {"matchLabels": selector(name)},
+                    },
+                }
+            ]
+        }
+    }
 
 
 def _from_secret(variable: str, secret: str, key: str) -> dict[str, Any]:
@@ -215,8 +291,10 @@ def secret_environment(spec: ZotClusterSpec) -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = []
     s3 = spec.storage.s3 if spec.storage.mode == "s3" else None
     if s3 and s3.credentials_secret:
-        env += [_from_secret(AWS_ACCESS_KEY_ENV, s3.credentials_secret, "accessKey"),
-                _from_secret(AWS_SECRET_KEY_ENV, s3.credentials_secret, "secretKey")]
+        env += [
+            _from_secret(AWS_ACCESS_KEY_ENV, s3.credentials_secret, "accessKey"),
+            _from_secret(AWS_SECRET_KEY_ENV, s3.credentials_secret, "secretKey"),
+        ]
     return env
 
 
@@ -230,8 +308,14 @@ def start_secrets(spec: ZotClusterSpec) -> list[str]:
 
 
 def _security_context() -> dict[str, Any]:
-    return {"runAsNonRoot": True, "runAsUser": RUN_AS, "runAsGroup": RUN_AS, "readOnlyRootFilesystem": True,
-            "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS,
+        "runAsGroup": RUN_AS,
+        "readOnlyRootFilesystem": True,
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+    }
 
 
 def init_container(spec: ZotClusterSpec) -> dict[str, Any] | None:
@@ -245,11 +329,13 @@ def init_container(spec: ZotClusterSpec) -> dict[str, Any] | None:
         "image": spec.init_image,
         "imagePullPolicy": spec.image_pull_policy,
         "command": ["zot-operator", "materialize-config"],
-        "args": [f"{TEMPLATE_DIR}/{CONFIG_KEY}", RUNTIME_CONFIG,
-                 *(f"--from-env={v.dotted}={v.env}" for v in values)],
+        "args": [f"{TEMPLATE_DIR}/{CONFIG_KEY}", RUNTIME_CONFIG, *(f"--from-env={v.dotted}={v.env}" for v in values)],
         "env": [_from_secret(v.env, v.secret.name, v.secret.key) for v in values],
-        "volumeMounts": [{"name": "config-template", "mountPath": TEMPLATE_DIR, "readOnly": True},
-                         {"name": "config", "mountPath": RUNTIME_DIR}, {"name": "tmp", "mountPath": "/tmp"}],
+        "volumeMounts": [
+            {"name": "config-template", "mountPath": TEMPLATE_DIR, "readOnly": True},
+            {"name": "config", "mountPath": RUNTIME_DIR},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
         "securityContext": _security_context(),
     }
     if spec.resources:  # it runs before the member, so the pod asks for no more than the member does
@@ -257,15 +343,20 @@ def init_container(spec: ZotClusterSpec) -> dict[str, Any] | None:
     return container
 
 
-def stateful_set(ref: ClusterRef, config_checksum: str, members: list[str],
-                 secret_versions: dict[str, str] | None = None) -> dict[str, Any]:
+def stateful_set(
+    ref: ClusterRef, config_checksum: str, members: list[str], secret_versions: dict[str, str] | None = None
+) -> dict[str, Any]:
     spec = ref.spec
     init = init_container(spec)
     config_volumes: list[dict[str, Any]] = (
-        [{"name": "config-template", "configMap": {"name": config_map_name(ref.name)}},
-         # In memory: the complete config holds Secrets' values, which must not land on a node's disk.
-         {"name": "config", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}}] if init else
-        [{"name": "config", "configMap": {"name": config_map_name(ref.name)}}])
+        [
+            {"name": "config-template", "configMap": {"name": config_map_name(ref.name)}},
+            # In memory: the complete config holds Secrets' values, which must not land on a node's disk.
+            {"name": "config", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
+        ]
+        if init
+        else [{"name": "config", "configMap": {"name": config_map_name(ref.name)}}]
+    )
     config_path = RUNTIME_CONFIG if init else CONFIG_MOUNT
     volumes: list[dict[str, Any]] = [
         *config_volumes,
@@ -273,15 +364,24 @@ def stateful_set(ref: ClusterRef, config_checksum: str, members: list[str],
         {"name": "tmp", "emptyDir": {}},
     ]
     mounts: list[dict[str, Any]] = [
-        {"name": "config", "mountPath": RUNTIME_DIR, "readOnly": True} if init else
-        {"name": "config", "mountPath": CONFIG_MOUNT, "subPath": CONFIG_KEY, "readOnly": True},
+        {"name": "config", "mountPath": RUNTIME_DIR, "readOnly": True}
+        if init
+        else {"name": "config", "mountPath": CONFIG_MOUNT, "subPath": CONFIG_KEY, "readOnly": True},
         {"name": "tls", "mountPath": "/etc/zot/tls", "readOnly": True},
         {"name": "tmp", "mountPath": "/tmp"},
         {"name": "data", "mountPath": DATA_DIR},
     ]
     if spec.auth and spec.auth.htpasswd:
-        volumes.append({"name": "auth", "secret": {"secretName": spec.auth.htpasswd.secret_name, "defaultMode": 0o440,
-                                                   "items": [{"key": spec.auth.htpasswd.key, "path": "htpasswd"}]}})
+        volumes.append(
+            {
+                "name": "auth",
+                "secret": {
+                    "secretName": spec.auth.htpasswd.secret_name,
+                    "defaultMode": 0o440,
+                    "items": [{"key": spec.auth.htpasswd.key, "path": "htpasswd"}],
+                },
+            }
+        )
         mounts.append({"name": "auth", "mountPath": "/etc/zot/auth", "readOnly": True})
     env = secret_environment(spec)
     container: dict[str, Any] = {
@@ -308,24 +408,32 @@ def stateful_set(ref: ClusterRef, config_checksum: str, members: list[str],
         "affinity": spec.affinity or _default_affinity(ref.name),
         "terminationGracePeriodSeconds": 40,
     }
-    for key, value in (("nodeSelector", spec.node_selector), ("tolerations", spec.tolerations),
-                       ("priorityClassName", spec.priority_class_name),
-                       ("serviceAccountName", spec.service_account_name)):
+    for key, value in (
+        ("nodeSelector", spec.node_selector),
+        ("tolerations", spec.tolerations),
+        ("priorityClassName", spec.priority_class_name),
+        ("serviceAccountName", spec.service_account_name),
+    ):
         if value:
             pod_spec[key] = value
-    pod_annotations = {**spec.pod_annotations, CHECKSUM_ANNOTATION: config_checksum,
-                       MEMBERS_ANNOTATION: ",".join(members)}
+    pod_annotations = {
+        **spec.pod_annotations,
+        CHECKSUM_ANNOTATION: config_checksum,
+        MEMBERS_ANNOTATION: ",".join(members),
+    }
     if secret_versions:
         # Versions, not values (nor hashes of values, which anyone who may read pods could test guesses
         # against): a changed Secret changes the template, and the members roll one at a time.
         pod_annotations[SECRETS_ANNOTATION] = ",".join(f"{n}={v}" for n, v in sorted(secret_versions.items()))
-    claim: dict[str, Any] = {"metadata": {"name": "data", "labels": selector(ref.name)},
-                             "spec": {"accessModes": ["ReadWriteOnce"],
-                                      "resources": {"requests": {"storage": spec.storage.local.size}}}}
+    claim: dict[str, Any] = {
+        "metadata": {"name": "data", "labels": selector(ref.name)},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": spec.storage.local.size}}},
+    }
     if spec.storage.local.storage_class_name:
         claim["spec"]["storageClassName"] = spec.storage.local.storage_class_name
     body: dict[str, Any] = {
-        "apiVersion": "apps/v1", "kind": "StatefulSet",
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
         "metadata": _metadata(ref, ref.name),
         "spec": {
             "replicas": spec.replicas,
@@ -334,14 +442,15 @@ def stateful_set(ref: ClusterRef, config_checksum: str, members: list[str],
             # The operator decides when each pod restarts (all together on a membership change).
             "updateStrategy": {"type": "OnDelete"},
             "selector": {"matchLabels": selector(ref.name)},
-            "template": {"metadata": {"labels": labels(ref.name), "annotations": pod_annotations},
-                         "spec": pod_spec},
+            "template": {"metadata": {"labels": labels(ref.name), "annotations": pod_annotations}, "spec": pod_spec},
         },
     }
     if spec.storage.mode == "local":
         body["spec"]["volumeClaimTemplates"] = [claim]
-        body["spec"]["persistentVolumeClaimRetentionPolicy"] = {"whenScaled": spec.storage.local.when_scaled,
-                                                                "whenDeleted": spec.storage.local.when_deleted}
+        body["spec"]["persistentVolumeClaimRetentionPolicy"] = {
+            "whenScaled": spec.storage.local.when_scaled,
+            "whenDeleted": spec.storage.local.when_deleted,
+        }
     else:
         volumes.append({"name": "data", "emptyDir": {}})
     return body
@@ -360,13 +469,18 @@ class Rendered:
         return checksum(self.config_text)
 
 
-def render(ref: ClusterRef, hash_key: str, failed: Iterable[int] = (),
-           secret_versions: dict[str, str] | None = None) -> Rendered:
+def render(
+    ref: ClusterRef, hash_key: str, failed: Iterable[int] = (), secret_versions: dict[str, str] | None = None
+) -> Rendered:
     """`secret_versions`: resourceVersion of each of `start_secrets`, when the caller read them."""
     members = member_addresses(ref, failed)
     config_text = render_config(ref, hash_key, members)
-    objects = [config_map(ref, config_text), headless_service(ref), client_service(ref),
-               stateful_set(ref, checksum(config_text), members, secret_versions)]
+    objects = [
+        config_map(ref, config_text),
+        headless_service(ref),
+        client_service(ref),
+        stateful_set(ref, checksum(config_text), members, secret_versions),
+    ]
     pdb = pod_disruption_budget(ref)
     if pdb:
         objects.append(pdb)

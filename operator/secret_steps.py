@@ -64,17 +64,28 @@ def ensure_tls(kube: Kube, ref: ClusterRef, event: Event, now: datetime.datetime
         secret = kube.get("Secret", ref.namespace, name)
         keys = set((secret or {}).get("data") or {})
         if secret is None or not {"tls.crt", "tls.key", "ca.crt"} <= keys:
-            raise Degraded("TLSSecretMissing", f"Secret {name} (spec.tls.secretName) must exist with keys "
-                                               "tls.crt, tls.key and ca.crt")
+            raise Degraded(
+                "TLSSecretMissing",
+                f"Secret {name} (spec.tls.secretName) must exist with keys tls.crt, tls.key and ca.crt",
+            )
         return
     ca = kube.get("Secret", ref.namespace, ca_secret_name(ref.name))
     server = kube.get("Secret", ref.namespace, tls_secret_name(ref))
-    plan = plan_tls(decode_secret_data((ca or {}).get("data")), decode_secret_data((server or {}).get("data")),
-                    certificate_hosts(ref), now)
+    plan = plan_tls(
+        decode_secret_data((ca or {}).get("data")),
+        decode_secret_data((server or {}).get("data")),
+        certificate_hosts(ref),
+        now,
+    )
     for changed, existing, body, what in (
-            (plan.ca_changed, ca, ca_secret(ref, plan.ca.cert_pem, plan.ca.key_pem), "cluster CA"),
-            (plan.server_changed, server, tls_secret(ref, plan.server.cert_pem, plan.server.key_pem,
-                                                     plan.ca.cert_pem), "server certificate")):
+        (plan.ca_changed, ca, ca_secret(ref, plan.ca.cert_pem, plan.ca.key_pem), "cluster CA"),
+        (
+            plan.server_changed,
+            server,
+            tls_secret(ref, plan.server.cert_pem, plan.server.key_pem, plan.ca.cert_pem),
+            "server certificate",
+        ),
+    ):
         if not changed:
             continue
         if existing is None:
@@ -91,12 +102,19 @@ def check_referenced_secrets(kube: Kube, ref: ClusterRef) -> dict[str, str]:
     spec = ref.spec
     wanted: list[tuple[str, str, str, str]] = []  # (secret, key, spec field, reason)
     if spec.auth and spec.auth.htpasswd:
-        wanted.append((spec.auth.htpasswd.secret_name, spec.auth.htpasswd.key, "spec.auth.htpasswd",
-                       "HtpasswdSecretMissing"))
+        wanted.append(
+            (spec.auth.htpasswd.secret_name, spec.auth.htpasswd.key, "spec.auth.htpasswd", "HtpasswdSecretMissing")
+        )
     if spec.storage.mode == "s3" and spec.storage.s3 and spec.storage.s3.credentials_secret:
         for key in ("accessKey", "secretKey"):
-            wanted.append((spec.storage.s3.credentials_secret, key, "spec.storage.s3.credentialsSecret",
-                           "S3CredentialsSecretMissing"))
+            wanted.append(
+                (
+                    spec.storage.s3.credentials_secret,
+                    key,
+                    "spec.storage.s3.credentialsSecret",
+                    "S3CredentialsSecretMissing",
+                )
+            )
     if spec.cache and spec.cache.redis and spec.cache.redis.url_secret:
         url = spec.cache.redis.url_secret
         wanted.append((url.name, url.key, "spec.cache.redis.urlSecret", "RedisURLSecretMissing"))
@@ -107,5 +125,8 @@ def check_referenced_secrets(kube: Kube, ref: ClusterRef) -> dict[str, str]:
         secret = secrets[name]
         if secret is None or key not in (secret.get("data") or {}):
             raise Degraded(reason, f"Secret {name} with key {key} ({spec_field}) does not exist")
-    return {name: str((secrets[name] or {}).get("metadata", {}).get("resourceVersion", ""))
-            for name in start_secrets(spec) if name in secrets}
+    return {
+        name: str((secrets[name] or {}).get("metadata", {}).get("resourceVersion", ""))
+        for name in start_secrets(spec)
+        if name in secrets
+    }

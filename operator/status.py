@@ -34,8 +34,9 @@ class Observed:
     restarts: RestartPlan
 
 
-def condition(kind: str, ok: bool, reason: str, message: str, old: list[Condition],
-              now: datetime.datetime) -> Condition:
+def condition(
+    kind: str, ok: bool, reason: str, message: str, old: list[Condition], now: datetime.datetime
+) -> Condition:
     """lastTransitionTime moves only when the condition's status flips."""
     status = "True" if ok else "False"
     previous = next((c for c in old if c.type == kind), None)
@@ -63,14 +64,30 @@ def observed_status(seen: Observed, old: ZotClusterStatus, now: datetime.datetim
     rolling = restarting or bool(seen.restarts.waiting)
     progressing = restarting or not all_ready
     conditions = [
-        condition("Ready", all_ready, "AllMembersReady" if all_ready else "MembersNotReady",
-                  f"{seen.ready} of {seen.member_count} members ready", old.conditions, now),
-        condition("Progressing", progressing,
-                  "Restarting" if restarting else ("Converging" if progressing else "Stable"),
-                  seen.restarts.reason or ("waiting for members" if progressing else "nothing to do"),
-                  old.conditions, now),
-        condition("Degraded", bool(failed), "MembersDropped" if failed else "AsExpected",
-                  f"members {failed} dropped by failover" if failed else "", old.conditions, now),
+        condition(
+            "Ready",
+            all_ready,
+            "AllMembersReady" if all_ready else "MembersNotReady",
+            f"{seen.ready} of {seen.member_count} members ready",
+            old.conditions,
+            now,
+        ),
+        condition(
+            "Progressing",
+            progressing,
+            "Restarting" if restarting else ("Converging" if progressing else "Stable"),
+            seen.restarts.reason or ("waiting for members" if progressing else "nothing to do"),
+            old.conditions,
+            now,
+        ),
+        condition(
+            "Degraded",
+            bool(failed),
+            "MembersDropped" if failed else "AsExpected",
+            f"members {failed} dropped by failover" if failed else "",
+            old.conditions,
+            now,
+        ),
     ]
     moved = old.moved_repositories
     if old.members and old.members != seen.members and seen.local_storage:
@@ -79,16 +96,30 @@ def observed_status(seen: Observed, old: ZotClusterStatus, now: datetime.datetim
     if moved is not None:
         extra["moved_repositories"] = moved
         # Repositories whose owner changed stay on the old owner's volume: say so where users look.
-        conditions.append(condition(
-            "RepositoriesMoved", True, "MembershipChanged",
-            f"{moved}; with storage local to each member they stay on their old member's volume until copied",
-            old.conditions, now))
+        conditions.append(
+            condition(
+                "RepositoriesMoved",
+                True,
+                "MembershipChanged",
+                f"{moved}; with storage local to each member they stay on their old member's volume until copied",
+                old.conditions,
+                now,
+            )
+        )
     return ZotClusterStatus(
-        observed_generation=seen.generation, members=seen.members, replicas=seen.replicas,
-        ready_members=seen.ready, phase=phase(all_ready, rolling, bool(failed), old), selector=seen.selector,
-        hash_key_secret=seen.hash_key_secret, failed_members=failed,
-        not_ready_since=seen.failover.not_ready_since, running_since=seen.failover.running_since,
-        conditions=conditions, **extra)
+        observed_generation=seen.generation,
+        members=seen.members,
+        replicas=seen.replicas,
+        ready_members=seen.ready,
+        phase=phase(all_ready, rolling, bool(failed), old),
+        selector=seen.selector,
+        hash_key_secret=seen.hash_key_secret,
+        failed_members=failed,
+        not_ready_since=seen.failover.not_ready_since,
+        running_since=seen.failover.running_since,
+        conditions=conditions,
+        **extra,
+    )
 
 
 def already_reported(old: ZotClusterStatus, reason: str, message: str) -> bool:
@@ -96,14 +127,22 @@ def already_reported(old: ZotClusterStatus, reason: str, message: str) -> bool:
     return any(c.type == "Degraded" and c.reason == reason and c.message == message for c in old.conditions)
 
 
-def degraded_status(old: ZotClusterStatus, reason: str, message: str, generation: int | None,
-                    now: datetime.datetime) -> ZotClusterStatus:
+def degraded_status(
+    old: ZotClusterStatus, reason: str, message: str, generation: int | None, now: datetime.datetime
+) -> ZotClusterStatus:
     """A step could not go on: the rest of the status stays as last observed, Ready and Degraded say why."""
     kept = [c for c in old.conditions if c.type not in ("Degraded", "Ready")]
-    return old.model_copy(update={
-        "phase": "Degraded", "observed_generation": generation,
-        "conditions": [*kept, condition("Ready", False, reason, message, old.conditions, now),
-                       condition("Degraded", True, reason, message, old.conditions, now)]})
+    return old.model_copy(
+        update={
+            "phase": "Degraded",
+            "observed_generation": generation,
+            "conditions": [
+                *kept,
+                condition("Ready", False, reason, message, old.conditions, now),
+                condition("Degraded", True, reason, message, old.conditions, now),
+            ],
+        }
+    )
 
 
 def as_patch(status: ZotClusterStatus) -> dict[str, Any]:

@@ -42,8 +42,7 @@ def needs_new_ca(ca: dict[str, bytes], now: datetime.datetime) -> bool:
         return True
 
 
-def needs_new_server_cert(server: dict[str, bytes], ca_pem: bytes, hosts: list[str],
-                          now: datetime.datetime) -> bool:
+def needs_new_server_cert(server: dict[str, bytes], ca_pem: bytes, hosts: list[str], now: datetime.datetime) -> bool:
     """Missing, expiring, issued by another CA, or not covering every host: write a new one."""
     if "tls.crt" not in server or "tls.key" not in server or server.get("ca.crt") != ca_pem:
         return True
@@ -62,12 +61,16 @@ def needs_new_server_cert(server: dict[str, bytes], ca_pem: bytes, hosts: list[s
     return not set(hosts) <= names
 
 
-def plan_tls(ca: dict[str, bytes], server: dict[str, bytes], hosts: list[str],
-             now: datetime.datetime | None = None) -> TLSMaterial:
+def plan_tls(
+    ca: dict[str, bytes], server: dict[str, bytes], hosts: list[str], now: datetime.datetime | None = None
+) -> TLSMaterial:
     now = now or datetime.datetime.now(datetime.UTC)
     ca_changed = needs_new_ca(ca, now)
     ca_pair = make_ca("zot-operator cluster CA", days=CA_DAYS) if ca_changed else KeyPair(ca["ca.crt"], ca["ca.key"])
     server_changed = ca_changed or needs_new_server_cert(server, ca_pair.cert_pem, hosts, now)
-    server_pair = (make_server_cert(ca_pair, hosts, days=SERVER_DAYS) if server_changed
-                   else KeyPair(server["tls.crt"], server["tls.key"]))
+    server_pair = (
+        make_server_cert(ca_pair, hosts, days=SERVER_DAYS)
+        if server_changed
+        else KeyPair(server["tls.crt"], server["tls.key"])
+    )
     return TLSMaterial(ca_pair, server_pair, ca_changed, server_changed)

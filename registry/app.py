@@ -214,6 +214,14 @@ def _observe(kind: str, response: Response, started: float) -> None:
     if sent and method != "HEAD":
         metrics.BYTES_OUT.labels(kind).inc(sent)
     if log.isEnabledFor(logging.INFO):
-        log.info("request", extra={"method": method, "path": request.full_path.rstrip("?"), "status": status,
-                                   "route": kind, "duration_ms": round(elapsed * 1000, 3),
-                                   "remote": request.remote_addr})
+        log.info(
+            "request",
+            extra={
+                "method": method,
+                "path": request.full_path.rstrip("?"),
+                "status": status,
+                "route": kind,
+                "duration_ms": round(elapsed * 1000, 3),
+                "remote": request.remote_addr,
+            },
+        )

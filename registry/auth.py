@@ -51,8 +51,14 @@ def _cost(hashed: bytes) -> int | None:
 
 
 class HtpasswdAuth:
-    def __init__(self, path: str | Path, realm: str = "zot", threads: int = THREADS,
-                 max_pending: int = MAX_PENDING, fail_delay: float = 0.0) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        realm: str = "zot",
+        threads: int = THREADS,
+        max_pending: int = MAX_PENDING,
+        fail_delay: float = 0.0,
+    ) -> None:
         self.path = Path(path)
         self.realm = realm
         self.fail_delay = fail_delay
@@ -115,10 +121,13 @@ class HtpasswdAuth:
         running = self._in_flight.get(key)
         if running is None:
             if self._pending >= self._max_pending:
-                raise TooManyRequests(f"too many password checks in progress ({self._pending}); retry shortly",
-                                      headers={"Retry-After": "1"})
+                raise TooManyRequests(
+                    f"too many password checks in progress ({self._pending}); retry shortly",
+                    headers={"Retry-After": "1"},
+                )
             running = asyncio.get_running_loop().run_in_executor(
-                self._executor(), _check, password, hashed if known and hashed is not None else self._dummy)
+                self._executor(), _check, password, hashed if known and hashed is not None else self._dummy
+            )
             self._start(key, running)
         # Shielded: a client that hangs up does not cancel the check that others may share.
         return await asyncio.shield(running) and known

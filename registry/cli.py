@@ -40,8 +40,9 @@ def _main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     serve_cmd = commands.add_parser("serve", help="serve the registry described by a zot config file")
     serve_cmd.add_argument("config")
-    serve_cmd.add_argument("--workers", type=_workers, default=None,
-                           help="hypercorn worker processes (default: CPU count, at most 4)")
+    serve_cmd.add_argument(
+        "--workers", type=_workers, default=None, help="hypercorn worker processes (default: CPU count, at most 4)"
+    )
     verify_cmd = commands.add_parser("verify", help="check a zot config file and exit")
     verify_cmd.add_argument("config")
     local_cmd = commands.add_parser("local-cluster", help="run an N-member cluster on 127.0.0.1, 127.0.0.2, ...")

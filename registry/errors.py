@@ -15,8 +15,7 @@ class RegistryError(Exception):
     status: ClassVar[int] = 500
     default_message: ClassVar[str] = "unknown error"
 
-    def __init__(self, message: str | None = None, detail: Any = None,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(self, message: str | None = None, detail: Any = None, headers: dict[str, str] | None = None) -> None:
         super().__init__(message or self.default_message)
         self.message = message or self.default_message
         self.detail = detail
@@ -37,8 +36,9 @@ BlobUnknown = _error("BlobUnknown", "BLOB_UNKNOWN", 404, "blob unknown to regist
 BlobUploadInvalid = _error("BlobUploadInvalid", "BLOB_UPLOAD_INVALID", 400, "blob upload invalid")
 BlobUploadUnknown = _error("BlobUploadUnknown", "BLOB_UPLOAD_UNKNOWN", 404, "blob upload unknown to registry")
 DigestInvalid = _error("DigestInvalid", "DIGEST_INVALID", 400, "provided digest did not match uploaded content")
-ManifestBlobUnknown = _error("ManifestBlobUnknown", "MANIFEST_BLOB_UNKNOWN", 400,
-                             "manifest references a manifest or blob unknown to registry")
+ManifestBlobUnknown = _error(
+    "ManifestBlobUnknown", "MANIFEST_BLOB_UNKNOWN", 400, "manifest references a manifest or blob unknown to registry"
+)
 ManifestInvalid = _error("ManifestInvalid", "MANIFEST_INVALID", 400, "manifest invalid")
 ManifestTooLarge = _error("ManifestTooLarge", "MANIFEST_INVALID", 413, "manifest too large")
 ManifestUnknown = _error("ManifestUnknown", "MANIFEST_UNKNOWN", 404, "manifest unknown to registry")
@@ -56,8 +56,9 @@ TooManyRequests = _error("TooManyRequests", "TOOMANYREQUESTS", 429, "too many re
 PeerUnavailable = _error("PeerUnavailable", "UNAVAILABLE", 503, "the member owning this repository is unavailable")
 PeerTimeout = _error("PeerTimeout", "UNAVAILABLE", 504, "the member owning this repository did not answer in time")
 PeerBadGateway = _error("PeerBadGateway", "UNAVAILABLE", 502, "the member owning this repository failed")
-LoopDetected = _error("LoopDetected", "UNSUPPORTED", 508,
-                      "request was already proxied once: cluster members disagree on the member list")
+LoopDetected = _error(
+    "LoopDetected", "UNSUPPORTED", 508, "request was already proxied once: cluster members disagree on the member list"
+)
 # Shared storage and cache (a server that is down: the request fails whole, nothing is half-written).
 StorageUnavailable = _error("StorageUnavailable", "UNAVAILABLE", 503, "the storage backend is unavailable")
 CacheUnavailable = _error("CacheUnavailable", "UNAVAILABLE", 503, "the shared cache is unavailable")
@@ -67,9 +68,8 @@ HeadersTooLarge = _error("HeadersTooLarge", "UNSUPPORTED", 431, "request header 
 BodyTimeout = _error("BodyTimeout", "SIZE_INVALID", 408, "the request body stalled")
 PeerBusy = _error("PeerBusy", "UNAVAILABLE", 503, "too many uploads in flight to the member owning this repository")
 # Local storage: a full disk, a repository whose index.json is not one, a session another request holds.
-InsufficientStorage = _error("InsufficientStorage", "INSUFFICIENT_STORAGE", 507,
-                             "insufficient storage: the registry's disk is full")
-RepositoryUnreadable = _error("RepositoryUnreadable", "NAME_UNKNOWN", 404,
-                              "the repository's index.json cannot be read")
-BlobUploadBusy = _error("BlobUploadBusy", "BLOB_UPLOAD_INVALID", 409,
-                        "the upload session is in use by another request")
+InsufficientStorage = _error(
+    "InsufficientStorage", "INSUFFICIENT_STORAGE", 507, "insufficient storage: the registry's disk is full"
+)
+RepositoryUnreadable = _error("RepositoryUnreadable", "NAME_UNKNOWN", 404, "the repository's index.json cannot be read")
+BlobUploadBusy = _error("BlobUploadBusy", "BLOB_UPLOAD_INVALID", 409, "the upload session is in use by another request")

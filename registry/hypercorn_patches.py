@@ -176,9 +176,13 @@ def _protocol_error(status_code: int) -> RegistryError:
 async def _send_error_response(self: H11Protocol, status_code: int) -> None:
     err = _protocol_error(status_code)
     body = err.body()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-               (b"connection", b"close"), (b"docker-distribution-api-version", b"registry/2.0"),
-               *self.config.response_headers("h11")]
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close"),
+        (b"docker-distribution-api-version", b"registry/2.0"),
+        *self.config.response_headers("h11"),
+    ]
     await self._send_h11_event(h11.Response(status_code=err.status, headers=headers))
     await self._send_h11_event(h11.Data(data=body))
     await self._send_h11_event(h11.EndOfMessage())

@@ -15,11 +15,15 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
-REQUESTS = Counter("zot_http_requests_total", "HTTP requests by route, method and status",
-                   ["route", "method", "status"])
-LATENCY = Histogram("zot_http_request_duration_seconds", "HTTP request latency by route and method",
-                    ["route", "method"],
-                    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
+REQUESTS = Counter(
+    "zot_http_requests_total", "HTTP requests by route, method and status", ["route", "method", "status"]
+)
+LATENCY = Histogram(
+    "zot_http_request_duration_seconds",
+    "HTTP request latency by route and method",
+    ["route", "method"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
 BYTES_IN = Counter("zot_http_received_bytes_total", "Request body bytes received", ["route"])
 BYTES_OUT = Counter("zot_http_sent_bytes_total", "Response body bytes sent", ["route"])
 
@@ -50,9 +54,13 @@ def render(storage: StorageUsage) -> bytes:
     registry.register(storage)
     return generate_latest(registry)
 
-PROXIED = Counter("zot_cluster_proxied_requests_total", "Requests proxied to the owning member",
-                  ["peer", "route", "status"])
-PROXIED_BYTES = Counter("zot_cluster_proxied_bytes_total", "Body bytes proxied to and from peers",
-                        ["peer", "direction"])
-PEER_ERRORS = Counter("zot_cluster_peer_errors_total", "Peers that could not be reached or failed mid-request",
-                      ["peer", "kind"])
+
+PROXIED = Counter(
+    "zot_cluster_proxied_requests_total", "Requests proxied to the owning member", ["peer", "route", "status"]
+)
+PROXIED_BYTES = Counter(
+    "zot_cluster_proxied_bytes_total", "Body bytes proxied to and from peers", ["peer", "direction"]
+)
+PEER_ERRORS = Counter(
+    "zot_cluster_peer_errors_total", "Peers that could not be reached or failed mid-request", ["peer", "kind"]
+)

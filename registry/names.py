@@ -37,8 +37,10 @@ def name_problem(name: str) -> str | None:
         return f"invalid repository name: {name[:300]!r}"
     reserved = LAYOUT_ENTRIES.intersection(name.split("/"))
     if reserved:
-        return (f"invalid repository name: {name!r}: {sorted(reserved)[0]!r} is an entry of a repository's "
-                "OCI image layout and cannot be a component of a name")
+        return (
+            f"invalid repository name: {name!r}: {sorted(reserved)[0]!r} is an entry of a repository's "
+            "OCI image layout and cannot be a component of a name"
+        )
     return None
 
 

@@ -42,8 +42,13 @@ def check_files(loaded: LoadedConfig) -> Findings:
     auth = config.http.auth
     if auth is not None and auth.htpasswd is not None and auth.htpasswd.path:
         path = auth.htpasswd.path
-        checks.append((("http", "auth", "htpasswd", "path"), path,
-                       lambda: _check_htpasswd(("http", "auth", "htpasswd", "path"), path, found)))
+        checks.append(
+            (
+                ("http", "auth", "htpasswd", "path"),
+                path,
+                lambda: _check_htpasswd(("http", "auth", "htpasswd", "path"), path, found),
+            )
+        )
     if config.http.tls is not None:
         http_tls = config.http.tls
         checks.append((("http", "tls"), "", lambda: _check_pair(("http", "tls"), http_tls, found)))
@@ -55,8 +60,9 @@ def check_files(loaded: LoadedConfig) -> Findings:
         checks.append((("log", "output"), output, lambda: _check_writable_file(("log", "output"), output, found)))
     if config.storage.storage_driver is None:
         root = config.storage.root_directory
-        checks.append((("storage", "rootDirectory"), root,
-                       lambda: _check_root(("storage", "rootDirectory"), root, found)))
+        checks.append(
+            (("storage", "rootDirectory"), root, lambda: _check_root(("storage", "rootDirectory"), root, found))
+        )
     for key, value, check in checks:
         try:
             check()
@@ -154,8 +160,13 @@ def _check_htpasswd(key: PathKey, value: str, found: Findings) -> None:
         users += 1
         user, hashed = line.split(":", 1)
         if not hashed.startswith(_BCRYPT_PREFIXES):
-            found.warnings.append((key, f"{value}:{number}: the password of {user!r} is not a bcrypt hash "
-                                        "(create it with htpasswd -B); this user cannot log in"))
+            found.warnings.append(
+                (
+                    key,
+                    f"{value}:{number}: the password of {user!r} is not a bcrypt hash "
+                    "(create it with htpasswd -B); this user cannot log in",
+                )
+            )
     if users == 0:
         # Fails closed (nobody gets in), so a warning: an empty file may be filled in later.
         found.warnings.append((key, f"{value}: has no user:password lines; nobody can log in"))
@@ -207,8 +218,9 @@ def _check_pair(section: PathKey, tls: TLSConfig, found: Findings) -> None:
         return
     leaf = certificates[0]
     if _public_bytes(leaf.public_key()) != _public_bytes(private_key.public_key()):
-        found.errors.append((key_key, f"{tls.key}: does not belong to the certificate {tls.cert} "
-                                      "(their public keys differ)"))
+        found.errors.append(
+            (key_key, f"{tls.key}: does not belong to the certificate {tls.cert} (their public keys differ)")
+        )
         return
     try:
         # What hypercorn (and the peers' client) will do with them; catches what OpenSSL refuses.
@@ -218,11 +230,17 @@ def _check_pair(section: PathKey, tls: TLSConfig, found: Findings) -> None:
         return
     now = datetime.datetime.now(datetime.UTC)
     if leaf.not_valid_after_utc < now:
-        found.warnings.append((cert_key, f"{tls.cert}: expired on {leaf.not_valid_after_utc:%Y-%m-%d}; "
-                                         "clients will refuse it"))
+        found.warnings.append(
+            (cert_key, f"{tls.cert}: expired on {leaf.not_valid_after_utc:%Y-%m-%d}; clients will refuse it")
+        )
     elif leaf.not_valid_before_utc > now:
-        found.warnings.append((cert_key, f"{tls.cert}: not valid before {leaf.not_valid_before_utc:%Y-%m-%d %H:%M} "
-                                         "UTC; clients will refuse it until then"))
+        found.warnings.append(
+            (
+                cert_key,
+                f"{tls.cert}: not valid before {leaf.not_valid_before_utc:%Y-%m-%d %H:%M} "
+                "UTC; clients will refuse it until then",
+            )
+        )
 
 
 def _certificates(key: PathKey, value: str, data: bytes, found: Findings) -> list[x509.Certificate] | None:
@@ -235,8 +253,9 @@ def _certificates(key: PathKey, value: str, data: bytes, found: Findings) -> lis
     except ValueError:
         found.errors.append((key, f"{value}: not a PEM certificate"))
     else:
-        found.errors.append((key, f"{value}: a DER certificate; PEM is needed "
-                                  "(openssl x509 -inform der -in FILE -out FILE.pem)"))
+        found.errors.append(
+            (key, f"{value}: a DER certificate; PEM is needed (openssl x509 -inform der -in FILE -out FILE.pem)")
+        )
     return None
 
 
@@ -244,8 +263,9 @@ def _private_key(key: PathKey, value: str, data: bytes, found: Findings) -> Priv
     try:
         return serialization.load_pem_private_key(data, password=None)
     except TypeError:
-        found.errors.append((key, f"{value}: the key is encrypted; the registry needs it unencrypted "
-                                  "(it cannot ask for a passphrase)"))
+        found.errors.append(
+            (key, f"{value}: the key is encrypted; the registry needs it unencrypted (it cannot ask for a passphrase)")
+        )
     except UnsupportedAlgorithm:
         found.errors.append((key, f"{value}: a private key of a type that is not supported"))
     except ValueError:

@@ -74,8 +74,15 @@ def serve(loaded: LoadedConfig, workers: int | None = None) -> int:
     os.environ["ZOT_REGISTRY_CONFIG"] = str(loaded.path.absolute())
     metrics_dir = tempfile.mkdtemp(prefix="zot-registry-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-    log.info("starting", extra={"address": loaded.config.http.address, "port": loaded.config.http.port,
-                                "workers": workers, "root": loaded.config.storage.root_directory})
+    log.info(
+        "starting",
+        extra={
+            "address": loaded.config.http.address,
+            "port": loaded.config.http.port,
+            "workers": workers,
+            "root": loaded.config.storage.root_directory,
+        },
+    )
     try:
         return Supervisor(config, sockets, workers, debug=loaded.config.log.level == "debug").run()
     finally:

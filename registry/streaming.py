@@ -119,16 +119,20 @@ def framing_problem(headers: Iterable[tuple[bytes, bytes]]) -> RegistryError | N
     merges equal Content-Length headers into one."""
     names = {name.lower() for name, _ in headers}
     if b"transfer-encoding" in names and b"content-length" in names:
-        return RequestInvalid("Transfer-Encoding and Content-Length together are ambiguous (RFC 9112 6.1): "
-                              "send one of them")
+        return RequestInvalid(
+            "Transfer-Encoding and Content-Length together are ambiguous (RFC 9112 6.1): send one of them"
+        )
     return None
 
 
 async def send_error(send: Any, err: RegistryError, close: bool = False) -> None:
     """An OCI error straight through ASGI, for answers given before Quart sees the request."""
     body = err.body()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-               (b"docker-distribution-api-version", b"registry/2.0")]
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"docker-distribution-api-version", b"registry/2.0"),
+    ]
     headers += [(key.lower().encode("latin-1"), value.encode("latin-1")) for key, value in err.headers.items()]
     if close:
         headers.append((b"connection", b"close"))

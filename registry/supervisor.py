@@ -74,8 +74,9 @@ def _bind_error(host: str, port: int, err: Exception) -> str:
     if isinstance(err, socket.gaierror):
         return f"cannot listen on {where}: {host!r} does not resolve ({err.strerror}); check http.address"
     if err.errno == errno.EADDRINUSE:
-        return (f"{where} is already in use (another registry or program listens there); "
-                "stop it or set another http.port")
+        return (
+            f"{where} is already in use (another registry or program listens there); stop it or set another http.port"
+        )
     if err.errno == errno.EADDRNOTAVAIL:
         return f"cannot listen on {where}: the address is not one of this machine's; check http.address"
     if err.errno == errno.EACCES:
@@ -156,8 +157,9 @@ def _hypercorn_worker(worker_class: str) -> Callable[..., None]:
     return asyncio_worker
 
 
-def worker_main(config: HypercornConfig, sockets: Sockets, shutdown_event: EventType, report: Connection,
-                parent: int, debug: bool) -> None:
+def worker_main(
+    config: HypercornConfig, sockets: Sockets, shutdown_event: EventType, report: Connection, parent: int, debug: bool
+) -> None:
     """A worker process: load the app, say whether that worked, then serve until told to stop."""
     _die_with_parent(parent)
     from hypercorn.utils import load_application
@@ -238,16 +240,26 @@ class Supervisor:
         log.info("all workers started", extra={"workers": self.count})
         died = self._watch()
         if died is not None:
-            print(f"error: worker {died.process.pid} stopped unexpectedly ({_exit_status(died.process.exitcode)}); "
-                  "stopping the registry", file=sys.stderr, flush=True)
+            print(
+                f"error: worker {died.process.pid} stopped unexpectedly ({_exit_status(died.process.exitcode)}); "
+                "stopping the registry",
+                file=sys.stderr,
+                flush=True,
+            )
             self._stop()
             return 1
         return self._stop()
 
     def _spawn(self) -> None:
         receive, send = self.context.Pipe(duplex=False)
-        kwargs: dict[str, Any] = {"config": self.config, "sockets": self.sockets, "shutdown_event": self.shutdown,
-                                  "report": send, "parent": os.getpid(), "debug": self.debug}
+        kwargs: dict[str, Any] = {
+            "config": self.config,
+            "sockets": self.sockets,
+            "shutdown_event": self.shutdown,
+            "report": send,
+            "parent": os.getpid(),
+            "debug": self.debug,
+        }
         process = self.context.Process(target=worker_main, kwargs=kwargs, name="zot-registry-worker")
         process.start()
         send.close()
@@ -297,6 +309,9 @@ class Supervisor:
                 worker.process.join()
         failed = [w for w in self.workers if w.ready and w.process.exitcode not in (0, None) and not forced]
         for worker in failed:
-            print(f"error: worker {worker.process.pid} ended with {_exit_status(worker.process.exitcode)} "
-                  "while stopping", file=sys.stderr, flush=True)
+            print(
+                f"error: worker {worker.process.pid} ended with {_exit_status(worker.process.exitcode)} while stopping",
+                file=sys.stderr,
+                flush=True,
+            )
         return 1 if failed else 0

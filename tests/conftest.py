@@ -17,8 +17,13 @@ def start_registry(tmp_path: Path) -> Iterator[Callable[..., RegistryProcess]]:
     """Factory: start `zot-registry serve` processes; all are stopped at the end of the test."""
     started: list[RegistryProcess] = []
 
-    def start(host: str = "127.0.0.1", workers: int = 2, config: dict[str, Any] | None = None,
-              name: str = "registry", **http: Any) -> RegistryProcess:
+    def start(
+        host: str = "127.0.0.1",
+        workers: int = 2,
+        config: dict[str, Any] | None = None,
+        name: str = "registry",
+        **http: Any,
+    ) -> RegistryProcess:
         folder = tmp_path / f"{name}-{len(started)}"
         folder.mkdir()
         port = free_port(host)

@@ -41,8 +41,9 @@ def _secret_data(path: str, name: str, document: dict[str, Any]) -> dict[str, by
         try:
             values[str(key)] = base64.b64decode(str(value), validate=True)
         except (binascii.Error, ValueError):
-            raise ManifestError(f"{path}: Secret {name}: data.{key} is not valid base64 "
-                                "(use stringData for plain text)") from None
+            raise ManifestError(
+                f"{path}: Secret {name}: data.{key} is not valid base64 (use stringData for plain text)"
+            ) from None
     # stringData wins over data, as the API server merges it.
     values.update({str(k): str(v).encode() for k, v in (document.get("stringData") or {}).items()})
     return values
@@ -90,7 +91,9 @@ def load_manifest(path: str, overrides: dict[str, Any] | None = None) -> Manifes
     name, namespace = str(meta.get("name", "zot")), str(meta.get("namespace", "default"))
     for key, value in (("name", name), ("namespace", namespace)):
         if len(value) > 63 or not _NAME.match(value):
-            raise ManifestError(f"{path}: metadata.{key}: {value!r} is not a DNS-1123 label "
-                                "(lower-case letters, digits and '-', at most 63)")
+            raise ManifestError(
+                f"{path}: metadata.{key}: {value!r} is not a DNS-1123 label "
+                "(lower-case letters, digits and '-', at most 63)"
+            )
     spec = _validate(path, document, overrides or {})
     return Manifest(ClusterRef(name, namespace, "", spec), secrets)

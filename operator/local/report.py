@@ -21,8 +21,10 @@ def owner_shares(hash_key: str, members: int, sample: int = SAMPLE) -> list[floa
 
 def moved_message(before: list[str], after: list[str]) -> str:
     """The operator's RepositoriesMoved condition message, word for word."""
-    return (f"{moved_share(before, after)}; with storage local to each member they stay on their old "
-            "member's volume until copied")
+    return (
+        f"{moved_share(before, after)}; with storage local to each member they stay on their old "
+        "member's volume until copied"
+    )
 
 
 def push_command(layout: LocalLayout) -> str:
@@ -39,8 +41,10 @@ def summary(layout: LocalLayout) -> list[str]:
     shares = owner_shares(layout.hash_key, len(layout.members))
     lines = [f"members ({len(layout.members)}, one hash key, TLS from the cluster CA {layout.ca}):"]
     for index, (ordinal, member) in enumerate(zip(layout.ordinals, layout.members, strict=True)):
-        lines.append(f"  {index}: https://{member}  owns {shares[index]:.1%} of repository names "
-                     f"(sample of {SAMPLE})  data {layout.folder / 'data' / f'member-{ordinal}'}")
+        lines.append(
+            f"  {index}: https://{member}  owns {shares[index]:.1%} of repository names "
+            f"(sample of {SAMPLE})  data {layout.folder / 'data' / f'member-{ordinal}'}"
+        )
     lines.append(f"entry URL: {layout.url(0)}  (any member serves any repository: it proxies to the owner)")
     if layout.credentials:
         password = layout.credentials.password or "(the one for this user in the Secret)"

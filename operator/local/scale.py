@@ -26,10 +26,11 @@ def find_folder(folder: Path | None) -> Path:
     if len(running) == 1:
         return running[0]
     if not running:
-        raise ManifestError("no local cluster runs under .zot-local/ here: start one with "
-                            "`zot-operator local up -f FILE`, or pass --dir STATE_DIR")
-    raise ManifestError("several local clusters run here; pick one with --dir: "
-                        + ", ".join(str(p) for p in running))
+        raise ManifestError(
+            "no local cluster runs under .zot-local/ here: start one with "
+            "`zot-operator local up -f FILE`, or pass --dir STATE_DIR"
+        )
+    raise ManifestError("several local clusters run here; pick one with --dir: " + ", ".join(str(p) for p in running))
 
 
 def scale(replicas: int, folder: Path | None) -> int:

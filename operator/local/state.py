@@ -81,14 +81,14 @@ def local_members(spec: ZotClusterSpec) -> list[tuple[int, str]]:
 class Credentials:
     user: str
     password: str | None  # None when the htpasswd came from the manifest (we cannot know it)
-    source: str           # where the htpasswd came from, for the user
+    source: str  # where the htpasswd came from, for the user
 
 
 @dataclass
 class LocalLayout:
     folder: Path
     ref: ClusterRef
-    members: list[str]            # host:port, the cluster.members of every member
+    members: list[str]  # host:port, the cluster.members of every member
     ordinals: list[int]
     configs: list[Path]
     hash_key: str
@@ -123,8 +123,10 @@ def _hash_key(folder: Path, manifest: Manifest) -> str:
         write_private(key_file, new_hash_key().encode())
     key = key_file.read_bytes().strip()
     if len(key) != 16:
-        raise ManifestError(f"{key_file}: the hash key must be 16 bytes; remove the file to generate a new one "
-                            "(every repository then changes owner)")
+        raise ManifestError(
+            f"{key_file}: the hash key must be 16 bytes; remove the file to generate a new one "
+            "(every repository then changes owner)"
+        )
     return key.decode()
 
 
@@ -136,22 +138,30 @@ def _htpasswd(folder: Path, manifest: Manifest) -> Credentials | None:
     path, password_file = folder / "auth" / "htpasswd", folder / "auth" / "admin-password"
     if ref.secret_name in manifest.secrets:
         if ref.key not in manifest.secrets[ref.secret_name]:
-            raise ManifestError(f"Secret {ref.secret_name} has no key {ref.key!r} "
-                                f"(spec.auth.htpasswd.key); it has: {sorted(manifest.secrets[ref.secret_name])}")
+            raise ManifestError(
+                f"Secret {ref.secret_name} has no key {ref.key!r} "
+                f"(spec.auth.htpasswd.key); it has: {sorted(manifest.secrets[ref.secret_name])}"
+            )
         content = manifest.secrets[ref.secret_name][ref.key]
         write_private(path, content)
         password_file.unlink(missing_ok=True)
         first = content.decode(errors="replace").strip().splitlines()[:1]
-        return Credentials(first[0].split(":", 1)[0] if first else ADMIN, None,
-                           f"htpasswd from Secret {ref.secret_name} in the manifest")
+        return Credentials(
+            first[0].split(":", 1)[0] if first else ADMIN,
+            None,
+            f"htpasswd from Secret {ref.secret_name} in the manifest",
+        )
     # The Secret is not in the file: as a first try needs no setup, make one user with a random password.
     if not (path.exists() and password_file.exists()):
         password = "".join(secrets.choice(_PASSWORD_ALPHABET) for _ in range(20))
         hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=10)).decode()
         write_private(path, f"{ADMIN}:{hashed}\n".encode())
         write_private(password_file, password.encode())
-    return Credentials(ADMIN, password_file.read_text().strip(),
-                       f"generated, as Secret {ref.secret_name} is not in the manifest; kept in {path.parent}")
+    return Credentials(
+        ADMIN,
+        password_file.read_text().strip(),
+        f"generated, as Secret {ref.secret_name} is not in the manifest; kept in {path.parent}",
+    )
 
 
 def _tls(folder: Path, manifest: Manifest, hosts: list[str]) -> bool:
@@ -161,14 +171,17 @@ def _tls(folder: Path, manifest: Manifest, hosts: list[str]) -> bool:
         name = spec.tls.secret_name or ""
         given = manifest.secrets.get(name)
         if given is None or not all(k in given for k in ("tls.crt", "tls.key", "ca.crt")):
-            raise ManifestError(f"spec.tls.mode is secret: local mode needs Secret {name!r} with keys tls.crt, "
-                                "tls.key and ca.crt in the same file")
+            raise ManifestError(
+                f"spec.tls.mode is secret: local mode needs Secret {name!r} with keys tls.crt, "
+                "tls.key and ca.crt in the same file"
+            )
         for key in ("tls.crt", "tls.key", "ca.crt"):
             write_private(tls / key, given[key])
         return False
 
-    existing = {key: (tls / key).read_bytes() for key in ("ca.crt", "ca.key", "tls.crt", "tls.key")
-                if (tls / key).exists()}
+    existing = {
+        key: (tls / key).read_bytes() for key in ("ca.crt", "ca.key", "tls.crt", "tls.key") if (tls / key).exists()
+    }
     ca: dict[str, bytes] = {k: existing[k] for k in ("ca.crt", "ca.key") if k in existing}
     server: dict[str, bytes] = {k: existing[k] for k in ("tls.crt", "tls.key", "ca.crt") if k in existing}
     material = plan_tls(ca, server, hosts)
@@ -202,8 +215,10 @@ def prepare(folder: Path, manifest: Manifest) -> LocalLayout:
     """Write key, TLS material, htpasswd and every member's config for `manifest` into `folder`."""
     spec = manifest.ref.spec
     if spec.storage.mode != "local":
-        raise ManifestError("spec.storage.mode: local mode runs storage mode local only "
-                            "(each member keeps its repositories in the state folder)")
+        raise ManifestError(
+            "spec.storage.mode: local mode runs storage mode local only "
+            "(each member keeps its repositories in the state folder)"
+        )
     folder = folder.absolute()
     for sub in ("data", "logs", "members", "client-certs"):
         (folder / sub).mkdir(parents=True, exist_ok=True)

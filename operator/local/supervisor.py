@@ -104,9 +104,11 @@ class Supervisor:
     def _start(self, layout: LocalLayout) -> None:
         taken = port_taken([m.rsplit(":", 1)[0] for m in layout.members], layout.ref.spec.port)
         if taken:
-            raise ManifestError(f"spec.port: port {layout.ref.spec.port} is already taken on {taken} "
-                                f"(see `ss -ltnp 'sport = :{layout.ref.spec.port}'`); "
-                                "free it or set another spec.port in the manifest")
+            raise ManifestError(
+                f"spec.port: port {layout.ref.spec.port} is already taken on {taken} "
+                f"(see `ss -ltnp 'sport = :{layout.ref.spec.port}'`); "
+                "free it or set another spec.port in the manifest"
+            )
         self.layout = layout
         self.processes = []
         for ordinal, config in zip(layout.ordinals, layout.configs, strict=True):
@@ -119,8 +121,10 @@ class Supervisor:
         for index, process in enumerate(self.processes):
             if process.poll() is not None:
                 log = layout.log(layout.ordinals[index])
-                raise MemberFailed(f"member {index} ({layout.members[index]}) exited with code {process.returncode}; "
-                                   f"last lines of {log}:\n{_tail(log)}")
+                raise MemberFailed(
+                    f"member {index} ({layout.members[index]}) exited with code {process.returncode}; "
+                    f"last lines of {log}:\n{_tail(log)}"
+                )
 
     def _wait_ready(self, layout: LocalLayout) -> None:
         total, ready = len(layout.members), set[int]()
@@ -134,8 +138,9 @@ class Supervisor:
                     self._save(readyMembers=len(ready))
             if len(ready) < total and time.monotonic() > deadline:
                 late = [layout.members[i] for i in range(total) if i not in ready]
-                raise MemberFailed(f"not ready after {READY_TIMEOUT:.0f} s: {', '.join(late)}; "
-                                   f"see the logs in {self.folder / 'logs'}")
+                raise MemberFailed(
+                    f"not ready after {READY_TIMEOUT:.0f} s: {', '.join(late)}; see the logs in {self.folder / 'logs'}"
+                )
             if len(ready) < total:
                 time.sleep(POLL)
 
@@ -168,8 +173,9 @@ class Supervisor:
         assert self.layout is not None
         spec = self.manifest.ref.spec
         try:
-            new_spec = ZotClusterSpec.model_validate({**spec.model_dump(by_alias=True),
-                                                      "replicas": desired.get("replicas")})
+            new_spec = ZotClusterSpec.model_validate(
+                {**spec.model_dump(by_alias=True), "replicas": desired.get("replicas")}
+            )
             ref = self.manifest.ref
             new_manifest = Manifest(ClusterRef(ref.name, ref.namespace, "", new_spec), self.manifest.secrets)
             before = self.layout.members
@@ -179,8 +185,11 @@ class Supervisor:
             if taken:
                 raise ManifestError(f"port {spec.port} is taken on {taken}: cannot add a member there")
         except (ValidationError, ManifestError) as err:
-            message = (f"spec.{'.'.join(str(p) for p in err.errors()[0]['loc'])}: {err.errors()[0]['msg']}"
-                       if isinstance(err, ValidationError) else str(err))
+            message = (
+                f"spec.{'.'.join(str(p) for p in err.errors()[0]['loc'])}: {err.errors()[0]['msg']}"
+                if isinstance(err, ValidationError)
+                else str(err)
+            )
             self._save(generation=generation, phase="Running", error=f"scale refused: {message}", events=[])
             self._progress(f"scale refused: {message}")
             return
@@ -188,10 +197,19 @@ class Supervisor:
             self._save(generation=generation, phase="Running", error=None, events=[])
             self._progress(f"already {len(before)} members: nothing to restart")
             return
-        self._save(generation=generation, phase="Restarting", error=None, moved=None, readyMembers=0, events=[],
-                   replicas=new_spec.replicas)
-        self._progress(f"membership change {len(before)} -> {new_spec.replicas} members: restarting all members "
-                       "with the new member list")
+        self._save(
+            generation=generation,
+            phase="Restarting",
+            error=None,
+            moved=None,
+            readyMembers=0,
+            events=[],
+            replicas=new_spec.replicas,
+        )
+        self._progress(
+            f"membership change {len(before)} -> {new_spec.replicas} members: restarting all members "
+            "with the new member list"
+        )
         self._stop()
         self.manifest = new_manifest
         layout = prepare(self.folder, new_manifest)
@@ -205,19 +223,31 @@ class Supervisor:
     def run(self) -> int:
         previous = read_json(self.folder / "state.json")
         if supervisor_pid(self.folder):
-            raise ManifestError(f"a local cluster already runs from {self.folder} (pid {previous.get('pid')}): "
-                                "stop it with Ctrl-C, or resize it with `zot-operator local scale N`")
+            raise ManifestError(
+                f"a local cluster already runs from {self.folder} (pid {previous.get('pid')}): "
+                "stop it with Ctrl-C, or resize it with `zot-operator local scale N`"
+            )
         _stop_leftovers(previous, self.folder)
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, self._on_stop)
         signal.signal(signal.SIGUSR1, self._on_request)
         layout = prepare(self.folder, self.manifest)
         (self.folder / "desired.json").unlink(missing_ok=True)  # a scale request of an earlier run
-        self.state = {"name": self.manifest.ref.name, "pid": os.getpid(), "phase": "Starting", "generation": 0,
-                      "members": layout.members, "replicas": len(layout.members), "readyMembers": 0,
-                      "port": self.manifest.ref.spec.port, "memberPids": []}
-        say(f"ZotCluster {self.manifest.ref.name}: {len(layout.members)} members, state in {self.folder}"
-            + (" (new CA / server certificate)" if layout.tls_reissued else ""))
+        self.state = {
+            "name": self.manifest.ref.name,
+            "pid": os.getpid(),
+            "phase": "Starting",
+            "generation": 0,
+            "members": layout.members,
+            "replicas": len(layout.members),
+            "readyMembers": 0,
+            "port": self.manifest.ref.spec.port,
+            "memberPids": [],
+        }
+        say(
+            f"ZotCluster {self.manifest.ref.name}: {len(layout.members)} members, state in {self.folder}"
+            + (" (new CA / server certificate)" if layout.tls_reissued else "")
+        )
         moved = self._announce_move(list(previous.get("members") or []), layout.members)
         self._save(moved=moved)
         try:

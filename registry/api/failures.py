@@ -38,8 +38,11 @@ async def failure_response(err: RegistryError) -> Response:
     """The answer to a request under /v2/ that failed with `err`."""
     if err.status >= 500:
         # A peer, the bucket or the cache failed: the client gets the reason, so does the operator.
-        log.warning("request failed: %s", err.message, extra={"method": request.method, "path": request.path,
-                                                              "status": err.status})
+        log.warning(
+            "request failed: %s",
+            err.message,
+            extra={"method": request.method, "path": request.path, "status": err.status},
+        )
     response = error_response(err)
     if isinstance(err, _ANSWER_AT_ONCE) or not await drain_body():
         # Said up front, so a keep-alive client does not send its next request into a closing socket.

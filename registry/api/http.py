@@ -111,4 +111,3 @@ def parse_content_range(header: str | None) -> tuple[int, int] | None:
     if start is None or end is None or end < start or not total_ok:
         raise RangeInvalid(f"invalid Content-Range: {header[:80]!r}")
     return start, end
-

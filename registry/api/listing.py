@@ -27,8 +27,7 @@ async def catalog(route: Route, store: Store) -> Response:
 
 def catalog_response(names: list[str], n: int | None) -> Response:
     page, headers = paginate(names, "/v2/_catalog", n)
-    return Response(json.dumps({"repositories": page}), status=200, headers=headers,
-                    content_type="application/json")
+    return Response(json.dumps({"repositories": page}), status=200, headers=headers, content_type="application/json")
 
 
 async def referrers(route: Route, store: Store) -> Response:

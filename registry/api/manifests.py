@@ -15,8 +15,11 @@ async def manifest(route: Route, store: Store) -> Response:
     method = request.method
     if method in ("GET", "HEAD"):
         descriptor, data = await store.get_manifest(route.name, route.arg)
-        headers = {"Docker-Content-Digest": descriptor["digest"], "Content-Type": descriptor["mediaType"],
-                   "ETag": f'"{descriptor["digest"]}"'}
+        headers = {
+            "Docker-Content-Digest": descriptor["digest"],
+            "Content-Type": descriptor["mediaType"],
+            "ETag": f'"{descriptor["digest"]}"',
+        }
         response = Response(b"" if method == "HEAD" else data, status=200, headers=headers)
         response.headers["Content-Length"] = str(len(data))
         return response

@@ -61,6 +61,7 @@ def match_route(rest: str, method: str) -> Route:
         else:
             raise NameUnknown(f"no such endpoint: /v2/{rest}")
     if method not in METHODS[route.kind]:
-        raise Unsupported(f"method {method} not allowed on this endpoint",
-                          headers={"Allow": ", ".join(sorted(METHODS[route.kind]))})
+        raise Unsupported(
+            f"method {method} not allowed on this endpoint", headers={"Allow": ", ".join(sorted(METHODS[route.kind]))}
+        )
     return route

@@ -27,8 +27,7 @@ def _session_headers(name: str, session: str, size: int) -> dict[str, str]:
 
 
 def _blob_created(name: str, digest: str) -> Response:
-    return Response("", status=201, headers={"Location": f"/v2/{name}/blobs/{digest}",
-                                             "Docker-Content-Digest": digest})
+    return Response("", status=201, headers={"Location": f"/v2/{name}/blobs/{digest}", "Docker-Content-Digest": digest})
 
 
 async def start_upload(route: Route, store: Store) -> Response:
@@ -76,8 +75,9 @@ async def upload_session(route: Route, store: Store) -> Response:
         length = content_length()
         if chunk_range and length is not None and chunk_range[1] - chunk_range[0] + 1 != length:
             raise BlobUploadInvalid("Content-Range and Content-Length disagree")
-        size = await store.append_upload(name, session, request_stream(),
-                                         chunk_range[0] if chunk_range else None, length)
+        size = await store.append_upload(
+            name, session, request_stream(), chunk_range[0] if chunk_range else None, length
+        )
         return Response("", status=202, headers=_session_headers(name, session, size))
     # PUT: close the session, with an optional last chunk.
     if "digest" not in request.args:

@@ -37,8 +37,7 @@ class Cache(Protocol):
     async def put_repo_meta(self, repo: str, meta: dict[str, Any]) -> None:
         """Stores `meta` (a JSON-able dict) for `repo` and adds `repo` to the catalog."""
 
-    async def get_repo_meta(self, repo: str) -> dict[str, Any] | None:
-        ...
+    async def get_repo_meta(self, repo: str) -> dict[str, Any] | None: ...
 
     async def delete_repo_meta(self, repo: str) -> None:
         """Removes `repo`'s metadata and catalog entry (idempotent)."""
@@ -56,8 +55,6 @@ class Cache(Protocol):
 
     # Lifecycle ----------------------------------------------------------------------------------
     async def ping(self) -> str:
-        """"" when the cache answers, else a reason (for /readyz)."""
+        """ "" when the cache answers, else a reason (for /readyz)."""
 
-    async def close(self) -> None:
-        ...
-
+    async def close(self) -> None: ...

@@ -60,9 +60,12 @@ class DynamoDBCache:
         # The config loader lower-cases keys as zot's viper does; a dict straight from zot's JSON
         # (cacheTablename) must name the same tables rather than fall back to the defaults.
         driver = {str(k).lower(): v for k, v in driver.items()}
-        return cls(driver.get("endpoint") or None, str(driver.get("region") or "us-east-1"),
-                   str(driver.get("cachetablename") or DEFAULT_TABLES["cachetablename"]),
-                   str(driver.get("repometatablename") or DEFAULT_TABLES["repometatablename"]))
+        return cls(
+            driver.get("endpoint") or None,
+            str(driver.get("region") or "us-east-1"),
+            str(driver.get("cachetablename") or DEFAULT_TABLES["cachetablename"]),
+            str(driver.get("repometatablename") or DEFAULT_TABLES["repometatablename"]),
+        )
 
     def _unavailable(self, what: str, err: Exception) -> RegistryError:
         return CacheUnavailable(f"dynamodb cache at {self.endpoint or 'AWS'}: {what} failed: {err}")
@@ -73,10 +76,16 @@ class DynamoDBCache:
         async with self._opening:
             if self._client is None:
                 stack = AsyncExitStack()
-                client = await stack.enter_async_context(get_session().create_client(
-                    "dynamodb", region_name=self.region, endpoint_url=self.endpoint,
-                    config=BotoConfig(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=3,
-                                      read_timeout=10)))
+                client = await stack.enter_async_context(
+                    get_session().create_client(
+                        "dynamodb",
+                        region_name=self.region,
+                        endpoint_url=self.endpoint,
+                        config=BotoConfig(
+                            retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=3, read_timeout=10
+                        ),
+                    )
+                )
                 try:
                     for table, key in ((self.blob_table, "Digest"), (self.repo_table, "RepoName")):
                         await self._ensure_table(client, table, key)
@@ -88,9 +97,12 @@ class DynamoDBCache:
 
     async def _ensure_table(self, client: Any, table: str, key: str) -> None:
         try:
-            await client.create_table(TableName=table, BillingMode="PAY_PER_REQUEST",
-                                      KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],
-                                      AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}])
+            await client.create_table(
+                TableName=table,
+                BillingMode="PAY_PER_REQUEST",
+                KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],
+                AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}],
+            )
         except ClientError as err:
             if _code(err) != "ResourceInUseException":  # it exists, or another member is creating it
                 raise self._unavailable(f"create table {table}", err) from None
@@ -122,29 +134,42 @@ class DynamoDBCache:
     # Dedupe index -------------------------------------------------------------------------------
 
     async def add_blob_holder(self, digest: str, repo: str) -> None:
-        await self._call("update_item", TableName=self.blob_table, Key={"Digest": {"S": digest}},
-                         UpdateExpression="ADD Repos :r", ExpressionAttributeValues={":r": {"SS": [repo]}})
+        await self._call(
+            "update_item",
+            TableName=self.blob_table,
+            Key={"Digest": {"S": digest}},
+            UpdateExpression="ADD Repos :r",
+            ExpressionAttributeValues={":r": {"SS": [repo]}},
+        )
 
     async def remove_blob_holder(self, digest: str, repo: str) -> int:
-        answer = await self._call("update_item", TableName=self.blob_table, Key={"Digest": {"S": digest}},
-                                  UpdateExpression="DELETE Repos :r", ExpressionAttributeValues={":r": {"SS": [repo]}},
-                                  ReturnValues="ALL_NEW")
+        answer = await self._call(
+            "update_item",
+            TableName=self.blob_table,
+            Key={"Digest": {"S": digest}},
+            UpdateExpression="DELETE Repos :r",
+            ExpressionAttributeValues={":r": {"SS": [repo]}},
+            ReturnValues="ALL_NEW",
+        )
         return len(answer.get("Attributes", {}).get("Repos", {}).get("SS", []))
 
     async def blob_holders(self, digest: str) -> set[str]:
-        answer = await self._call("get_item", TableName=self.blob_table, Key={"Digest": {"S": digest}},
-                                  ConsistentRead=True)
+        answer = await self._call(
+            "get_item", TableName=self.blob_table, Key={"Digest": {"S": digest}}, ConsistentRead=True
+        )
         return set(answer.get("Item", {}).get("Repos", {}).get("SS", []))
 
     # Repository metadata ------------------------------------------------------------------------
 
     async def put_repo_meta(self, repo: str, meta: dict[str, Any]) -> None:
-        await self._call("put_item", TableName=self.repo_table,
-                         Item={"RepoName": {"S": repo}, "Meta": {"S": json.dumps(meta)}})
+        await self._call(
+            "put_item", TableName=self.repo_table, Item={"RepoName": {"S": repo}, "Meta": {"S": json.dumps(meta)}}
+        )
 
     async def get_repo_meta(self, repo: str) -> dict[str, Any] | None:
-        answer = await self._call("get_item", TableName=self.repo_table, Key={"RepoName": {"S": repo}},
-                                  ConsistentRead=True)
+        answer = await self._call(
+            "get_item", TableName=self.repo_table, Key={"RepoName": {"S": repo}}, ConsistentRead=True
+        )
         item = answer.get("Item")
         return json.loads(item["Meta"]["S"]) if item else None
 
@@ -156,8 +181,9 @@ class DynamoDBCache:
         start: dict[str, Any] | None = None
         while True:
             extra = {"ExclusiveStartKey": start} if start else {}
-            page = await self._call("scan", TableName=self.repo_table, ProjectionExpression="RepoName",
-                                    ConsistentRead=True, **extra)
+            page = await self._call(
+                "scan", TableName=self.repo_table, ProjectionExpression="RepoName", ConsistentRead=True, **extra
+            )
             names.extend(item["RepoName"]["S"] for item in page.get("Items", []))
             start = page.get("LastEvaluatedKey")
             if not start:
@@ -175,12 +201,14 @@ class DynamoDBCache:
             now = time.time()
             try:
                 # Names through placeholders: OWNER is one of DynamoDB's reserved words.
-                await self._call("put_item", TableName=self.blob_table,
-                                 Item={**item_key, "LockOwner": {"S": owner},
-                                       "LockExpires": {"N": f"{now + timeout:.3f}"}},
-                                 ConditionExpression="attribute_not_exists(#k) OR #e < :now",
-                                 ExpressionAttributeNames={"#k": "Digest", "#e": "LockExpires"},
-                                 ExpressionAttributeValues={":now": {"N": f"{now:.3f}"}})
+                await self._call(
+                    "put_item",
+                    TableName=self.blob_table,
+                    Item={**item_key, "LockOwner": {"S": owner}, "LockExpires": {"N": f"{now + timeout:.3f}"}},
+                    ConditionExpression="attribute_not_exists(#k) OR #e < :now",
+                    ExpressionAttributeNames={"#k": "Digest", "#e": "LockExpires"},
+                    ExpressionAttributeValues={":now": {"N": f"{now:.3f}"}},
+                )
                 break
             except ClientError:  # held by someone else, and not expired
                 if time.monotonic() > deadline:
@@ -191,9 +219,14 @@ class DynamoDBCache:
         finally:
             # Not ours any more (expired and taken), or the table is unreachable: the expiry frees it.
             with contextlib.suppress(ClientError, CacheUnavailable):
-                await self._call("delete_item", TableName=self.blob_table, Key=item_key,
-                                 ConditionExpression="#o = :me", ExpressionAttributeNames={"#o": "LockOwner"},
-                                 ExpressionAttributeValues={":me": {"S": owner}})
+                await self._call(
+                    "delete_item",
+                    TableName=self.blob_table,
+                    Key=item_key,
+                    ConditionExpression="#o = :me",
+                    ExpressionAttributeNames={"#o": "LockOwner"},
+                    ExpressionAttributeValues={":me": {"S": owner}},
+                )
 
     async def ping(self) -> str:
         try:

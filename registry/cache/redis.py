@@ -51,8 +51,9 @@ class RedisCache:
     def client(self) -> Redis:
         # Made on first use, inside the worker's event loop (hypercorn forks workers after import).
         if self._client is None:
-            self._client = Redis.from_url(self.url, socket_connect_timeout=3, socket_timeout=10,
-                                          health_check_interval=30, decode_responses=True)
+            self._client = Redis.from_url(
+                self.url, socket_connect_timeout=3, socket_timeout=10, health_check_interval=30, decode_responses=True
+            )
         return self._client
 
     def _key(self, *parts: str) -> str:

@@ -63,9 +63,13 @@ def decide(request: Request, route: Route, membership: Membership, shared_storag
         if owner != me:
             if request.headers.get(HOP_HEADER):
                 # The sender thought we own it; we think another member does: the member lists differ.
-                return Refuse(LoopDetected(f"repository {route.name!r} belongs to {membership.member(owner)} by "
-                                           "this member's list, but the request was already proxied once: "
-                                           "cluster.members differ between members"))
+                return Refuse(
+                    LoopDetected(
+                        f"repository {route.name!r} belongs to {membership.member(owner)} by "
+                        "this member's list, but the request was already proxied once: "
+                        "cluster.members differ between members"
+                    )
+                )
             return Forward(membership.member(owner))
     elif route.kind == "catalog":
         # Storage local to each member: the catalog must come from all of them (zot answers locally).

@@ -83,12 +83,15 @@ def identify(members: list[tuple[str, int]], address: str, port: int) -> int:
             unresolved.append(host)
     if unresolved:
         raise OSError(f"cannot resolve {', '.join(unresolved)} yet")
-    raise NotAMember(f"none of cluster.members is this instance: no member has port {port} and one of the "
-                     f"addresses {sorted(mine)}; check cluster.members and http.address/http.port")
+    raise NotAMember(
+        f"none of cluster.members is this instance: no member has port {port} and one of the "
+        f"addresses {sorted(mine)}; check cluster.members and http.address/http.port"
+    )
 
 
-async def identify_with_retry(membership: Membership, address: str, port: int,
-                              interval: float = 1.0, max_interval: float = 10.0) -> None:
+async def identify_with_retry(
+    membership: Membership, address: str, port: int, interval: float = 1.0, max_interval: float = 10.0
+) -> None:
     """Keep trying until this instance finds itself; readiness reports `membership.reason` meanwhile."""
     delay = interval
     logged = ""
@@ -96,9 +99,14 @@ async def identify_with_retry(membership: Membership, address: str, port: int,
         try:
             membership.self_index = await asyncio.to_thread(identify, membership.members, address, port)
             membership.reason = ""
-            log.info("cluster member identified", extra={"index": membership.self_index,
-                                                         "member": membership.member(membership.self_index),
-                                                         "members": len(membership.members)})
+            log.info(
+                "cluster member identified",
+                extra={
+                    "index": membership.self_index,
+                    "member": membership.member(membership.self_index),
+                    "members": len(membership.members),
+                },
+            )
             return
         except (OSError, NotAMember) as err:
             membership.reason = str(err)

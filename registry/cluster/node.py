@@ -34,13 +34,20 @@ class Cluster:
         assert config.cluster is not None
         tls = config.cluster.tls
         scheme = "https" if config.http.tls is not None else "http"
-        context = peer_ssl_context(tls.cacert if tls else None, tls.cert if tls else None,
-                                   tls.key if tls else None) if scheme == "https" else None
+        context = (
+            peer_ssl_context(tls.cacert if tls else None, tls.cert if tls else None, tls.key if tls else None)
+            if scheme == "https"
+            else None
+        )
         membership = Membership(config.cluster.member_addresses, config.cluster.hash_key_bytes)
         shared = bool(config.storage.storage_driver) or bool(config.storage.remote_cache)
         # Peer timeouts: the defaults suit a LAN; the environment may tune them (tests shorten them).
-        proxy = PeerProxy(scheme, context, connect_timeout=env_seconds("ZOT_CLUSTER_CONNECT_TIMEOUT", 3.0),
-                          read_timeout=env_seconds("ZOT_CLUSTER_READ_TIMEOUT", 20.0))
+        proxy = PeerProxy(
+            scheme,
+            context,
+            connect_timeout=env_seconds("ZOT_CLUSTER_CONNECT_TIMEOUT", 3.0),
+            read_timeout=env_seconds("ZOT_CLUSTER_READ_TIMEOUT", 20.0),
+        )
         return cls(membership, proxy, shared)
 
     def owns(self, name: str) -> bool:
@@ -61,8 +68,9 @@ class Cluster:
             return False
         peer = self.membership.member(self.membership.owner(source))
         try:
-            response = await self.proxy.request(peer, "GET", f"/v2/{source}/blobs/{digest}",
-                                                self._peer_headers(request))
+            response = await self.proxy.request(
+                peer, "GET", f"/v2/{source}/blobs/{digest}", self._peer_headers(request)
+            )
         except RegistryError:
             return False
         try:

@@ -50,8 +50,20 @@ log = logging.getLogger("zot_registry.cluster")
 HOP_HEADER = "X-Zot-Cluster-Hop-Count"
 # Hop-by-hop headers (RFC 9110 7.6.1), those the client library sets itself, and Quart's own.
 # Content-Length is set from our own reading of it; Expect was answered by this member already.
-_NOT_FORWARDED = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
-                  "transfer-encoding", "upgrade", "host", "remote-addr", "content-length", "expect"}
+_NOT_FORWARDED = {
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "remote-addr",
+    "content-length",
+    "expect",
+}
 # Read up to this much from a peer before the client takes it: fewer, larger pieces per loop turn.
 READ_BUFFER = 1 << 20
 _NOT_RETURNED = _NOT_FORWARDED | {"date", "server"}
@@ -83,12 +95,16 @@ class UploadSlots:
 
     def acquire(self, peer: str, client: str) -> None:
         if self.per_client and self._clients[client] >= self.per_client:
-            raise TooManyRequests(f"too many uploads in flight from {client} through this member "
-                                  f"({self.per_client}); retry when one has finished",
-                                  headers={"Retry-After": RETRY_AFTER})
+            raise TooManyRequests(
+                f"too many uploads in flight from {client} through this member "
+                f"({self.per_client}); retry when one has finished",
+                headers={"Retry-After": RETRY_AFTER},
+            )
         if self.per_peer and self._peers[peer] >= self.per_peer:
-            raise PeerBusy(f"too many uploads in flight to member {peer} ({self.per_peer}); retry shortly",
-                           headers={"Retry-After": RETRY_AFTER})
+            raise PeerBusy(
+                f"too many uploads in flight to member {peer} ({self.per_peer}); retry shortly",
+                headers={"Retry-After": RETRY_AFTER},
+            )
         self._clients[client] += 1
         self._peers[peer] += 1
 
@@ -170,13 +186,20 @@ async def _answer_first(transport: asyncio.Transport | None) -> None:
 
 
 class PeerProxy:
-    def __init__(self, scheme: str, ssl_context: ssl.SSLContext | None, connect_timeout: float = 3.0,
-                 read_timeout: float = 60.0, uploads_per_client: int = UPLOADS_PER_CLIENT,
-                 uploads_per_peer: int = UPLOADS_PER_PEER) -> None:
+    def __init__(
+        self,
+        scheme: str,
+        ssl_context: ssl.SSLContext | None,
+        connect_timeout: float = 3.0,
+        read_timeout: float = 60.0,
+        uploads_per_client: int = UPLOADS_PER_CLIENT,
+        uploads_per_peer: int = UPLOADS_PER_PEER,
+    ) -> None:
         self.scheme = scheme
         self._ssl = ssl_context
-        self._timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout, sock_connect=connect_timeout,
-                                              sock_read=read_timeout)
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, connect=connect_timeout, sock_connect=connect_timeout, sock_read=read_timeout
+        )
         self._session: aiohttp.ClientSession | None = None
         self.uploads = UploadSlots(uploads_per_client, uploads_per_peer)
 
@@ -185,13 +208,17 @@ class PeerProxy:
         if self._session is None or self._session.closed:
             # No limits: a pool limit made every request to an owner wait (then fail with 504) once
             # stalled uploads held its connections; uploads are bounded by UploadSlots instead.
-            connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=60,
-                                             ssl=self._ssl if self._ssl is not None else False)
+            connector = aiohttp.TCPConnector(
+                limit=0, limit_per_host=0, keepalive_timeout=60, ssl=self._ssl if self._ssl is not None else False
+            )
             # No Content-Type of aiohttp's either: the owner must see what the client sent, or nothing.
-            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout, auto_decompress=False,
-                                                  read_bufsize=READ_BUFFER,
-                                                  skip_auto_headers={"User-Agent", "Accept-Encoding", "Accept",
-                                                                     "Content-Type"})
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=self._timeout,
+                auto_decompress=False,
+                read_bufsize=READ_BUFFER,
+                skip_auto_headers={"User-Agent", "Accept-Encoding", "Accept", "Content-Type"},
+            )
         return self._session
 
     def url(self, peer: str, target: str) -> str:
@@ -202,14 +229,14 @@ class PeerProxy:
             await self._session.close()
             self._session = None
 
-    async def request(self, peer: str, method: str, target: str, headers: CIMultiDict[str],
-                      data: Any = None) -> aiohttp.ClientResponse:
+    async def request(
+        self, peer: str, method: str, target: str, headers: CIMultiDict[str], data: Any = None
+    ) -> aiohttp.ClientResponse:
         """Send one request to a peer; OCI errors for a peer that cannot be reached."""
         url = self.url(peer, target)
         try:
             try:
-                return await self.session().request(method, url, headers=headers, data=data,
-                                                    allow_redirects=False)
+                return await self.session().request(method, url, headers=headers, data=data, allow_redirects=False)
             except _STALE_CONNECTION:
                 if data is not None:
                     raise
@@ -217,8 +244,9 @@ class PeerProxy:
                 return await self.session().request(method, url, headers=headers, allow_redirects=False)
         except aiohttp.ClientConnectorCertificateError as err:
             metrics.PEER_ERRORS.labels(peer, "unavailable").inc()
-            raise PeerUnavailable(f"member {peer} is unavailable: its certificate was refused "
-                                  f"({_reason(err.certificate_error)})") from None
+            raise PeerUnavailable(
+                f"member {peer} is unavailable: its certificate was refused ({_reason(err.certificate_error)})"
+            ) from None
         except aiohttp.ClientConnectorError as err:
             metrics.PEER_ERRORS.labels(peer, "unavailable").inc()
             raise PeerUnavailable(f"member {peer} is unavailable: {_reason(err.os_error)}") from None
@@ -232,7 +260,8 @@ class PeerProxy:
     async def forward(self, request: Request, peer: str, route_kind: str) -> Response:
         """Send `request` to `peer` and stream its answer back to our client."""
         headers: CIMultiDict[str] = CIMultiDict(
-            (k, v) for k, v in request.headers.items() if k.lower() not in _NOT_FORWARDED)
+            (k, v) for k, v in request.headers.items() if k.lower() not in _NOT_FORWARDED
+        )
         headers[HOP_HEADER] = "1"
         target = request.scope.get("raw_path", request.path.encode()).decode("latin-1")
         if not target.startswith("/"):

@@ -98,8 +98,9 @@ class KeyMapper:
                 value = self._unsupported(here, value)
                 if canonical.lower() not in fields and model != _EXTENSIONS:
                     continue  # no model field holds it: drop it
-            out[canonical] = self._map_value(value, fields.get(canonical.lower(), (canonical, None))[1],
-                                             here, spelled_here)
+            out[canonical] = self._map_value(
+                value, fields.get(canonical.lower(), (canonical, None))[1], here, spelled_here
+            )
         return out
 
     def _map_value(self, value: Any, kind: type[BaseModel] | str | None, path: PathKey, spelled: PathKey) -> Any:
@@ -111,8 +112,9 @@ class KeyMapper:
             return _lower_keys(value)
         return value
 
-    def _canonical(self, key: str, fields: dict[str, tuple[str, Any]], unsupported: dict[str, str],
-                   path: PathKey, spelled: PathKey) -> str | None:
+    def _canonical(
+        self, key: str, fields: dict[str, tuple[str, Any]], unsupported: dict[str, str], path: PathKey, spelled: PathKey
+    ) -> str | None:
         lower = key.lower()
         if lower in fields:
             return fields[lower][0]

@@ -86,22 +86,27 @@ def _parse(text: str, source: str) -> LoadedConfig:
         problems += [problem for problem in validation_problems(err) if problem not in keys.implied]
     if problems or config is None:
         raise ConfigError(keys.render(problems))
-    return LoadedConfig(config=config, warnings=keys.warnings + _warnings(config), path=Path(source),
-                        render=keys.render)
+    return LoadedConfig(
+        config=config, warnings=keys.warnings + _warnings(config), path=Path(source), render=keys.render
+    )
 
 
 def _warnings(config: ZotConfig) -> list[str]:
     """Things zot accepts that will not do what the user may expect here."""
     storage, found = config.storage, []
     if storage.cache_driver is not None and not storage.remote_cache:
-        found.append("storage.cacheDriver: ignored because storage.remoteCache is false "
-                     "(a local cache is used, as in zot)")
+        found.append(
+            "storage.cacheDriver: ignored because storage.remoteCache is false (a local cache is used, as in zot)"
+        )
     if not storage.gc and storage.gc_delay:
         found.append("storage.gcDelay: set while storage.gc is false, ignored")
     if not storage.gc and storage.gc_interval:
         found.append("storage.gcInterval: set while storage.gc is false, ignored")
     if storage.gc_time_window is not None:
-        found.append("storage.gcTimeWindow: set while storage.gc is false, ignored" if not storage.gc else
-                     "storage.gcTimeWindow: not supported yet, ignored: garbage collection may run at any "
-                     "time of day (it deletes the same blobs as inside the window, those unused for gcDelay)")
+        found.append(
+            "storage.gcTimeWindow: set while storage.gc is false, ignored"
+            if not storage.gc
+            else "storage.gcTimeWindow: not supported yet, ignored: garbage collection may run at any "
+            "time of day (it deletes the same blobs as inside the window, those unused for gcDelay)"
+        )
     return found

@@ -56,7 +56,8 @@ def raise_all(model: str, problems: list[ModelProblem]) -> None:
     would hide the others until the user had fixed it."""
     if problems:
         raise ValidationError.from_exception_data(
-            model, [InitErrorDetails(type=fail(reason, key), loc=(), input=None) for key, reason in problems])
+            model, [InitErrorDetails(type=fail(reason, key), loc=(), input=None) for key, reason in problems]
+        )
 
 
 def show(value: Any) -> str:
@@ -109,7 +110,7 @@ def _problem(detail: Any) -> Problem:
 
 
 def _split_key(key: str | int) -> Iterator[str | int]:
-    """"members[2]" -> "members", 2; so that a model-level check can point at a list element."""
+    """ "members[2]" -> "members", 2; so that a model-level check can point at a list element."""
     if isinstance(key, int):
         yield key
         return

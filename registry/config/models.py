@@ -100,13 +100,17 @@ class LogConfig(_Model):
         raise fail(f"must be one of {', '.join(_LOG_LEVELS)}; got {show(value)}")
 
 
-def _driver_name(settings: dict[str, Any], kind: str, key: str | None, example: str,
-                 problems: list[ModelProblem]) -> str | None:
+def _driver_name(
+    settings: dict[str, Any], kind: str, key: str | None, example: str, problems: list[ModelProblem]
+) -> str | None:
     """The `name` of a storage or cache driver section, which must be one zot knows and one we
     implement; None (and a problem) when it is not."""
     # Looked up in the tables module at each call, so that a test can swap a table.
-    known, supported = ((tables.ZOT_STORAGE_DRIVERS, tables.SUPPORTED_STORAGE_DRIVERS) if kind == "storage"
-                        else (tables.ZOT_CACHE_DRIVERS, tables.SUPPORTED_CACHE_DRIVERS))
+    known, supported = (
+        (tables.ZOT_STORAGE_DRIVERS, tables.SUPPORTED_STORAGE_DRIVERS)
+        if kind == "storage"
+        else (tables.ZOT_CACHE_DRIVERS, tables.SUPPORTED_CACHE_DRIVERS)
+    )
     name = settings.get("name")
     if name is None:
         problems.append((key, f'needs a "name", e.g. "{example}"'))
@@ -117,8 +121,13 @@ def _driver_name(settings: dict[str, Any], kind: str, key: str | None, example: 
     elif name not in supported:
         # Refused, not reinterpreted: another driver's settings read as S3 would reach the wrong service.
         where = "as a remote cache" if kind == "cache" else "yet"
-        problems.append((key, f"the {name} {kind} driver is not supported by this registry {where} "
-                              f"(it supports {', '.join(sorted(supported))}); run zot for {name}"))
+        problems.append(
+            (
+                key,
+                f"the {name} {kind} driver is not supported by this registry {where} "
+                f"(it supports {', '.join(sorted(supported))}); run zot for {name}",
+            )
+        )
     else:
         return str(name)
     return None
@@ -204,19 +213,32 @@ class StorageConfig(_Model):
         name = _driver_name(driver, "cache", None, "redis", problems)
         if name is not None and "storage_driver" in info.data:
             if info.data["storage_driver"] is None and name != "redis":
-                problems.append((None, f"a {name} cache needs a remote storageDriver; with local storage "
-                                       "only a redis cache can be remote"))
+                problems.append(
+                    (
+                        None,
+                        f"a {name} cache needs a remote storageDriver; with local storage "
+                        "only a redis cache can be remote",
+                    )
+                )
             if name == "redis" and not driver.get("url") and not os.environ.get(REDIS_URL_ENV):
-                problems.append((None, f'the redis cache needs a "url", or the {REDIS_URL_ENV} environment '
-                                       "variable (the operator sets it from a Secret)"))
+                problems.append(
+                    (
+                        None,
+                        f'the redis cache needs a "url", or the {REDIS_URL_ENV} environment '
+                        "variable (the operator sets it from a Secret)",
+                    )
+                )
         raise_all("cacheDriver", problems)
         return driver
 
     @model_validator(mode="after")
     def _needs_cache(self) -> StorageConfig:
         if self.cache_driver is None and self.dedupe and self.storage_driver is not None and self.remote_cache:
-            raise fail("dedupe with a storageDriver keeps its index in a remote cache: set cacheDriver, "
-                       "or set remoteCache to false, or dedupe to false", "cacheDriver")
+            raise fail(
+                "dedupe with a storageDriver keeps its index in a remote cache: set cacheDriver, "
+                "or set remoteCache to false, or dedupe to false",
+                "cacheDriver",
+            )
         return self
 
 
@@ -233,8 +255,12 @@ class ClusterConfig(_Model):
             problems.append(("members", "cannot have 0 members in a scale out cluster"))
         size = len(self.hash_key_bytes)
         if size != 16:
-            problems.append(("hashKey", "hashKey for scale out cluster must have 16 characters "
-                                        f"(exactly 16 bytes as UTF-8, got {size})"))
+            problems.append(
+                (
+                    "hashKey",
+                    f"hashKey for scale out cluster must have 16 characters (exactly 16 bytes as UTF-8, got {size})",
+                )
+            )
         seen: set[str] = set()
         for index, member in enumerate(self.members):
             if member in seen:

@@ -67,12 +67,17 @@ UNSUPPORTED_KEYS: dict[str, Unsupported] = {
     "scheduler": Unsupported(_IGNORED),
     # Ignoring retention keeps every image (nothing is deleted that zot would have kept), so it can
     # neither expose nor lose data: a warning. The disk may grow where zot would have pruned.
-    "storage.retention": Unsupported(f"{_IGNORED}: no image is deleted by retention policies, "
-                                     "every image is kept until it is deleted through the API"),
+    "storage.retention": Unsupported(
+        f"{_IGNORED}: no image is deleted by retention policies, "
+        "every image is kept until it is deleted through the API"
+    ),
     # Ignoring subPaths would read and write those repositories under rootDirectory: images already
     # stored under a subpath would look deleted, and new ones would land on the wrong disk.
-    "storage.subPaths": Unsupported(f"stores repositories in other directories, {_IMPLEMENTED}: they would "
-                                    "be read from and written to rootDirectory instead", refuse=True),
+    "storage.subPaths": Unsupported(
+        f"stores repositories in other directories, {_IMPLEMENTED}: they would "
+        "be read from and written to rootDirectory instead",
+        refuse=True,
+    ),
     # A quota on repositories (zot 2.1.16): ignoring it lets users create what zot would refuse.
     "storage.maxRepos": Unsupported(f"limits the number of repositories, {_ENFORCED}", refuse=True),
     # Blobs are then served through the registry, as without the setting (zot 2.1.18).
@@ -91,14 +96,14 @@ UNSUPPORTED_KEYS: dict[str, Unsupported] = {
     "http.auth.bearer": Unsupported(f"requires bearer tokens, {_IMPLEMENTED}", refuse=True),
     "http.auth.openid": Unsupported(f"requires OpenID logins, {_IMPLEMENTED}", refuse=True),
     "http.auth.apikey": Unsupported(f"requires API keys, {_IMPLEMENTED}", refuse=True),
-    "http.auth.mtls": Unsupported(f"identifies users by client certificates (mTLS), {_IMPLEMENTED}",
-                                  refuse=True),
+    "http.auth.mtls": Unsupported(f"identifies users by client certificates (mTLS), {_IMPLEMENTED}", refuse=True),
     # zot requires a client certificate signed by this CA (mTLS); serving without would let anyone in.
     "http.tls.cacert": Unsupported(f"requires client certificates (mTLS), {_IMPLEMENTED}", refuse=True),
     # A rate limit bounds load, not who may do what: nobody gains access by its absence, so a
     # warning, which says plainly that nothing is limited.
-    "http.ratelimit": Unsupported(f"{_IGNORED}: requests are not rate limited "
-                                  "(put a rate-limiting proxy in front if you rely on it)"),
+    "http.ratelimit": Unsupported(
+        f"{_IGNORED}: requests are not rate limited (put a rate-limiting proxy in front if you rely on it)"
+    ),
     # Cookies of zot's web UI and OpenID sessions, which we do not serve.
     "http.auth.sessionKeysFile": Unsupported(_IGNORED),
     "http.auth.sessionDriver": Unsupported(_IGNORED),
@@ -106,8 +111,9 @@ UNSUPPORTED_KEYS: dict[str, Unsupported] = {
     "log.audit": Unsupported(f"{_IGNORED}: no audit log is written"),
     # Every extension zot has. Their contents are kept in ZotConfig.extensions, unchecked. Missing
     # features (search, UI, sync, ...) answer 404; none of them restricts access, except these:
-    "extensions.lint": Unsupported(f"refuses manifests without the mandatory annotations, {_ENFORCED}",
-                                   refuse=True, in_use=_lint_in_use),
+    "extensions.lint": Unsupported(
+        f"refuses manifests without the mandatory annotations, {_ENFORCED}", refuse=True, in_use=_lint_in_use
+    ),
     "extensions.apikey": Unsupported(f"requires API keys, {_IMPLEMENTED}", refuse=True),
     "extensions.search": Unsupported(_IGNORED),
     "extensions.sync": Unsupported(_IGNORED),

@@ -30,8 +30,10 @@ def _duration(value: Any) -> float:
         except ValueError:
             raise fail(f'must be a duration like "1h", "30m", "1h30m" or "10s", got {show(value)}') from None
     else:
-        raise fail(f'must be a duration string like "1h", "30m" or "10s", got {show(value)} '
-                   "(zot would read a bare number as nanoseconds)")
+        raise fail(
+            f'must be a duration string like "1h", "30m" or "10s", got {show(value)} '
+            "(zot would read a bare number as nanoseconds)"
+        )
     if seconds < 0:
         raise fail(f"must not be negative, got {show(value)}")
     return seconds

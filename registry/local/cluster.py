@@ -28,9 +28,16 @@ class LocalCluster:
     ca: Path | None
 
 
-def write_cluster(folder: Path, members: int, port: int, tls: bool = True, htpasswd: Path | None = None,
-                  hash_key: str | None = None, log_level: str = "info",
-                  extra: dict[str, Any] | None = None) -> LocalCluster:
+def write_cluster(
+    folder: Path,
+    members: int,
+    port: int,
+    tls: bool = True,
+    htpasswd: Path | None = None,
+    hash_key: str | None = None,
+    log_level: str = "info",
+    extra: dict[str, Any] | None = None,
+) -> LocalCluster:
     """Configs, key and certificates of an N-member cluster in `folder` (kept between runs)."""
     folder = folder.absolute()
     folder.mkdir(parents=True, exist_ok=True)
@@ -55,15 +62,22 @@ def write_cluster(folder: Path, members: int, port: int, tls: bool = True, htpas
     settings = ClusterSettings(member_list, hash_key, ca_path)
     configs: list[Path] = []
     for index, address in enumerate(addresses):
-        config = member_config(folder / f"member-{index}", port, address, gc=None, tls=tls_files,
-                               htpasswd=htpasswd.absolute() if htpasswd else None, log_level=log_level,
-                               log_output=folder / f"member-{index}.log", cluster=settings)
+        config = member_config(
+            folder / f"member-{index}",
+            port,
+            address,
+            gc=None,
+            tls=tls_files,
+            htpasswd=htpasswd.absolute() if htpasswd else None,
+            log_level=log_level,
+            log_output=folder / f"member-{index}.log",
+            cluster=settings,
+        )
         configs.append(write_config(folder / f"member-{index}.json", {**config, **(extra or {})}))
     return LocalCluster(folder, configs, member_list, ca_path)
 
 
-def run_local_cluster(folder: Path, members: int, port: int, tls: bool, htpasswd: Path | None,
-                      workers: int) -> int:
+def run_local_cluster(folder: Path, members: int, port: int, tls: bool, htpasswd: Path | None, workers: int) -> int:
     cluster = write_cluster(folder, members, port, tls=tls, htpasswd=htpasswd)
     processes = [start_member(config, workers) for config in cluster.configs]
     scheme = "https" if tls else "http"

@@ -39,8 +39,14 @@ class S3Storage:
     skip_verify: bool | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        driver: dict[str, Any] = {"name": "s3", "rootdirectory": self.root_directory, "region": self.region,
-                                  "regionendpoint": self.endpoint, "bucket": self.bucket, "secure": self.secure}
+        driver: dict[str, Any] = {
+            "name": "s3",
+            "rootdirectory": self.root_directory,
+            "region": self.region,
+            "regionendpoint": self.endpoint,
+            "bucket": self.bucket,
+            "secure": self.secure,
+        }
         if self.skip_verify is not None:
             driver["skipverify"] = self.skip_verify
         return driver
@@ -72,12 +78,23 @@ class ClusterSettings:
         return cluster
 
 
-def member_config(root: Path, port: int, address: str = "127.0.0.1", *, dedupe: bool | None = True,
-                  gc: bool | None = False, s3: S3Storage | None = None,
-                  cache: RedisCache | dict[str, Any] | None = None, storage: dict[str, Any] | None = None,
-                  tls: TlsFiles | None = None, htpasswd: Path | None = None, http: dict[str, Any] | None = None,
-                  log_level: str = "warn", log_output: Path | None = None,
-                  cluster: ClusterSettings | None = None) -> dict[str, Any]:
+def member_config(
+    root: Path,
+    port: int,
+    address: str = "127.0.0.1",
+    *,
+    dedupe: bool | None = True,
+    gc: bool | None = False,
+    s3: S3Storage | None = None,
+    cache: RedisCache | dict[str, Any] | None = None,
+    storage: dict[str, Any] | None = None,
+    tls: TlsFiles | None = None,
+    htpasswd: Path | None = None,
+    http: dict[str, Any] | None = None,
+    log_level: str = "warn",
+    log_output: Path | None = None,
+    cluster: ClusterSettings | None = None,
+) -> dict[str, Any]:
     """The config document of a member storing in `root` (or in `s3`) and listening on `address:port`.
 
     `cache` is the S3 mode's shared cache (remoteCache on); `storage` and `http` add keys to their
@@ -104,8 +121,12 @@ def member_config(root: Path, port: int, address: str = "127.0.0.1", *, dedupe: 
     log: dict[str, Any] = {"level": log_level}
     if log_output is not None:
         log["output"] = str(log_output)
-    config: dict[str, Any] = {"distSpecVersion": DIST_SPEC_VERSION, "storage": storage_section,
-                              "http": http_section, "log": log}
+    config: dict[str, Any] = {
+        "distSpecVersion": DIST_SPEC_VERSION,
+        "storage": storage_section,
+        "http": http_section,
+        "log": log,
+    }
     if cluster is not None:
         config["cluster"] = cluster.as_dict()
     return config

@@ -15,16 +15,20 @@ from pathlib import Path
 from typing import IO
 
 
-def start_member(config: Path, workers: int = 1, output: IO[bytes] | None = None,
-                 own_session: bool = False) -> subprocess.Popen[bytes]:
+def start_member(
+    config: Path, workers: int = 1, output: IO[bytes] | None = None, own_session: bool = False
+) -> subprocess.Popen[bytes]:
     """`zot-registry serve CONFIG` as a child process, with this interpreter (no PATH lookup).
 
     `own_session` keeps a terminal's Ctrl-C away from the member, so its supervisor alone decides
     when and in which order members stop.
     """
-    return subprocess.Popen([sys.executable, "-m", "zot_registry.cli", "serve", str(config), "--workers", str(workers)],
-                            stdout=output, stderr=subprocess.STDOUT if output else None,
-                            start_new_session=own_session)
+    return subprocess.Popen(
+        [sys.executable, "-m", "zot_registry.cli", "serve", str(config), "--workers", str(workers)],
+        stdout=output,
+        stderr=subprocess.STDOUT if output else None,
+        start_new_session=own_session,
+    )
 
 
 def member_ready(url: str, ca: Path | None, timeout: float = 2.0) -> bool:
@@ -47,8 +51,9 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
-def stop_members(processes: Iterable[subprocess.Popen[bytes]], timeout: float = 40.0,
-                 process_groups: bool = False) -> list[int]:
+def stop_members(
+    processes: Iterable[subprocess.Popen[bytes]], timeout: float = 40.0, process_groups: bool = False
+) -> list[int]:
     """SIGTERM every member at once (hypercorn's graceful shutdown), SIGKILL what is left after `timeout`.
 
     `process_groups` (members started with `own_session`): then each member's hypercorn workers are

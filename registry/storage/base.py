@@ -21,11 +21,13 @@ class Uploads(Protocol):
 
     async def upload_size(self, name: str, session: str) -> int: ...
 
-    async def append_upload(self, name: str, session: str, body: AsyncIterator[bytes],
-                            start: int | None, length: int | None) -> int: ...
+    async def append_upload(
+        self, name: str, session: str, body: AsyncIterator[bytes], start: int | None, length: int | None
+    ) -> int: ...
 
-    async def finish_upload(self, name: str, session: str, digest: Digest,
-                            body: AsyncIterator[bytes], length: int | None) -> None: ...
+    async def finish_upload(
+        self, name: str, session: str, digest: Digest, body: AsyncIterator[bytes], length: int | None
+    ) -> None: ...
 
     async def cancel_upload(self, name: str, session: str) -> None: ...
 
@@ -41,12 +43,14 @@ class SessionsOf:
     async def upload_size(self, name: str, session: str) -> int:
         return await self._uploads.upload_size(name, session)
 
-    async def append_upload(self, name: str, session: str, body: AsyncIterator[bytes],
-                            start: int | None, length: int | None) -> int:
+    async def append_upload(
+        self, name: str, session: str, body: AsyncIterator[bytes], start: int | None, length: int | None
+    ) -> int:
         return await self._uploads.append_upload(name, session, body, start, length)
 
-    async def finish_upload(self, name: str, session: str, digest: Digest,
-                            body: AsyncIterator[bytes], length: int | None) -> None:
+    async def finish_upload(
+        self, name: str, session: str, digest: Digest, body: AsyncIterator[bytes], length: int | None
+    ) -> None:
         await self._uploads.finish_upload(name, session, digest, body, length)
 
     async def cancel_upload(self, name: str, session: str) -> None:
@@ -66,13 +70,15 @@ class Store(Uploads, Protocol):
 
     async def mount_blob(self, name: str, digest: Digest, source: str | None) -> bool: ...
 
-    async def put_blob(self, name: str, digest: Digest, body: AsyncIterator[bytes],
-                       length: int | None = None) -> None: ...
+    async def put_blob(
+        self, name: str, digest: Digest, body: AsyncIterator[bytes], length: int | None = None
+    ) -> None: ...
 
     async def get_manifest(self, name: str, reference: str) -> tuple[dict[str, Any], bytes]: ...
 
-    async def put_manifest(self, name: str, reference: str, content_type: str | None,
-                           body: bytes) -> tuple[Digest, ParsedManifest]: ...
+    async def put_manifest(
+        self, name: str, reference: str, content_type: str | None, body: bytes
+    ) -> tuple[Digest, ParsedManifest]: ...
 
     async def delete_manifest(self, name: str, reference: str) -> None: ...
 
@@ -87,7 +93,7 @@ class Store(Uploads, Protocol):
         ...
 
     async def ready(self) -> str:
-        """"" when the backend answers, else why not (for /readyz)."""
+        """ "" when the backend answers, else why not (for /readyz)."""
         ...
 
     async def close(self) -> None: ...

@@ -77,8 +77,10 @@ def disk_errors() -> Iterator[None]:
     except OSError as err:
         if not is_disk_full(err):
             raise
-        raise InsufficientStorage(f"insufficient storage: {os.strerror(err.errno or errno.ENOSPC)} while "
-                                  "writing; nothing of this request was stored, reads go on") from None
+        raise InsufficientStorage(
+            f"insufficient storage: {os.strerror(err.errno or errno.ENOSPC)} while "
+            "writing; nothing of this request was stored, reads go on"
+        ) from None
 
 
 def fsync_path(path: Path) -> None:

@@ -22,10 +22,15 @@ _DIGEST = re.compile(r"sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128}")
 
 def usable_descriptor(entry: Any) -> bool:
     """An index entry a reader can serve: an object with a mediaType, a digest we can verify, a size."""
-    return (isinstance(entry, dict) and isinstance(entry.get("mediaType"), str)
-            and isinstance(entry.get("digest"), str) and _DIGEST.fullmatch(entry["digest"]) is not None
-            and isinstance(entry.get("size"), int) and not isinstance(entry["size"], bool)
-            and ("annotations" not in entry or annotations_ok(entry["annotations"])))
+    return (
+        isinstance(entry, dict)
+        and isinstance(entry.get("mediaType"), str)
+        and isinstance(entry.get("digest"), str)
+        and _DIGEST.fullmatch(entry["digest"]) is not None
+        and isinstance(entry.get("size"), int)
+        and not isinstance(entry["size"], bool)
+        and ("annotations" not in entry or annotations_ok(entry["annotations"]))
+    )
 
 
 @dataclass
@@ -73,15 +78,19 @@ class Index:
             if tag:
                 index.by_tag[tag] = entry
         if index.foreign:
-            log.warning("%s: %d index entries without a usable descriptor are ignored and kept as found",
-                        where, len(index.foreign))
+            log.warning(
+                "%s: %d index entries without a usable descriptor are ignored and kept as found",
+                where,
+                len(index.foreign),
+            )
         return index
 
     def with_manifests(self, manifests: list[dict[str, Any]]) -> bytes:
         """This index with `manifests` in place of its usable entries; everything else kept as found."""
         try:
-            return json.dumps({**self.document, "manifests": [*manifests, *self.foreign]},
-                              separators=(",", ":")).encode()
+            return json.dumps(
+                {**self.document, "manifests": [*manifests, *self.foreign]}, separators=(",", ":")
+            ).encode()
         except RecursionError:
             raise RepositoryUnreadable("index.json is nested too deeply to be rewritten; it is left as found") from None
 

@@ -133,8 +133,9 @@ def unique_descriptors(index: Index) -> list[dict[str, Any]]:
     return found
 
 
-def referrer_entry(descriptor: dict[str, Any], data: bytes, subject: Digest,
-                   artifact_type: str | None) -> dict[str, Any] | None:
+def referrer_entry(
+    descriptor: dict[str, Any], data: bytes, subject: Digest, artifact_type: str | None
+) -> dict[str, Any] | None:
     """The referrers-list entry for a manifest whose subject is `subject`, else None."""
     manifest = read_manifest(data, descriptor.get("mediaType"))
     if manifest is None or manifest.subject != str(subject):  # a foreign or damaged manifest is no referrer
@@ -142,8 +143,11 @@ def referrer_entry(descriptor: dict[str, Any], data: bytes, subject: Digest,
     kind = manifest.artifact_type
     if artifact_type and kind != artifact_type:
         return None
-    entry: dict[str, Any] = {"mediaType": manifest.media_type, "digest": descriptor["digest"],
-                             "size": descriptor["size"]}
+    entry: dict[str, Any] = {
+        "mediaType": manifest.media_type,
+        "digest": descriptor["digest"],
+        "size": descriptor["size"],
+    }
     if kind:
         entry["artifactType"] = kind
     if manifest.annotations:
@@ -151,8 +155,9 @@ def referrer_entry(descriptor: dict[str, Any], data: bytes, subject: Digest,
     return entry
 
 
-def referrers_among(contents: Iterable[tuple[dict[str, Any], bytes | None]], subject: Digest,
-                    artifact_type: str | None) -> list[dict[str, Any]]:
+def referrers_among(
+    contents: Iterable[tuple[dict[str, Any], bytes | None]], subject: Digest, artifact_type: str | None
+) -> list[dict[str, Any]]:
     """The referrers list from (descriptor, manifest bytes) pairs; bytes are None for a manifest missing
     from the store, which is no referrer."""
     found = []
@@ -167,12 +172,14 @@ def check_references(name: str, manifest: ParsedManifest, index: Index | None, m
     """MANIFEST_BLOB_UNKNOWN for the first blob the store lacks, or child manifest the index lacks."""
     if missing_blobs:
         ref = missing_blobs[0]
-        raise ManifestBlobUnknown(f"manifest references blob {ref} unknown to repository {name!r}",
-                                  detail={"digest": ref})
+        raise ManifestBlobUnknown(
+            f"manifest references blob {ref} unknown to repository {name!r}", detail={"digest": ref}
+        )
     for ref in manifest.manifest_references():
         if index is None or ref not in index.by_digest:
-            raise ManifestBlobUnknown(f"index references manifest {ref} unknown to repository {name!r}",
-                                      detail={"digest": ref})
+            raise ManifestBlobUnknown(
+                f"index references manifest {ref} unknown to repository {name!r}", detail={"digest": ref}
+            )
 
 
 def reachable_digests(index: Index, read: Callable[[str], bytes | None]) -> set[str]:

@@ -20,8 +20,13 @@ def site(start_registry: Callable[..., RegistryProcess], tmp_path: Path) -> Iter
     """Factory: a registry whose root is <folder>/root, with a sentinel beside it in <folder>/outside."""
     clients: list[httpx.Client] = []
 
-    def make(dedupe: bool = True, prepare: Callable[[Path], None] | None = None, workers: int = 2,
-             before_start: Callable[[Path], None] | None = None, **storage: Any) -> Site:
+    def make(
+        dedupe: bool = True,
+        prepare: Callable[[Path], None] | None = None,
+        workers: int = 2,
+        before_start: Callable[[Path], None] | None = None,
+        **storage: Any,
+    ) -> Site:
         folder = tmp_path / f"site-{len(clients)}"
         root = folder / "root"
         root.mkdir(parents=True)

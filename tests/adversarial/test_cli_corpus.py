@@ -49,8 +49,11 @@ def _text(text: str | bytes, name: str = "config.json") -> Build:
 
 def _valid(**changes: Any) -> dict[str, Any]:
     """A usable config, with sections replaced or added."""
-    doc: dict[str, Any] = {"storage": {"rootDirectory": "$DIR/root", "gc": False},
-                           "http": {"address": "127.0.0.1", "port": "$PORT"}, "log": {"level": "warn"}}
+    doc: dict[str, Any] = {
+        "storage": {"rootDirectory": "$DIR/root", "gc": False},
+        "http": {"address": "127.0.0.1", "port": "$PORT"},
+        "log": {"level": "warn"},
+    }
     for section, value in changes.items():
         doc[section] = value
     return doc
@@ -107,8 +110,11 @@ CASES = [
     Case("deep objects", _text('{"a":' * 3000 + "1" + "}" * 3000), "nested too deeply"),
     # Keys and values
     Case("unknown key", _json(_valid(htpp={})), 'did you mean "http"?'),
-    Case("same key twice", _json({"storage": {"rootDirectory": "/a", "ROOTDIRECTORY": "/b"}}),
-         "keys are case-insensitive"),
+    Case(
+        "same key twice",
+        _json({"storage": {"rootDirectory": "/a", "ROOTDIRECTORY": "/b"}}),
+        "keys are case-insensitive",
+    ),
     Case("no storage", _json({"http": {}}), "storage: required"),
     Case("storage not an object", _json({"storage": 5}), "storage: must be an object"),
     Case("null root", _json({"storage": {"rootDirectory": None}}), "storage.rootDirectory: must be a string"),
@@ -123,20 +129,35 @@ CASES = [
     Case("gcDelay number", _json({"storage": {"rootDirectory": "/r", "gcDelay": 3600}}), "must be a duration string"),
     Case("gcDelay words", _json({"storage": {"rootDirectory": "/r", "gcDelay": "1 hour"}}), "must be a duration"),
     Case("readTimeout number", _json(_valid(http=_http(readTimeout=30))), "must be a duration string"),
-    Case("gcTimeWindow", _json({"storage": {"rootDirectory": "/r", "gcTimeWindow": "25:00-01:00"}}),
-         "is not a 24h time"),
+    Case(
+        "gcTimeWindow", _json({"storage": {"rootDirectory": "/r", "gcTimeWindow": "25:00-01:00"}}), "is not a 24h time"
+    ),
     Case("log level", _json(_valid(log={"level": "loud"})), "log.level: must be one of"),
-    Case("gcs", _json({"storage": {"rootDirectory": "/r", "remoteCache": False, "storageDriver": {"name": "gcs"}}}),
-         "the gcs storage driver is not supported by this registry yet"),
-    Case("azure", _json({"storage": {"rootDirectory": "/r", "remoteCache": False,
-                                     "storageDriver": {"name": "azure"}}}),
-         "the azure storage driver is not supported by this registry yet"),
-    Case("driver name a list", _json({"storage": {"rootDirectory": "/r", "remoteCache": False,
-                                                  "storageDriver": {"name": ["s3"]}}}), '"name" must be a string'),
-    Case("cache name an object", _json({"storage": {"rootDirectory": "/r", "remoteCache": True,
-                                                    "cacheDriver": {"name": {}}}}), '"name" must be a string'),
-    Case("s3 without bucket", _json({"storage": {"rootDirectory": "/r", "remoteCache": False,
-                                                 "storageDriver": {"name": "s3"}}}), 'needs a "bucket"'),
+    Case(
+        "gcs",
+        _json({"storage": {"rootDirectory": "/r", "remoteCache": False, "storageDriver": {"name": "gcs"}}}),
+        "the gcs storage driver is not supported by this registry yet",
+    ),
+    Case(
+        "azure",
+        _json({"storage": {"rootDirectory": "/r", "remoteCache": False, "storageDriver": {"name": "azure"}}}),
+        "the azure storage driver is not supported by this registry yet",
+    ),
+    Case(
+        "driver name a list",
+        _json({"storage": {"rootDirectory": "/r", "remoteCache": False, "storageDriver": {"name": ["s3"]}}}),
+        '"name" must be a string',
+    ),
+    Case(
+        "cache name an object",
+        _json({"storage": {"rootDirectory": "/r", "remoteCache": True, "cacheDriver": {"name": {}}}}),
+        '"name" must be a string',
+    ),
+    Case(
+        "s3 without bucket",
+        _json({"storage": {"rootDirectory": "/r", "remoteCache": False, "storageDriver": {"name": "s3"}}}),
+        'needs a "bucket"',
+    ),
     Case("cluster", _json(_valid(cluster={"members": ["a"], "hashKey": "short"})), "has no port"),
     Case("cluster not an object", _json(_valid(cluster=[])), "cluster: must be an object"),
     Case("tls half", _json(_valid(http=_http(tls={"cert": "/c"}))), "cert and key must be given together"),
@@ -147,33 +168,51 @@ CASES = [
     Case("openid", _json(_valid(http=_http(auth={"openid": {"providers": {}}}))), "http.auth.openid: "),
     Case("apikey", _json(_valid(http=_http(auth={"apikey": True}))), "http.auth.apikey: "),
     Case("mtls", _json(_valid(http=_http(auth={"mtls": {}}))), "http.auth.mtls: "),
-    Case("client CA", _json(_valid(http=_http(tls={"cert": "/c", "key": "/k", "cacert": "/ca"}))),
-         "http.tls.cacert: "),
+    Case("client CA", _json(_valid(http=_http(tls={"cert": "/c", "key": "/k", "cacert": "/ca"}))), "http.tls.cacert: "),
     Case("lint", _json(_valid(extensions={"lint": {"mandatoryAnnotations": ["a"]}})), "extensions.lint: "),
     # Files the config names
-    Case("missing htpasswd", _json(_valid(http=_http(auth={"htpasswd": {"path": "$DIR/htpasswd"}}))),
-         "htpasswd: no such file"),
-    Case("htpasswd is a directory", _json(_valid(http=_http(auth={"htpasswd": {"path": "$DIR"}}))),
-         "is a directory, not a file"),
-    Case("missing certificate", _json(_valid(http=_http(tls={"cert": "$DIR/c.pem", "key": "$DIR/k.pem"}))),
-         "c.pem: no such file"),
-    Case("certificate is /dev/null", _json(_valid(http=_http(tls={"cert": "/dev/null", "key": "/dev/null"}))),
-         "is not a regular file"),
+    Case(
+        "missing htpasswd",
+        _json(_valid(http=_http(auth={"htpasswd": {"path": "$DIR/htpasswd"}}))),
+        "htpasswd: no such file",
+    ),
+    Case(
+        "htpasswd is a directory",
+        _json(_valid(http=_http(auth={"htpasswd": {"path": "$DIR"}}))),
+        "is a directory, not a file",
+    ),
+    Case(
+        "missing certificate",
+        _json(_valid(http=_http(tls={"cert": "$DIR/c.pem", "key": "$DIR/k.pem"}))),
+        "c.pem: no such file",
+    ),
+    Case(
+        "certificate is /dev/null",
+        _json(_valid(http=_http(tls={"cert": "/dev/null", "key": "/dev/null"}))),
+        "is not a regular file",
+    ),
     Case("mismatched certificate", _mismatched_tls, "does not belong to the certificate"),
     Case("log in a missing directory", _json(_valid(log={"output": "$DIR/no/registry.log"})), "does not exist"),
     Case("log is a directory", _json(_valid(log={"output": "$DIR"})), "is a directory, not a file"),
     Case("root is a file", _json(_valid(storage={"rootDirectory": "$DIR/config.json"})), "is not a directory"),
-    Case("names too long", _json(_valid(storage={"rootDirectory": "/" + "a" * 5000},
-                                        http=_http(auth={"htpasswd": {"path": "/" + "b" * 5000}}),
-                                        log={"output": "/" + "c" * 5000})), "File name too long"),
+    Case(
+        "names too long",
+        _json(
+            _valid(
+                storage={"rootDirectory": "/" + "a" * 5000},
+                http=_http(auth={"htpasswd": {"path": "/" + "b" * 5000}}),
+                log={"output": "/" + "c" * 5000},
+            )
+        ),
+        "File name too long",
+    ),
     # The port
     Case("port in use", _port_taken, "is already in use", verify_fails=False, occupy_port=True),
 ]
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "zot_registry.cli", *args], capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run([sys.executable, "-m", "zot_registry.cli", *args], capture_output=True, text=True, timeout=60)
 
 
 @pytest.fixture
@@ -223,7 +262,11 @@ def test_unreadable_config(tmp_path: Path) -> None:
     path.write_text("{}")
     path.chmod(0)
     for command in ("verify", "serve"):
-        result = subprocess.run([*_without_file_override(), sys.executable, "-m", "zot_registry.cli", command,
-                                 str(path)], capture_output=True, text=True, timeout=60)
+        result = subprocess.run(
+            [*_without_file_override(), sys.executable, "-m", "zot_registry.cli", command, str(path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert result.returncode == 1
         assert result.stderr == f"error: {path}: permission denied\n"

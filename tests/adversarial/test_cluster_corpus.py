@@ -83,11 +83,18 @@ class Case:
     session: bool = False
 
 
-def _case(name: str, method: str, target: str, headers: list[tuple[str, str]] | None = None, body: bytes = b"",
-          session: bool = False) -> Case:
+def _case(
+    name: str,
+    method: str,
+    target: str,
+    headers: list[tuple[str, str]] | None = None,
+    body: bytes = b"",
+    session: bool = False,
+) -> Case:
     def build(repo: Repo, session_path: str) -> tuple[str, list[tuple[str, str]], bytes]:
-        path = target.format(repo=repo.name, blob=sha256(repo.blob), session=session_path,
-                             digest_hello=sha256(b"hello"))
+        path = target.format(
+            repo=repo.name, blob=sha256(repo.blob), session=session_path, digest_hello=sha256(b"hello")
+        )
         return path, list(headers or []), body
 
     return Case(name, method, build, session)
@@ -96,27 +103,66 @@ def _case(name: str, method: str, target: str, headers: list[tuple[str, str]] | 
 BIG = b"x" * (5 << 20)
 CASES = [
     # Framing.
-    _case("TE and CL", "POST", "/v2/{repo}/blobs/uploads/?digest={digest_hello}",
-          [("Content-Length", "5"), ("Transfer-Encoding", "chunked")], b"5\r\nhello\r\n0\r\n\r\n"),
-    _case("TE and longer CL", "POST", "/v2/{repo}/blobs/uploads/?digest={digest_hello}",
-          [("Content-Length", "40"), ("Transfer-Encoding", "chunked")], b"5\r\nhello\r\n0\r\n\r\n"),
-    _case("gzip, chunked", "POST", "/v2/{repo}/blobs/uploads/", [("Transfer-Encoding", "gzip, chunked")],
-          b"0\r\n\r\n"),
-    _case("two TE headers", "POST", "/v2/{repo}/blobs/uploads/",
-          [("Transfer-Encoding", "chunked"), ("Transfer-Encoding", "chunked")], b"0\r\n\r\n"),
-    _case("conflicting CL", "POST", "/v2/{repo}/blobs/uploads/", [("Content-Length", "0"), ("Content-Length", "5")],
-          b"hello"),
-    _case("equal CLs", "POST", "/v2/{repo}/blobs/uploads/?digest={digest_hello}",
-          [("Content-Length", "5"), ("Content-Length", "5")], b"hello"),
+    _case(
+        "TE and CL",
+        "POST",
+        "/v2/{repo}/blobs/uploads/?digest={digest_hello}",
+        [("Content-Length", "5"), ("Transfer-Encoding", "chunked")],
+        b"5\r\nhello\r\n0\r\n\r\n",
+    ),
+    _case(
+        "TE and longer CL",
+        "POST",
+        "/v2/{repo}/blobs/uploads/?digest={digest_hello}",
+        [("Content-Length", "40"), ("Transfer-Encoding", "chunked")],
+        b"5\r\nhello\r\n0\r\n\r\n",
+    ),
+    _case("gzip, chunked", "POST", "/v2/{repo}/blobs/uploads/", [("Transfer-Encoding", "gzip, chunked")], b"0\r\n\r\n"),
+    _case(
+        "two TE headers",
+        "POST",
+        "/v2/{repo}/blobs/uploads/",
+        [("Transfer-Encoding", "chunked"), ("Transfer-Encoding", "chunked")],
+        b"0\r\n\r\n",
+    ),
+    _case(
+        "conflicting CL",
+        "POST",
+        "/v2/{repo}/blobs/uploads/",
+        [("Content-Length", "0"), ("Content-Length", "5")],
+        b"hello",
+    ),
+    _case(
+        "equal CLs",
+        "POST",
+        "/v2/{repo}/blobs/uploads/?digest={digest_hello}",
+        [("Content-Length", "5"), ("Content-Length", "5")],
+        b"hello",
+    ),
     _case("CL of 30 digits", "POST", "/v2/{repo}/blobs/uploads/", [("Content-Length", "9" * 30)], b"hello"),
     _case("CL of 20 digits", "POST", "/v2/{repo}/blobs/uploads/", [("Content-Length", "9" * 20)], b"hello"),
     _case("headers of 100 kB", "GET", "/v2/{repo}/tags/list", [("X-Big", "b" * 100_000)]),
-    _case("CL with leading zeros", "POST", "/v2/{repo}/blobs/uploads/?digest={digest_hello}",
-          [("Content-Length", "0005")], b"hello"),
-    _case("chunked blob", "POST", "/v2/{repo}/blobs/uploads/?digest={digest_hello}",
-          [("Transfer-Encoding", "chunked")], b"2\r\nhe\r\n3\r\nllo\r\n0\r\n\r\n"),
-    _case("bad chunk size", "POST", "/v2/{repo}/blobs/uploads/?digest={digest_hello}",
-          [("Transfer-Encoding", "chunked")], b"zz\r\nhello\r\n0\r\n\r\n"),
+    _case(
+        "CL with leading zeros",
+        "POST",
+        "/v2/{repo}/blobs/uploads/?digest={digest_hello}",
+        [("Content-Length", "0005")],
+        b"hello",
+    ),
+    _case(
+        "chunked blob",
+        "POST",
+        "/v2/{repo}/blobs/uploads/?digest={digest_hello}",
+        [("Transfer-Encoding", "chunked")],
+        b"2\r\nhe\r\n3\r\nllo\r\n0\r\n\r\n",
+    ),
+    _case(
+        "bad chunk size",
+        "POST",
+        "/v2/{repo}/blobs/uploads/?digest={digest_hello}",
+        [("Transfer-Encoding", "chunked")],
+        b"zz\r\nhello\r\n0\r\n\r\n",
+    ),
     _case("obs-fold", "GET", "/v2/{repo}/tags/list", [("X-Folded", "a\r\n b")]),
     _case("space before colon", "GET", "/v2/{repo}/tags/list", [("Accept ", "x")]),
     _case("GET with a body", "GET", "/v2/{repo}/tags/list", [("Content-Length", "5")], b"hello"),
@@ -135,17 +181,38 @@ CASES = [
     _case("Range end of 5000 digits", "GET", "/v2/{repo}/blobs/{blob}", [("Range", f"bytes=0-{HUGE}")]),
     _case("Range superscript", "GET", "/v2/{repo}/blobs/{blob}", [("Range", "bytes=\xb2-")]),
     _case("Range that makes sense", "GET", "/v2/{repo}/blobs/{blob}", [("Range", "bytes=10-19")]),
-    _case("Content-Range of 5000 digits", "PATCH", "{session}", [("Content-Range", f"0-{HUGE}"),
-                                                                  ("Content-Length", "1")], b"x", session=True),
-    _case("Content-Range total of 5000 digits", "PATCH", "{session}",
-          [("Content-Range", f"0-0/{HUGE}"), ("Content-Length", "1")], b"x", session=True),
+    _case(
+        "Content-Range of 5000 digits",
+        "PATCH",
+        "{session}",
+        [("Content-Range", f"0-{HUGE}"), ("Content-Length", "1")],
+        b"x",
+        session=True,
+    ),
+    _case(
+        "Content-Range total of 5000 digits",
+        "PATCH",
+        "{session}",
+        [("Content-Range", f"0-0/{HUGE}"), ("Content-Length", "1")],
+        b"x",
+        session=True,
+    ),
     # Bodies answered early, and what the proxy adds or drops.
-    _case("5 MiB manifest", "PUT", "/v2/{repo}/manifests/big", [("Content-Type", OCI_MANIFEST),
-                                                                  ("Content-Length", str(len(BIG)))], BIG),
-    _case("5 MiB PATCH to an unknown session", "PATCH", "/v2/{repo}/blobs/uploads/nope",
-          [("Content-Length", str(len(BIG)))], BIG),
-    _case("PATCH to an unknown session", "PATCH", "/v2/{repo}/blobs/uploads/nope", [("Content-Length", "5")],
-          b"hello"),
+    _case(
+        "5 MiB manifest",
+        "PUT",
+        "/v2/{repo}/manifests/big",
+        [("Content-Type", OCI_MANIFEST), ("Content-Length", str(len(BIG)))],
+        BIG,
+    ),
+    _case(
+        "5 MiB PATCH to an unknown session",
+        "PATCH",
+        "/v2/{repo}/blobs/uploads/nope",
+        [("Content-Length", str(len(BIG)))],
+        BIG,
+    ),
+    _case("PATCH to an unknown session", "PATCH", "/v2/{repo}/blobs/uploads/nope", [("Content-Length", "5")], b"hello"),
     # aiohttp adds Content-Type: application/octet-stream to a body that has none, unless told not to.
     _case("manifest without Content-Type", "PUT", "/v2/{repo}/manifests/no-type"),
 ]
@@ -171,44 +238,63 @@ def send(cluster: ClusterUnderTest, member: int, tls: ssl.SSLContext, repo: Repo
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
-def test_owner_and_non_owner_answer_alike(cluster: ClusterUnderTest, tls: ssl.SSLContext, repo: Repo,
-                                          case: Case) -> None:
+def test_owner_and_non_owner_answer_alike(
+    cluster: ClusterUnderTest, tls: ssl.SSLContext, repo: Repo, case: Case
+) -> None:
     direct = send(cluster, OWNER, tls, repo, case)
     proxied = send(cluster, PROXY, tls, repo, case)
     assert (proxied.status, proxied.code()) == (direct.status, direct.code()), (
         f"{case.name}: owner said {direct.status} {direct.body[:200]!r}, "
-        f"through a non-owner {proxied.status} {proxied.body[:200]!r}")
+        f"through a non-owner {proxied.status} {proxied.body[:200]!r}"
+    )
     assert direct.status != 500
 
 
 EXPECTED = {
-    "TE and CL": (400, "UNSUPPORTED"), "gzip, chunked": (400, "UNSUPPORTED"), "equal CLs": (201, ""),
-    "chunked blob": (201, ""), "CL with leading zeros": (201, ""), "GET with a body": (200, ""),
-    "n superscript two": (400, "PAGINATION_NUMBER_INVALID"), "n of 5000 digits": (400, "PAGINATION_NUMBER_INVALID"),
-    "Range of 5000 digits": (416, "BLOB_UPLOAD_INVALID"), "Range that makes sense": (206, ""),
-    "Content-Range of 5000 digits": (416, "BLOB_UPLOAD_INVALID"), "5 MiB manifest": (413, "MANIFEST_INVALID"),
-    "5 MiB PATCH to an unknown session": (404, "BLOB_UPLOAD_UNKNOWN"), "manifest without Content-Type": (201, ""),
-    "no credentials": (401, "UNAUTHORIZED"), "CL of 20 digits": (400, "SIZE_INVALID"),
-    "headers of 100 kB": (431, "UNSUPPORTED"), "absolute-form target": (200, ""),
-    "path outside /v2/": (404, "NAME_UNKNOWN"), "method a probe does not take": (405, "UNSUPPORTED"),
+    "TE and CL": (400, "UNSUPPORTED"),
+    "gzip, chunked": (400, "UNSUPPORTED"),
+    "equal CLs": (201, ""),
+    "chunked blob": (201, ""),
+    "CL with leading zeros": (201, ""),
+    "GET with a body": (200, ""),
+    "n superscript two": (400, "PAGINATION_NUMBER_INVALID"),
+    "n of 5000 digits": (400, "PAGINATION_NUMBER_INVALID"),
+    "Range of 5000 digits": (416, "BLOB_UPLOAD_INVALID"),
+    "Range that makes sense": (206, ""),
+    "Content-Range of 5000 digits": (416, "BLOB_UPLOAD_INVALID"),
+    "5 MiB manifest": (413, "MANIFEST_INVALID"),
+    "5 MiB PATCH to an unknown session": (404, "BLOB_UPLOAD_UNKNOWN"),
+    "manifest without Content-Type": (201, ""),
+    "no credentials": (401, "UNAUTHORIZED"),
+    "CL of 20 digits": (400, "SIZE_INVALID"),
+    "headers of 100 kB": (431, "UNSUPPORTED"),
+    "absolute-form target": (200, ""),
+    "path outside /v2/": (404, "NAME_UNKNOWN"),
+    "method a probe does not take": (405, "UNSUPPORTED"),
 }
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_the_answers_are_the_right_ones(cluster: ClusterUnderTest, tls: ssl.SSLContext, repo: Repo,
-                                        name: str) -> None:
+def test_the_answers_are_the_right_ones(cluster: ClusterUnderTest, tls: ssl.SSLContext, repo: Repo, name: str) -> None:
     case = next(case for case in CASES if case.name == name)
     answer = send(cluster, PROXY, tls, repo, case)
     assert (answer.status, answer.code()) == EXPECTED[name], answer
 
 
-def test_early_errors_on_large_bodies_come_back_through_the_proxy(cluster: ClusterUnderTest, tls: ssl.SSLContext,
-                                                                  repo: Repo) -> None:
+def test_early_errors_on_large_bodies_come_back_through_the_proxy(
+    cluster: ClusterUnderTest, tls: ssl.SSLContext, repo: Repo
+) -> None:
     node = cluster.members[PROXY]
     auth = authorization(cluster)
     cases = [
-        ("PUT", f"/v2/{repo.name}/manifests/big", b"x" * (5 << 20), {"Content-Type": OCI_MANIFEST},
-         413, "MANIFEST_INVALID"),
+        (
+            "PUT",
+            f"/v2/{repo.name}/manifests/big",
+            b"x" * (5 << 20),
+            {"Content-Type": OCI_MANIFEST},
+            413,
+            "MANIFEST_INVALID",
+        ),
         ("PATCH", f"/v2/{repo.name}/blobs/uploads/nope", b"y" * (5 << 20), {}, 404, "BLOB_UPLOAD_UNKNOWN"),
         ("PATCH", f"/v2/{repo.name}/blobs/uploads/nope", b"z" * (24 << 20), {}, 404, "BLOB_UPLOAD_UNKNOWN"),
         ("POST", f"/v2/{repo.name}/blobs/uploads/?digest=sha256:zz", b"w" * (5 << 20), {}, 400, "DIGEST_INVALID"),
@@ -226,8 +312,9 @@ def test_early_errors_on_large_bodies_come_back_through_the_proxy(cluster: Clust
             assert got == (status, code), (method, target, len(body), attempt, got)
 
 
-def test_stalled_uploads_through_one_member_leave_room_for_everyone_else(cluster: ClusterUnderTest,
-                                                                         tls: ssl.SSLContext, repo: Repo) -> None:
+def test_stalled_uploads_through_one_member_leave_room_for_everyone_else(
+    cluster: ClusterUnderTest, tls: ssl.SSLContext, repo: Repo
+) -> None:
     node = cluster.members[PROXY]
     auth = authorization(cluster)
     repos = [cluster.repo_owned_by(OWNER, f"corpus/stall-{i}") for i in range(10)]
@@ -241,8 +328,14 @@ def test_stalled_uploads_through_one_member_leave_room_for_everyone_else(cluster
                 target, extra = f"/v2/{name}/blobs/uploads/?digest={sha256(b'z' * 1000)}", []
             else:
                 target, extra = f"/v2/{name}/manifests/t{i}", [("Content-Type", OCI_MANIFEST)]
-            sock.sendall(request_bytes("POST" if i % 2 else "PUT", target,
-                                       [("Authorization", auth), ("Content-Length", "1000"), *extra], b"z" * 100))
+            sock.sendall(
+                request_bytes(
+                    "POST" if i % 2 else "PUT",
+                    target,
+                    [("Authorization", auth), ("Content-Length", "1000"), *extra],
+                    b"z" * 100,
+                )
+            )
             stalled.append(sock)
         # Meanwhile the proxy still serves everyone else at once, uploads from another client included.
         with client_for(cluster, PROXY, tls) as c:
@@ -252,11 +345,13 @@ def test_stalled_uploads_through_one_member_leave_room_for_everyone_else(cluster
                 elapsed = time.monotonic() - asked
                 assert response.status_code == 200 and response.content == repo.manifest, response.text
                 assert elapsed < 2.5, f"a manifest took {elapsed:.1f}s through a member with stalled uploads"
-        other = http.client.HTTPSConnection(node.host, node.port, timeout=30, context=tls,
-                                            source_address=("127.0.0.9", 0))
+        other = http.client.HTTPSConnection(
+            node.host, node.port, timeout=30, context=tls, source_address=("127.0.0.9", 0)
+        )
         blob = b"from another client"
-        other.request("POST", f"/v2/{repos[0]}/blobs/uploads/?digest={sha256(blob)}", body=blob,
-                      headers={"Authorization": auth})
+        other.request(
+            "POST", f"/v2/{repos[0]}/blobs/uploads/?digest={sha256(blob)}", body=blob, headers={"Authorization": auth}
+        )
         assert other.getresponse().status == 201
         other.close()
         # Every stalled one ends by itself: refused at once (429: too many from one client) or cut
@@ -284,7 +379,8 @@ def test_stalled_uploads_through_one_member_leave_room_for_everyone_else(cluster
 
 
 def test_bad_login_storm_through_a_non_owner_gets_401s(
-        cluster: ClusterUnderTest, tls: ssl.SSLContext, repo: Repo) -> None:
+    cluster: ClusterUnderTest, tls: ssl.SSLContext, repo: Repo
+) -> None:
     node = cluster.members[PROXY]
     statuses: list[int] = []
 
@@ -313,8 +409,11 @@ def test_early_errors_come_back_through_the_proxy_over_plain_tcp(tmp_path_factor
         for attempt in range(40):
             node = cluster.members[attempt % 2]  # through the owner and through the other member
             manifest = attempt % 4 < 2
-            method, target, expected = (("PUT", f"/v2/{name}/manifests/big", (413, "MANIFEST_INVALID")) if manifest
-                                        else ("PATCH", f"/v2/{name}/blobs/uploads/nope", (404, "BLOB_UPLOAD_UNKNOWN")))
+            method, target, expected = (
+                ("PUT", f"/v2/{name}/manifests/big", (413, "MANIFEST_INVALID"))
+                if manifest
+                else ("PATCH", f"/v2/{name}/blobs/uploads/nope", (404, "BLOB_UPLOAD_UNKNOWN"))
+            )
             connection = http.client.HTTPConnection(node.host, node.port, timeout=60)
             try:
                 size = (5 << 20) if attempt % 3 else (24 << 20)

@@ -36,8 +36,13 @@ def start_with_env(tmp_path: Path) -> Iterator[Callable[..., RegistryProcess]]:
         folder = tmp_path / f"registry-{len(started)}"
         folder.mkdir()
         port = free_port()
-        proc = RegistryProcess(folder / "config.json", registry_config(folder / "root", port, **http),
-                               folder / "registry.log", workers=workers, env=env or {})
+        proc = RegistryProcess(
+            folder / "config.json",
+            registry_config(folder / "root", port, **http),
+            folder / "registry.log",
+            workers=workers,
+            env=env or {},
+        )
         started.append(proc)
         return proc.start()
 
@@ -52,10 +57,18 @@ def registry(start_with_env: Callable[..., RegistryProcess]) -> RegistryProcess:
     return start_with_env(FAST_ENV)
 
 
-def raw(registry: RegistryProcess, method: str, target: str, headers: list[tuple[str, str]] | None = None,
-        body: bytes = b"", until_close: bool = False, case: str = "") -> RawAnswer:
-    answer = exchange(registry.host, registry.port, request_bytes(method, target, headers, body),
-                      until_close=until_close)
+def raw(
+    registry: RegistryProcess,
+    method: str,
+    target: str,
+    headers: list[tuple[str, str]] | None = None,
+    body: bytes = b"",
+    until_close: bool = False,
+    case: str = "",
+) -> RawAnswer:
+    answer = exchange(
+        registry.host, registry.port, request_bytes(method, target, headers, body), until_close=until_close
+    )
     shown = target if target.startswith("/") else "/"
     assert_sane_response(answer.as_httpx(method, f"{registry.url}{shown}"), case or target)
     return answer
@@ -71,8 +84,14 @@ def test_transfer_encoding_with_content_length_is_refused_and_closed(registry: R
     # would read another body: the request is refused, once, and nothing behind it is run.
     body = b"0\r\n\r\n" + SMUGGLED
     for target in ("/v2/r/blobs/uploads/", "/livez", f"/v2/r/blobs/uploads/?digest={sha256(b'')}"):
-        answer = raw(registry, "POST", target, [("Content-Length", str(len(body))),
-                                                ("Transfer-Encoding", "chunked")], body, until_close=True)
+        answer = raw(
+            registry,
+            "POST",
+            target,
+            [("Content-Length", str(len(body))), ("Transfer-Encoding", "chunked")],
+            body,
+            until_close=True,
+        )
         assert (answer.status, answer.code()) == (400, "UNSUPPORTED"), answer
         assert answer.headers.get("connection") == "close"
         assert answer.closed and answer.extra == b"", f"a second answer followed: {answer.extra[:200]!r}"
@@ -80,24 +99,35 @@ def test_transfer_encoding_with_content_length_is_refused_and_closed(registry: R
     assert not (registry.root / "r").exists()
 
 
-@pytest.mark.parametrize(("name", "headers", "body", "expected"), [
-    ("unknown transfer coding", [("Transfer-Encoding", "gzip, chunked")], b"0\r\n\r\n", (400, "UNSUPPORTED")),
-    ("two Transfer-Encoding headers", [("Transfer-Encoding", "chunked"), ("Transfer-Encoding", "chunked")],
-     b"0\r\n\r\n", (400, "UNSUPPORTED")),
-    ("identity transfer coding", [("Transfer-Encoding", "identity")], b"", (400, "UNSUPPORTED")),
-    ("conflicting Content-Length", [("Content-Length", "0"), ("Content-Length", "5")], b"hello",
-     (400, "UNSUPPORTED")),
-    ("list of Content-Lengths that differ", [("Content-Length", "0, 5")], b"hello", (400, "UNSUPPORTED")),
-    ("signed Content-Length", [("Content-Length", "+5")], b"hello", (400, "UNSUPPORTED")),
-    ("Content-Length of 30 digits", [("Content-Length", "9" * 30)], b"hello", (400, "UNSUPPORTED")),
-    ("Content-Length past 2**63", [("Content-Length", "9" * 20)], b"hello", (400, "SIZE_INVALID")),
-    ("headers of 100 kB", [("X-Big", "b" * 100_000)], b"", (431, "UNSUPPORTED")),
-    ("space before the colon", [("Content-Length ", "5")], b"hello", (400, "UNSUPPORTED")),
-    ("bad chunk size", [("Transfer-Encoding", "chunked")], b"zz\r\nhello\r\n0\r\n\r\n", (400, "UNSUPPORTED")),
-])
-def test_framing_h11_refuses_gets_an_oci_error(registry: RegistryProcess, name: str,
-                                               headers: list[tuple[str, str]], body: bytes,
-                                               expected: tuple[int, str]) -> None:
+@pytest.mark.parametrize(
+    ("name", "headers", "body", "expected"),
+    [
+        ("unknown transfer coding", [("Transfer-Encoding", "gzip, chunked")], b"0\r\n\r\n", (400, "UNSUPPORTED")),
+        (
+            "two Transfer-Encoding headers",
+            [("Transfer-Encoding", "chunked"), ("Transfer-Encoding", "chunked")],
+            b"0\r\n\r\n",
+            (400, "UNSUPPORTED"),
+        ),
+        ("identity transfer coding", [("Transfer-Encoding", "identity")], b"", (400, "UNSUPPORTED")),
+        (
+            "conflicting Content-Length",
+            [("Content-Length", "0"), ("Content-Length", "5")],
+            b"hello",
+            (400, "UNSUPPORTED"),
+        ),
+        ("list of Content-Lengths that differ", [("Content-Length", "0, 5")], b"hello", (400, "UNSUPPORTED")),
+        ("signed Content-Length", [("Content-Length", "+5")], b"hello", (400, "UNSUPPORTED")),
+        ("Content-Length of 30 digits", [("Content-Length", "9" * 30)], b"hello", (400, "UNSUPPORTED")),
+        ("Content-Length past 2**63", [("Content-Length", "9" * 20)], b"hello", (400, "SIZE_INVALID")),
+        ("headers of 100 kB", [("X-Big", "b" * 100_000)], b"", (431, "UNSUPPORTED")),
+        ("space before the colon", [("Content-Length ", "5")], b"hello", (400, "UNSUPPORTED")),
+        ("bad chunk size", [("Transfer-Encoding", "chunked")], b"zz\r\nhello\r\n0\r\n\r\n", (400, "UNSUPPORTED")),
+    ],
+)
+def test_framing_h11_refuses_gets_an_oci_error(
+    registry: RegistryProcess, name: str, headers: list[tuple[str, str]], body: bytes, expected: tuple[int, str]
+) -> None:
     target = f"/v2/r/blobs/uploads/?digest={sha256(b'hello')}"  # a handler that reads the body
     answer = raw(registry, "POST", target, headers, body + SMUGGLED, until_close=True, case=name)
     assert (answer.status, answer.code()) == expected, (name, answer)
@@ -108,25 +138,38 @@ def test_framing_h11_refuses_gets_an_oci_error(registry: RegistryProcess, name: 
 def test_framing_h11_accepts_is_read_once(registry: RegistryProcess) -> None:
     # Equal Content-Length headers are one length; an obs-fold line is unfolded into a space.
     blob = b"hello"
-    answer = raw(registry, "POST", f"/v2/dup/blobs/uploads/?digest={sha256(blob)}",
-                 [("Content-Length", "5"), ("Content-Length", "5"), ("Connection", "close")], blob, until_close=True)
+    answer = raw(
+        registry,
+        "POST",
+        f"/v2/dup/blobs/uploads/?digest={sha256(blob)}",
+        [("Content-Length", "5"), ("Content-Length", "5"), ("Connection", "close")],
+        blob,
+        until_close=True,
+    )
     assert answer.status == 201 and answer.extra == b""
-    folded = exchange(registry.host, registry.port,
-                      b"GET /v2/ HTTP/1.1\r\nHost: x\r\nX-Folded: a\r\n b\r\nConnection: close\r\n\r\n")
+    folded = exchange(
+        registry.host, registry.port, b"GET /v2/ HTTP/1.1\r\nHost: x\r\nX-Folded: a\r\n b\r\nConnection: close\r\n\r\n"
+    )
     assert folded.status == 200
 
 
 def test_paths_and_methods_without_a_route_get_oci_errors(registry: RegistryProcess) -> None:
     # Quart's own 404 and 405 went through the catch-all: a 500 and a traceback in the log.
     with httpx.Client(base_url=registry.url, timeout=10) as c:
-        for method, path, status, code in (("GET", "/nothing/here", 404, "NAME_UNKNOWN"),
-                                           ("GET", "/v2x", 404, "NAME_UNKNOWN"),
-                                           ("POST", "/livez", 405, "UNSUPPORTED"),
-                                           ("DELETE", "/metrics", 405, "UNSUPPORTED")):
+        for method, path, status, code in (
+            ("GET", "/nothing/here", 404, "NAME_UNKNOWN"),
+            ("GET", "/v2x", 404, "NAME_UNKNOWN"),
+            ("POST", "/livez", 405, "UNSUPPORTED"),
+            ("DELETE", "/metrics", 405, "UNSUPPORTED"),
+        ):
             response = c.request(method, path)
             assert_sane_response(response, path)
             assert (method, path, response.status_code, response.json()["errors"][0]["code"]) == (
-                method, path, status, code)
+                method,
+                path,
+                status,
+                code,
+            )
         assert "GET" in c.post("/livez").headers["Allow"]
     answer = raw(registry, "GET", "*", [("Connection", "close")])
     assert answer.status == 404
@@ -148,17 +191,25 @@ def test_numbers_out_of_range_get_the_right_oci_error(registry: RegistryProcess)
         blob_path = f"/v2/num/blobs/{sha256(blob)}"
         cases: list[tuple[str, httpx.Response, int, str]] = []
         for n in (HUGE, "²", "٣", "-1", "1e3", " 1", "99999999999999999999", "0x10"):
-            cases.append((f"tags n={n[:10]}", c.get("/v2/num/tags/list", params={"n": n}),
-                          400, "PAGINATION_NUMBER_INVALID"))
-            cases.append((f"catalog n={n[:10]}", c.get("/v2/_catalog", params={"n": n}),
-                          400, "PAGINATION_NUMBER_INVALID"))
+            cases.append(
+                (f"tags n={n[:10]}", c.get("/v2/num/tags/list", params={"n": n}), 400, "PAGINATION_NUMBER_INVALID")
+            )
+            cases.append(
+                (f"catalog n={n[:10]}", c.get("/v2/_catalog", params={"n": n}), 400, "PAGINATION_NUMBER_INVALID")
+            )
         for value in (f"bytes={HUGE}-", f"bytes=0-{HUGE}", f"bytes=-{HUGE}", "bytes=99999999999999999999-"):
-            cases.append((f"Range {value[:20]}", c.get(blob_path, headers={"Range": value}),
-                          416, "BLOB_UPLOAD_INVALID"))
+            cases.append(
+                (f"Range {value[:20]}", c.get(blob_path, headers={"Range": value}), 416, "BLOB_UPLOAD_INVALID")
+            )
         for value in (f"0-{HUGE}", f"{HUGE}-{HUGE}", f"bytes 0-9/{HUGE}", "0-99999999999999999999"):
-            cases.append((f"Content-Range {value[:20]}",
-                          c.patch(location, content=b"x", headers={"Content-Range": value}),
-                          416, "BLOB_UPLOAD_INVALID"))
+            cases.append(
+                (
+                    f"Content-Range {value[:20]}",
+                    c.patch(location, content=b"x", headers={"Content-Range": value}),
+                    416,
+                    "BLOB_UPLOAD_INVALID",
+                )
+            )
         for name, response, status, code in cases:
             assert_sane_response(response, name)
             assert (name, response.status_code, response.json()["errors"][0]["code"]) == (name, status, code)
@@ -179,8 +230,10 @@ def test_numbers_out_of_range_get_the_right_oci_error(registry: RegistryProcess)
 
 # --- early errors on large bodies -----------------------------------------------------------------
 
-def _send_all_then_read(registry: RegistryProcess, method: str, target: str, body: bytes | Iterator[bytes],
-                        headers: dict[str, str]) -> tuple[int, bytes]:
+
+def _send_all_then_read(
+    registry: RegistryProcess, method: str, target: str, body: bytes | Iterator[bytes], headers: dict[str, str]
+) -> tuple[int, bytes]:
     """http.client sends the whole body before it reads: the client that lost the answer most."""
     connection = http.client.HTTPConnection(registry.host, registry.port, timeout=30)
     try:
@@ -199,16 +252,51 @@ def _chunks(total: int, size: int = 1 << 20) -> Iterator[bytes]:
 def test_early_errors_on_large_bodies_reach_the_client(registry: RegistryProcess) -> None:
     big = b"x" * (5 << 20)
     cases: list[tuple[str, str, str, Callable[[], bytes | Iterator[bytes]], dict[str, str], int, str]] = [
-        ("5 MiB manifest", "PUT", "/v2/early/manifests/big", lambda: big, {"Content-Type": OCI_MANIFEST},
-         413, "MANIFEST_INVALID"),
-        ("12 MiB chunked manifest", "PUT", "/v2/early/manifests/big", lambda: _chunks(12 << 20),
-         {"Content-Type": OCI_MANIFEST}, 413, "MANIFEST_INVALID"),
-        ("5 MiB PATCH to an unknown session", "PATCH", "/v2/early/blobs/uploads/nope", lambda: big, {},
-         404, "BLOB_UPLOAD_UNKNOWN"),
-        ("20 MiB PATCH to an unknown session", "PATCH", "/v2/early/blobs/uploads/nope",
-         lambda: b"y" * (20 << 20), {}, 404, "BLOB_UPLOAD_UNKNOWN"),
-        ("5 MiB blob with a bad digest", "POST", "/v2/early/blobs/uploads/?digest=sha256:zz", lambda: big, {},
-         400, "DIGEST_INVALID"),
+        (
+            "5 MiB manifest",
+            "PUT",
+            "/v2/early/manifests/big",
+            lambda: big,
+            {"Content-Type": OCI_MANIFEST},
+            413,
+            "MANIFEST_INVALID",
+        ),
+        (
+            "12 MiB chunked manifest",
+            "PUT",
+            "/v2/early/manifests/big",
+            lambda: _chunks(12 << 20),
+            {"Content-Type": OCI_MANIFEST},
+            413,
+            "MANIFEST_INVALID",
+        ),
+        (
+            "5 MiB PATCH to an unknown session",
+            "PATCH",
+            "/v2/early/blobs/uploads/nope",
+            lambda: big,
+            {},
+            404,
+            "BLOB_UPLOAD_UNKNOWN",
+        ),
+        (
+            "20 MiB PATCH to an unknown session",
+            "PATCH",
+            "/v2/early/blobs/uploads/nope",
+            lambda: b"y" * (20 << 20),
+            {},
+            404,
+            "BLOB_UPLOAD_UNKNOWN",
+        ),
+        (
+            "5 MiB blob with a bad digest",
+            "POST",
+            "/v2/early/blobs/uploads/?digest=sha256:zz",
+            lambda: big,
+            {},
+            400,
+            "DIGEST_INVALID",
+        ),
     ]
     for name, method, target, body, headers, status, code in cases:
         for attempt in range(3):
@@ -220,14 +308,20 @@ def test_early_errors_on_large_bodies_reach_the_client(registry: RegistryProcess
 
 # --- stalled bodies -------------------------------------------------------------------------------
 
+
 def test_a_stalled_body_gets_408_and_the_connection_ends(registry: RegistryProcess) -> None:
     started = time.monotonic()
     sockets = []
-    for target, headers in ((f"/v2/stall/blobs/uploads/?digest={sha256(b'z' * 1000)}", []),
-                            ("/v2/stall/manifests/t", [("Content-Type", OCI_MANIFEST)])):
+    for target, headers in (
+        (f"/v2/stall/blobs/uploads/?digest={sha256(b'z' * 1000)}", []),
+        ("/v2/stall/manifests/t", [("Content-Type", OCI_MANIFEST)]),
+    ):
         sock = connect(registry.host, registry.port, timeout=30)
-        sock.sendall(request_bytes("PUT" if "manifests" in target else "POST", target,
-                                   [*headers, ("Content-Length", "1000")], b"z" * 100))
+        sock.sendall(
+            request_bytes(
+                "PUT" if "manifests" in target else "POST", target, [*headers, ("Content-Length", "1000")], b"z" * 100
+            )
+        )
         sockets.append(sock)
     for sock in sockets:
         with sock:
@@ -246,6 +340,7 @@ def test_a_stalled_body_gets_408_and_the_connection_ends(registry: RegistryProce
 
 # --- bad logins -----------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def costly_htpasswd(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # Cost 12, as `htpasswd -B -C 12` writes: a few hundred milliseconds per check.
@@ -258,8 +353,9 @@ def _basic(user: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
-def test_bad_login_storm_does_not_stall_livez(start_with_env: Callable[..., RegistryProcess],
-                                              costly_htpasswd: Path) -> None:
+def test_bad_login_storm_does_not_stall_livez(
+    start_with_env: Callable[..., RegistryProcess], costly_htpasswd: Path
+) -> None:
     registry = start_with_env(auth={"htpasswd": {"path": str(costly_htpasswd)}})
     with httpx.Client(base_url=registry.url, timeout=30) as c:
         assert c.get("/livez").status_code == 200  # connected before the storm
@@ -287,8 +383,9 @@ def test_bad_login_storm_does_not_stall_livez(start_with_env: Callable[..., Regi
         assert alice.get("/v2/").status_code == 200
 
 
-def test_unknown_user_costs_what_a_wrong_password_costs(start_with_env: Callable[..., RegistryProcess],
-                                                        costly_htpasswd: Path) -> None:
+def test_unknown_user_costs_what_a_wrong_password_costs(
+    start_with_env: Callable[..., RegistryProcess], costly_htpasswd: Path
+) -> None:
     registry = start_with_env(auth={"htpasswd": {"path": str(costly_htpasswd)}})
 
     def cost(user: str) -> float:
@@ -324,10 +421,12 @@ def test_password_checks_are_bounded_and_shared(tmp_path: Path, monkeypatch: pyt
     async def storm() -> tuple[list[BaseException | str], list[BaseException | str]]:
         checker = auth_module.HtpasswdAuth(htpasswd, threads=1, max_pending=2)
         try:
-            distinct = await asyncio.gather(*(checker.authenticate(_basic("alice", f"bad-{i}")) for i in range(5)),
-                                            return_exceptions=True)
-            same = await asyncio.gather(*(checker.authenticate(_basic("alice", "bad")) for _ in range(5)),
-                                        return_exceptions=True)
+            distinct = await asyncio.gather(
+                *(checker.authenticate(_basic("alice", f"bad-{i}")) for i in range(5)), return_exceptions=True
+            )
+            same = await asyncio.gather(
+                *(checker.authenticate(_basic("alice", "bad")) for _ in range(5)), return_exceptions=True
+            )
             assert await checker.authenticate(_basic("alice", "wonderland")) == "alice"
             assert await checker.authenticate(_basic("alice", "wonderland")) == "alice"  # remembered
             return distinct, same

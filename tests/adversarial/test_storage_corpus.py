@@ -41,8 +41,12 @@ def _plant_outside(site: Site) -> dict[str, str]:
             blob.parent.mkdir(parents=True, exist_ok=True)
             blob.write_bytes(secret)
             planted.append(blob)
-        descriptor = {"mediaType": OCI_MANIFEST, "digest": verified, "size": len(secret),
-                      "annotations": {TAG_ANNOTATION: tag}}
+        descriptor = {
+            "mediaType": OCI_MANIFEST,
+            "digest": verified,
+            "size": len(secret),
+            "annotations": {TAG_ANNOTATION: tag},
+        }
         (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [descriptor]}))
         (layout / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
         planted += [layout / "index.json", layout / "oci-layout"]
@@ -133,8 +137,12 @@ def test_layout_never_builds_a_path_outside_the_root(tmp_path: Path) -> None:
             layout.blob(name, good)
         with pytest.raises(NameInvalid):
             layout.index(name)
-    for digest in (Digest("sha256", "../../etc/passwd"), Digest("..", "a" * 64), Digest("sha256", "A" * 64),
-                   Digest("md5", "a" * 32)):
+    for digest in (
+        Digest("sha256", "../../etc/passwd"),
+        Digest("..", "a" * 64),
+        Digest("sha256", "A" * 64),
+        Digest("md5", "a" * 32),
+    ):
         with pytest.raises(DigestInvalid):
             layout.blob("x", digest)
         with pytest.raises(DigestInvalid):
@@ -148,8 +156,19 @@ def test_layout_never_builds_a_path_outside_the_root(tmp_path: Path) -> None:
 
 
 def _overlapping_names(hex_digest: str) -> list[str]:
-    return ["x/index.json", "x/oci-layout", "x/blobs", "x/blobs/sha256", f"x/blobs/sha256/{hex_digest}",
-            "blobs", "index.json", "oci-layout", "a/blobs/b", "blobs/x", "x/blobs/sha512"]
+    return [
+        "x/index.json",
+        "x/oci-layout",
+        "x/blobs",
+        "x/blobs/sha256",
+        f"x/blobs/sha256/{hex_digest}",
+        "blobs",
+        "index.json",
+        "oci-layout",
+        "a/blobs/b",
+        "blobs/x",
+        "x/blobs/sha512",
+    ]
 
 
 def _foreign_nested_layout(root: Path) -> None:
@@ -168,14 +187,25 @@ def test_names_overlapping_a_repository_layout_are_name_invalid(site: SiteFactor
     blob = os.urandom(3000)
     for name in _overlapping_names(sha256(image.layers[0])[7:]):
         case = f"repository {name!r}"
-        s.check(s.client.post(f"/v2/{name}/blobs/uploads/", params={"digest": sha256(blob)}, content=blob,
-                              headers=OCTETS), case, {400}, "NAME_INVALID")
+        s.check(
+            s.client.post(f"/v2/{name}/blobs/uploads/", params={"digest": sha256(blob)}, content=blob, headers=OCTETS),
+            case,
+            {400},
+            "NAME_INVALID",
+        )
         s.check(s.client.post(f"/v2/{name}/blobs/uploads/"), case, {400}, "NAME_INVALID")
-        s.check(s.client.put(f"/v2/{name}/manifests/v1", content=image.manifest,
-                             headers={"Content-Type": OCI_MANIFEST}), case, {400}, "NAME_INVALID")
+        s.check(
+            s.client.put(f"/v2/{name}/manifests/v1", content=image.manifest, headers={"Content-Type": OCI_MANIFEST}),
+            case,
+            {400},
+            "NAME_INVALID",
+        )
         s.check(s.client.get(f"/v2/{name}/tags/list"), case, {400}, "NAME_INVALID")
-        s.check(s.client.post("/v2/z/blobs/uploads/", params={"mount": sha256(image.layers[0]), "from": name}),
-                f"mount from {name!r}", {202})
+        s.check(
+            s.client.post("/v2/z/blobs/uploads/", params={"mount": sha256(image.layers[0]), "from": name}),
+            f"mount from {name!r}",
+            {202},
+        )
     # `x` is whole and still takes pushes; `q`, beside an old `q/blobs` layout, works too.
     s.assert_pulls("x", image, "v1")
     second = make_image("overlap-2")

@@ -31,8 +31,9 @@ def small_disk(tmp_path: Path) -> Iterator[Callable[[Path], None]]:
     def mount(root: Path) -> None:
         if os.geteuid() != 0:
             pytest.skip("mounting a tmpfs needs root: this test fills a small filesystem")
-        result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(root)], capture_output=True,
-                                text=True)
+        result = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(root)], capture_output=True, text=True
+        )
         if result.returncode != 0:
             pytest.skip(f"cannot mount a tmpfs here ({result.stderr.strip()}): this test fills a small filesystem")
         mounted.append(root)
@@ -43,14 +44,18 @@ def small_disk(tmp_path: Path) -> Iterator[Callable[[Path], None]]:
 
 
 @pytest.mark.parametrize("dedupe", [True, False], ids=["dedupe", "no-dedupe"])
-def test_a_full_disk_is_507_keeps_reads_and_damages_nothing(site: SiteFactory, small_disk: Callable[[Path], None],
-                                                            dedupe: bool) -> None:
+def test_a_full_disk_is_507_keeps_reads_and_damages_nothing(
+    site: SiteFactory, small_disk: Callable[[Path], None], dedupe: bool
+) -> None:
     s = site(dedupe=dedupe, before_start=small_disk)
     # An acknowledged chunked session holding space, released at the end to make room again.
     held = os.urandom(400 << 10)
     holder = s.check(s.client.post("/v2/full/held/blobs/uploads/"), "start", {202}).headers["Location"]
-    s.check(s.client.patch(holder, content=held, headers={**OCTETS, "Content-Range": f"0-{len(held) - 1}"}),
-            "held chunk", {202})
+    s.check(
+        s.client.patch(holder, content=held, headers={**OCTETS, "Content-Range": f"0-{len(held) - 1}"}),
+        "held chunk",
+        {202},
+    )
     pushed: list[tuple[str, Image]] = []
     refused: list[httpx.Response] = []
     for i in range(40):
@@ -58,11 +63,25 @@ def test_a_full_disk_is_507_keeps_reads_and_damages_nothing(site: SiteFactory, s
         repo = f"full/r{i % 3}"
         answers = []
         for blob in [image.config, *image.layers]:
-            answers.append(s.check(s.client.post(f"/v2/{repo}/blobs/uploads/", params={"digest": sha256(blob)},
-                                                 content=blob, headers=OCTETS), f"push {i}", {201, 507}))
+            answers.append(
+                s.check(
+                    s.client.post(
+                        f"/v2/{repo}/blobs/uploads/", params={"digest": sha256(blob)}, content=blob, headers=OCTETS
+                    ),
+                    f"push {i}",
+                    {201, 507},
+                )
+            )
         if all(a.status_code == 201 for a in answers):
-            answers.append(s.check(s.client.put(f"/v2/{repo}/manifests/t{i}", content=image.manifest,
-                                                headers={"Content-Type": OCI_MANIFEST}), f"manifest {i}", {201, 507}))
+            answers.append(
+                s.check(
+                    s.client.put(
+                        f"/v2/{repo}/manifests/t{i}", content=image.manifest, headers={"Content-Type": OCI_MANIFEST}
+                    ),
+                    f"manifest {i}",
+                    {201, 507},
+                )
+            )
         refused += [a for a in answers if a.status_code == 507]
         if all(a.status_code == 201 for a in answers):
             pushed.append((repo, image))
@@ -78,12 +97,18 @@ def test_a_full_disk_is_507_keeps_reads_and_damages_nothing(site: SiteFactory, s
     session = s.check(s.client.post("/v2/full/chunked/blobs/uploads/"), "start while full", {202, 507})
     if session.status_code == 202:
         location = session.headers["Location"]
-        s.check(s.client.patch(location, content=big, headers={**OCTETS, "Content-Range": f"0-{len(big) - 1}"}),
-                "chunk while full", {507})
+        s.check(
+            s.client.patch(location, content=big, headers={**OCTETS, "Content-Range": f"0-{len(big) - 1}"}),
+            "chunk while full",
+            {507},
+        )
         status = s.check(s.client.get(location), "session status after a refused chunk", {204})
         assert status.headers["Range"] == "0-0", "a refused chunk left bytes in the session"
-        s.check(s.client.put(location, params={"digest": sha256(big)}, content=big, headers=OCTETS),
-                "close while full", {507})
+        s.check(
+            s.client.put(location, params={"digest": sha256(big)}, content=big, headers=OCTETS),
+            "close while full",
+            {507},
+        )
         s.check(s.client.delete(location), "cancel", {204})
     for i, (repo, image) in enumerate(pushed):
         s.assert_pulls(repo, image, _tag_of(pushed, i))

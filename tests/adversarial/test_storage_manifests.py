@@ -40,8 +40,12 @@ def test_manifests_with_wrong_json_types_are_manifest_invalid(site: SiteFactory,
     tags_before = s.client.get("/v2/m/tags/list").json()["tags"]
     for label, media_type, body in cases:
         for reference in ("bad", sha256(body)):
-            response = s.check(s.client.put(f"/v2/m/manifests/{reference}", content=body,
-                                            headers={"Content-Type": media_type}), label, {400}, "MANIFEST_INVALID")
+            response = s.check(
+                s.client.put(f"/v2/m/manifests/{reference}", content=body, headers={"Content-Type": media_type}),
+                label,
+                {400},
+                "MANIFEST_INVALID",
+            )
             assert response.status_code == 400
         s.check(s.client.get(f"/v2/m/manifests/{sha256(body)}"), f"{label}: not stored", {404})
     assert s.client.get("/v2/m/tags/list").json()["tags"] == tags_before
@@ -60,32 +64,84 @@ def test_docker_manifests_and_lists_and_oci_indexes_still_push(site: SiteFactory
     for layer in docker["layers"]:
         layer["mediaType"] = "application/vnd.docker.image.rootfs.diff.tar.gzip"
     docker_body = json.dumps(docker).encode()
-    s.check(s.client.put("/v2/d/manifests/docker", content=docker_body, headers={"Content-Type": DOCKER_MANIFEST}),
-            "docker manifest", {201})
-    entry = {"mediaType": DOCKER_MANIFEST, "digest": sha256(docker_body), "size": len(docker_body),
-             "platform": {"architecture": "arm", "os": "linux", "variant": "v7", "features": ["sse4"]}}
+    s.check(
+        s.client.put("/v2/d/manifests/docker", content=docker_body, headers={"Content-Type": DOCKER_MANIFEST}),
+        "docker manifest",
+        {201},
+    )
+    entry = {
+        "mediaType": DOCKER_MANIFEST,
+        "digest": sha256(docker_body),
+        "size": len(docker_body),
+        "platform": {"architecture": "arm", "os": "linux", "variant": "v7", "features": ["sse4"]},
+    }
     docker_list = {"schemaVersion": 2, "mediaType": DOCKER_LIST, "manifests": [entry]}
-    s.check(s.client.put("/v2/d/manifests/list", content=json.dumps(docker_list).encode(),
-                         headers={"Content-Type": DOCKER_LIST}), "docker manifest list", {201})
-    oci_index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "annotations": {"a": "b"}, "manifests": [
-        {**descriptor(image), "platform": {"architecture": "amd64", "os": "linux", "os.version": "1",
-                                            "os.features": ["x"]}, "annotations": {"k": "v"}}]}
-    s.check(s.client.put("/v2/d/manifests/index", content=json.dumps(oci_index).encode(),
-                         headers={"Content-Type": OCI_INDEX}), "OCI index", {201})
+    s.check(
+        s.client.put(
+            "/v2/d/manifests/list", content=json.dumps(docker_list).encode(), headers={"Content-Type": DOCKER_LIST}
+        ),
+        "docker manifest list",
+        {201},
+    )
+    oci_index = {
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "annotations": {"a": "b"},
+        "manifests": [
+            {
+                **descriptor(image),
+                "platform": {"architecture": "amd64", "os": "linux", "os.version": "1", "os.features": ["x"]},
+                "annotations": {"k": "v"},
+            }
+        ],
+    }
+    s.check(
+        s.client.put(
+            "/v2/d/manifests/index", content=json.dumps(oci_index).encode(), headers={"Content-Type": OCI_INDEX}
+        ),
+        "OCI index",
+        {201},
+    )
     # Foreign layers (urls) and an artifact with an empty config, no layers and a subject.
     foreign = manifest_document(image)
-    foreign["layers"].append({"mediaType": "application/vnd.oci.image.layer.nondistributable.v1.tar",
-                              "digest": sha256(b"elsewhere"), "size": 9, "urls": ["https://example.com/x"]})
-    s.check(s.client.put("/v2/d/manifests/foreign", content=json.dumps(foreign).encode(),
-                         headers={"Content-Type": OCI_MANIFEST}), "foreign layer", {201})
+    foreign["layers"].append(
+        {
+            "mediaType": "application/vnd.oci.image.layer.nondistributable.v1.tar",
+            "digest": sha256(b"elsewhere"),
+            "size": 9,
+            "urls": ["https://example.com/x"],
+        }
+    )
+    s.check(
+        s.client.put(
+            "/v2/d/manifests/foreign", content=json.dumps(foreign).encode(), headers={"Content-Type": OCI_MANIFEST}
+        ),
+        "foreign layer",
+        {201},
+    )
     empty = b"{}"
     s.check(s.client.post("/v2/d/blobs/uploads/", params={"digest": sha256(empty)}, content=empty), "empty", {201})
-    artifact = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": "application/x.sig",
-                "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": sha256(empty), "size": 2,
-                           "data": "e30="},
-                "layers": [], "subject": descriptor(image), "annotations": {"created": "now"}}
-    s.check(s.client.put("/v2/d/manifests/sig", content=json.dumps(artifact).encode(),
-                         headers={"Content-Type": OCI_MANIFEST}), "artifact", {201})
+    artifact = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": "application/x.sig",
+        "config": {
+            "mediaType": "application/vnd.oci.empty.v1+json",
+            "digest": sha256(empty),
+            "size": 2,
+            "data": "e30=",
+        },
+        "layers": [],
+        "subject": descriptor(image),
+        "annotations": {"created": "now"},
+    }
+    s.check(
+        s.client.put(
+            "/v2/d/manifests/sig", content=json.dumps(artifact).encode(), headers={"Content-Type": OCI_MANIFEST}
+        ),
+        "artifact",
+        {201},
+    )
     tags = s.check(s.client.get("/v2/d/tags/list"), "tags", {200}).json()["tags"]
     assert tags == ["docker", "foreign", "index", "list", "oci", "sig"]
     s.finish()
@@ -123,12 +179,27 @@ def _zot_roots(root: Path, good: Image) -> None:
     _zot_repository(root, "zot/blobsonly", ZOT_NULL_INDEX, [good.config, *good.layers])
     for name, content in DAMAGED_INDEXES.items():
         _zot_repository(root, name, content, [good.config, *good.layers])
-    entries = [5, None, "x", {"mediaType": OCI_MANIFEST}, {"digest": 7}, {"digest": "sha256:nothex"},
-               {"mediaType": OCI_MANIFEST, "digest": good.digest, "size": len(good.manifest), "annotations": 5},
-               {"mediaType": OCI_MANIFEST, "digest": good.digest, "size": len(good.manifest),
-                "annotations": {TAG_ANNOTATION: "good"}}]
-    _zot_repository(root, PARTLY_BROKEN, json.dumps({"schemaVersion": 2, "manifests": entries}).encode(),
-                    [good.config, *good.layers, good.manifest])
+    entries = [
+        5,
+        None,
+        "x",
+        {"mediaType": OCI_MANIFEST},
+        {"digest": 7},
+        {"digest": "sha256:nothex"},
+        {"mediaType": OCI_MANIFEST, "digest": good.digest, "size": len(good.manifest), "annotations": 5},
+        {
+            "mediaType": OCI_MANIFEST,
+            "digest": good.digest,
+            "size": len(good.manifest),
+            "annotations": {TAG_ANNOTATION: "good"},
+        },
+    ]
+    _zot_repository(
+        root,
+        PARTLY_BROKEN,
+        json.dumps({"schemaVersion": 2, "manifests": entries}).encode(),
+        [good.config, *good.layers, good.manifest],
+    )
 
 
 def test_zot_roots_with_null_manifests_and_damaged_indexes(site: SiteFactory) -> None:
@@ -144,8 +215,11 @@ def test_zot_roots_with_null_manifests_and_damaged_indexes(site: SiteFactory) ->
         s.check(s.client.delete(f"/v2/{name}/manifests/{good.digest}"), f"{name}: delete", {404}, "MANIFEST_UNKNOWN")
     blobsonly = "zot/blobsonly"
     assert s.client.get(f"/v2/{blobsonly}/blobs/{sha256(good.layers[0])}").content == good.layers[0]
-    s.check(s.client.put(f"/v2/{blobsonly}/manifests/v1", content=good.manifest,
-                         headers={"Content-Type": OCI_MANIFEST}), "manifest PUT on a null root", {201})
+    s.check(
+        s.client.put(f"/v2/{blobsonly}/manifests/v1", content=good.manifest, headers={"Content-Type": OCI_MANIFEST}),
+        "manifest PUT on a null root",
+        {201},
+    )
     assert s.client.get(f"/v2/{blobsonly}/tags/list").json()["tags"] == ["v1"]
     s.assert_pulls(blobsonly, good, "v1")
     assert s.push("zot/emptied", good, "v2").status_code == 201
@@ -172,8 +246,13 @@ def test_zot_roots_with_null_manifests_and_damaged_indexes(site: SiteFactory) ->
     s.assert_pulls(PARTLY_BROKEN, good, "good")
     s.check(s.client.get(f"/v2/{PARTLY_BROKEN}/referrers/{good.digest}"), "partly broken: referrers", {200})
     before = json.loads((s.root / PARTLY_BROKEN / "index.json").read_bytes())["manifests"]
-    s.check(s.client.put(f"/v2/{PARTLY_BROKEN}/manifests/v2", content=good.manifest,
-                         headers={"Content-Type": OCI_MANIFEST}), "partly broken: push", {201})
+    s.check(
+        s.client.put(
+            f"/v2/{PARTLY_BROKEN}/manifests/v2", content=good.manifest, headers={"Content-Type": OCI_MANIFEST}
+        ),
+        "partly broken: push",
+        {201},
+    )
     after = json.loads((s.root / PARTLY_BROKEN / "index.json").read_bytes())["manifests"]
     assert [e for e in before if not _usable(e)] == [e for e in after if not _usable(e)], "foreign entries lost"
     assert s.client.get(f"/v2/{PARTLY_BROKEN}/tags/list").json()["tags"] == ["good", "v2"]
@@ -187,5 +266,10 @@ def test_zot_roots_with_null_manifests_and_damaged_indexes(site: SiteFactory) ->
 
 
 def _usable(entry: Any) -> bool:
-    return (isinstance(entry, dict) and isinstance(entry.get("digest"), str) and entry["digest"].startswith("sha256:")
-            and len(entry["digest"]) == 71 and isinstance(entry.get("annotations", {}), dict))
+    return (
+        isinstance(entry, dict)
+        and isinstance(entry.get("digest"), str)
+        and entry["digest"].startswith("sha256:")
+        and len(entry["digest"]) == 71
+        and isinstance(entry.get("annotations", {}), dict)
+    )

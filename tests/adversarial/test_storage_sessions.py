@@ -72,8 +72,11 @@ def test_concurrent_puts_closing_one_session(site: SiteFactory, dedupe: bool) ->
         with_last_chunk = attempt % 2 == 1
         head, last = (data[:200_000], data[200_000:]) if with_last_chunk else (data, b"")
         location = s.check(s.client.post("/v2/race/blobs/uploads/"), "start", {202}).headers["Location"]
-        s.check(s.client.patch(location, content=head, headers={**OCTETS, "Content-Range": f"0-{len(head) - 1}"}),
-                "chunk", {202})
+        s.check(
+            s.client.patch(location, content=head, headers={**OCTETS, "Content-Range": f"0-{len(head) - 1}"}),
+            "chunk",
+            {202},
+        )
 
         def close(location: str = location, last: bytes = last, digest: str = sha256(data)) -> httpx.Response:
             return send("PUT", location, params={"digest": digest}, content=last, headers=OCTETS)
@@ -97,12 +100,18 @@ def test_concurrent_puts_closing_one_session(site: SiteFactory, dedupe: bool) ->
 def _patch_race_once(s: Site, send: Callable[..., httpx.Response], attempt: int) -> None:
     data, extra = os.urandom(256 << 10), os.urandom(1 << 20)
     location = s.check(s.client.post("/v2/patchrace/blobs/uploads/"), "start", {202}).headers["Location"]
-    s.check(s.client.patch(location, content=data, headers={**OCTETS, "Content-Range": f"0-{len(data) - 1}"}),
-            "first chunk", {202})
+    s.check(
+        s.client.patch(location, content=data, headers={**OCTETS, "Content-Range": f"0-{len(data) - 1}"}),
+        "first chunk",
+        {202},
+    )
     started = threading.Event()
     results: dict[str, httpx.Response] = {}
-    headers = {**OCTETS, "Content-Length": str(len(extra)),
-               "Content-Range": f"{len(data)}-{len(data) + len(extra) - 1}"}
+    headers = {
+        **OCTETS,
+        "Content-Length": str(len(extra)),
+        "Content-Range": f"{len(data)}-{len(data) + len(extra) - 1}",
+    }
 
     def patch() -> None:
         results["patch"] = send("PATCH", location, content=trickle(extra, started), headers=headers)
@@ -111,8 +120,9 @@ def _patch_race_once(s: Site, send: Callable[..., httpx.Response], attempt: int)
     thread.start()
     assert started.wait(30)
     time.sleep(0.2)
-    early = s.check(send("PUT", location, params={"digest": sha256(data)}, headers=OCTETS),
-                    f"try {attempt}: PUT during PATCH")
+    early = s.check(
+        send("PUT", location, params={"digest": sha256(data)}, headers=OCTETS), f"try {attempt}: PUT during PATCH"
+    )
     thread.join(60)
     print(f"try {attempt}: PUT during a PATCH {early.status_code}, the PATCH {results['patch'].status_code}")
     s.check(results["patch"], f"try {attempt}: PATCH during PUT", {202, 404, 416})
@@ -122,8 +132,11 @@ def _patch_race_once(s: Site, send: Callable[..., httpx.Response], attempt: int)
         assert s.client.get(f"/v2/patchrace/blobs/{sha256(data)}").content == data
         return
     assert early.status_code in (404, 416), early.text
-    s.check(send("PUT", location, params={"digest": sha256(data + extra)}, headers=OCTETS),
-            f"try {attempt}: closing PUT after the PATCH", {201})
+    s.check(
+        send("PUT", location, params={"digest": sha256(data + extra)}, headers=OCTETS),
+        f"try {attempt}: closing PUT after the PATCH",
+        {201},
+    )
     assert s.client.get(f"/v2/patchrace/blobs/{sha256(data + extra)}").content == data + extra
 
 
@@ -152,10 +165,12 @@ def test_store_closes_a_session_exactly_once(tmp_path: Path, dedupe: bool) -> No
 
     async def race(last: bytes) -> list[BaseException | None]:
         session = await store.new_upload("s")
-        head = data[:len(data) - len(last)]
+        head = data[: len(data) - len(last)]
         await store.append_upload("s", session, _body(head), 0, len(head))
-        return await asyncio.gather(*(store.finish_upload("s", session, digest, _body(last), len(last))
-                                      for _ in range(3)), return_exceptions=True)
+        return await asyncio.gather(
+            *(store.finish_upload("s", session, digest, _body(last), len(last)) for _ in range(3)),
+            return_exceptions=True,
+        )
 
     for last in (b"", data[-1000:]):
         outcomes = asyncio.run(race(last))
@@ -174,8 +189,11 @@ def test_store_refuses_a_chunk_or_cancel_while_another_request_holds_the_session
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX)  # what a PUT closing the session holds
         with pytest.raises(RegistryError) as chunk:
             asyncio.run(store.append_upload("held", session, _body(b"def"), 3, 3))
-        assert (chunk.value.status, chunk.value.code, chunk.value.headers["Range"]) == (416, "BLOB_UPLOAD_INVALID",
-                                                                                       "0-2")
+        assert (chunk.value.status, chunk.value.code, chunk.value.headers["Range"]) == (
+            416,
+            "BLOB_UPLOAD_INVALID",
+            "0-2",
+        )
         with pytest.raises(RegistryError) as cancel:
             asyncio.run(store.cancel_upload("held", session))
         assert (cancel.value.status, cancel.value.code) == (409, "BLOB_UPLOAD_INVALID")

@@ -46,7 +46,8 @@ def test_every_member_is_ready(cluster3: ClusterUnderTest, clients: list[httpx.C
 
 
 def test_thirty_repositories_live_only_on_their_owner_and_pull_through_every_member(
-        cluster3: ClusterUnderTest, clients: list[httpx.Client]) -> None:
+    cluster3: ClusterUnderTest, clients: list[httpx.Client]
+) -> None:
     chooser = random.Random(3)
     images = {f"spread/repo-{i}": make_image(f"spread-{i}", layer_sizes=(2000 + i, 50_000)) for i in range(30)}
     for repo, image in images.items():
@@ -78,8 +79,9 @@ def test_catalog_is_gathered_from_all_members(cluster3: ClusterUnderTest, client
     assert len(page.json()["repositories"]) == 2 and 'rel="next"' in page.headers["Link"]
 
 
-def test_chunked_upload_across_members_with_relative_locations(cluster3: ClusterUnderTest,
-                                                               clients: list[httpx.Client]) -> None:
+def test_chunked_upload_across_members_with_relative_locations(
+    cluster3: ClusterUnderTest, clients: list[httpx.Client]
+) -> None:
     repo = cluster3.repo_not_owned_by(0, "chunked/upload")
     blob = os.urandom(3 << 20)
     start = clients[0].post(f"/v2/{repo}/blobs/uploads/")
@@ -90,8 +92,9 @@ def test_chunked_upload_across_members_with_relative_locations(cluster3: Cluster
     offset = 0
     for step, size in enumerate((1 << 20, 1 << 20, 1 << 20)):
         c = clients[step % 3]
-        response = c.patch(location, content=blob[offset:offset + size],
-                           headers={"Content-Range": f"{offset}-{offset + size - 1}"})
+        response = c.patch(
+            location, content=blob[offset : offset + size], headers={"Content-Range": f"{offset}-{offset + size - 1}"}
+        )
         assert response.status_code == 202, response.text
         location = response.headers["Location"]
         offset += size
@@ -101,11 +104,16 @@ def test_chunked_upload_across_members_with_relative_locations(cluster3: Cluster
 
 
 def test_forged_hop_header_does_not_make_a_member_serve_what_it_does_not_own(
-        cluster3: ClusterUnderTest, clients: list[httpx.Client]) -> None:
+    cluster3: ClusterUnderTest, clients: list[httpx.Client]
+) -> None:
     repo = cluster3.repo_not_owned_by(0, "forged")
     blob = b"forged content"
-    response = clients[0].post(f"/v2/{repo}/blobs/uploads/", params={"digest": sha256(blob)}, content=blob,
-                               headers={"X-Zot-Cluster-Hop-Count": "1"})
+    response = clients[0].post(
+        f"/v2/{repo}/blobs/uploads/",
+        params={"digest": sha256(blob)},
+        content=blob,
+        headers={"X-Zot-Cluster-Hop-Count": "1"},
+    )
     assert response.status_code == 508
     assert response.json()["errors"][0]["code"] == "UNSUPPORTED"
     assert not (cluster3.members[0].root / repo).exists()
@@ -173,8 +181,9 @@ def test_peer_with_a_certificate_from_another_ca_is_refused(tmp_path: Path) -> N
     cluster = start_cluster(tmp_path / "rogue", count=2, auth=False)
     try:
         rogue = make_certs(tmp_path / "rogue-certs", ["127.0.0.1", "127.0.0.2", "localhost"], ca_name="rogue CA")
-        cluster.restart_with(1, lambda config: config["http"].update(tls={"cert": str(rogue.cert),
-                                                                        "key": str(rogue.key)}))
+        cluster.restart_with(
+            1, lambda config: config["http"].update(tls={"cert": str(rogue.cert), "key": str(rogue.key)})
+        )
         repo = cluster.repo_owned_by(1, "rogue")
         with client_for(cluster, 0) as c:
             response = c.get(f"/v2/{repo}/tags/list")

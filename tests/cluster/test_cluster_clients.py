@@ -21,12 +21,19 @@ def test_conformance_against_each_member(cluster3: ClusterUnderTest, member: int
     # Namespaces owned by the other members, so the suite runs through this member's proxy.
     namespace = cluster3.repo_not_owned_by(member, f"conformance/legacy-{member}")
     crossmount = cluster3.repo_not_owned_by(member, f"conformance/legacy-mount-{member}")
-    run_conformance(cluster3.members[member], tmp_path / "legacy", auth=cluster3.auth, ca=cluster3.ca,
-                    namespace=namespace, crossmount=crossmount)
-    repos = (cluster3.repo_not_owned_by(member, f"conformance/current-{member}"),
-             cluster3.repo_not_owned_by(member, f"conformance/current-two-{member}"))
-    run_current_suite(cluster3.members[member], tmp_path / "results", auth=cluster3.auth, ca=cluster3.ca,
-                      repos=repos)
+    run_conformance(
+        cluster3.members[member],
+        tmp_path / "legacy",
+        auth=cluster3.auth,
+        ca=cluster3.ca,
+        namespace=namespace,
+        crossmount=crossmount,
+    )
+    repos = (
+        cluster3.repo_not_owned_by(member, f"conformance/current-{member}"),
+        cluster3.repo_not_owned_by(member, f"conformance/current-two-{member}"),
+    )
+    run_current_suite(cluster3.members[member], tmp_path / "results", auth=cluster3.auth, ca=cluster3.ca, repos=repos)
 
 
 def client_env(cluster: ClusterUnderTest, folder: Path) -> dict[str, str]:
@@ -34,10 +41,13 @@ def client_env(cluster: ClusterUnderTest, folder: Path) -> dict[str, str]:
     assert cluster.auth is not None and cluster.ca is not None
     token = base64.b64encode(":".join(cluster.auth).encode()).decode()
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "config.json").write_text(json.dumps({"auths": {m.hostport: {"auth": token}
-                                                              for m in cluster.members}}))
-    return {**os.environ, "DOCKER_CONFIG": str(folder), "REGISTRY_AUTH_FILE": str(folder / "config.json"),
-            "SSL_CERT_FILE": str(cluster.ca)}
+    (folder / "config.json").write_text(json.dumps({"auths": {m.hostport: {"auth": token} for m in cluster.members}}))
+    return {
+        **os.environ,
+        "DOCKER_CONFIG": str(folder),
+        "REGISTRY_AUTH_FILE": str(folder / "config.json"),
+        "SSL_CERT_FILE": str(cluster.ca),
+    }
 
 
 def run(env: dict[str, str], *args: str, cwd: Path | None = None) -> str:
@@ -49,8 +59,9 @@ def run(env: dict[str, str], *args: str, cwd: Path | None = None) -> str:
 def test_clients_through_a_member_that_owns_nothing_they_touch(cluster3: ClusterUnderTest, tmp_path: Path) -> None:
     env = client_env(cluster3, tmp_path / "docker")
     via = cluster3.members[0]
-    repos = {kind: cluster3.repo_not_owned_by(0, f"clients/{kind}") for kind in ("skopeo", "oras", "crane-src",
-                                                                                  "crane-dst")}
+    repos = {
+        kind: cluster3.repo_not_owned_by(0, f"clients/{kind}") for kind in ("skopeo", "oras", "crane-src", "crane-dst")
+    }
     before = {p for p in via.root.rglob("index.json")}
 
     source = tmp_path / "source"
@@ -65,8 +76,18 @@ def test_clients_through_a_member_that_owns_nothing_they_touch(cluster3: Cluster
     (tmp_path / "note.txt").write_text("through a proxy\n")
     ref = f"{via.hostport}/{repos['oras']}:v1"
     run(env, oras, "push", "--ca-file", str(cluster3.ca), ref, "note.txt:text/plain", cwd=tmp_path)
-    run(env, oras, "attach", "--ca-file", str(cluster3.ca), "--artifact-type", "application/vnd.example.sig", ref,
-        "note.txt:text/plain", cwd=tmp_path)
+    run(
+        env,
+        oras,
+        "attach",
+        "--ca-file",
+        str(cluster3.ca),
+        "--artifact-type",
+        "application/vnd.example.sig",
+        ref,
+        "note.txt:text/plain",
+        cwd=tmp_path,
+    )
     discovered = json.loads(run(env, oras, "discover", "--ca-file", str(cluster3.ca), "--format", "json", ref))
     referrers = discovered.get("referrers") or discovered.get("manifests") or []
     assert [r["artifactType"] for r in referrers] == ["application/vnd.example.sig"]
@@ -74,8 +95,14 @@ def test_clients_through_a_member_that_owns_nothing_they_touch(cluster3: Cluster
     assert (tmp_path / "pulled" / "note.txt").read_text() == "through a proxy\n"
 
     crane = tool("crane")
-    run(env, *skopeo, "copy", "--preserve-digests", f"oci:{source}:v1",
-        f"docker://{via.hostport}/{repos['crane-src']}:v1")
+    run(
+        env,
+        *skopeo,
+        "copy",
+        "--preserve-digests",
+        f"oci:{source}:v1",
+        f"docker://{via.hostport}/{repos['crane-src']}:v1",
+    )
     assert run(env, crane, "ls", f"{via.hostport}/{repos['crane-src']}").split() == ["v1"]
     run(env, crane, "copy", f"{via.hostport}/{repos['crane-src']}:v1", f"{via.hostport}/{repos['crane-dst']}:copy")
     assert run(env, crane, "digest", f"{via.hostport}/{repos['crane-dst']}:copy").strip() == digest

@@ -32,8 +32,11 @@ def test_one_gib_through_a_proxying_member(tmp_path: Path) -> None:
                 assert done.status_code == 201, done.text
             pulled = hashlib.sha256()
             size = 0
-            with PeakSampler(proxy.process.pid) as proxy_pull, PeakSampler(owner.process.pid) as owner_pull, \
-                    client.stream("GET", f"/v2/{repo}/blobs/{digest}") as response:
+            with (
+                PeakSampler(proxy.process.pid) as proxy_pull,
+                PeakSampler(owner.process.pid) as owner_pull,
+                client.stream("GET", f"/v2/{repo}/blobs/{digest}") as response,
+            ):
                 assert response.status_code == 200
                 for chunk in response.iter_raw(CHUNK):
                     pulled.update(chunk)
@@ -41,8 +44,10 @@ def test_one_gib_through_a_proxying_member(tmp_path: Path) -> None:
         assert size == GIB and "sha256:" + pulled.hexdigest() == digest
         assert (owner.root / repo / "blobs" / "sha256" / digest[7:]).stat().st_size == GIB
         assert not (proxy.root / repo).exists()
-        for name, member, peaks in (("proxy", proxy, (proxy_push, proxy_pull)), ("owner", owner,
-                                                                                 (owner_push, owner_pull))):
+        for name, member, peaks in (
+            ("proxy", proxy, (proxy_push, proxy_pull)),
+            ("owner", owner, (owner_push, owner_pull)),
+        ):
             assert member.process is not None
             growth = max(p.peak for p in peaks) - baselines[member.process.pid]
             print(f"{name}: baseline {baselines[member.process.pid] >> 20} MiB, growth {growth >> 20} MiB")

@@ -23,10 +23,24 @@ def local_cluster(folder: Path) -> Iterator[tuple[subprocess.Popen[str], list[st
     """`zot-registry local-cluster --members 3` in `folder`, once every member is ready: the process, the
     members' URLs and a context trusting its CA. Its process group is killed when the block ends."""
     port = port_free_on_all(3)
-    process = subprocess.Popen([sys.executable, "-m", "zot_registry.cli", "local-cluster", "--members", "3",
-                                "--port", str(port), "--dir", str(folder)],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               start_new_session=True)  # its own group, so that a failed test leaves no member
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "zot_registry.cli",
+            "local-cluster",
+            "--members",
+            "3",
+            "--port",
+            str(port),
+            "--dir",
+            str(folder),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )  # its own group, so that a failed test leaves no member
     try:
         urls = [f"https://127.0.0.{i}:{port}" for i in (1, 2, 3)]
         yield process, urls, wait_ready(folder, urls)
@@ -78,8 +92,10 @@ def test_local_cluster_stops_its_members_when_its_terminal_is_gone(tmp_path: Pat
 def test_local_cluster_runs_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     with local_cluster(tmp_path / "local") as (process, urls, context):
         image = make_image("local")
-        with httpx.Client(base_url=urls[0], verify=context) as first, \
-                httpx.Client(base_url=urls[2], verify=context) as last:
+        with (
+            httpx.Client(base_url=urls[0], verify=context) as first,
+            httpx.Client(base_url=urls[2], verify=context) as last,
+        ):
             assert push_image(first, "local/demo", image, tag="v1").status_code == 201
             assert last.get("/v2/local/demo/manifests/v1").content == image.manifest
             assert "local/demo" in last.get("/v2/_catalog").json()["repositories"]

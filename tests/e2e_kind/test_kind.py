@@ -49,8 +49,7 @@ def kind_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     kubeconfig = tmp_path_factory.mktemp("kind") / "kubeconfig"
     existing = run("kind", "get", "clusters").stdout.split()
     if CLUSTER not in existing:
-        run("kind", "create", "cluster", "--config", str(REPO_ROOT / "kind-config.yaml"), "--wait", "120s",
-            timeout=600)
+        run("kind", "create", "cluster", "--config", str(REPO_ROOT / "kind-config.yaml"), "--wait", "120s", timeout=600)
     run("kind", "export", "kubeconfig", "--name", CLUSTER, "--kubeconfig", str(kubeconfig))
     try:
         yield kubeconfig
@@ -59,11 +58,18 @@ def kind_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             run("kind", "delete", "cluster", "--name", CLUSTER, check=False, timeout=300)
 
 
-def run(*argv: str, check: bool = True, timeout: float = 300, env: dict[str, str] | None = None,
-        stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    *argv: str, check: bool = True, timeout: float = 300, env: dict[str, str] | None = None, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     path = f"{TOOLS}{os.pathsep}{os.environ.get('PATH', '')}"
-    result = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, input=stdin,
-                            env={**os.environ, "PATH": path, **(env or {})})
+    result = subprocess.run(
+        list(argv),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        input=stdin,
+        env={**os.environ, "PATH": path, **(env or {})},
+    )
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(argv)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result
@@ -90,15 +96,32 @@ def test_chart_cluster_push_pull_resize_delete(kind_cluster: Path, tmp_path: Pat
 
     def running(replicas: int) -> bool:
         status = zot_cluster().get("status", {})
-        return status.get("phase") == "Running" and status.get("readyMembers") == replicas \
+        return (
+            status.get("phase") == "Running"
+            and status.get("readyMembers") == replicas
             and len(status.get("members", [])) == replicas
+        )
 
     # The image, built here and loaded into the nodes; the chart with it.
     run("docker", "build", "-t", IMAGE, str(REPO_ROOT), timeout=1200)
     run("kind", "load", "docker-image", IMAGE, "--name", CLUSTER, timeout=600)
-    run("helm", "upgrade", "--install", "zo", str(REPO_ROOT / "charts" / "zot-operator"), "--namespace",
-        "zot-system", "--create-namespace", "--set", "image.pullPolicy=Never", "--wait", "--timeout", "5m",
-        env=kube, timeout=400)
+    run(
+        "helm",
+        "upgrade",
+        "--install",
+        "zo",
+        str(REPO_ROOT / "charts" / "zot-operator"),
+        "--namespace",
+        "zot-system",
+        "--create-namespace",
+        "--set",
+        "image.pullPolicy=Never",
+        "--wait",
+        "--timeout",
+        "5m",
+        env=kube,
+        timeout=400,
+    )
 
     # A 3-member cluster with htpasswd auth, reachable from the host through the NodePort.
     kubectl("create", "namespace", NAMESPACE, check=False)
@@ -106,19 +129,29 @@ def test_chart_cluster_push_pull_resize_delete(kind_cluster: Path, tmp_path: Pat
 
     entry = f"admin:{bcrypt.hashpw(b'change-me', bcrypt.gensalt()).decode()}\n"
     kubectl("-n", NAMESPACE, "create", "secret", "generic", "demo-htpasswd", f"--from-literal=htpasswd={entry}")
-    manifest = {"apiVersion": "zot-operator.io/v1alpha1", "kind": "ZotCluster",
-                "metadata": {"name": "demo", "namespace": NAMESPACE},
-                "spec": {"replicas": 3, "imagePullPolicy": "Never",
-                         "auth": {"htpasswd": {"secretName": "demo-htpasswd"}},
-                         "service": {"type": "NodePort", "nodePort": 30500},
-                         "storage": {"local": {"size": "1Gi"}}}}
+    manifest = {
+        "apiVersion": "zot-operator.io/v1alpha1",
+        "kind": "ZotCluster",
+        "metadata": {"name": "demo", "namespace": NAMESPACE},
+        "spec": {
+            "replicas": 3,
+            "imagePullPolicy": "Never",
+            "auth": {"htpasswd": {"secretName": "demo-htpasswd"}},
+            "service": {"type": "NodePort", "nodePort": 30500},
+            "storage": {"local": {"size": "1Gi"}},
+        },
+    }
     kubectl("apply", "-f", "-", stdin=json.dumps(manifest))
     wait_for("3 members running", lambda: running(3), timeout=600)
     ca = tmp_path / "ca.crt"
-    ca.write_bytes(base64.b64decode(json.loads(kubectl("-n", NAMESPACE, "get", "secret", "demo-ca", "-o",
-                                                       "json").stdout)["data"]["ca.crt"]))
-    key = base64.b64decode(json.loads(kubectl("-n", NAMESPACE, "get", "secret", "demo-hashkey", "-o",
-                                              "json").stdout)["data"]["hashKey"])
+    ca.write_bytes(
+        base64.b64decode(
+            json.loads(kubectl("-n", NAMESPACE, "get", "secret", "demo-ca", "-o", "json").stdout)["data"]["ca.crt"]
+        )
+    )
+    key = base64.b64decode(
+        json.loads(kubectl("-n", NAMESPACE, "get", "secret", "demo-hashkey", "-o", "json").stdout)["data"]["hashKey"]
+    )
 
     def oras(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return run("oras", *args, "--ca-file", str(ca), "-u", "admin", "-p", "change-me", check=check)
@@ -128,9 +161,24 @@ def test_chart_cluster_push_pull_resize_delete(kind_cluster: Path, tmp_path: Pat
         payload = tmp_path / f"{repo.replace('/', '-')}.txt"
         payload.write_text(f"hello from {repo}\n")
         # oras names the file by the path it is given: push from its folder, with a bare name.
-        pushed = subprocess.run([str(TOOLS / "oras"), "push", "--ca-file", str(ca), "-u", "admin", "-p", "change-me",
-                                 f"{ENTRY}/{repo}:v1", f"{payload.name}:text/plain"], cwd=tmp_path,
-                                capture_output=True, text=True, timeout=120)
+        pushed = subprocess.run(
+            [
+                str(TOOLS / "oras"),
+                "push",
+                "--ca-file",
+                str(ca),
+                "-u",
+                "admin",
+                "-p",
+                "change-me",
+                f"{ENTRY}/{repo}:v1",
+                f"{payload.name}:text/plain",
+            ],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert pushed.returncode == 0, pushed.stderr
 
     def pulled(repo: str) -> bool:
@@ -156,6 +204,9 @@ def test_chart_cluster_push_pull_resize_delete(kind_cluster: Path, tmp_path: Pat
 
     # Deleting the ZotCluster removes its children through owner references.
     kubectl("-n", NAMESPACE, "delete", "zc", "demo", "--wait=true")
-    wait_for("StatefulSet gone", lambda: kubectl("-n", NAMESPACE, "get", "statefulset", "demo",
-                                                 check=False).returncode != 0, timeout=300)
+    wait_for(
+        "StatefulSet gone",
+        lambda: kubectl("-n", NAMESPACE, "get", "statefulset", "demo", check=False).returncode != 0,
+        timeout=300,
+    )
     run("helm", "uninstall", "zo", "--namespace", "zot-system", "--wait", env=kube, timeout=300)

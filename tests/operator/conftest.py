@@ -26,8 +26,10 @@ def control_plane() -> Iterator[ControlPlane]:
     started once per session on 127.0.0.1 and stopped (temporary folder removed) at the end."""
     missing = [name for name in BINARIES if not (TOOLS_BIN / name).is_file()]
     if missing or not any(KWOK_STAGES.glob("*.yaml")):
-        pytest.fail(f"control plane binaries missing ({', '.join(missing) or 'kwok stages'}): "
-                    "run `bash hack/tools.sh k8s` (or `make tools`)")
+        pytest.fail(
+            f"control plane binaries missing ({', '.join(missing) or 'kwok stages'}): "
+            "run `bash hack/tools.sh k8s` (or `make tools`)"
+        )
     cp = ControlPlane().start()
     try:
         yield cp
@@ -38,8 +40,9 @@ def control_plane() -> Iterator[ControlPlane]:
 @pytest.fixture(scope="session")
 def kube(control_plane: ControlPlane) -> Iterator[kubernetes.client.ApiClient]:
     """A kubernetes.client.ApiClient for the admin user (system:masters) of `control_plane`."""
-    with contextlib.closing(kubernetes.config.new_client_from_config(
-            config_file=str(control_plane.kubeconfig))) as client:
+    with contextlib.closing(
+        kubernetes.config.new_client_from_config(config_file=str(control_plane.kubeconfig))
+    ) as client:
         yield client
 
 
@@ -65,8 +68,9 @@ def crd(control_plane: ControlPlane) -> None:
 
 
 @pytest.fixture(scope="module")
-def operator(control_plane: ControlPlane, crd: None,
-             tmp_path_factory: pytest.TempPathFactory) -> Iterator[subprocess.Popen[str]]:
+def operator(
+    control_plane: ControlPlane, crd: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[subprocess.Popen[str]]:
     """The operator of this module (SHOW_OPERATOR_LOG=1 prints the end of its log)."""
     log = tmp_path_factory.mktemp("operator") / "operator.log"
     with operator_process(control_plane.kubeconfig, log) as process:
@@ -81,9 +85,17 @@ def volumes(control_plane: ControlPlane) -> None:
     tolerate the taint and claim these pre-made PersistentVolumes of class "manual"."""
     for i in range(16):
         if get(control_plane, "pv", f"manual-{i}") is None:
-            pv = {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": f"manual-{i}"},
-                  "spec": {"capacity": {"storage": "20Gi"}, "accessModes": ["ReadWriteOnce"],
-                           "storageClassName": "manual", "hostPath": {"path": f"/tmp/manual-{i}"}}}
+            pv = {
+                "apiVersion": "v1",
+                "kind": "PersistentVolume",
+                "metadata": {"name": f"manual-{i}"},
+                "spec": {
+                    "capacity": {"storage": "20Gi"},
+                    "accessModes": ["ReadWriteOnce"],
+                    "storageClassName": "manual",
+                    "hostPath": {"path": f"/tmp/manual-{i}"},
+                },
+            }
             path = Path(control_plane.dir) / f"pv-{i}.json"
             path.write_text(json.dumps(pv))
             control_plane.kubectl("apply", "-f", str(path))

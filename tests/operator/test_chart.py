@@ -41,13 +41,22 @@ ALL_VALUES: dict[str, Any] = {
     "podLabels": {"team": "registry"},
     "nodeSelector": {"kubernetes.io/os": "linux"},
     "tolerations": [KWOK_TOLERATION],
-    "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
-        {"matchExpressions": [{"key": "kubernetes.io/os", "operator": "In", "values": ["linux"]}]}]}}},
+    "affinity": {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [
+                    {"matchExpressions": [{"key": "kubernetes.io/os", "operator": "In", "values": ["linux"]}]}
+                ]
+            }
+        }
+    },
     "priorityClassName": "system-cluster-critical",
     "serviceMonitor": {"enabled": True, "interval": "15s", "labels": {"release": "prometheus"}},
-    "zotCluster": {"enabled": True, "name": "from-values",
-                   "spec": {"replicas": 1, "tolerations": [KWOK_TOLERATION],
-                            "storage": {"local": {"storageClassName": "manual"}}}},
+    "zotCluster": {
+        "enabled": True,
+        "name": "from-values",
+        "spec": {"replicas": 1, "tolerations": [KWOK_TOLERATION], "storage": {"local": {"storageClassName": "manual"}}},
+    },
 }
 
 # What the operator may be granted, and nothing else: (apiGroup, resource) -> verbs.
@@ -94,13 +103,16 @@ def test_lint_strict_with_default_and_every_value(tmp_path: Path) -> None:
     helm("lint", "--strict", str(CHART), "-f", str(path))
 
 
-@pytest.mark.parametrize(("values", "message"), [
-    ({"replicaCount": "two"}, "replicaCount"),
-    ({"replicaCount": 0}, "replicaCount"),
-    ({"image": {"pullPolicy": "Sometimes"}}, "pullPolicy"),
-    ({"watchNamespaces": ["Not_A_Namespace"]}, "watchNamespaces"),
-    ({"serviceMonitr": {"enabled": True}}, "serviceMonitr"),
-])
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"replicaCount": "two"}, "replicaCount"),
+        ({"replicaCount": 0}, "replicaCount"),
+        ({"image": {"pullPolicy": "Sometimes"}}, "pullPolicy"),
+        ({"watchNamespaces": ["Not_A_Namespace"]}, "watchNamespaces"),
+        ({"serviceMonitr": {"enabled": True}}, "serviceMonitr"),
+    ],
+)
 def test_bad_values_fail_before_anything_is_installed(tmp_path: Path, values: dict[str, Any], message: str) -> None:
     path = tmp_path / "bad.json"
     path.write_text(json.dumps(values))
@@ -139,7 +151,8 @@ def test_watch_namespaces_gives_roles_only_there(tmp_path: Path) -> None:
     (cluster_role,) = by_kind(objects, "ClusterRole")
     # Cluster-wide, only what kopf needs to follow CRDs: no access to any namespaced object.
     assert [(r["apiGroups"], r["resources"]) for r in cluster_role["rules"]] == [
-        (["apiextensions.k8s.io"], ["customresourcedefinitions"])]
+        (["apiextensions.k8s.io"], ["customresourcedefinitions"])
+    ]
     (deployment,) = by_kind(objects, "Deployment")
     args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--namespace=team-a" in args and "--namespace=team-b" in args
@@ -172,8 +185,9 @@ def crds(control_plane: ControlPlane) -> None:
         control_plane.kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
 
 
-def test_rendered_objects_validate_against_the_api_server(control_plane: ControlPlane, crds: None,
-                                                          namespaces: Namespaces, tmp_path: Path) -> None:
+def test_rendered_objects_validate_against_the_api_server(
+    control_plane: ControlPlane, crds: None, namespaces: Namespaces, tmp_path: Path
+) -> None:
     cp = control_plane
     for namespace in ("zot-system", "team-a", "team-b"):
         namespaces.create(namespace, htpasswd=False, exist_ok=True)
@@ -186,11 +200,16 @@ def test_rendered_objects_validate_against_the_api_server(control_plane: Control
         assert result.returncode == 0, result.stderr
 
 
-def test_install_and_uninstall_keep_only_the_crds(control_plane: ControlPlane, crds: None, namespaces: Namespaces,
-                                                  tmp_path: Path) -> None:
+def test_install_and_uninstall_keep_only_the_crds(
+    control_plane: ControlPlane, crds: None, namespaces: Namespaces, tmp_path: Path
+) -> None:
     cp = control_plane
-    env = {**cp.env, "HELM_CACHE_HOME": str(tmp_path / "cache"), "HELM_CONFIG_HOME": str(tmp_path / "config"),
-           "HELM_DATA_HOME": str(tmp_path / "data")}
+    env = {
+        **cp.env,
+        "HELM_CACHE_HOME": str(tmp_path / "cache"),
+        "HELM_CONFIG_HOME": str(tmp_path / "config"),
+        "HELM_DATA_HOME": str(tmp_path / "data"),
+    }
     namespace = namespaces.adopt("zot-helm")  # helm creates it
     helm("install", RELEASE, str(CHART), "--namespace", namespace, "--create-namespace", "--wait=false", env=env)
     deployment = get(cp, "-n", namespace, "deployment", FULLNAME)
@@ -203,8 +222,13 @@ def test_install_and_uninstall_keep_only_the_crds(control_plane: ControlPlane, c
     assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == FULLNAME
     assert get(cp, "clusterrole", FULLNAME) and get(cp, "clusterkopfpeering", FULLNAME)
     helm("uninstall", RELEASE, "--namespace", namespace, "--wait", env=env)
-    for args in (("-n", namespace, "deployment", FULLNAME), ("-n", namespace, "serviceaccount", FULLNAME),
-                 ("clusterrole", FULLNAME), ("clusterrolebinding", FULLNAME), ("clusterkopfpeering", FULLNAME)):
+    for args in (
+        ("-n", namespace, "deployment", FULLNAME),
+        ("-n", namespace, "serviceaccount", FULLNAME),
+        ("clusterrole", FULLNAME),
+        ("clusterrolebinding", FULLNAME),
+        ("clusterkopfpeering", FULLNAME),
+    ):
         wait_for(f"{args[-2]} removed", lambda a=args: get(cp, *a) is None, timeout=30)  # type: ignore[misc]
     for crd in ("zotclusters.zot-operator.io", "clusterkopfpeerings.kopf.dev"):
         assert get(cp, "crd", crd), f"{crd} must survive uninstall (Helm never deletes CRDs)"
@@ -218,8 +242,9 @@ def _without_defaults(value: Any) -> Any:
 
 
 @pytest.fixture
-def operators_with_chart_rbac(control_plane: ControlPlane, crds: None, namespaces: Namespaces,
-                              tmp_path: Path) -> Iterator[list[Path]]:
+def operators_with_chart_rbac(
+    control_plane: ControlPlane, crds: None, namespaces: Namespaces, tmp_path: Path
+) -> Iterator[list[Path]]:
     """The operator as the chart runs it: its replicas with the chart's arguments, ServiceAccount,
     (Cluster)Role and peering object, authenticated with a token of that ServiceAccount and nothing
     else. Yields the replicas' logs. (Its `namespaces` outlive the replicas: they are deleted after.)"""
@@ -234,8 +259,11 @@ def operators_with_chart_rbac(control_plane: ControlPlane, crds: None, namespace
     config.write_text(json.dumps(kubeconfig(cp.server, cp.ca_file, "operator", token)))
     (deployment,) = by_kind(template(tmp_path, None, "--namespace", namespace), "Deployment")
     # The chart's arguments, but liveness on a free loopback port.
-    args = [a for a in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
-            if a != "run" and not a.startswith("--liveness")]
+    args = [
+        a
+        for a in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        if a != "run" and not a.startswith("--liveness")
+    ]
     logs = [tmp_path / f"operator-{i}.log" for i in range(deployment["spec"]["replicas"])]
     try:
         with contextlib.ExitStack() as stack:
@@ -243,32 +271,57 @@ def operators_with_chart_rbac(control_plane: ControlPlane, crds: None, namespace
                 stack.enter_context(operator_process(config, log, *args))
             yield logs
     finally:
-        forbidden = [line for log in logs if log.exists() for line in log.read_text().splitlines()
-                     if "forbidden" in line.lower()]
+        forbidden = [
+            line for log in logs if log.exists() for line in log.read_text().splitlines() if "forbidden" in line.lower()
+        ]
         cp.kubectl("delete", "-f", str(path), "--wait=false", check=False)
         assert not forbidden, "the chart's RBAC is missing a permission:\n" + "\n".join(forbidden[:10])
 
 
-def test_operator_reconciles_with_only_the_charts_rbac(control_plane: ControlPlane, namespaces: Namespaces,
-                                                       operators_with_chart_rbac: list[Path]) -> None:
+def test_operator_reconciles_with_only_the_charts_rbac(
+    control_plane: ControlPlane, namespaces: Namespaces, operators_with_chart_rbac: list[Path]
+) -> None:
     cp, ns = control_plane, namespaces.create("zot-rbac", htpasswd=False)
     # Shared storage: every kind of child and both credential Secrets, and no volumes to provision.
-    cp.kubectl("-n", ns, "create", "secret", "generic", "registry-s3", "--from-literal=accessKey=a",
-               "--from-literal=secretKey=b")
+    cp.kubectl(
+        "-n",
+        ns,
+        "create",
+        "secret",
+        "generic",
+        "registry-s3",
+        "--from-literal=accessKey=a",
+        "--from-literal=secretKey=b",
+    )
     cp.kubectl("-n", ns, "create", "secret", "generic", "registry-redis", "--from-literal=url=redis://:p@r:6379")
     apply_document(cp, example_cluster(ns, example=S3_EXAMPLE), "rbac-cluster.yaml")
     zc = wait_for_phase(cp, ns, "Running", timeout=120)
     assert zc["status"]["readyMembers"] == 3
-    for kind, name in (("configmap", "demo-config"), ("service", "demo"), ("service", "demo-members"),
-                       ("statefulset", "demo"), ("poddisruptionbudget", "demo"), ("secret", "demo-tls"),
-                       ("secret", "demo-hashkey")):
+    for kind, name in (
+        ("configmap", "demo-config"),
+        ("service", "demo"),
+        ("service", "demo-members"),
+        ("statefulset", "demo"),
+        ("poddisruptionbudget", "demo"),
+        ("secret", "demo-tls"),
+        ("secret", "demo-hashkey"),
+    ):
         assert get(cp, "-n", ns, kind, name), f"{kind}/{name} missing"
     # A membership change: the operator must be allowed to delete pods to restart the members.
     cp.kubectl("-n", ns, "patch", "zc", "demo", "--type=merge", "-p", '{"spec": {"replicas": 2}}')
-    wait_for("2 members", lambda: len(json.loads(get(cp, "-n", ns, "configmap", "demo-config")["data"]["config.json"])
-                                      ["cluster"]["members"]) == 2, timeout=60)
-    wait_for("Restarting event", lambda: any(e["reason"] == "Restarting" for e in get(cp, "-n", ns, "events")["items"]),
-             timeout=60)
+    wait_for(
+        "2 members",
+        lambda: (
+            len(json.loads(get(cp, "-n", ns, "configmap", "demo-config")["data"]["config.json"])["cluster"]["members"])
+            == 2
+        ),
+        timeout=60,
+    )
+    wait_for(
+        "Restarting event",
+        lambda: any(e["reason"] == "Restarting" for e in get(cp, "-n", ns, "events")["items"]),
+        timeout=60,
+    )
     cp.kubectl("-n", ns, "delete", "zc", "demo")
     # Two replicas, one peering object: both are listed there, with distinct priorities, and only one acted
     # while the other stood by (kopf freezes every operator of a tie, which would leave the cluster unserved).

@@ -46,11 +46,13 @@ def as_json(kube: client.ApiClient, obj: object) -> dict[str, Any]:
 def is_ready(pod: dict[str, Any]) -> bool:
     status = pod.get("status") or {}
     return status.get("phase") == "Running" and any(
-        c["type"] == "Ready" and c["status"] == "True" for c in status.get("conditions") or [])
+        c["type"] == "Ready" and c["status"] == "True" for c in status.get("conditions") or []
+    )
 
 
 def gone(read: Callable[[], object]) -> Callable[[], bool]:
     """A check that is true once `read` answers 404."""
+
     def check() -> bool:
         try:
             read()
@@ -59,6 +61,7 @@ def gone(read: Callable[[], object]) -> Callable[[], bool]:
                 return True
             raise
         return False
+
     return check
 
 
@@ -91,6 +94,7 @@ def ready_pods(kube: client.ApiClient, namespace: str, app: str, count: int) -> 
         pods = as_json(kube, core.list_namespaced_pod(namespace, label_selector=f"app={app}"))["items"]
         live = [p for p in pods if "deletionTimestamp" not in p["metadata"] and is_ready(p)]
         return live if len(live) == count == len(pods) else []
+
     return check
 
 
@@ -153,21 +157,34 @@ def test_garbage_collector_follows_owner_references(kube: client.ApiClient, name
     apps, core = client.AppsV1Api(kube), client.CoreV1Api(kube)
     sts = as_json(kube, apps.create_namespaced_stateful_set(namespace, statefulset("owner", 1)))
     wait_for("1 Running and Ready pod", ready_pods(kube, namespace, "owner", 1))
-    owner = client.V1OwnerReference(api_version="apps/v1", kind="StatefulSet", name=sts["metadata"]["name"],
-                                    uid=sts["metadata"]["uid"], controller=True, block_owner_deletion=True)
-    core.create_namespaced_config_map(namespace, client.V1ConfigMap(
-        metadata=client.V1ObjectMeta(name="owned", owner_references=[owner]), data={"k": "v"}))
+    owner = client.V1OwnerReference(
+        api_version="apps/v1",
+        kind="StatefulSet",
+        name=sts["metadata"]["name"],
+        uid=sts["metadata"]["uid"],
+        controller=True,
+        block_owner_deletion=True,
+    )
+    core.create_namespaced_config_map(
+        namespace,
+        client.V1ConfigMap(metadata=client.V1ObjectMeta(name="owned", owner_references=[owner]), data={"k": "v"}),
+    )
 
     apps.delete_namespaced_stateful_set(name="owner", namespace=namespace)  # background propagation
 
-    wait_for("the garbage collector to delete ConfigMap owned",
-             gone(lambda: core.read_namespaced_config_map(namespace=namespace, name="owned")))
-    wait_for("the garbage collector to delete pod owner-0",
-             gone(lambda: core.read_namespaced_pod(namespace=namespace, name="owner-0")))
+    wait_for(
+        "the garbage collector to delete ConfigMap owned",
+        gone(lambda: core.read_namespaced_config_map(namespace=namespace, name="owned")),
+    )
+    wait_for(
+        "the garbage collector to delete pod owner-0",
+        gone(lambda: core.read_namespaced_pod(namespace=namespace, name="owner-0")),
+    )
 
 
-def test_service_account_token_authenticates_and_rbac_applies(control_plane: ControlPlane, kube: client.ApiClient,
-                                                             namespace: str) -> None:
+def test_service_account_token_authenticates_and_rbac_applies(
+    control_plane: ControlPlane, kube: client.ApiClient, namespace: str
+) -> None:
     core, rbac = client.CoreV1Api(kube), client.RbacAuthorizationV1Api(kube)
     core.create_namespaced_service_account(namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="app")))
     request = client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=600))
@@ -175,8 +192,10 @@ def test_service_account_token_authenticates_and_rbac_applies(control_plane: Con
     assert token.count(".") == 2  # a JWT signed with the key from tests/support/control_plane.py
 
     with control_plane.http(token) as api:
-        review = api.post("/apis/authentication.k8s.io/v1/selfsubjectreviews",
-                          json={"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})
+        review = api.post(
+            "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+            json={"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"},
+        )
         assert review.status_code == 201, review.text
         user = review.json()["status"]["userInfo"]
         assert user["username"] == f"system:serviceaccount:{namespace}:app"
@@ -188,13 +207,22 @@ def test_service_account_token_authenticates_and_rbac_applies(control_plane: Con
         assert api.get(f"/api/v1/namespaces/{namespace}/configmaps").status_code == 403
 
         # RBAC: a Role + RoleBinding opens exactly what it names.
-        rbac.create_namespaced_role(namespace, client.V1Role(
-            metadata=client.V1ObjectMeta(name="read-configmaps"),
-            rules=[client.V1PolicyRule(api_groups=[""], resources=["configmaps"], verbs=["get", "list"])]))
-        rbac.create_namespaced_role_binding(namespace, client.V1RoleBinding(
-            metadata=client.V1ObjectMeta(name="app-reads-configmaps"),
-            role_ref=client.V1RoleRef(api_group="rbac.authorization.k8s.io", kind="Role", name="read-configmaps"),
-            subjects=[client.RbacV1Subject(kind="ServiceAccount", name="app", namespace=namespace)]))
+        rbac.create_namespaced_role(
+            namespace,
+            client.V1Role(
+                metadata=client.V1ObjectMeta(name="read-configmaps"),
+                rules=[client.V1PolicyRule(api_groups=[""], resources=["configmaps"], verbs=["get", "list"])],
+            ),
+        )
+        rbac.create_namespaced_role_binding(
+            namespace,
+            client.V1RoleBinding(
+                metadata=client.V1ObjectMeta(name="app-reads-configmaps"),
+                role_ref=client.V1RoleRef(api_group="rbac.authorization.k8s.io", kind="Role", name="read-configmaps"),
+                subjects=[client.RbacV1Subject(kind="ServiceAccount", name="app", namespace=namespace)],
+            ),
+        )
+
         def configmaps() -> httpx.Response | None:
             resp = api.get(f"/api/v1/namespaces/{namespace}/configmaps")
             return resp if resp.status_code == 200 else None

@@ -90,8 +90,13 @@ def listening(host: str, port: int) -> bool:
 def test_up_push_scale_pull_ctrl_c(tmp_path: Path) -> None:
     port = port_free_on_all(5)
     state = tmp_path / "state"
-    process = subprocess.Popen([*CLI, "up", "-f", str(example_on_port(tmp_path, port)), "--dir", str(state)],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
+    process = subprocess.Popen(
+        [*CLI, "up", "-f", str(example_on_port(tmp_path, port)), "--dir", str(state)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=tmp_path,
+    )
     output = Output(process)
     descendants: list[psutil.Process] = []
     try:
@@ -113,12 +118,23 @@ def test_up_push_scale_pull_ctrl_c(tmp_path: Path) -> None:
             write_oci_layout(sources[repo], "v1", repo, (4096, 70_000))
             # The printed command, with a local image instead of busybox, through member `index`.
             assert push[:2] == ["skopeo", "copy"]
-            run(tool("skopeo"), "--insecure-policy", *push[1:-2], "--preserve-digests",
-                f"oci:{sources[repo]}:v1", f"docker://127.0.0.{index + 1}:{port}/{repo}:v1")
+            run(
+                tool("skopeo"),
+                "--insecure-policy",
+                *push[1:-2],
+                "--preserve-digests",
+                f"oci:{sources[repo]}:v1",
+                f"docker://127.0.0.{index + 1}:{port}/{repo}:v1",
+            )
 
         def scale(replicas: str) -> subprocess.CompletedProcess[str]:
-            return subprocess.run([*CLI, "scale", replicas, "--dir", str(state)], capture_output=True, text=True,
-                                  timeout=180, cwd=tmp_path)
+            return subprocess.run(
+                [*CLI, "scale", replicas, "--dir", str(state)],
+                capture_output=True,
+                text=True,
+                timeout=180,
+                cwd=tmp_path,
+            )
 
         with socket.socket() as squatter:  # a new member's address is taken: refused, nothing restarts
             squatter.bind(("127.0.0.5", port))
@@ -139,9 +155,18 @@ def test_up_push_scale_pull_ctrl_c(tmp_path: Path) -> None:
         for repo in kept:
             for member in range(1, 6):
                 back = tmp_path / f"back-{repo.replace('/', '-')}-{member}"
-                run(tool("skopeo"), "--insecure-policy", "copy", "--preserve-digests",
-                    "--src-cert-dir", str(state / "client-certs"), "--src-creds", f"{user}:{password}",
-                    f"docker://127.0.0.{member}:{port}/{repo}:v1", f"oci:{back}:v1")
+                run(
+                    tool("skopeo"),
+                    "--insecure-policy",
+                    "copy",
+                    "--preserve-digests",
+                    "--src-cert-dir",
+                    str(state / "client-certs"),
+                    "--src-creds",
+                    f"{user}:{password}",
+                    f"docker://127.0.0.{member}:{port}/{repo}:v1",
+                    f"oci:{back}:v1",
+                )
                 assert blob_files(back) == blob_files(sources[repo])
         # The documented cost of local storage: a repository whose owner changed is not served by its
         # new owner (which does not know the name), and stays on its old owner's volume.
@@ -166,8 +191,13 @@ def test_up_push_scale_pull_ctrl_c(tmp_path: Path) -> None:
 
 def test_bad_input_is_a_clear_error(tmp_path: Path) -> None:
     port = port_free_on_all(3)
-    bad = subprocess.run([*CLI, "up", "-f", str(example_on_port(tmp_path, port, replicas=0))],
-                         capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    bad = subprocess.run(
+        [*CLI, "up", "-f", str(example_on_port(tmp_path, port, replicas=0))],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
     assert bad.returncode == 2
     assert "spec.replicas: Input should be greater than or equal to 1" in bad.stderr
     assert "Traceback" not in bad.stderr + bad.stdout
@@ -175,8 +205,13 @@ def test_bad_input_is_a_clear_error(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.2", port))
         taken.listen()
-        busy = subprocess.run([*CLI, "up", "-f", str(example_on_port(tmp_path, port))],
-                              capture_output=True, text=True, timeout=60, cwd=tmp_path)
+        busy = subprocess.run(
+            [*CLI, "up", "-f", str(example_on_port(tmp_path, port))],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=tmp_path,
+        )
     assert busy.returncode == 2
     assert f"port {port} is already taken on 127.0.0.2" in busy.stderr
     assert "Traceback" not in busy.stderr + busy.stdout
@@ -199,13 +234,24 @@ def test_secrets_in_the_manifest_and_the_operators_config(tmp_path: Path) -> Non
     port = port_free_on_all(2)
     manifest = example_on_port(tmp_path, port, replicas=2, hashKeySecret="demo-key")
     htpasswd = write_htpasswd(tmp_path / "htpasswd", {"alice": "wonderland"}).read_text()
-    secrets = [{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "demo-htpasswd"},
-                "stringData": {"htpasswd": htpasswd}},
-               {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "demo-key"},
-                "data": {"hashKey": base64.b64encode(b"loremipsumdolors").decode()}}]
+    secrets = [
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "demo-htpasswd"},
+            "stringData": {"htpasswd": htpasswd},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "demo-key"},
+            "data": {"hashKey": base64.b64encode(b"loremipsumdolors").decode()},
+        },
+    ]
     manifest.write_text(manifest.read_text() + "---\n" + yaml.safe_dump_all(secrets))
-    process = subprocess.Popen([*CLI, "up", "-f", str(manifest)], stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
+    process = subprocess.Popen(
+        [*CLI, "up", "-f", str(manifest)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path
+    )
     output = Output(process)
     try:
         output.wait_for("ready:")
@@ -218,8 +264,12 @@ def test_secrets_in_the_manifest_and_the_operators_config(tmp_path: Path) -> Non
             assert httpx.get(url, verify=ca, auth=("alice", "wonderland")).status_code == 200
             assert httpx.get(url, verify=ca, auth=("alice", "wrong")).status_code == 401
 
-        rendered = subprocess.run([sys.executable, "-m", "zot_operator.cli", "render", "-f", str(manifest),
-                                   "--hash-key", "loremipsumdolors"], capture_output=True, text=True, timeout=60)
+        rendered = subprocess.run(
+            [sys.executable, "-m", "zot_operator.cli", "render", "-f", str(manifest), "--hash-key", "loremipsumdolors"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert rendered.returncode == 0, rendered.stderr
         config_map = next(d for d in yaml.safe_load_all(rendered.stdout) if d["kind"] == "ConfigMap")
         operators = json.loads(config_map["data"]["config.json"])
@@ -234,8 +284,9 @@ def test_secrets_in_the_manifest_and_the_operators_config(tmp_path: Path) -> Non
         stop(process, [])
 
 
-def assert_stopped_cleanly(process: subprocess.Popen[Any], descendants: list[psutil.Process], state: Path,
-                           port: int) -> None:
+def assert_stopped_cleanly(
+    process: subprocess.Popen[Any], descendants: list[psutil.Process], state: Path, port: int
+) -> None:
     """The supervisor exits 0, no member is left, nothing listens, and state.json says Stopped."""
     code = process.wait(timeout=60)
     _, alive = psutil.wait_procs(descendants, timeout=10)
@@ -253,9 +304,13 @@ def test_closed_output_and_sighup_still_stop_every_member(tmp_path: Path, resize
     leave a state.json that no longer says Running."""
     port = port_free_on_all(2)
     state = tmp_path / "state"
-    process = subprocess.Popen([*CLI, "up", "-f", str(example_on_port(tmp_path, port, replicas=2)),
-                                "--dir", str(state)],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
+    process = subprocess.Popen(
+        [*CLI, "up", "-f", str(example_on_port(tmp_path, port, replicas=2)), "--dir", str(state)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=tmp_path,
+    )
     assert process.stdout is not None
     descendants: list[psutil.Process] = []
     try:
@@ -268,8 +323,9 @@ def test_closed_output_and_sighup_still_stop_every_member(tmp_path: Path, resize
         process.stdout.close()  # the terminal is gone: every later write fails (EPIPE)
 
         if resize:  # the progress of a resize is printed too: that fails, the resize does not
-            scaled = subprocess.run([*CLI, "scale", "1", "--dir", str(state)], capture_output=True, text=True,
-                                    timeout=180, cwd=tmp_path)
+            scaled = subprocess.run(
+                [*CLI, "scale", "1", "--dir", str(state)], capture_output=True, text=True, timeout=180, cwd=tmp_path
+            )
             assert scaled.returncode == 0, scaled.stdout + scaled.stderr
             assert process.poll() is None, "the supervisor died when its output failed"
             descendants += psutil.Process(process.pid).children(recursive=True)
@@ -296,9 +352,15 @@ def test_closing_its_terminal_stops_every_member(tmp_path: Path) -> None:
     def controlling_terminal() -> None:  # in the child, a session leader after start_new_session
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
-    process = subprocess.Popen([*CLI, "up", "-f", str(example_on_port(tmp_path, port, replicas=2)),
-                                "--dir", str(state)], stdin=slave, stdout=slave, stderr=slave, cwd=tmp_path,
-                               start_new_session=True, preexec_fn=controlling_terminal)
+    process = subprocess.Popen(
+        [*CLI, "up", "-f", str(example_on_port(tmp_path, port, replicas=2)), "--dir", str(state)],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        cwd=tmp_path,
+        start_new_session=True,
+        preexec_fn=controlling_terminal,
+    )
     os.close(slave)
     descendants: list[psutil.Process] = []
     try:

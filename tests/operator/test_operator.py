@@ -39,17 +39,29 @@ def pods(cp: ControlPlane, namespace: str) -> list[dict[str, Any]]:
 
 
 def ready_pods(cp: ControlPlane, namespace: str) -> list[dict[str, Any]]:
-    return [p for p in pods(cp, namespace) if not p["metadata"].get("deletionTimestamp") and any(
-        c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))]
+    return [
+        p
+        for p in pods(cp, namespace)
+        if not p["metadata"].get("deletionTimestamp")
+        and any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))
+    ]
 
 
-def test_apply_scale_drift_and_delete(control_plane: ControlPlane, operator: subprocess.Popen[str],
-                                      namespaces: Namespaces) -> None:
+def test_apply_scale_drift_and_delete(
+    control_plane: ControlPlane, operator: subprocess.Popen[str], namespaces: Namespaces
+) -> None:
     cp, ns = control_plane, namespaces.create("zot-lifecycle")
     apply_cluster(cp, ns)
-    for kind, name in (("configmap", "demo-config"), ("secret", "demo-hashkey"), ("secret", "demo-ca"),
-                       ("secret", "demo-tls"), ("service", "demo"), ("service", "demo-members"),
-                       ("statefulset", "demo"), ("poddisruptionbudget", "demo")):
+    for kind, name in (
+        ("configmap", "demo-config"),
+        ("secret", "demo-hashkey"),
+        ("secret", "demo-ca"),
+        ("secret", "demo-tls"),
+        ("service", "demo"),
+        ("service", "demo-members"),
+        ("statefulset", "demo"),
+        ("poddisruptionbudget", "demo"),
+    ):
         wait_for(f"{kind}/{name}", partial(get, cp, "-n", ns, kind, name))
     members = config_members(cp, ns)
     assert members == [f"demo-{i}.demo-members.{ns}.svc.cluster.local:5000" for i in range(3)]
@@ -79,6 +91,7 @@ def test_apply_scale_drift_and_delete(control_plane: ControlPlane, operator: sub
     before = {p["metadata"]["uid"] for p in pods(cp, ns)}
     cp.kubectl("-n", ns, "scale", "zc", "demo", "--replicas", "5")
     wait_for("5 members in the config", lambda: len(config_members(cp, ns)) == 5)
+
     def five_new_ready_pods() -> bool:
         ready = ready_pods(cp, ns)
         return len(ready) == 5 and not before & {p["metadata"]["uid"] for p in ready}
@@ -99,34 +112,52 @@ def test_apply_scale_drift_and_delete(control_plane: ControlPlane, operator: sub
 
     # Drift: a deleted Service and an edited ConfigMap come back.
     cp.kubectl("-n", ns, "delete", "service", "demo")
-    cp.kubectl("-n", ns, "patch", "configmap", "demo-config", "--type=merge", "-p",
-               json.dumps({"data": {"config.json": "{}"}}))
+    cp.kubectl(
+        "-n", ns, "patch", "configmap", "demo-config", "--type=merge", "-p", json.dumps({"data": {"config.json": "{}"}})
+    )
     wait_for("service back", lambda: get(cp, "-n", ns, "service", "demo"), timeout=60)
     wait_for("config restored", lambda: len(config_members(cp, ns)) == 2, timeout=60)
 
     # Deleting the ZotCluster removes every child through owner references.
     cp.kubectl("-n", ns, "delete", "zc", "demo")
-    for kind, name in (("configmap", "demo-config"), ("statefulset", "demo"), ("service", "demo"),
-                       ("secret", "demo-tls"), ("secret", "demo-hashkey")):
+    for kind, name in (
+        ("configmap", "demo-config"),
+        ("statefulset", "demo"),
+        ("service", "demo"),
+        ("secret", "demo-tls"),
+        ("secret", "demo-hashkey"),
+    ):
         wait_for(f"{kind}/{name} gone", partial(absent, cp, "-n", ns, kind, name), timeout=90)
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ({"replicas": 0}, "replicas"),
-    ({"excludedMembers": [7]}, "excludedMembers"),
-    ({"storage": {"mode": "nfs"}}, "mode"),
-    ({"storage": {"mode": "s3", "s3": {"bucket": "b"}}}, "storage mode s3 needs a shared cache"),
-    ({"storage": {"mode": "s3", "s3": {"bucket": "b"}}, "cache": {"redis": {"url": "redis://r:6379"},
-                                                            "dynamodb": {}}}, "exactly one of redis or dynamodb"),
-    ({"cache": {"redis": {"url": "redis://r:6379"}}}, "cache is only used with storage mode s3"),
-    ({"storage": {"mode": "s3", "s3": {"bucket": "b"}}, "cache": {"redis": {"url": "redis://user:pw@r:6379"}}},
-     "url"),
-    ({"storage": {"mode": "s3", "s3": {"bucket": "b"}}, "cache": {"redis": {"keyPrefix": "z"}}},
-     "redis needs exactly one of url or urlSecret"),
-])
-def test_invalid_clusters_are_rejected_by_the_api_server(control_plane: ControlPlane, crd: None,
-                                                         module_namespaces: Namespaces,
-                                                         change: dict[str, Any], message: str) -> None:
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"replicas": 0}, "replicas"),
+        ({"excludedMembers": [7]}, "excludedMembers"),
+        ({"storage": {"mode": "nfs"}}, "mode"),
+        ({"storage": {"mode": "s3", "s3": {"bucket": "b"}}}, "storage mode s3 needs a shared cache"),
+        (
+            {
+                "storage": {"mode": "s3", "s3": {"bucket": "b"}},
+                "cache": {"redis": {"url": "redis://r:6379"}, "dynamodb": {}},
+            },
+            "exactly one of redis or dynamodb",
+        ),
+        ({"cache": {"redis": {"url": "redis://r:6379"}}}, "cache is only used with storage mode s3"),
+        (
+            {"storage": {"mode": "s3", "s3": {"bucket": "b"}}, "cache": {"redis": {"url": "redis://user:pw@r:6379"}}},
+            "url",
+        ),
+        (
+            {"storage": {"mode": "s3", "s3": {"bucket": "b"}}, "cache": {"redis": {"keyPrefix": "z"}}},
+            "redis needs exactly one of url or urlSecret",
+        ),
+    ],
+)
+def test_invalid_clusters_are_rejected_by_the_api_server(
+    control_plane: ControlPlane, crd: None, module_namespaces: Namespaces, change: dict[str, Any], message: str
+) -> None:
     cp = control_plane
     ns = module_namespaces.create("zot-invalid", htpasswd=False, exist_ok=True)
     document = example_cluster(ns, "bad", tolerate=False)
@@ -147,8 +178,9 @@ def test_hash_key_secret_is_immutable(control_plane: ControlPlane, crd: None, na
     assert result.returncode != 0 and "hashKeySecret is immutable" in result.stderr
 
 
-def test_missing_secret_degrades_and_deletes_nothing(control_plane: ControlPlane, operator: subprocess.Popen[str],
-                                                     namespaces: Namespaces) -> None:
+def test_missing_secret_degrades_and_deletes_nothing(
+    control_plane: ControlPlane, operator: subprocess.Popen[str], namespaces: Namespaces
+) -> None:
     cp, ns = control_plane, namespaces.create("zot-degraded", htpasswd=False)
     apply_cluster(cp, ns)  # references demo-htpasswd, which this namespace lacks
     zc = wait_for_phase(cp, ns, "Degraded")
@@ -159,19 +191,30 @@ def test_missing_secret_degrades_and_deletes_nothing(control_plane: ControlPlane
     assert get(cp, "-n", ns, "statefulset", "demo") is None
 
 
-def test_failover_drops_a_member_kept_not_ready_and_readmits_it(control_plane: ControlPlane,
-                                                                 operator: subprocess.Popen[str],
-                                                                 namespaces: Namespaces) -> None:
+def test_failover_drops_a_member_kept_not_ready_and_readmits_it(
+    control_plane: ControlPlane, operator: subprocess.Popen[str], namespaces: Namespaces
+) -> None:
     cp, ns = control_plane, namespaces.create("zot-failover")
     apply_cluster(cp, ns, failover={"automatic": True, "after": "5s"})
     wait_for("3 ready members", lambda: len(ready_pods(cp, ns)) == 3, timeout=90)
     # What a hung member looks like to the API: not ready, container not running.
-    not_ready = {"status": {"conditions": [{"type": "Ready", "status": "False"}],
-                            "containerStatuses": [{"name": "zot", "ready": False, "restartCount": 0, "image": "x",
-                                                   "imageID": "", "started": False,
-                                                   "state": {"waiting": {"reason": "Hung"}}}]}}
-    cp.kubectl("-n", ns, "patch", "pod", "demo-1", "--subresource=status", "--type=merge", "-p",
-               json.dumps(not_ready))
+    not_ready = {
+        "status": {
+            "conditions": [{"type": "Ready", "status": "False"}],
+            "containerStatuses": [
+                {
+                    "name": "zot",
+                    "ready": False,
+                    "restartCount": 0,
+                    "image": "x",
+                    "imageID": "",
+                    "started": False,
+                    "state": {"waiting": {"reason": "Hung"}},
+                }
+            ],
+        }
+    }
+    cp.kubectl("-n", ns, "patch", "pod", "demo-1", "--subresource=status", "--type=merge", "-p", json.dumps(not_ready))
 
     def event_reasons() -> set[str]:
         return {e["reason"] for e in (get(cp, "-n", ns, "events") or {"items": []})["items"]}
@@ -192,9 +235,9 @@ def test_failover_drops_a_member_kept_not_ready_and_readmits_it(control_plane: C
     assert "Restarting" in event_reasons()
 
 
-def test_registry_processes_run_from_what_the_operator_wrote(control_plane: ControlPlane,
-                                                            operator: subprocess.Popen[str],
-                                                            namespaces: Namespaces, tmp_path: Path) -> None:
+def test_registry_processes_run_from_what_the_operator_wrote(
+    control_plane: ControlPlane, operator: subprocess.Popen[str], namespaces: Namespaces, tmp_path: Path
+) -> None:
     """The ConfigMap and Secrets in the API server, used as they are by three real registry processes."""
     cp, ns = control_plane, namespaces.create("zot-real")
     apply_cluster(cp, ns)
@@ -202,10 +245,12 @@ def test_registry_processes_run_from_what_the_operator_wrote(control_plane: Cont
     wait_for("config", partial(get, cp, "-n", ns, "configmap", "demo-config"))
     config = json.loads(get(cp, "-n", ns, "configmap", "demo-config")["data"]["config.json"])
     files: dict[str, Path] = {}
-    for secret, key, target in (("demo-tls", "tls.crt", "/etc/zot/tls/tls.crt"),
-                                ("demo-tls", "tls.key", "/etc/zot/tls/tls.key"),
-                                ("demo-tls", "ca.crt", "/etc/zot/tls/ca.crt"),
-                                ("demo-htpasswd", "htpasswd", "/etc/zot/auth/htpasswd")):
+    for secret, key, target in (
+        ("demo-tls", "tls.crt", "/etc/zot/tls/tls.crt"),
+        ("demo-tls", "tls.key", "/etc/zot/tls/tls.key"),
+        ("demo-tls", "ca.crt", "/etc/zot/tls/ca.crt"),
+        ("demo-htpasswd", "htpasswd", "/etc/zot/auth/htpasswd"),
+    ):
         path = tmp_path / key
         path.write_bytes(base64.b64decode(get(cp, "-n", ns, "secret", secret)["data"][key]))
         files[target] = path
@@ -218,23 +263,32 @@ def test_registry_processes_run_from_what_the_operator_wrote(control_plane: Cont
         member_config["storage"]["rootDirectory"] = str(tmp_path / f"root-{i}")
         member_config["http"]["address"] = f"127.0.0.{i + 1}"
         member_config["http"]["port"] = str(port)
-        member_config["http"]["tls"] = {"cert": str(files["/etc/zot/tls/tls.crt"]),
-                                        "key": str(files["/etc/zot/tls/tls.key"])}
+        member_config["http"]["tls"] = {
+            "cert": str(files["/etc/zot/tls/tls.crt"]),
+            "key": str(files["/etc/zot/tls/tls.key"]),
+        }
         member_config["http"]["auth"]["htpasswd"]["path"] = str(files["/etc/zot/auth/htpasswd"])
         member_config["cluster"]["tls"]["cacert"] = str(files["/etc/zot/tls/ca.crt"])
         member_config["cluster"]["members"] = [m.replace(":5000", f":{port}") for m in config["cluster"]["members"]]
-        env = {"PYTHONPATH": str(Path(__file__).parent / "resolver"), "ZOT_TEST_HOSTS": json.dumps(hosts),
-               # The stdlib resolver (uvloop resolves natively, beyond the harness's reach).
-               "ZOT_REGISTRY_WORKER_CLASS": "asyncio"}
-        members.append(RegistryProcess(tmp_path / f"member-{i}.json", member_config, tmp_path / f"member-{i}.log",
-                                       workers=1, env=env))
+        env = {
+            "PYTHONPATH": str(Path(__file__).parent / "resolver"),
+            "ZOT_TEST_HOSTS": json.dumps(hosts),
+            # The stdlib resolver (uvloop resolves natively, beyond the harness's reach).
+            "ZOT_REGISTRY_WORKER_CLASS": "asyncio",
+        }
+        members.append(
+            RegistryProcess(
+                tmp_path / f"member-{i}.json", member_config, tmp_path / f"member-{i}.log", workers=1, env=env
+            )
+        )
     try:
         for member in members:
             member.start()
         context = ssl.create_default_context(cafile=str(files["/etc/zot/tls/ca.crt"]))
         context.check_hostname = False  # the client talks to 127.0.0.x; members verify each other by name
-        clients = [httpx.Client(base_url=m.url, verify=context, auth=("admin", "change-me"), timeout=30)
-                   for m in members]
+        clients = [
+            httpx.Client(base_url=m.url, verify=context, auth=("admin", "change-me"), timeout=30) for m in members
+        ]
         wait_for("members ready", lambda: all(c.get("/readyz").status_code == 200 for c in clients), timeout=30)
         # The hash key is the operator's random one: pick names so that every member owns three.
         key = config["cluster"]["hashKey"].encode()
@@ -257,13 +311,22 @@ def test_registry_processes_run_from_what_the_operator_wrote(control_plane: Cont
             member.stop()
 
 
-def test_image_change_rolls_one_member_at_a_time(control_plane: ControlPlane, operator: subprocess.Popen[str],
-                                                 namespaces: Namespaces) -> None:
+def test_image_change_rolls_one_member_at_a_time(
+    control_plane: ControlPlane, operator: subprocess.Popen[str], namespaces: Namespaces
+) -> None:
     cp, ns = control_plane, namespaces.create("zot-rolling")
     apply_cluster(cp, ns)
     wait_for("3 ready members", lambda: len(ready_pods(cp, ns)) == 3, timeout=90)
-    cp.kubectl("-n", ns, "patch", "zc", "demo", "--type=merge", "-p",
-               json.dumps({"spec": {"image": "example.org/zot-operator:next"}}))
+    cp.kubectl(
+        "-n",
+        ns,
+        "patch",
+        "zc",
+        "demo",
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"image": "example.org/zot-operator:next"}}),
+    )
     worst = 0
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:

@@ -24,21 +24,49 @@ pytestmark = pytest.mark.usefixtures("volumes")
 
 
 def test_s3_cluster_waits_for_its_credentials_and_never_writes_them_into_the_configmap(
-        control_plane: ControlPlane, operator: subprocess.Popen[str], namespaces: Namespaces, tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    control_plane: ControlPlane,
+    operator: subprocess.Popen[str],
+    namespaces: Namespaces,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     cp, ns = control_plane, namespaces.create("zot-s3", htpasswd=False)
     apply_document(cp, example_cluster(ns, example=S3_EXAMPLE), "s3.yaml")
     zc = wait_for_phase(cp, ns, "Degraded")
     degraded = next(c for c in zc["status"]["conditions"] if c["type"] == "Degraded")
     assert degraded["reason"] == "S3CredentialsSecretMissing" and "registry-s3" in degraded["message"]
     assert get(cp, "-n", ns, "statefulset", "demo") is None
-    cp.kubectl("-n", ns, "create", "secret", "generic", "registry-s3", "--from-literal=accessKey=AKIDEXAMPLE",
-               "--from-literal=secretKey=s3-secret-value")
-    zc = wait_for("next Degraded reason", lambda: (z := get(cp, "-n", ns, "zc", "demo")) and any(
-        c["type"] == "Degraded" and c["reason"] == "RedisURLSecretMissing" for c in z["status"]["conditions"]))
-    cp.kubectl("-n", ns, "create", "secret", "generic", "registry-redis", "--from-literal=url=redis://:redis-pw-value@redis:6379/0")
-    wait_for("Running", lambda: (z := get(cp, "-n", ns, "zc", "demo")) and z["status"].get("phase") == "Running",
-             timeout=90)
+    cp.kubectl(
+        "-n",
+        ns,
+        "create",
+        "secret",
+        "generic",
+        "registry-s3",
+        "--from-literal=accessKey=AKIDEXAMPLE",
+        "--from-literal=secretKey=s3-secret-value",
+    )
+    zc = wait_for(
+        "next Degraded reason",
+        lambda: (
+            (z := get(cp, "-n", ns, "zc", "demo"))
+            and any(
+                c["type"] == "Degraded" and c["reason"] == "RedisURLSecretMissing" for c in z["status"]["conditions"]
+            )
+        ),
+    )
+    cp.kubectl(
+        "-n",
+        ns,
+        "create",
+        "secret",
+        "generic",
+        "registry-redis",
+        "--from-literal=url=redis://:redis-pw-value@redis:6379/0",
+    )
+    wait_for(
+        "Running", lambda: (z := get(cp, "-n", ns, "zc", "demo")) and z["status"].get("phase") == "Running", timeout=90
+    )
     configmap = get(cp, "-n", ns, "configmap", "demo-config")["data"]["config.json"]
     assert "s3-secret-value" not in configmap and "AKIDEXAMPLE" not in configmap and "redis-pw-value" not in configmap
     assert json.loads(configmap)["storage"]["storageDriver"]["bucket"] == "zot-storage"
@@ -52,7 +80,8 @@ def test_s3_cluster_waits_for_its_credentials_and_never_writes_them_into_the_con
     # an in-memory volume, and the member reads that file.
     [init] = pod["initContainers"]
     assert {e["name"]: e["valueFrom"]["secretKeyRef"] for e in init["env"]} == {
-        "ZOT_REDIS_URL": {"name": "registry-redis", "key": "url"}}
+        "ZOT_REDIS_URL": {"name": "registry-redis", "key": "url"}
+    }
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["config"]["emptyDir"]["medium"] == "Memory"
     assert volumes["config-template"]["configMap"]["name"] == "demo-config"
@@ -62,19 +91,28 @@ def test_s3_cluster_waits_for_its_credentials_and_never_writes_them_into_the_con
     template.mkdir()
     runtime.mkdir()
     (template / "config.json").write_text(configmap)
-    args = [a.replace("/etc/zot/template", str(template)).replace("/etc/zot/runtime", str(runtime))
-            for a in init["args"]]
+    args = [
+        a.replace("/etc/zot/template", str(template)).replace("/etc/zot/runtime", str(runtime)) for a in init["args"]
+    ]
     url = base64.b64decode(get(cp, "-n", ns, "secret", "registry-redis")["data"]["url"]).decode()
-    subprocess.run([sys.executable, "-m", "zot_operator.cli", *init["command"][1:], *args], check=True,
-                   env={**os.environ, "ZOT_REDIS_URL": url}, capture_output=True, timeout=60)
+    subprocess.run(
+        [sys.executable, "-m", "zot_operator.cli", *init["command"][1:], *args],
+        check=True,
+        env={**os.environ, "ZOT_REDIS_URL": url},
+        capture_output=True,
+        timeout=60,
+    )
     monkeypatch.delenv("ZOT_REDIS_URL", raising=False)
     loaded = load_config(runtime / "config.json")
     assert loaded.config.storage.cache_driver is not None
     assert loaded.config.storage.cache_driver["url"] == "redis://:redis-pw-value@redis:6379/0"
+
     # What is rendered with the init container is what the API server keeps: no write on unchanged checks.
     def written() -> list[str]:
-        return [get(cp, "-n", ns, kind, "demo" if kind == "statefulset" else "demo-config")["metadata"][
-            "resourceVersion"] for kind in ("statefulset", "configmap")]
+        return [
+            get(cp, "-n", ns, kind, "demo" if kind == "statefulset" else "demo-config")["metadata"]["resourceVersion"]
+            for kind in ("statefulset", "configmap")
+        ]
 
     time.sleep(3)
     settled = written()
@@ -82,16 +120,39 @@ def test_s3_cluster_waits_for_its_credentials_and_never_writes_them_into_the_con
     assert written() == settled
     # A new password in the Secret: the pod template changes (the members roll), the ConfigMap does not.
     versions = sts["spec"]["template"]["metadata"]["annotations"]["zot-operator.io/secret-versions"]
-    cp.kubectl("-n", ns, "patch", "secret", "registry-redis", "--type=merge", "-p",
-               json.dumps({"stringData": {"url": "redis://:new-pw-value@redis:6379/0"}}))
-    wait_for("new secret version in the pod template", lambda: (
-        get(cp, "-n", ns, "statefulset", "demo")["spec"]["template"]["metadata"]["annotations"]
-        ["zot-operator.io/secret-versions"] != versions), timeout=60)
+    cp.kubectl(
+        "-n",
+        ns,
+        "patch",
+        "secret",
+        "registry-redis",
+        "--type=merge",
+        "-p",
+        json.dumps({"stringData": {"url": "redis://:new-pw-value@redis:6379/0"}}),
+    )
+    wait_for(
+        "new secret version in the pod template",
+        lambda: (
+            get(cp, "-n", ns, "statefulset", "demo")["spec"]["template"]["metadata"]["annotations"][
+                "zot-operator.io/secret-versions"
+            ]
+            != versions
+        ),
+        timeout=60,
+    )
     assert "new-pw-value" not in json.dumps(get(cp, "-n", ns, "statefulset", "demo"))
     assert "new-pw-value" not in get(cp, "-n", ns, "configmap", "demo-config")["data"]["config.json"]
     # Back to a URL without credentials, in the config: no init container, no in-memory volume left.
-    cp.kubectl("-n", ns, "patch", "zc", "demo", "--type=merge", "-p",
-               json.dumps({"spec": {"cache": {"redis": {"urlSecret": None, "url": "redis://redis:6379/0"}}}}))
+    cp.kubectl(
+        "-n",
+        ns,
+        "patch",
+        "zc",
+        "demo",
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"cache": {"redis": {"urlSecret": None, "url": "redis://redis:6379/0"}}}}),
+    )
 
     def inline() -> dict[str, Any] | None:
         template = get(cp, "-n", ns, "statefulset", "demo")["spec"]["template"]

@@ -389,8 +389,9 @@ def test_htpasswd_auth(start_registry: Callable[..., RegistryProcess], tmp_path:
         assert push_image(alice, "private", make_image("auth"), tag="v1").status_code == 201
 
 
-def test_fail_delay_holds_a_failed_login_but_not_the_registry(start_registry: Callable[..., RegistryProcess],
-                                                              tmp_path: Path) -> None:
+def test_fail_delay_holds_a_failed_login_but_not_the_registry(
+    start_registry: Callable[..., RegistryProcess], tmp_path: Path
+) -> None:
     """zot's http.auth.failDelay: a failed login is answered after that many seconds, a good one at once,
     and the wait is not the event loop's (other requests go on meanwhile)."""
     htpasswd = write_htpasswd(tmp_path / "htpasswd", {"alice": "wonderland"})

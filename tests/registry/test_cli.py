@@ -26,8 +26,13 @@ from tests.support.registry import RegistryProcess, registry_config, write_htpas
 
 
 def cli(*args: str, timeout: float = 60, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([sys.executable, "-m", "zot_registry.cli", *args], capture_output=True, text=True,
-                            timeout=timeout, env={**os.environ, **(env or {})})
+    result = subprocess.run(
+        [sys.executable, "-m", "zot_registry.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
     assert_no_traceback(result.stdout + result.stderr, f"zot-registry {' '.join(args)}")
     return result
 
@@ -73,8 +78,9 @@ def test_verify_refuses_restrictive_settings(tmp_path: Path, key: str, doc: dict
     result = cli("verify", str(path))
     assert result.returncode == 1, result
     assert result.stdout == ""
-    assert any(f": {key}: " in line and line.endswith("; remove it or run zot") for line in error_lines(result)), \
+    assert any(f": {key}: " in line and line.endswith("; remove it or run zot") for line in error_lines(result)), (
         result.stderr
+    )
 
 
 @pytest.mark.parametrize(("key", "doc"), RESTRICTIVE, ids=[f"{key}-{i}" for i, (key, _) in enumerate(RESTRICTIVE)])
@@ -141,8 +147,11 @@ def test_key_given_as_certificate_and_garbage_certificate(tmp_path: Path) -> Non
 
 def test_cluster_tls_files_are_checked(tmp_path: Path) -> None:
     config = base_config(tmp_path)
-    config["cluster"] = {"members": ["127.0.0.1:1", "127.0.0.2:1"], "hashKey": "loremipsumdolors",
-                         "tls": {"cacert": str(tmp_path / "ca.crt")}}
+    config["cluster"] = {
+        "members": ["127.0.0.1:1", "127.0.0.2:1"],
+        "hashKey": "loremipsumdolors",
+        "tls": {"cacert": str(tmp_path / "ca.crt")},
+    }
     both_refuse(write_config(tmp_path, config), f"cluster.tls.cacert: {tmp_path / 'ca.crt'}: no such file")
 
 
@@ -153,19 +162,26 @@ def test_log_output_in_a_missing_directory(tmp_path: Path) -> None:
 
 
 def test_every_file_problem_is_reported_at_once(tmp_path: Path) -> None:
-    config = base_config(tmp_path, tls={"cert": str(tmp_path / "c.pem"), "key": str(tmp_path / "k.pem")},
-                         auth={"htpasswd": {"path": str(tmp_path / "h")}})
+    config = base_config(
+        tmp_path,
+        tls={"cert": str(tmp_path / "c.pem"), "key": str(tmp_path / "k.pem")},
+        auth={"htpasswd": {"path": str(tmp_path / "h")}},
+    )
     result = cli("verify", str(write_config(tmp_path, config)))
     assert result.returncode == 1
     assert [line.split(": ")[2] for line in error_lines(result)] == [
-        "http.tls.cert", "http.tls.key", "http.auth.htpasswd.path"]
+        "http.tls.cert",
+        "http.tls.key",
+        "http.auth.htpasswd.path",
+    ]
 
 
 def test_verify_ok_with_real_files(tmp_path: Path) -> None:
     certs = make_certs(tmp_path / "tls", ["127.0.0.1"])
     htpasswd = write_htpasswd(tmp_path / "htpasswd", {"admin": "secret"})
-    config = base_config(tmp_path, tls={"cert": str(certs.cert), "key": str(certs.key)},
-                         auth={"htpasswd": {"path": str(htpasswd)}})
+    config = base_config(
+        tmp_path, tls={"cert": str(certs.cert), "key": str(certs.key)}, auth={"htpasswd": {"path": str(htpasswd)}}
+    )
     config["log"]["output"] = str(tmp_path / "registry.log")
     path = write_config(tmp_path, config)
     result = cli("verify", str(path))
@@ -190,14 +206,17 @@ def test_htpasswd_entries_that_cannot_log_in_are_warned_about(tmp_path: Path) ->
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-def test_second_registry_on_a_port_in_use_is_refused(tmp_path: Path, start_registry: Callable[..., RegistryProcess],
-                                                     workers: int) -> None:
+def test_second_registry_on_a_port_in_use_is_refused(
+    tmp_path: Path, start_registry: Callable[..., RegistryProcess], workers: int
+) -> None:
     first = start_registry(workers=2)
     config = registry_config(tmp_path / "other-root", first.port, first.host)
     result = cli("serve", str(write_config(tmp_path, config)), "--workers", str(workers), timeout=30)
     assert result.returncode == 1, result
-    assert error_lines(result) == [f"error: {first.host}:{first.port} is already in use (another registry or "
-                                   "program listens there); stop it or set another http.port"]
+    assert error_lines(result) == [
+        f"error: {first.host}:{first.port} is already in use (another registry or "
+        "program listens there); stop it or set another http.port"
+    ]
     # Every connection still reaches the first one (no second listener took a share of them).
     with httpx.Client(base_url=first.url, timeout=5) as client:
         for _ in range(20):
@@ -247,8 +266,9 @@ def test_stop_signals_are_a_clean_exit(start_registry: Callable[..., RegistryPro
     assert_no_traceback(registry.log_path.read_text(), "serve output")
 
 
-def test_a_worker_that_dies_stops_the_registry_with_an_error(start_registry: Callable[..., RegistryProcess],
-                                                             tmp_path: Path) -> None:
+def test_a_worker_that_dies_stops_the_registry_with_an_error(
+    start_registry: Callable[..., RegistryProcess], tmp_path: Path
+) -> None:
     config = registry_config(tmp_path / "root", free_port())
     config["log"] = {"level": "info"}  # for the line that says every worker has started
     registry = start_registry(workers=2, config=config)
@@ -282,12 +302,15 @@ def test_workers_that_cannot_start_make_serve_fail_with_one_line(tmp_path: Path)
     assert nothing_listens("127.0.0.1", int(config["http"]["port"]))
 
 
-@pytest.mark.parametrize(("args", "env", "expected"), [
-    (["--workers", "0"], {}, "argument --workers: must be a number of processes, at least 1; got '0'"),
-    (["--workers", "many"], {}, "argument --workers: must be a number of processes, at least 1; got 'many'"),
-    ([], {"ZOT_REGISTRY_WORKERS": "many"}, "error: ZOT_REGISTRY_WORKERS must be a number of worker processes"),
-    ([], {"ZOT_REGISTRY_WORKER_CLASS": "trio"}, "error: ZOT_REGISTRY_WORKER_CLASS must be uvloop or asyncio"),
-])
+@pytest.mark.parametrize(
+    ("args", "env", "expected"),
+    [
+        (["--workers", "0"], {}, "argument --workers: must be a number of processes, at least 1; got '0'"),
+        (["--workers", "many"], {}, "argument --workers: must be a number of processes, at least 1; got 'many'"),
+        ([], {"ZOT_REGISTRY_WORKERS": "many"}, "error: ZOT_REGISTRY_WORKERS must be a number of worker processes"),
+        ([], {"ZOT_REGISTRY_WORKER_CLASS": "trio"}, "error: ZOT_REGISTRY_WORKER_CLASS must be uvloop or asyncio"),
+    ],
+)
 def test_bad_worker_settings(tmp_path: Path, args: list[str], env: dict[str, str], expected: str) -> None:
     result = cli("serve", str(write_config(tmp_path, base_config(tmp_path))), *args, env=env, timeout=30)
     assert result.returncode in (1, 2) and result.returncode != 0
@@ -304,8 +327,12 @@ BIG = 16 << 20  # more than the socket buffers of both ends hold, so the server 
 def serve_with(tmp_path: Path, name: str, **http: Any) -> Iterator[RegistryProcess]:
     folder = tmp_path / name
     folder.mkdir()
-    registry = RegistryProcess(folder / "config.json", registry_config(folder / "root", free_port(), **http),
-                               folder / "registry.log", workers=1)
+    registry = RegistryProcess(
+        folder / "config.json",
+        registry_config(folder / "root", free_port(), **http),
+        folder / "registry.log",
+        workers=1,
+    )
     registry.start()
     try:
         yield registry
@@ -340,8 +367,10 @@ def read_all(sock: socket.socket) -> bytes:
 
 
 def upload_head(blob: bytes) -> bytes:
-    return (f"POST /v2/slow/blobs/uploads/?digest={sha256(blob)} HTTP/1.1\r\nHost: registry\r\n"
-            f"Content-Length: {len(blob)}\r\nConnection: close\r\n\r\n").encode()
+    return (
+        f"POST /v2/slow/blobs/uploads/?digest={sha256(blob)} HTTP/1.1\r\nHost: registry\r\n"
+        f"Content-Length: {len(blob)}\r\nConnection: close\r\n\r\n"
+    ).encode()
 
 
 def push_big_blob(registry: RegistryProcess) -> bytes:
@@ -369,7 +398,7 @@ def test_read_timeout_lets_a_slow_but_steady_upload_through(read_bounded: Regist
         sock.sendall(upload_head(blob))
         for offset in range(0, len(blob), 100):  # 3 s in all, longer than readTimeout, never idle for it
             time.sleep(0.3)
-            sock.sendall(blob[offset:offset + 100])
+            sock.sendall(blob[offset : offset + 100])
         assert read_all(sock).startswith(b"HTTP/1.1 201")
 
 

@@ -24,8 +24,11 @@ DOCKERFILE = REPO_ROOT / "Dockerfile"
 
 def instructions() -> list[tuple[str, str]]:
     text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
-    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1].strip()) for line in text.splitlines()
-            if line.strip() and not line.lstrip().startswith("#")]
+    return [
+        (line.split(None, 1)[0].upper(), line.split(None, 1)[1].strip())
+        for line in text.splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
 
 
 def test_dockerfile_runs_as_non_root_with_the_args_the_operator_gives_members() -> None:
@@ -56,23 +59,36 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
             else:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(REPO_ROOT / name, target)
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(wheels),
-                    str(source)], check=True, timeout=300, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(wheels), str(source)],
+        check=True,
+        timeout=300,
+        capture_output=True,
+    )
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     (wheel,) = wheels.glob("zot_operator-*.whl")
-    subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", str(wheel)], check=True, timeout=600,
-                   capture_output=True)
+    subprocess.run(
+        [str(venv / "bin" / "pip"), "install", "--quiet", str(wheel)], check=True, timeout=600, capture_output=True
+    )
     return venv
 
 
 def test_installed_registry_serves(installed: Path, tmp_path: Path) -> None:
     port = free_port()
     config = tmp_path / "config.json"
-    write_config(config, member_config(tmp_path / "root", port, dedupe=None, gc=None, log_level="error"), indent=None,
-                 newline=False)
+    write_config(
+        config,
+        member_config(tmp_path / "root", port, dedupe=None, gc=None, log_level="error"),
+        indent=None,
+        newline=False,
+    )
     # Started outside the repository, so nothing can be imported from the source tree.
-    process = subprocess.Popen([str(installed / "bin" / "zot-registry"), "serve", str(config), "--workers", "1"],
-                               cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        [str(installed / "bin" / "zot-registry"), "serve", str(config), "--workers", "1"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -91,11 +107,20 @@ def test_installed_registry_serves(installed: Path, tmp_path: Path) -> None:
 
 
 def test_installed_operator_renders_with_its_packaged_templates(installed: Path, tmp_path: Path) -> None:
-    result = subprocess.run([str(installed / "bin" / "zot-operator"), "render", "-f",
-                             str(REPO_ROOT / "examples" / "zotcluster.yaml")], cwd=tmp_path, capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run(
+        [str(installed / "bin" / "zot-operator"), "render", "-f", str(REPO_ROOT / "examples" / "zotcluster.yaml")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     assert "kind: StatefulSet" in result.stdout and '"hashKey"' in result.stdout
-    result = subprocess.run([str(installed / "bin" / "zot-operator"), "local", "--help"], cwd=tmp_path,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [str(installed / "bin" / "zot-operator"), "local", "--help"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr

@@ -35,8 +35,7 @@ def test_tls(start_registry: Callable[..., RegistryProcess], tmp_path: Path) -> 
             pass
 
 
-def test_logs_are_json_at_the_configured_level(start_registry: Callable[..., RegistryProcess],
-                                               tmp_path: Path) -> None:
+def test_logs_are_json_at_the_configured_level(start_registry: Callable[..., RegistryProcess], tmp_path: Path) -> None:
     info_log, error_log = tmp_path / "info.log", tmp_path / "error.log"
     for level, output in (("info", info_log), ("error", error_log)):
         config = registry_config(tmp_path / f"root-{level}", free_port())
@@ -46,8 +45,7 @@ def test_logs_are_json_at_the_configured_level(start_registry: Callable[..., Reg
     time.sleep(0.5)
     entries = [json.loads(line) for line in info_log.read_text().splitlines()]
     requests = [e for e in entries if e["message"] == "request"]
-    assert any(e["path"] == "/v2/nothing/tags/list" and e["status"] == "404" and e["level"] == "info"
-               for e in requests)
+    assert any(e["path"] == "/v2/nothing/tags/list" and e["status"] == "404" and e["level"] == "info" for e in requests)
     assert all({"time", "level", "message"} <= e.keys() for e in entries)
     assert not [line for line in error_log.read_text().splitlines() if '"request"' in line]
 
@@ -62,8 +60,11 @@ def test_sigterm_finishes_requests_in_flight(start_registry: Callable[..., Regis
 
     def upload() -> None:
         with httpx.Client(base_url=registry.url, timeout=60) as client:
-            result["put"] = client.post("/v2/graceful/blobs/uploads/", params={"digest": sha256(blob)},
-                                        content=trickle(blob, sent_first, piece=1 << 20, pause=0.25))
+            result["put"] = client.post(
+                "/v2/graceful/blobs/uploads/",
+                params={"digest": sha256(blob)},
+                content=trickle(blob, sent_first, piece=1 << 20, pause=0.25),
+            )
 
     worker = threading.Thread(target=upload)
     worker.start()

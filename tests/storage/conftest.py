@@ -35,8 +35,12 @@ def s3_server(tmp_path: Path) -> Iterator[Peer]:
     meta.mkdir()
     peer = Peer("127.0.0.1", free_port())
     env = dict(os.environ, ROOT_ACCESS_KEY_ID=S3_ACCESS_KEY, ROOT_SECRET_ACCESS_KEY=S3_SECRET_KEY)
-    with serving_on(peer, [tool("versitygw"), "--port", f"{peer.host}:{peer.port}", "posix", "--sidecar", str(meta),
-                           str(data)], tmp_path / "versitygw.log", env=env):
+    with serving_on(
+        peer,
+        [tool("versitygw"), "--port", f"{peer.host}:{peer.port}", "posix", "--sidecar", str(meta), str(data)],
+        tmp_path / "versitygw.log",
+        env=env,
+    ):
         yield peer
 
 
@@ -45,15 +49,33 @@ def seaweedfs_server(tmp_path: Path) -> Iterator[Peer]:
     """SeaweedFS (`weed mini`: every component in one process) serving S3, with the same credentials."""
     data = tmp_path / "seaweedfs"
     data.mkdir()
-    identities = {"identities": [{"name": "zot", "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-                                  "credentials": [{"accessKey": S3_ACCESS_KEY, "secretKey": S3_SECRET_KEY}]}]}
+    identities = {
+        "identities": [
+            {
+                "name": "zot",
+                "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                "credentials": [{"accessKey": S3_ACCESS_KEY, "secretKey": S3_SECRET_KEY}],
+            }
+        ]
+    }
     (tmp_path / "seaweedfs-s3.json").write_text(json.dumps(identities))
     peer = Peer("127.0.0.1", free_port())
     ports = [f"-{flag}={free_port()}" for flag in SEAWEEDFS_PORT_FLAGS]
     log = tmp_path / "seaweedfs.log"
-    with serving([tool("weed"), "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-s3.port={peer.port}",
-                  f"-s3.config={tmp_path / 'seaweedfs-s3.json'}", *ports], log,
-                 lambda proc: answers_s3(proc, peer.url + "/", log)):
+    with serving(
+        [
+            tool("weed"),
+            "mini",
+            f"-dir={data}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-s3.port={peer.port}",
+            f"-s3.config={tmp_path / 'seaweedfs-s3.json'}",
+            *ports,
+        ],
+        log,
+        lambda proc: answers_s3(proc, peer.url + "/", log),
+    ):
         yield peer
 
 
@@ -61,8 +83,7 @@ def seaweedfs_server(tmp_path: Path) -> Iterator[Peer]:
 def dynamodb_server(tmp_path: Path) -> Iterator[Peer]:
     """dynalite (DynamoDB API) keeping its tables in memory for the test's lifetime."""
     peer = Peer("127.0.0.1", free_port())
-    with serving_on(peer, [tool("dynalite"), "--host", peer.host, "--port", str(peer.port)],
-                    tmp_path / "dynalite.log"):
+    with serving_on(peer, [tool("dynalite"), "--host", peer.host, "--port", str(peer.port)], tmp_path / "dynalite.log"):
         yield peer
 
 
@@ -70,8 +91,24 @@ def dynamodb_server(tmp_path: Path) -> Iterator[Peer]:
 def redis_server(tmp_path: Path) -> Iterator[Peer]:
     """redis-server without persistence, bound to loopback, with its files in tmp_path."""
     peer = Peer("127.0.0.1", free_port())
-    with serving_on(peer, [tool("redis-server"), "--bind", peer.host, "--port", str(peer.port), "--save", "",
-                           "--appendonly", "no", "--dir", str(tmp_path)], tmp_path / "redis.log", cwd=tmp_path):
+    with serving_on(
+        peer,
+        [
+            tool("redis-server"),
+            "--bind",
+            peer.host,
+            "--port",
+            str(peer.port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
+        tmp_path / "redis.log",
+        cwd=tmp_path,
+    ):
         yield peer
 
 
@@ -81,8 +118,9 @@ def s3_redis_cluster(tmp_path: Path, s3_server: Peer, redis_server: Peer) -> Ite
 
     `cluster.start(n)` / `cluster.without(i)` rewrite the member list and restart every member.
     """
-    cluster = shared_cluster(tmp_path / "s3-redis-cluster", "cluster-s3-redis.json", s3_server, redis_server,
-                             dedupe=True)
+    cluster = shared_cluster(
+        tmp_path / "s3-redis-cluster", "cluster-s3-redis.json", s3_server, redis_server, dedupe=True
+    )
     try:
         yield cluster.start(3)
     finally:

@@ -53,9 +53,14 @@ def make_cache(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Calla
             return RedisCache.from_driver({"url": f"redis://{peer.host}:{peer.port}", "keyprefix": prefix})
         if driver == "dynamodb":
             assert peer is not None
-            return DynamoDBCache.from_driver({"endpoint": peer.url, "region": "us-east-1",
-                                              "cachetablename": f"{prefix}Blobs",
-                                              "repometatablename": f"{prefix}Repos"})
+            return DynamoDBCache.from_driver(
+                {
+                    "endpoint": peer.url,
+                    "region": "us-east-1",
+                    "cachetablename": f"{prefix}Blobs",
+                    "repometatablename": f"{prefix}Repos",
+                }
+            )
         return LocalCache(tmp_path / prefix)
 
     yield make
@@ -72,8 +77,9 @@ def test_concurrent_holders_lose_no_update(make_cache: Callable[..., Cache]) -> 
         digest = "sha256:" + "a" * 64
         await asyncio.gather(*(members[i % 2].add_blob_holder(digest, f"repo-{i}") for i in range(50)))
         after_add = await members[0].blob_holders(digest)
-        remaining = await asyncio.gather(*(members[i % 2].remove_blob_holder(digest, f"repo-{i}")
-                                           for i in range(0, 50, 2)))
+        remaining = await asyncio.gather(
+            *(members[i % 2].remove_blob_holder(digest, f"repo-{i}") for i in range(0, 50, 2))
+        )
         after_remove = await members[1].blob_holders(digest)
         for member in members:
             await member.close()
@@ -92,8 +98,12 @@ def test_repository_metadata_and_catalog(make_cache: Callable[..., Cache]) -> No
         for name in ("zeta/app", "alpha", "mid/x"):
             await writer.put_repo_meta(name, {"version": name, "updated": 1.5})
         await writer.delete_repo_meta("mid/x")
-        found = (await reader.repositories(), await reader.get_repo_meta("alpha"),
-                 await reader.get_repo_meta("mid/x"), await other.repositories())
+        found = (
+            await reader.repositories(),
+            await reader.get_repo_meta("alpha"),
+            await reader.get_repo_meta("mid/x"),
+            await other.repositories(),
+        )
         for cache in (writer, reader, other):
             await cache.close()
         return found
@@ -176,8 +186,11 @@ def test_redis_url_from_the_environment(redis_server: Peer, monkeypatch: pytest.
 @pytest.mark.parametrize("driver", ["redis", "dynamodb"])
 def test_a_cache_that_is_down_is_unavailable_not_a_crash(driver: str, dynamo_credentials: None) -> None:
     port = free_port()  # nothing listens there
-    cache: Cache = (RedisCache(f"redis://:secret@127.0.0.1:{port}") if driver == "redis"
-                    else DynamoDBCache(f"http://127.0.0.1:{port}", "us-east-1", "B", "R"))
+    cache: Cache = (
+        RedisCache(f"redis://:secret@127.0.0.1:{port}")
+        if driver == "redis"
+        else DynamoDBCache(f"http://127.0.0.1:{port}", "us-east-1", "B", "R")
+    )
 
     async def scenario() -> tuple[str, str]:
         with pytest.raises(CacheUnavailable) as caught:
@@ -194,8 +207,9 @@ def test_a_cache_that_is_down_is_unavailable_not_a_crash(driver: str, dynamo_cre
     assert reason
 
 
-def test_dynamodb_tables_are_created_once_by_concurrent_members(dynamodb_server: Peer,
-                                                                dynamo_credentials: None) -> None:
+def test_dynamodb_tables_are_created_once_by_concurrent_members(
+    dynamodb_server: Peer, dynamo_credentials: None
+) -> None:
     async def scenario() -> list[list[str]]:
         members = [DynamoDBCache(dynamodb_server.url, "us-east-1", "SharedBlobs", "SharedRepos") for _ in range(3)]
         await asyncio.gather(*(member.put_repo_meta(f"r{i}", {}) for i, member in enumerate(members)))
@@ -213,11 +227,14 @@ def test_redis_without_a_url_is_a_config_error(monkeypatch: pytest.MonkeyPatch) 
         RedisCache.from_driver({"name": "redis", "keyprefix": "zot"})
 
 
-@pytest.mark.parametrize(("example", "driver", "tables"), [
-    ("cluster-s3-redis.json", "redis", None),
-    ("cluster-s3-dynamodb.json", "dynamodb", ("ZotBlobTable", "ZotRepoMetadataTable")),
-    ("cluster-local-storage.json", "local", None),
-])
+@pytest.mark.parametrize(
+    ("example", "driver", "tables"),
+    [
+        ("cluster-s3-redis.json", "redis", None),
+        ("cluster-s3-dynamodb.json", "dynamodb", ("ZotBlobTable", "ZotRepoMetadataTable")),
+        ("cluster-local-storage.json", "local", None),
+    ],
+)
 def test_zot_example_configs_open_their_cache(example: str, driver: str, tables: tuple[str, str] | None) -> None:
     # zot's own examples, as users copy them: the loader lower-cases keys, the drivers still find
     # the tables zot names; nothing connects until first use (workers fork after this).
@@ -229,6 +246,7 @@ def test_zot_example_configs_open_their_cache(example: str, driver: str, tables:
         assert isinstance(cache, DynamoDBCache)
         assert (cache.blob_table, cache.repo_table) == tables
         # A dict straight from zot's JSON (camelCase keys) names its own tables, not the defaults.
-        direct = DynamoDBCache.from_driver({**example_config["storage"]["cacheDriver"],
-                                            "cacheTablename": "MyBlobs", "repoMetaTablename": "MyRepos"})
+        direct = DynamoDBCache.from_driver(
+            {**example_config["storage"]["cacheDriver"], "cacheTablename": "MyBlobs", "repoMetaTablename": "MyRepos"}
+        )
         assert (direct.blob_table, direct.repo_table) == ("MyBlobs", "MyRepos")

@@ -29,7 +29,7 @@ def test_dynamodb_lists_no_tables_when_fresh(dynamodb_server: Peer) -> None:
         "X-Amz-Target": "DynamoDB_20120810.ListTables",
         "Content-Type": "application/x-amz-json-1.0",
         "Authorization": "AWS4-HMAC-SHA256 Credential=k/20260101/us-east-1/dynamodb/aws4_request, "
-                         "SignedHeaders=host;x-amz-date, Signature=0",
+        "SignedHeaders=host;x-amz-date, Signature=0",
     }
     response = httpx.post(dynamodb_server.url, headers=headers, content=b"{}", timeout=5)
     assert response.status_code == 200

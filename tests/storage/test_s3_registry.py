@@ -65,16 +65,21 @@ def test_chunked_upload_survives_the_member_restarting_between_chunks(member: Re
     with httpx.Client(base_url=member.url, timeout=60) as client:
         location = client.post("/v2/restart/me/blobs/uploads/").headers["Location"]
         for start, end in itertools.pairwise(cuts[:-1]):
-            chunk = client.patch(location, content=data[start:end],
-                                 headers={**OCTETS, "Content-Range": f"{start}-{end - 1}"})
+            chunk = client.patch(
+                location, content=data[start:end], headers={**OCTETS, "Content-Range": f"{start}-{end - 1}"}
+            )
             assert chunk.status_code == 202, chunk.text
             assert chunk.headers["Range"] == f"0-{end - 1}"
             _kill(member)  # no goodbye: the next chunk goes to a fresh process
             member.start()
         status = client.get(location)
         assert status.status_code == 204 and status.headers["Range"] == f"0-{cuts[-2] - 1}"
-        done = client.put(location, params={"digest": sha256(data)}, content=data[cuts[-2]:],
-                          headers={**OCTETS, "Content-Range": f"{cuts[-2]}-{len(data) - 1}"})
+        done = client.put(
+            location,
+            params={"digest": sha256(data)},
+            content=data[cuts[-2] :],
+            headers={**OCTETS, "Content-Range": f"{cuts[-2]}-{len(data) - 1}"},
+        )
         assert done.status_code == 201, done.text
         assert client.get(f"/v2/restart/me/blobs/{sha256(data)}").content == data
         ranged = client.get(f"/v2/restart/me/blobs/{sha256(data)}", headers={"Range": "bytes=8388600-8388700"})
@@ -100,9 +105,9 @@ def test_wrong_digest_leaves_nothing_visible(member: RegistryProcess, any_s3: Pe
 
 
 def test_garbage_collection_keeps_layers_another_repository_still_uses(
-        tmp_path: Path, s3_server: Peer, redis_server: Peer) -> None:
-    process = s3_member(tmp_path / "gc", s3_server, redis_cache(redis_server), gc=True, gcDelay="1s",
-                        gcInterval="1s")
+    tmp_path: Path, s3_server: Peer, redis_server: Peer
+) -> None:
+    process = s3_member(tmp_path / "gc", s3_server, redis_cache(redis_server), gc=True, gcDelay="1s", gcInterval="1s")
     process.start()
     try:
         image = make_image("collected", (2 << 20,))
@@ -110,8 +115,10 @@ def test_garbage_collection_keeps_layers_another_repository_still_uses(
             assert push_image(client, "dropped", image, "v1").status_code == 201
             assert push_image(client, "kept", image, "v1").status_code == 201
             orphan = os.urandom(4096)
-            assert client.post("/v2/kept/blobs/uploads/", params={"digest": sha256(orphan)},
-                               content=orphan).status_code == 201
+            assert (
+                client.post("/v2/kept/blobs/uploads/", params={"digest": sha256(orphan)}, content=orphan).status_code
+                == 201
+            )
             assert client.delete(f"/v2/dropped/manifests/{image.digest}").status_code == 202
             layer_key = f"{ROOT}/dropped/blobs/sha256/{sha256(image.layers[0])[7:]}"
             orphan_key = f"{ROOT}/kept/blobs/sha256/{sha256(orphan)[7:]}"
@@ -129,8 +136,7 @@ def test_garbage_collection_keeps_layers_another_repository_still_uses(
         process.stop()
 
 
-def test_storage_down_is_a_503_with_a_reason_not_a_500(
-        tmp_path: Path, s3_server: Peer, redis_server: Peer) -> None:
+def test_storage_down_is_a_503_with_a_reason_not_a_500(tmp_path: Path, s3_server: Peer, redis_server: Peer) -> None:
     dead = Peer("127.0.0.1", free_port())  # nothing listens there
     process = s3_member(tmp_path / "dead", dead, redis_cache(redis_server)).start()
     try:
@@ -147,7 +153,8 @@ def test_storage_down_is_a_503_with_a_reason_not_a_500(
 
 
 def test_one_gib_push_and_pull_through_s3_stays_within_64_mib(
-        tmp_path: Path, s3_server: Peer, redis_server: Peer) -> None:
+    tmp_path: Path, s3_server: Peer, redis_server: Peer
+) -> None:
     process = s3_member(tmp_path / "big", s3_server, redis_cache(redis_server), workers=1).start()
     try:
         assert process.process is not None
@@ -156,8 +163,9 @@ def test_one_gib_push_and_pull_through_s3_stays_within_64_mib(
             assert push_image(client, "warm", make_image("warm-up"), "v1").status_code == 201
             baseline, push_peak, pull_peak = round_trip_one_gib(client, "big", process.process.pid)
         growth = max(push_peak, pull_peak) - baseline
-        print(f"S3: baseline RSS {baseline >> 20} MiB, push peak {push_peak >> 20} MiB, "
-              f"pull peak {pull_peak >> 20} MiB")
+        print(
+            f"S3: baseline RSS {baseline >> 20} MiB, push peak {push_peak >> 20} MiB, pull peak {pull_peak >> 20} MiB"
+        )
         assert growth < LIMIT, f"resident memory grew by {growth >> 20} MiB moving 1 GiB through S3"
     finally:
         process.stop()
@@ -191,7 +199,7 @@ def test_concurrent_puts_closing_one_session_on_s3(member: RegistryProcess, any_
         for attempt, size in enumerate((300_000, 6 << 20, 300_000, 11 << 20)):
             data = os.urandom(size)
             last = data[-5000:] if attempt >= 2 else b""
-            head = data[:len(data) - len(last)]
+            head = data[: len(data) - len(last)]
             location = client.post("/v2/s3race/blobs/uploads/").headers["Location"]
             chunk = client.patch(location, content=head, headers={**OCTETS, "Content-Range": f"0-{len(head) - 1}"})
             assert chunk.status_code == 202, chunk.text
@@ -222,9 +230,15 @@ def test_a_patch_while_the_session_closes_on_s3(member: RegistryProcess) -> None
 
         def patch() -> None:
             with httpx.Client(base_url=member.url, timeout=120) as other:
-                answers["patch"] = other.patch(location, content=trickle(extra, started), headers={
-                    **OCTETS, "Content-Length": str(len(extra)),
-                    "Content-Range": f"{len(data)}-{len(data) + len(extra) - 1}"})
+                answers["patch"] = other.patch(
+                    location,
+                    content=trickle(extra, started),
+                    headers={
+                        **OCTETS,
+                        "Content-Length": str(len(extra)),
+                        "Content-Range": f"{len(data)}-{len(data) + len(extra) - 1}",
+                    },
+                )
 
         thread = threading.Thread(target=patch)
         thread.start()
@@ -247,8 +261,9 @@ def _put_object(s3: Peer, key: str, body: bytes) -> None:
     client.put_object(Bucket=BUCKET, Key=key, Body=body)
 
 
-def test_a_zot_bucket_with_null_manifests_and_damaged_indexes(tmp_path: Path, s3_server: Peer,
-                                                              redis_server: Peer) -> None:
+def test_a_zot_bucket_with_null_manifests_and_damaged_indexes(
+    tmp_path: Path, s3_server: Peer, redis_server: Peer
+) -> None:
     image = make_image("zot-s3-root")
     layout = b'{"imageLayoutVersion":"1.0.0"}'
     _put_object(s3_server, f"{ROOT}/zot/emptied/oci-layout", layout)
@@ -271,11 +286,17 @@ def test_a_zot_bucket_with_null_manifests_and_damaged_indexes(tmp_path: Path, s3
             for name, content in damaged.items():
                 for blob in [image.config, *image.layers]:
                     client.post(f"/v2/{name}/blobs/uploads/", params={"digest": sha256(blob)}, content=blob)
-                answers = [client.get(f"/v2/{name}/tags/list"), client.get(f"/v2/{name}/manifests/v1"),
-                           client.get(f"/v2/{name}/referrers/{image.digest}"),
-                           client.put(f"/v2/{name}/manifests/v1", content=image.manifest,
-                                      headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"}),
-                           client.delete(f"/v2/{name}/manifests/{image.digest}")]
+                answers = [
+                    client.get(f"/v2/{name}/tags/list"),
+                    client.get(f"/v2/{name}/manifests/v1"),
+                    client.get(f"/v2/{name}/referrers/{image.digest}"),
+                    client.put(
+                        f"/v2/{name}/manifests/v1",
+                        content=image.manifest,
+                        headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"},
+                    ),
+                    client.delete(f"/v2/{name}/manifests/{image.digest}"),
+                ]
                 for answer in answers:
                     assert_sane_response(answer, f"damaged {name}")
                 for answer in (answers[0], answers[3]):
@@ -286,23 +307,30 @@ def test_a_zot_bucket_with_null_manifests_and_damaged_indexes(tmp_path: Path, s3
         process.stop()
 
 
-def test_manifests_of_the_wrong_shape_are_manifest_invalid_on_s3(tmp_path: Path, s3_server: Peer,
-                                                                 redis_server: Peer) -> None:
+def test_manifests_of_the_wrong_shape_are_manifest_invalid_on_s3(
+    tmp_path: Path, s3_server: Peer, redis_server: Peer
+) -> None:
     process = s3_member(tmp_path / "shapes", s3_server, redis_cache(redis_server)).start()
     try:
         with httpx.Client(base_url=process.url, timeout=60) as client:
             subject = make_image("s3-subject")
             assert push_image(client, "shapes", subject, "v1").status_code == 201
-            descriptor = {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": subject.digest,
-                          "size": len(subject.manifest)}
+            descriptor = {
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": subject.digest,
+                "size": len(subject.manifest),
+            }
             image = make_image("s3-typed", subject=descriptor, artifact_type="application/x.typed")
             assert push_image(client, "shapes", image, "good").status_code == 201
             for label, media_type, body in invalid_manifests(image, subject):
-                answer = client.put(f"/v2/shapes/manifests/{sha256(body)}", content=body,
-                                    headers={"Content-Type": media_type})
+                answer = client.put(
+                    f"/v2/shapes/manifests/{sha256(body)}", content=body, headers={"Content-Type": media_type}
+                )
                 assert_sane_response(answer, label)
-                assert (answer.status_code, oci_error_codes(answer)) == (400, ["MANIFEST_INVALID"]), (label,
-                                                                                                     answer.text)
+                assert (answer.status_code, oci_error_codes(answer)) == (400, ["MANIFEST_INVALID"]), (
+                    label,
+                    answer.text,
+                )
             assert client.get("/v2/shapes/tags/list").json()["tags"] == ["good", "v1"]
             found = client.get(f"/v2/shapes/referrers/{subject.digest}").json()["manifests"]
             assert [m["digest"] for m in found] == [image.digest]

@@ -57,7 +57,8 @@ def owner(cluster: SharedCluster, repo: str) -> int:
 
 
 def test_skopeo_and_oras_push_through_one_member_and_pull_through_the_others(
-        s3_redis_cluster: SharedCluster, tmp_path: Path) -> None:
+    s3_redis_cluster: SharedCluster, tmp_path: Path
+) -> None:
     cluster = s3_redis_cluster
     env = client_env(tmp_path / "docker", cluster.certs.ca)
     a, b, c = (member.hostport for member in cluster.members)
@@ -79,8 +80,16 @@ def test_skopeo_and_oras_push_through_one_member_and_pull_through_the_others(
     oras = tool("oras")
     payload = os.urandom(2 << 20)
     (tmp_path / "payload.bin").write_bytes(payload)
-    run(env, oras, "push", "--ca-file", str(cluster.certs.ca), f"{a}/{artifact_repo}:v1",
-        "payload.bin:application/octet-stream", cwd=tmp_path)
+    run(
+        env,
+        oras,
+        "push",
+        "--ca-file",
+        str(cluster.certs.ca),
+        f"{a}/{artifact_repo}:v1",
+        "payload.bin:application/octet-stream",
+        cwd=tmp_path,
+    )
     for number, via in enumerate((b, c)):
         target = tmp_path / f"oras-{number}"
         run(env, oras, "pull", "--ca-file", str(cluster.certs.ca), "-o", str(target), f"{via}/{artifact_repo}:v1")
@@ -88,7 +97,8 @@ def test_skopeo_and_oras_push_through_one_member_and_pull_through_the_others(
 
 
 def test_two_repositories_sharing_layers_store_each_layer_once_in_the_bucket(
-        s3_redis_cluster: SharedCluster, s3_server: Peer) -> None:
+    s3_redis_cluster: SharedCluster, s3_server: Peer
+) -> None:
     cluster = s3_redis_cluster
     # Odd sizes no other object in the bucket has; two images with their own configs share both layers.
     first = make_image("dedupe-shared", (1_048_583, 3_145_759))
@@ -108,8 +118,11 @@ def test_two_repositories_sharing_layers_store_each_layer_once_in_the_bucket(
     for layer in first.layers:
         same_size = [key for key, size in objects.items() if size == len(layer)]
         assert len(same_size) == 1, f"{len(layer)}-byte layer stored {len(same_size)} times: {same_size}"
-        holding = [key for key, size in objects.items() if size == len(layer)
-                   and hashlib.sha256(read_object(s3_server, key)).hexdigest() == sha256(layer)[7:]]
+        holding = [
+            key
+            for key, size in objects.items()
+            if size == len(layer) and hashlib.sha256(read_object(s3_server, key)).hexdigest() == sha256(layer)[7:]
+        ]
         assert len(holding) == 1, f"layer {sha256(layer)} has {len(holding)} objects with its bytes: {holding}"
 
 
@@ -120,8 +133,9 @@ def with_config(image: Image, config: bytes) -> Image:
     return Image(config, image.layers, json.dumps(manifest, indent=1).encode())
 
 
-def _push(http: httpx.Client, repo: str, image: Image, chunked: bool, manifest_sent: set[str],
-          piece: int = 1 << 20) -> int | str:
+def _push(
+    http: httpx.Client, repo: str, image: Image, chunked: bool, manifest_sent: set[str], piece: int = 1 << 20
+) -> int | str:
     """Pushes `image`; layers in PATCH pieces when `chunked`, else monolithic. The manifest PUT's status;
     `repo` joins `manifest_sent` just before that PUT (its answer may be lost with a killed member)."""
     try:
@@ -163,8 +177,12 @@ def test_middle_member_killed_and_dropped_from_the_list(s3_redis_cluster: Shared
     assert [member.host for member in cluster.members] == ["127.0.0.1", "127.0.0.3"]
     for member in cluster.members:
         assert member.config["cluster"]["members"] == [f"127.0.0.1:{cluster.port}", f"127.0.0.3:{cluster.port}"]
-    assert_survivors_serve(cluster, {**before, **{repo: during[repo] for repo in completed}},
-                           {repo: during[repo] for repo in unfinished}, manifest_sent)
+    assert_survivors_serve(
+        cluster,
+        {**before, **{repo: during[repo] for repo in completed}},
+        {repo: during[repo] for repo in unfinished},
+        manifest_sent,
+    )
     assert blob_objects_not_matching_their_key(s3_server) == []
     # The survivors take new pushes under the new list.
     with cluster.client(1) as http:
@@ -208,23 +226,48 @@ def test_skopeo_and_oras_through_haproxy_sticky_entry(s3_redis_cluster: SharedCl
         skopeo = [tool("skopeo"), "--insecure-policy"]
         source = tmp_path / "source"
         digest = write_oci_layout(source, "v1", "through-haproxy", (400_000, 2 << 20))
-        run(env, *skopeo, "copy", "--preserve-digests", "--dest-tls-verify=false", f"oci:{source}:v1",
-            f"docker://{entry}/lb/skopeo:v1")
+        run(
+            env,
+            *skopeo,
+            "copy",
+            "--preserve-digests",
+            "--dest-tls-verify=false",
+            f"oci:{source}:v1",
+            f"docker://{entry}/lb/skopeo:v1",
+        )
         back = tmp_path / "back"
-        run(env, *skopeo, "copy", "--preserve-digests", "--src-tls-verify=false", f"docker://{entry}/lb/skopeo:v1",
-            f"oci:{back}:v1")
+        run(
+            env,
+            *skopeo,
+            "copy",
+            "--preserve-digests",
+            "--src-tls-verify=false",
+            f"docker://{entry}/lb/skopeo:v1",
+            f"oci:{back}:v1",
+        )
         assert blob_files(back) == blob_files(source)
         # Whichever member HAProxy picks for a later request, the image is there (shared storage).
         for index in range(3):
             with cluster.client(index) as http:
-                assert http.head(f"/v2/lb/skopeo/manifests/{digest}", headers={"Accept": MANIFEST["Content-Type"]}
-                                 ).status_code == 200
+                assert (
+                    http.head(
+                        f"/v2/lb/skopeo/manifests/{digest}", headers={"Accept": MANIFEST["Content-Type"]}
+                    ).status_code
+                    == 200
+                )
 
         oras = tool("oras")
         payload = os.urandom(1 << 20)
         (tmp_path / "payload.bin").write_bytes(payload)
-        run(env, oras, "push", "--plain-http", f"{entry}/lb/oras:v1", "payload.bin:application/octet-stream",
-            cwd=tmp_path)
+        run(
+            env,
+            oras,
+            "push",
+            "--plain-http",
+            f"{entry}/lb/oras:v1",
+            "payload.bin:application/octet-stream",
+            cwd=tmp_path,
+        )
         run(env, oras, "pull", "--plain-http", "-o", str(tmp_path / "pulled"), f"{entry}/lb/oras:v1")
         assert (tmp_path / "pulled" / "payload.bin").read_bytes() == payload
     finally:

@@ -41,22 +41,37 @@ def redis_cluster(tmp_path: Path, s3_server: Peer, redis_server: Peer) -> Iterat
     cluster.stop()
 
 
-@pytest.mark.parametrize(("example", "s3"), [("cluster-s3-redis.json", "versitygw"),
-                                              ("cluster-s3-dynamodb.json", "versitygw"),
-                                              ("cluster-s3-redis.json", "seaweedfs")])
+@pytest.mark.parametrize(
+    ("example", "s3"),
+    [
+        ("cluster-s3-redis.json", "versitygw"),
+        ("cluster-s3-dynamodb.json", "versitygw"),
+        ("cluster-s3-redis.json", "seaweedfs"),
+    ],
+)
 def test_example_runs_three_members_and_passes_conformance_through_each(
-        example: str, s3: str, tmp_path: Path, request: pytest.FixtureRequest, aws_env: None) -> None:
+    example: str, s3: str, tmp_path: Path, request: pytest.FixtureRequest, aws_env: None
+) -> None:
     cache: Peer = request.getfixturevalue("redis_server" if "redis" in example else "dynamodb_server")
     server: Peer = request.getfixturevalue("s3_server" if s3 == "versitygw" else "seaweedfs_server")
     cluster = shared_cluster(tmp_path / "cluster", example, server, cache).start(3)
     try:
         for index, member in enumerate(cluster.members):
-            run_conformance(member, tmp_path / f"report-{index}", ca=cluster.certs.ca,
-                            namespace=f"conformance/via-{index}", crossmount=f"conformance/other-{index}")
+            run_conformance(
+                member,
+                tmp_path / f"report-{index}",
+                ca=cluster.certs.ca,
+                namespace=f"conformance/via-{index}",
+                crossmount=f"conformance/other-{index}",
+            )
         # And the current suite (spec 1.1: sha512, nested indexes, referrers) through one member.
         (tmp_path / "current").mkdir()
-        run_current_suite(cluster.members[1], tmp_path / "current" / "results", ca=cluster.certs.ca,
-                          repos=("current/one", "current/two"))
+        run_current_suite(
+            cluster.members[1],
+            tmp_path / "current" / "results",
+            ca=cluster.certs.ca,
+            repos=("current/one", "current/two"),
+        )
         # Shared storage: each member's catalog is the whole registry, with nothing gathered.
         catalogs = []
         for index in range(3):
@@ -68,8 +83,9 @@ def test_example_runs_three_members_and_passes_conformance_through_each(
         cluster.stop()
 
 
-def _push_chunked(http: httpx.Client, repo: str, image: Image, piece: int = 1 << 20,
-                  manifest_sent: set[str] | None = None) -> int:
+def _push_chunked(
+    http: httpx.Client, repo: str, image: Image, piece: int = 1 << 20, manifest_sent: set[str] | None = None
+) -> int:
     """Config monolithic, layers in PATCH pieces (so a kill can land between them), then the manifest.
 
     `repo` goes into `manifest_sent` just before the manifest PUT: a PUT whose answer was lost with a
@@ -87,7 +103,8 @@ def _push_chunked(http: httpx.Client, repo: str, image: Image, piece: int = 1 <<
 
 
 def test_member_killed_during_twenty_pushes_loses_no_completed_push(
-        redis_cluster: SharedCluster, s3_server: Peer) -> None:
+    redis_cluster: SharedCluster, s3_server: Peer
+) -> None:
     cluster, victim = redis_cluster, 2
     images = {f"killed/repo-{i}": make_image(f"kill-{i}", (9 << 20, 64 << 10)) for i in range(20)}
     outcome: dict[str, object] = {}
@@ -101,13 +118,16 @@ def test_member_killed_during_twenty_pushes_loses_no_completed_push(
             outcome[repo] = type(err).__name__
 
     completed, unfinished = kill_during_pushes(cluster, victim, images, push, outcome, completed_first=3)
-    print(f"{len(completed)} pushes completed before and after the kill, {len(unfinished)} did not: "
-          f"{ {repo: outcome.get(repo) for repo in unfinished} }")
+    print(
+        f"{len(completed)} pushes completed before and after the kill, {len(unfinished)} did not: "
+        f"{ {repo: outcome.get(repo) for repo in unfinished} }"
+    )
     assert completed and unfinished, outcome
 
     cluster.start(2)  # the member list without the dead member, every survivor restarted with it
-    assert_survivors_serve(cluster, {repo: images[repo] for repo in completed},
-                           {repo: images[repo] for repo in unfinished}, manifest_sent)
+    assert_survivors_serve(
+        cluster, {repo: images[repo] for repo in completed}, {repo: images[repo] for repo in unfinished}, manifest_sent
+    )
     assert blob_objects_not_matching_their_key(s3_server) == []
 
 

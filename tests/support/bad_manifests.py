@@ -108,8 +108,11 @@ def deep_json(depth: int, opening: str = "[", closing: str = "]") -> str:
 
 def invalid_manifests(image: Image, subject: Image) -> list[tuple[str, str, bytes]]:
     """(what is wrong, media type, body): each must be refused with MANIFEST_INVALID 400, in any store."""
-    index: dict[str, Any] = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
-        {**descriptor(subject), "platform": {"architecture": "amd64", "os": "linux"}}]}
+    index: dict[str, Any] = {
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": [{**descriptor(subject), "platform": {"architecture": "amd64", "os": "linux"}}],
+    }
     cases: list[tuple[str, str, bytes]] = []
     for label, change in BAD_IMAGE_MANIFESTS:
         document = manifest_document(image)
@@ -124,11 +127,17 @@ def invalid_manifests(image: Image, subject: Image) -> list[tuple[str, str, byte
     cases += [
         ("100,000 nested arrays", OCI_MANIFEST, deep_json(100_000).encode()),
         ("100,000 nested objects", OCI_MANIFEST, ('{"a":' * 100_000 + "1" + "}" * 100_000).encode()),
-        ("deep annotations", OCI_MANIFEST,
-         json.dumps({**deep, "annotations": {}}).replace('"annotations": {}', '"annotations": ' + deep_json(100_000))
-         .encode()),
-        ("deep unknown field", OCI_MANIFEST,
-         json.dumps({**deep, "x": 0}).replace('"x": 0', '"x": ' + '{"y":' * 100_000 + "1" + "}" * 100_000)
-         .encode()),
+        (
+            "deep annotations",
+            OCI_MANIFEST,
+            json.dumps({**deep, "annotations": {}})
+            .replace('"annotations": {}', '"annotations": ' + deep_json(100_000))
+            .encode(),
+        ),
+        (
+            "deep unknown field",
+            OCI_MANIFEST,
+            json.dumps({**deep, "x": 0}).replace('"x": 0', '"x": ' + '{"y":' * 100_000 + "1" + "}" * 100_000).encode(),
+        ),
     ]
     return cases

@@ -19,7 +19,7 @@ import httpx
 
 # 503 (a backend or peer is down) and 507 (the disk is full) are honest answers when they say why.
 EXPLAINED_5XX = {503, 507}
-TRACEBACK_MARKERS = ("Traceback (most recent call last)", 'File "/', "  File \"")
+TRACEBACK_MARKERS = ("Traceback (most recent call last)", 'File "/', '  File "')
 
 
 def assert_no_traceback(text: str | bytes, what: str = "output") -> None:

@@ -46,8 +46,14 @@ class ClusterUnderTest:
             member.stop()
 
 
-def start_cluster(folder: Path, count: int = 3, tls: bool = True, auth: bool = True,
-                  workers: int = 1, env: dict[str, str] | None = None) -> ClusterUnderTest:
+def start_cluster(
+    folder: Path,
+    count: int = 3,
+    tls: bool = True,
+    auth: bool = True,
+    workers: int = 1,
+    env: dict[str, str] | None = None,
+) -> ClusterUnderTest:
     folder.mkdir(parents=True, exist_ok=True)
     htpasswd = write_htpasswd(folder / "htpasswd", {USER: PASSWORD}) if auth else None
     port = port_free_on_all(count)
@@ -56,10 +62,10 @@ def start_cluster(folder: Path, count: int = 3, tls: bool = True, auth: bool = T
     for index, path in enumerate(layout.configs):
         config = json.loads(path.read_text())
         config["log"].pop("output")
-        members.append(RegistryProcess(path, config, folder / f"member-{index}.stdout", workers=workers,
-                                       env=env or {}))
-    cluster = ClusterUnderTest(members, (folder / "hashkey").read_text().strip().encode(), layout.ca,
-                               (USER, PASSWORD) if auth else None)
+        members.append(RegistryProcess(path, config, folder / f"member-{index}.stdout", workers=workers, env=env or {}))
+    cluster = ClusterUnderTest(
+        members, (folder / "hashkey").read_text().strip().encode(), layout.ca, (USER, PASSWORD) if auth else None
+    )
     try:
         for member in members:
             member.start()

@@ -34,12 +34,17 @@ def with_(**sections: Any) -> dict[str, Any]:
     return {**MINIMAL, **sections}
 
 
-
-
 # Each one, as a user would write it; all of them must be refused.
 RESTRICTIVE: list[tuple[str, dict[str, Any]]] = [
-    ("http.accessControl", {"http": {"auth": {"htpasswd": {"path": "/p"}},
-                                     "accessControl": {"repositories": {"**": {"defaultPolicy": ["read"]}}}}}),
+    (
+        "http.accessControl",
+        {
+            "http": {
+                "auth": {"htpasswd": {"path": "/p"}},
+                "accessControl": {"repositories": {"**": {"defaultPolicy": ["read"]}}},
+            }
+        },
+    ),
     ("http.accessControl", {"http": {"accessControl": {"repositories": {"**": {"anonymousPolicy": ["read"]}}}}}),
     ("http.auth.ldap", {"http": {"auth": {"ldap": {"address": "ldap.example.com", "baseDN": "dc=x"}}}}),
     ("http.auth.bearer", {"http": {"auth": {"bearer": {"realm": "https://auth", "service": "reg", "cert": "/c"}}}}),

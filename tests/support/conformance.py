@@ -20,9 +20,14 @@ def _trust(env: dict[str, str], ca: Path | None) -> dict[str, str]:
     return {**env, "SSL_CERT_FILE": str(ca)} if ca else env
 
 
-def run_conformance(registry: RegistryProcess, report_dir: Path, auth: tuple[str, str] | None = None,
-                    ca: Path | None = None, namespace: str = "conformance/repo",
-                    crossmount: str = "conformance/other") -> None:
+def run_conformance(
+    registry: RegistryProcess,
+    report_dir: Path,
+    auth: tuple[str, str] | None = None,
+    ca: Path | None = None,
+    namespace: str = "conformance/repo",
+    crossmount: str = "conformance/other",
+) -> None:
     env = {
         **os.environ,
         "OCI_ROOT_URL": registry.url,
@@ -39,14 +44,19 @@ def run_conformance(registry: RegistryProcess, report_dir: Path, auth: tuple[str
     if auth:
         env["OCI_USERNAME"], env["OCI_PASSWORD"] = auth
     report_dir.mkdir(parents=True, exist_ok=True)
-    result = subprocess.run([tool("conformance.test")], env=_trust(env, ca), cwd=report_dir, capture_output=True,
-                            text=True,
-                            timeout=900)
+    result = subprocess.run(
+        [tool("conformance.test")], env=_trust(env, ca), cwd=report_dir, capture_output=True, text=True, timeout=900
+    )
     assert_junit_clean(report_dir / "junit.xml", result, registry, minimum=50)
 
 
-def run_current_suite(registry: RegistryProcess, results: Path, auth: tuple[str, str] | None = None,
-                      ca: Path | None = None, repos: tuple[str, str] = ("conformance/one", "conformance/two")) -> None:
+def run_current_suite(
+    registry: RegistryProcess,
+    results: Path,
+    auth: tuple[str, str] | None = None,
+    ca: Path | None = None,
+    repos: tuple[str, str] = ("conformance/one", "conformance/two"),
+) -> None:
     env = {
         **os.environ,
         "OCI_REGISTRY": registry.hostport,
@@ -58,21 +68,24 @@ def run_current_suite(registry: RegistryProcess, results: Path, auth: tuple[str,
     }
     if auth:
         env["OCI_USERNAME"], env["OCI_PASSWORD"] = auth
-    result = subprocess.run([tool("oci-conformance")], env=_trust(env, ca), cwd=results.parent, capture_output=True,
-                            text=True,
-                            timeout=900)
+    result = subprocess.run(
+        [tool("oci-conformance")], env=_trust(env, ca), cwd=results.parent, capture_output=True, text=True, timeout=900
+    )
     assert_junit_clean(results / "junit.xml", result, registry, minimum=100)
 
 
-def assert_junit_clean(junit_path: Path, result: subprocess.CompletedProcess[str], registry: RegistryProcess,
-                       minimum: int) -> None:
+def assert_junit_clean(
+    junit_path: Path, result: subprocess.CompletedProcess[str], registry: RegistryProcess, minimum: int
+) -> None:
     junit = ET.parse(junit_path).getroot()
     suites = [junit] if junit.tag == "testsuite" else list(junit.iter("testsuite"))
     tests = sum(int(s.get("tests", 0)) for s in suites)
     failures = sum(int(s.get("failures", 0)) + int(s.get("errors", 0)) for s in suites)
-    failed_names = [c.get("name") for c in junit.iter("testcase") if c.find("failure") is not None
-                    or c.find("error") is not None]
+    failed_names = [
+        c.get("name") for c in junit.iter("testcase") if c.find("failure") is not None or c.find("error") is not None
+    ]
     print(f"conformance: {tests} specs, {failures} failures")
     assert tests > minimum, f"conformance ran only {tests} specs:\n{result.stdout[-4000:]}"
     assert failures == 0 and result.returncode == 0, (
-        f"conformance failures: {failed_names}\n{result.stdout[-6000:]}\n{registry.log_path.read_text()[-3000:]}")
+        f"conformance failures: {failed_names}\n{result.stdout[-6000:]}\n{registry.log_path.read_text()[-3000:]}"
+    )

@@ -59,8 +59,14 @@ class ControlPlane:
     `stop()` ends every process group and removes the temporary folder (`keep=True` keeps it).
     """
 
-    def __init__(self, nodes: int = 3, bin_dir: Path = TOOLS_BIN, stages_dir: Path = KWOK_STAGES,
-                 startup_timeout: float = 90.0, keep: bool = False) -> None:
+    def __init__(
+        self,
+        nodes: int = 3,
+        bin_dir: Path = TOOLS_BIN,
+        stages_dir: Path = KWOK_STAGES,
+        startup_timeout: float = 90.0,
+        keep: bool = False,
+    ) -> None:
         self.node_names = [f"kwok-node-{i}" for i in range(nodes)]
         self.bin_dir = bin_dir
         self.stages_dir = stages_dir
@@ -97,8 +103,11 @@ class ControlPlane:
     @property
     def env(self) -> dict[str, str]:
         """os.environ with KUBECONFIG pointing at the admin kubeconfig and .tools/bin on PATH."""
-        return {**os.environ, "KUBECONFIG": str(self.kubeconfig),
-                "PATH": f"{self.bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+        return {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "PATH": f"{self.bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        }
 
     def binary(self, name: str) -> str:
         path = self.bin_dir / name
@@ -107,31 +116,42 @@ class ControlPlane:
         return str(path)
 
     def kubectl(self, *args: str, check: bool = True, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([self.binary("kubectl"), "--kubeconfig", str(self.kubeconfig), *args],
-                              capture_output=True, text=True, check=check, timeout=timeout)
+        return subprocess.run(
+            [self.binary("kubectl"), "--kubeconfig", str(self.kubeconfig), *args],
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=timeout,
+        )
 
     def ssl_context(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=str(self.ca_file))
 
     def http(self, token: str | None = None) -> httpx.Client:
         """An httpx client for the API server, authenticated with `token` (default: admin)."""
-        return httpx.Client(base_url=self.server, verify=self.ssl_context(), timeout=10.0,
-                            headers={"Authorization": f"Bearer {token or self.admin_token}"})
+        return httpx.Client(
+            base_url=self.server,
+            verify=self.ssl_context(),
+            timeout=10.0,
+            headers={"Authorization": f"Bearer {token or self.admin_token}"},
+        )
 
     def logs(self, lines: int = 40) -> str:
         parts = []
         for comp in self.components:
             state = "running" if comp.running() else f"exited {comp.process.returncode if comp.process else '-'}"
-            parts.append(f"----- {comp.name} ({state}), last {lines} lines of {comp.log} -----\n"
-                         f"{tail(comp.log, lines)}")
+            parts.append(
+                f"----- {comp.name} ({state}), last {lines} lines of {comp.log} -----\n{tail(comp.log, lines)}"
+            )
         return "\n".join(parts)
 
     # -- lifecycle -------------------------------------------------------------------------
     def __enter__(self) -> ControlPlane:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
     def start(self) -> ControlPlane:
@@ -166,10 +186,14 @@ class ControlPlane:
     # -- steps -----------------------------------------------------------------------------
     def _write_credentials(self) -> None:
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        self.sa_key.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                  serialization.NoEncryption()))
-        self.sa_pub.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
-                                                              serialization.PublicFormat.SubjectPublicKeyInfo))
+        self.sa_key.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+        self.sa_pub.write_bytes(
+            key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        )
         self.sa_key.chmod(0o600)
         # token,user,uid,"group1,group2"
         self.component_tokens = {
@@ -177,10 +201,12 @@ class ControlPlane:
             "system:kube-scheduler": secrets.token_hex(16),
             "kwok": secrets.token_hex(16),
         }
-        rows = [f'{self.admin_token},admin,uid-admin,"system:masters"',
-                f"{self.component_tokens['system:kube-controller-manager']},system:kube-controller-manager,uid-kcm",
-                f"{self.component_tokens['system:kube-scheduler']},system:kube-scheduler,uid-scheduler",
-                f'{self.component_tokens["kwok"]},kwok,uid-kwok,"system:masters"']
+        rows = [
+            f'{self.admin_token},admin,uid-admin,"system:masters"',
+            f"{self.component_tokens['system:kube-controller-manager']},system:kube-controller-manager,uid-kcm",
+            f"{self.component_tokens['system:kube-scheduler']},system:kube-scheduler,uid-scheduler",
+            f'{self.component_tokens["kwok"]},kwok,uid-kwok,"system:masters"',
+        ]
         self.token_file.write_text("\n".join(rows) + "\n")
         self.token_file.chmod(0o600)
 
@@ -198,41 +224,50 @@ class ControlPlane:
         peer_port = free_port()
         client = f"http://{HOST}:{self.etcd_port}"
         peer = f"http://{HOST}:{peer_port}"
-        self._add("etcd", [
-            "--name=default",
-            f"--data-dir={self.dir / 'etcd'}",
-            f"--listen-client-urls={client}",
-            f"--advertise-client-urls={client}",
-            f"--listen-peer-urls={peer}",
-            f"--initial-advertise-peer-urls={peer}",
-            f"--initial-cluster=default={peer}",
-            "--initial-cluster-state=new",
-            "--unsafe-no-fsync",  # test data: no fsync keeps it fast on slow disks
-            "--log-level=warn",
-        ])
-        self._wait("etcd /health", lambda: httpx.get(f"{client}/health", timeout=2).json().get("health") == "true",
-                   self.components[-1])
+        self._add(
+            "etcd",
+            [
+                "--name=default",
+                f"--data-dir={self.dir / 'etcd'}",
+                f"--listen-client-urls={client}",
+                f"--advertise-client-urls={client}",
+                f"--listen-peer-urls={peer}",
+                f"--initial-advertise-peer-urls={peer}",
+                f"--initial-cluster=default={peer}",
+                "--initial-cluster-state=new",
+                "--unsafe-no-fsync",  # test data: no fsync keeps it fast on slow disks
+                "--log-level=warn",
+            ],
+        )
+        self._wait(
+            "etcd /health",
+            lambda: httpx.get(f"{client}/health", timeout=2).json().get("health") == "true",
+            self.components[-1],
+        )
 
     def _start_apiserver(self) -> None:
-        self._add("kube-apiserver", [
-            f"--etcd-servers=http://{HOST}:{self.etcd_port}",
-            f"--bind-address={HOST}",
-            f"--advertise-address={HOST}",
-            f"--secure-port={self.api_port}",
-            f"--cert-dir={self.cert_dir}",  # writes a self-signed apiserver.crt/.key there
-            f"--token-auth-file={self.token_file}",
-            "--authorization-mode=RBAC",
-            f"--service-cluster-ip-range={SERVICE_CIDR}",
-            f"--service-account-issuer={ISSUER}",
-            f"--service-account-key-file={self.sa_pub}",
-            f"--service-account-signing-key-file={self.sa_key}",
-            # The default "lease" reconciler would publish 127.0.0.1 as the endpoint of the
-            # `kubernetes` Service, which Endpoints validation rejects (loopback).
-            "--endpoint-reconciler-type=none",
-            "--allow-privileged=true",
-            "--profiling=false",
-            "--v=1",
-        ])
+        self._add(
+            "kube-apiserver",
+            [
+                f"--etcd-servers=http://{HOST}:{self.etcd_port}",
+                f"--bind-address={HOST}",
+                f"--advertise-address={HOST}",
+                f"--secure-port={self.api_port}",
+                f"--cert-dir={self.cert_dir}",  # writes a self-signed apiserver.crt/.key there
+                f"--token-auth-file={self.token_file}",
+                "--authorization-mode=RBAC",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                f"--service-account-issuer={ISSUER}",
+                f"--service-account-key-file={self.sa_pub}",
+                f"--service-account-signing-key-file={self.sa_key}",
+                # The default "lease" reconciler would publish 127.0.0.1 as the endpoint of the
+                # `kubernetes` Service, which Endpoints validation rejects (loopback).
+                "--endpoint-reconciler-type=none",
+                "--allow-privileged=true",
+                "--profiling=false",
+                "--v=1",
+            ],
+        )
         api = self.components[-1]
         self._wait("kube-apiserver certificate", self.ca_file.exists, api)
         self._write_kubeconfig(self.kubeconfig, "admin", self.admin_token)
@@ -245,54 +280,66 @@ class ControlPlane:
 
     def _start_controllers(self) -> None:
         kcm_user, sched_user = "system:kube-controller-manager", "system:kube-scheduler"
-        kcm_config = self._write_kubeconfig(self.dir / "controller-manager.kubeconfig", kcm_user,
-                                            self.component_tokens[kcm_user])
-        sched_config = self._write_kubeconfig(self.dir / "scheduler.kubeconfig", sched_user,
-                                              self.component_tokens[sched_user])
+        kcm_config = self._write_kubeconfig(
+            self.dir / "controller-manager.kubeconfig", kcm_user, self.component_tokens[kcm_user]
+        )
+        sched_config = self._write_kubeconfig(
+            self.dir / "scheduler.kubeconfig", sched_user, self.component_tokens[sched_user]
+        )
         kwok_config = self._write_kubeconfig(self.dir / "kwok.kubeconfig", "kwok", self.component_tokens["kwok"])
         self.kcm_port = free_port()
         self.scheduler_port = free_port()
-        self._add("kube-controller-manager", [
-            f"--kubeconfig={kcm_config}",
-            f"--authentication-kubeconfig={kcm_config}",
-            f"--authorization-kubeconfig={kcm_config}",
-            f"--bind-address={HOST}",
-            f"--secure-port={self.kcm_port}",
-            f"--cert-dir={self.dir / 'controller-manager-certs'}",
-            # Everything on by default: statefulset, garbagecollector, serviceaccount(-token),
-            # endpoints, endpointslice, namespace, replicaset, deployment, nodelifecycle, ...
-            "--controllers=*",
-            "--use-service-account-credentials=true",
-            f"--service-account-private-key-file={self.sa_key}",
-            f"--root-ca-file={self.ca_file}",
-            f"--service-cluster-ip-range={SERVICE_CIDR}",
-            "--leader-elect=false",
-            "--profiling=false",
-            "--v=1",
-        ])
-        self._add("kube-scheduler", [
-            f"--kubeconfig={sched_config}",
-            f"--authentication-kubeconfig={sched_config}",
-            f"--authorization-kubeconfig={sched_config}",
-            f"--bind-address={HOST}",
-            f"--secure-port={self.scheduler_port}",
-            "--leader-elect=false",
-            "--profiling=false",
-            "--v=1",
-        ])
+        self._add(
+            "kube-controller-manager",
+            [
+                f"--kubeconfig={kcm_config}",
+                f"--authentication-kubeconfig={kcm_config}",
+                f"--authorization-kubeconfig={kcm_config}",
+                f"--bind-address={HOST}",
+                f"--secure-port={self.kcm_port}",
+                f"--cert-dir={self.dir / 'controller-manager-certs'}",
+                # Everything on by default: statefulset, garbagecollector, serviceaccount(-token),
+                # endpoints, endpointslice, namespace, replicaset, deployment, nodelifecycle, ...
+                "--controllers=*",
+                "--use-service-account-credentials=true",
+                f"--service-account-private-key-file={self.sa_key}",
+                f"--root-ca-file={self.ca_file}",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--leader-elect=false",
+                "--profiling=false",
+                "--v=1",
+            ],
+        )
+        self._add(
+            "kube-scheduler",
+            [
+                f"--kubeconfig={sched_config}",
+                f"--authentication-kubeconfig={sched_config}",
+                f"--authorization-kubeconfig={sched_config}",
+                f"--bind-address={HOST}",
+                f"--secure-port={self.scheduler_port}",
+                "--leader-elect=false",
+                "--profiling=false",
+                "--v=1",
+            ],
+        )
         stages = sorted(self.stages_dir.glob("*.yaml"))
         if not stages:
             raise ControlPlaneError(f"no KWOK stages in {self.stages_dir}: run `bash hack/tools.sh k8s`")
         kwok_home = self.dir / "kwok"
         kwok_home.mkdir()
-        self._add("kwok", [
-            f"--kubeconfig={kwok_config}",
-            f"--config={','.join(str(s) for s in stages)}",
-            "--manage-all-nodes=false",
-            f"--manage-nodes-with-annotation-selector={FAKE_NODE_ANNOTATION[0]}={FAKE_NODE_ANNOTATION[1]}",
-            f"--cidr={POD_CIDR}",
-            "--node-lease-duration-seconds=40",
-        ], env={**os.environ, "KWOK_WORKDIR": str(kwok_home), "HOME": str(kwok_home)})
+        self._add(
+            "kwok",
+            [
+                f"--kubeconfig={kwok_config}",
+                f"--config={','.join(str(s) for s in stages)}",
+                "--manage-all-nodes=false",
+                f"--manage-nodes-with-annotation-selector={FAKE_NODE_ANNOTATION[0]}={FAKE_NODE_ANNOTATION[1]}",
+                f"--cidr={POD_CIDR}",
+                "--node-lease-duration-seconds=40",
+            ],
+            env={**os.environ, "KWOK_WORKDIR": str(kwok_home), "HOME": str(kwok_home)},
+        )
 
     def _create_nodes(self) -> None:
         with self.http() as client:
@@ -316,15 +363,19 @@ class ControlPlane:
         self._wait("kube-scheduler /healthz", healthy(self.scheduler_port), scheduler)
 
         with self.http() as client:
+
             def default_sa() -> bool:
                 return client.get("/api/v1/namespaces/default/serviceaccounts/default").status_code == 200
 
             def nodes_ready() -> bool:
                 items = client.get("/api/v1/nodes").json().get("items", [])
                 ready = {
-                    n["metadata"]["name"] for n in items
-                    if any(c.get("type") == "Ready" and c.get("status") == "True"
-                           for c in n.get("status", {}).get("conditions", []))
+                    n["metadata"]["name"]
+                    for n in items
+                    if any(
+                        c.get("type") == "Ready" and c.get("status") == "True"
+                        for c in n.get("status", {}).get("conditions", [])
+                    )
                 }
                 return set(self.node_names) <= ready
 
@@ -340,15 +391,15 @@ class ControlPlane:
         while time.monotonic() < deadline:
             for c in self.components:
                 if not c.running():
-                    raise ControlPlaneError(f"{c.name} exited ({c.process.returncode if c.process else '-'}) "
-                                            f"while waiting for {what}")
+                    raise ControlPlaneError(
+                        f"{c.name} exited ({c.process.returncode if c.process else '-'}) while waiting for {what}"
+                    )
             try:
                 if check():
                     return
             except (OSError, httpx.HTTPError, ValueError, KeyError) as exc:
                 last = exc
             time.sleep(0.1)
-        raise ControlPlaneError(f"timed out after {self.startup_timeout:.0f}s waiting for {what}"
-                                f" ({comp.name}; last error: {last!r})")
-
-
+        raise ControlPlaneError(
+            f"timed out after {self.startup_timeout:.0f}s waiting for {what} ({comp.name}; last error: {last!r})"
+        )

@@ -31,18 +31,27 @@ class Image:
         return sha256(self.manifest)
 
 
-def make_image(seed: str, layer_sizes: tuple[int, ...] = (1024, 2048), subject: dict[str, Any] | None = None,
-               artifact_type: str | None = None) -> Image:
+def make_image(
+    seed: str,
+    layer_sizes: tuple[int, ...] = (1024, 2048),
+    subject: dict[str, Any] | None = None,
+    artifact_type: str | None = None,
+) -> Image:
     config = json.dumps({"architecture": "amd64", "os": "linux", "seed": seed}).encode()
     layers = [hashlib.sha256(f"{seed}-{i}".encode()).digest() * (size // 32 + 1) for i, size in enumerate(layer_sizes)]
     layers = [layer[:size] for layer, size in zip(layers, layer_sizes, strict=True)]
     manifest: dict[str, Any] = {
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(config),
-                   "size": len(config)},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": sha256(layer),
-                    "size": len(layer)} for layer in layers],
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": sha256(config),
+            "size": len(config),
+        },
+        "layers": [
+            {"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": sha256(layer), "size": len(layer)}
+            for layer in layers
+        ],
     }
     if subject:
         manifest["subject"] = subject
@@ -56,8 +65,9 @@ def push_image(client: httpx.Client, repo: str, image: Image, tag: str | None = 
         response = client.post(f"/v2/{repo}/blobs/uploads/", params={"digest": sha256(blob)}, content=blob)
         assert response.status_code == 201, response.text
     reference = tag or image.digest
-    return client.put(f"/v2/{repo}/manifests/{reference}", content=image.manifest,
-                      headers={"Content-Type": OCI_MANIFEST})
+    return client.put(
+        f"/v2/{repo}/manifests/{reference}", content=image.manifest, headers={"Content-Type": OCI_MANIFEST}
+    )
 
 
 def push_blob_in_pieces(http: httpx.Client, repo: str, blob: bytes, piece: int = 1 << 20) -> int:
@@ -65,7 +75,7 @@ def push_blob_in_pieces(http: httpx.Client, repo: str, blob: bytes, piece: int =
     expected one (202 for a PATCH), else the PUT's (201 when stored)."""
     location = http.post(f"/v2/{repo}/blobs/uploads/").headers["Location"]
     for start in range(0, len(blob), piece):
-        response = http.patch(location, content=blob[start:start + piece], headers=OCTETS)
+        response = http.patch(location, content=blob[start : start + piece], headers=OCTETS)
         if response.status_code != 202:
             return response.status_code
         location = response.headers["Location"]

@@ -61,8 +61,9 @@ class Namespaces:
         self.adopt(name)
         if htpasswd:
             entry = f"admin:{bcrypt.hashpw(ADMIN_PASSWORD.encode(), bcrypt.gensalt(rounds=5)).decode()}\n"
-            self.cp.kubectl("-n", name, "create", "secret", "generic", "demo-htpasswd",
-                            f"--from-literal=htpasswd={entry}")
+            self.cp.kubectl(
+                "-n", name, "create", "secret", "generic", "demo-htpasswd", f"--from-literal=htpasswd={entry}"
+            )
         return name
 
     def adopt(self, name: str) -> str:

@@ -62,8 +62,12 @@ def round_trip_one_gib(client: httpx.Client, repo: str, pid: int) -> tuple[int, 
     baseline = server_rss(pid)
     with PeakSampler(pid) as push:
         location = client.post(f"/v2/{repo}/blobs/uploads/").headers["Location"]
-        done = client.put(location, params={"digest": digest}, content=one_gib(block),
-                          headers={"Content-Type": "application/octet-stream"})
+        done = client.put(
+            location,
+            params={"digest": digest},
+            content=one_gib(block),
+            headers={"Content-Type": "application/octet-stream"},
+        )
         assert done.status_code == 201, done.text
     pulled = hashlib.sha256()
     size = 0

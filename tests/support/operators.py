@@ -20,8 +20,12 @@ OPERATOR_RESYNC_SECONDS = 3.0
 def operator_process(kubeconfig_path: Path, log: Path, *args: str) -> Iterator[subprocess.Popen[str]]:
     """`zot-operator run ARGS` against the API server of `kubeconfig_path`, its output in `log`,
     liveness on a free loopback port; stopped (SIGTERM, then SIGKILL) when the block ends."""
-    env = {**os.environ, "KUBECONFIG": str(kubeconfig_path), "PYTHONUNBUFFERED": "1",
-           "ZOT_OPERATOR_RESYNC_SECONDS": str(OPERATOR_RESYNC_SECONDS)}
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(kubeconfig_path),
+        "PYTHONUNBUFFERED": "1",
+        "ZOT_OPERATOR_RESYNC_SECONDS": str(OPERATOR_RESYNC_SECONDS),
+    }
     argv = [sys.executable, "-m", "zot_operator.cli", "run", f"--liveness=http://{HOST}:{free_port()}/healthz", *args]
     with open(log, "w") as out:
         process = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)

@@ -22,9 +22,19 @@ S3_ACCESS_KEY = "zot-test-access"
 S3_SECRET_KEY = "zot-test-secret-key"
 STARTUP_SECONDS = 20.0
 # weed mini runs master, volume, filer, S3, WebDAV and admin servers, each with an HTTP and a gRPC port.
-SEAWEEDFS_PORT_FLAGS = ("master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port",
-                        "filer.port.grpc", "s3.port.grpc", "s3.port.iceberg", "webdav.port", "admin.port",
-                        "admin.port.grpc")
+SEAWEEDFS_PORT_FLAGS = (
+    "master.port",
+    "master.port.grpc",
+    "volume.port",
+    "volume.port.grpc",
+    "filer.port",
+    "filer.port.grpc",
+    "s3.port.grpc",
+    "s3.port.iceberg",
+    "webdav.port",
+    "admin.port",
+    "admin.port.grpc",
+)
 
 
 @dataclass(frozen=True)
@@ -48,12 +58,14 @@ def wait_listening(proc: subprocess.Popen[bytes], host: str, port: int, log: Pat
                 return
         except OSError:
             time.sleep(0.05)
-    pytest.fail(f"{proc.args!r} not listening on {host}:{port} after {STARTUP_SECONDS}s:\n"
-                f"{log.read_text(errors='replace')}")
+    pytest.fail(
+        f"{proc.args!r} not listening on {host}:{port} after {STARTUP_SECONDS}s:\n{log.read_text(errors='replace')}"
+    )
 
 
-def _run(args: list[str], log: Path, env: dict[str, str] | None = None,
-         cwd: Path | None = None) -> subprocess.Popen[bytes]:
+def _run(
+    args: list[str], log: Path, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
         return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd)
 
@@ -83,8 +95,13 @@ def answers_s3(proc: subprocess.Popen[bytes], url: str, log: Path) -> None:
 
 
 @contextlib.contextmanager
-def serving(args: list[str], log: Path, ready: Callable[[subprocess.Popen[bytes]], None],
-            env: dict[str, str] | None = None, cwd: Path | None = None) -> Iterator[subprocess.Popen[bytes]]:
+def serving(
+    args: list[str],
+    log: Path,
+    ready: Callable[[subprocess.Popen[bytes]], None],
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Iterator[subprocess.Popen[bytes]]:
     """`args` running (output in `log`) once `ready(process)` returned; stopped when the block ends."""
     proc = _run(args, log, env=env, cwd=cwd)
     try:
@@ -94,7 +111,8 @@ def serving(args: list[str], log: Path, ready: Callable[[subprocess.Popen[bytes]
         _stop(proc)
 
 
-def serving_on(peer: Peer, args: list[str], log: Path, env: dict[str, str] | None = None,
-               cwd: Path | None = None) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
+def serving_on(
+    peer: Peer, args: list[str], log: Path, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
     """`serving` until `peer` accepts connections."""
     return serving(args, log, lambda proc: wait_listening(proc, peer.host, peer.port, log), env=env, cwd=cwd)

@@ -26,8 +26,9 @@ class RawAnswer:
         return oci_code(self.as_httpx("GET", "http://x/"))
 
     def as_httpx(self, method: str, url: str) -> httpx.Response:
-        return httpx.Response(self.status, headers=list(self.headers.items()), content=self.body,
-                              request=httpx.Request(method, url))
+        return httpx.Response(
+            self.status, headers=list(self.headers.items()), content=self.body, request=httpx.Request(method, url)
+        )
 
 
 def oci_code(response: httpx.Response) -> str:
@@ -37,10 +38,10 @@ def oci_code(response: httpx.Response) -> str:
         return ""
 
 
-def connect(host: str, port: int, tls: ssl.SSLContext | None = None, timeout: float = 10.0,
-            source: str | None = None) -> socket.socket:
-    sock = socket.create_connection((host, port), timeout=timeout,
-                                    source_address=(source, 0) if source else None)
+def connect(
+    host: str, port: int, tls: ssl.SSLContext | None = None, timeout: float = 10.0, source: str | None = None
+) -> socket.socket:
+    sock = socket.create_connection((host, port), timeout=timeout, source_address=(source, 0) if source else None)
     if tls is not None:
         return tls.wrap_socket(sock, server_hostname=host)
     return sock
@@ -96,15 +97,22 @@ def read_answer(sock: socket.socket, timeout: float = 10.0, until_close: bool = 
     return RawAnswer(status, headers, body, extra, closed, time.monotonic() - started, head)
 
 
-def exchange(host: str, port: int, data: bytes, tls: ssl.SSLContext | None = None, timeout: float = 10.0,
-             until_close: bool = False) -> RawAnswer:
+def exchange(
+    host: str,
+    port: int,
+    data: bytes,
+    tls: ssl.SSLContext | None = None,
+    timeout: float = 10.0,
+    until_close: bool = False,
+) -> RawAnswer:
     with connect(host, port, tls, timeout) as sock:
         sock.sendall(data)
         return read_answer(sock, timeout, until_close)
 
 
-def request_bytes(method: str, target: str, headers: list[tuple[str, str]] | None = None, body: bytes = b"",
-                  host: str = "registry") -> bytes:
+def request_bytes(
+    method: str, target: str, headers: list[tuple[str, str]] | None = None, body: bytes = b"", host: str = "registry"
+) -> bytes:
     """A request exactly as written: no header is added but Host (and none is fixed)."""
     lines = [f"{method} {target} HTTP/1.1", f"Host: {host}", *(f"{k}: {v}" for k, v in headers or [])]
     return "\r\n".join(lines).encode("latin-1") + b"\r\n\r\n" + body

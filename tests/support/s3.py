@@ -31,19 +31,32 @@ def redis_cache(redis: Peer, prefix: str = "zot") -> dict[str, Any]:
     return {"name": "redis", "url": f"redis://{redis.host}:{redis.port}", "keyprefix": prefix}
 
 
-def s3_member(folder: Path, s3: Peer, cache: dict[str, Any], host: str = "127.0.0.1", port: int | None = None,
-              workers: int = 2, **storage: Any) -> RegistryProcess:
+def s3_member(
+    folder: Path,
+    s3: Peer,
+    cache: dict[str, Any],
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    workers: int = 2,
+    **storage: Any,
+) -> RegistryProcess:
     """A registry process (not started) storing in the S3 server, credentials from the environment."""
     folder.mkdir(parents=True, exist_ok=True)
-    config = member_config(folder / "root", port or free_port(host), host, s3=s3_storage(s3), cache=cache,
-                           storage=storage)
+    config = member_config(
+        folder / "root", port or free_port(host), host, s3=s3_storage(s3), cache=cache, storage=storage
+    )
     return RegistryProcess(folder / "config.json", config, folder / "registry.log", workers=workers, env=dict(S3_ENV))
 
 
 def s3_client(s3: Peer) -> Any:
     return get_session().create_client(
-        "s3", region_name="us-east-1", endpoint_url=s3.url, aws_access_key_id=S3_ACCESS_KEY,
-        aws_secret_access_key=S3_SECRET_KEY, config=Config(s3={"addressing_style": "path"}))
+        "s3",
+        region_name="us-east-1",
+        endpoint_url=s3.url,
+        aws_access_key_id=S3_ACCESS_KEY,
+        aws_secret_access_key=S3_SECRET_KEY,
+        config=Config(s3={"addressing_style": "path"}),
+    )
 
 
 def list_objects(s3: Peer, prefix: str = ROOT + "/") -> dict[str, int]:
@@ -71,4 +84,3 @@ def blob_objects_not_matching_their_key(s3: Peer) -> list[str]:
         if hashlib.new(parts[-2], read_object(s3, key)).hexdigest() != parts[-1]:
             bad.append(key)
     return bad
-

@@ -70,8 +70,13 @@ class SharedCluster:
             cache["url"] = f"redis://{self.cache.host}:{self.cache.port}"
         else:
             cache["endpoint"] = self.cache.url
-        config["http"].update({"address": address(index), "port": str(self.port),
-                               "tls": {"cert": str(self.certs.cert), "key": str(self.certs.key)}})
+        config["http"].update(
+            {
+                "address": address(index),
+                "port": str(self.port),
+                "tls": {"cert": str(self.certs.cert), "key": str(self.certs.key)},
+            }
+        )
         config["log"] = {"level": "warn"}
         config["cluster"]["members"] = [f"{address(i)}:{self.port}" for i in slots]
         config["cluster"]["tls"] = {"cacert": str(self.certs.ca)}
@@ -88,8 +93,15 @@ class SharedCluster:
             folder = self.folder / f"member-{index}"
             folder.mkdir(parents=True, exist_ok=True)
             env = {**S3_ENV, "SSL_CERT_FILE": str(self.certs.ca)}
-            self.members.append(RegistryProcess(folder / "config.json", self.member_config(index, slots),
-                                                folder / "registry.log", workers=self.workers, env=env))
+            self.members.append(
+                RegistryProcess(
+                    folder / "config.json",
+                    self.member_config(index, slots),
+                    folder / "registry.log",
+                    workers=self.workers,
+                    env=env,
+                )
+            )
         try:
             for member in self.members:
                 member.start()
@@ -100,8 +112,11 @@ class SharedCluster:
 
     def client(self, member: int, timeout: float = 60) -> httpx.Client:
         """An HTTP client for the member at `member` (list position), trusting the cluster's CA."""
-        return httpx.Client(base_url=self.members[member].url, timeout=timeout,
-                            verify=ssl.create_default_context(cafile=str(self.certs.ca)))
+        return httpx.Client(
+            base_url=self.members[member].url,
+            timeout=timeout,
+            verify=ssl.create_default_context(cafile=str(self.certs.ca)),
+        )
 
     def without(self, position: int) -> SharedCluster:
         """Rewrites the member list without the member at `position` and restarts every survivor."""
@@ -131,14 +146,21 @@ def haproxy_config(cluster: SharedCluster, port: int) -> str:
     return text
 
 
-def kill_during_pushes(cluster: SharedCluster, victim: int, images: dict[str, Image],
-                       push: Callable[[int, str, Image], None], outcome: dict[str, Any],
-                       completed_first: int) -> tuple[list[str], list[str]]:
+def kill_during_pushes(
+    cluster: SharedCluster,
+    victim: int,
+    images: dict[str, Image],
+    push: Callable[[int, str, Image], None],
+    outcome: dict[str, Any],
+    completed_first: int,
+) -> tuple[list[str], list[str]]:
     """`push(number, repo, image)` for every image at once, each in a thread that records its status in
     `outcome`; once `completed_first` got their 201 (bounded wait), SIGKILL to the member at position
     `victim` (its whole process group). Returns the repositories completed and those that were not."""
-    threads = [threading.Thread(target=push, args=(n, repo, image), daemon=True)
-               for n, (repo, image) in enumerate(images.items())]
+    threads = [
+        threading.Thread(target=push, args=(n, repo, image), daemon=True)
+        for n, (repo, image) in enumerate(images.items())
+    ]
     for thread in threads:
         thread.start()
     deadline = time.monotonic() + 60  # bounded wait for some pushes to finish before the kill
@@ -154,8 +176,9 @@ def kill_during_pushes(cluster: SharedCluster, victim: int, images: dict[str, Im
     return completed, sorted(set(images) - set(completed))
 
 
-def assert_survivors_serve(cluster: SharedCluster, pullable: dict[str, Image], unfinished: dict[str, Image],
-                           manifest_sent: set[str]) -> None:
+def assert_survivors_serve(
+    cluster: SharedCluster, pullable: dict[str, Image], unfinished: dict[str, Image], manifest_sent: set[str]
+) -> None:
     """Through every running member: each of `pullable` pulls whole, and each of `unfinished` is absent or
     whole (whole only if its manifest PUT was sent), the same everywhere."""
     survivors = [cluster.client(index) for index in range(len(cluster.members))]

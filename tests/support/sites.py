@@ -33,8 +33,9 @@ class Site:
     client: httpx.Client
     answers: int = 0
 
-    def check(self, response: httpx.Response, case: str, statuses: set[int] | None = None,
-              code: str | None = None) -> httpx.Response:
+    def check(
+        self, response: httpx.Response, case: str, statuses: set[int] | None = None, code: str | None = None
+    ) -> httpx.Response:
         assert_sane_response(response, case)
         self.surroundings.assert_not_leaked(response, case)
         if statuses is not None:
@@ -48,25 +49,44 @@ class Site:
         """Sends `path` exactly as written: httpx would resolve `..` and re-encode it."""
         connection = http.client.HTTPConnection(self.registry.host, self.registry.port, timeout=60)
         try:
-            connection.request(method, path, body=body if body or method in ("PUT", "POST", "PATCH") else None,
-                               headers=headers or {})
+            connection.request(
+                method, path, body=body if body or method in ("PUT", "POST", "PATCH") else None, headers=headers or {}
+            )
             answer = connection.getresponse()
             content = answer.read()
-            return httpx.Response(answer.status, headers=answer.getheaders(), content=content,
-                                  request=httpx.Request(method, self.registry.url + "/" + path.lstrip("/")))
+            return httpx.Response(
+                answer.status,
+                headers=answer.getheaders(),
+                content=content,
+                request=httpx.Request(method, self.registry.url + "/" + path.lstrip("/")),
+            )
         finally:
             connection.close()
 
     def push(self, repo: str, image: Image, tag: str | None = None) -> httpx.Response:
         for blob in [image.config, *image.layers]:
-            self.check(self.client.post(f"/v2/{repo}/blobs/uploads/", params={"digest": sha256(blob)}, content=blob,
-                                        headers=OCTETS), f"push {repo} blob", {201})
-        return self.check(self.client.put(f"/v2/{repo}/manifests/{tag or image.digest}", content=image.manifest,
-                                          headers={"Content-Type": OCI_MANIFEST}), f"push {repo} manifest")
+            self.check(
+                self.client.post(
+                    f"/v2/{repo}/blobs/uploads/", params={"digest": sha256(blob)}, content=blob, headers=OCTETS
+                ),
+                f"push {repo} blob",
+                {201},
+            )
+        return self.check(
+            self.client.put(
+                f"/v2/{repo}/manifests/{tag or image.digest}",
+                content=image.manifest,
+                headers={"Content-Type": OCI_MANIFEST},
+            ),
+            f"push {repo} manifest",
+        )
 
     def assert_pulls(self, repo: str, image: Image, tag: str) -> None:
-        got = self.check(self.client.get(f"/v2/{repo}/manifests/{tag}", headers={"Accept": OCI_MANIFEST}),
-                         f"pull {repo}:{tag}", {200})
+        got = self.check(
+            self.client.get(f"/v2/{repo}/manifests/{tag}", headers={"Accept": OCI_MANIFEST}),
+            f"pull {repo}:{tag}",
+            {200},
+        )
         assert got.content == image.manifest, f"{repo}:{tag} changed"
         for blob in [image.config, *image.layers]:
             pulled = self.check(self.client.get(f"/v2/{repo}/blobs/{sha256(blob)}"), f"pull {repo} blob", {200})

@@ -10,6 +10,6 @@ from collections.abc import Iterator
 def trickle(data: bytes, started: threading.Event, piece: int = 64 << 10, pause: float = 0.05) -> Iterator[bytes]:
     """`data` in pieces of `piece` bytes, `pause` seconds apart; `started` is set once the first is out."""
     for offset in range(0, len(data), piece):
-        yield data[offset:offset + piece]
+        yield data[offset : offset + piece]
         started.set()
         time.sleep(pause)

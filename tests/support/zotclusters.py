@@ -17,8 +17,9 @@ EXAMPLE = REPO_ROOT / "examples" / "zotcluster.yaml"
 S3_EXAMPLE = REPO_ROOT / "examples" / "zotcluster-s3.yaml"
 
 
-def example_cluster(namespace: str, name: str = "demo", example: Path = EXAMPLE,
-                    tolerate: bool = True) -> dict[str, Any]:
+def example_cluster(
+    namespace: str, name: str = "demo", example: Path = EXAMPLE, tolerate: bool = True
+) -> dict[str, Any]:
     """`example` named `name` in `namespace`; with `tolerate`, its pods tolerate the fake nodes' taint."""
     document: dict[str, Any] = yaml.safe_load(example.read_text())
     document["metadata"] = {"name": name, "namespace": namespace}
@@ -47,9 +48,13 @@ def apply_cluster(cp: ControlPlane, namespace: str, name: str = "demo", **spec: 
     return apply_document(cp, document, f"{namespace}-{name}.yaml")
 
 
-def wait_for_phase(cp: ControlPlane, namespace: str, phase: str, name: str = "demo",
-                   timeout: float = 60) -> dict[str, Any]:
+def wait_for_phase(
+    cp: ControlPlane, namespace: str, phase: str, name: str = "demo", timeout: float = 60
+) -> dict[str, Any]:
     """The ZotCluster once its status.phase is `phase`."""
-    found: dict[str, Any] = wait_for(phase, lambda: (z := get(cp, "-n", namespace, "zc", name)) and
-                                     z.get("status", {}).get("phase") == phase and z, timeout=timeout)
+    found: dict[str, Any] = wait_for(
+        phase,
+        lambda: (z := get(cp, "-n", namespace, "zc", name)) and z.get("status", {}).get("phase") == phase and z,
+        timeout=timeout,
+    )
     return found

@@ -62,18 +62,26 @@ def test_a_member_that_does_not_know_itself_yet_refuses_repository_routes_only()
     assert decide(_request(), Route("base"), membership, False) == SERVE_HERE
 
 
-@pytest.mark.parametrize(("shared", "hop", "gathered"), [(False, False, True), (False, True, False),
-                                                         (True, False, False), (True, True, False)])
-def test_the_catalog_is_gathered_only_from_storage_local_to_each_member(shared: bool, hop: bool,
-                                                                         gathered: bool) -> None:
+@pytest.mark.parametrize(
+    ("shared", "hop", "gathered"),
+    [(False, False, True), (False, True, False), (True, False, False), (True, True, False)],
+)
+def test_the_catalog_is_gathered_only_from_storage_local_to_each_member(
+    shared: bool, hop: bool, gathered: bool
+) -> None:
     request = _request({HOP_HEADER: "1"} if hop else {})
     assert decide(request, Route("catalog"), _membership(), shared) == ServeHere(gather_catalog=gathered)
 
 
-@pytest.mark.parametrize(("args", "across"), [({"mount": "sha256:" + "a" * 64, "from": "other"}, True),
-                                              ({"mount": "sha256:" + "a" * 64}, False),
-                                              ({"mount": "", "from": "other"}, False),
-                                              ({}, False)])
+@pytest.mark.parametrize(
+    ("args", "across"),
+    [
+        ({"mount": "sha256:" + "a" * 64, "from": "other"}, True),
+        ({"mount": "sha256:" + "a" * 64}, False),
+        ({"mount": "", "from": "other"}, False),
+        ({}, False),
+    ],
+)
 def test_a_mount_with_from_may_copy_from_another_member(args: dict[str, str], across: bool) -> None:
     membership = _membership()
     name = _name_owned_by(membership, 0)

@@ -43,8 +43,9 @@ def trailing_comma_message(path: Path) -> str:
         return text.count("\n", 0, offset) + 1, offset - text.rfind("\n", 0, offset)
 
     (bl, bc), (cl, cc) = line_col(brace), line_col(comma)
-    return (f"{path}:{bl}:{bc}: trailing comma after the last member of an object: "
-            f"remove the ',' at line {cl}, column {cc}")
+    return (
+        f"{path}:{bl}:{bc}: trailing comma after the last member of an object: remove the ',' at line {cl}, column {cc}"
+    )
 
 
 @pytest.mark.parametrize("name", ["cluster-s3-redis.json", "cluster-s3-redis-ui.json"])
@@ -54,8 +55,9 @@ def test_published_redis_examples_fail_on_their_trailing_comma(zot_examples: Pat
         load_config(path)
     assert str(caught.value) == trailing_comma_message(path)
     # As published, the comma closes cacheDriver (line 20) and storage closes on line 21.
-    assert str(caught.value) == (f"{path}:21:1: trailing comma after the last member of an object: "
-                                 "remove the ',' at line 20, column 2")
+    assert str(caught.value) == (
+        f"{path}:21:1: trailing comma after the last member of an object: remove the ',' at line 20, column 2"
+    )
 
 
 def test_every_published_example_loads_or_fails_as_documented(zot_examples: Path) -> None:
@@ -149,19 +151,26 @@ def test_verify_ok(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_verify_prints_warnings_and_still_passes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path = write(tmp_path, {"storage": {"rootDirectory": str(tmp_path / "root")},
-                            "extensions": {"search": {"enable": True}}, "log": {"audit": "/a"}})
+    path = write(
+        tmp_path,
+        {
+            "storage": {"rootDirectory": str(tmp_path / "root")},
+            "extensions": {"search": {"enable": True}},
+            "log": {"audit": "/a"},
+        },
+    )
     assert verify_main(path) == 0
     out, err = capsys.readouterr()
     assert out == f"{path}: ok\n"
     # In the order of the file.
-    assert err.splitlines() == ["warning: extensions.search: not supported yet, ignored",
-                                "warning: log.audit: not supported yet, ignored: no audit log is written"]
+    assert err.splitlines() == [
+        "warning: extensions.search: not supported yet, ignored",
+        "warning: log.audit: not supported yet, ignored: no audit log is written",
+    ]
 
 
 def test_verify_prints_each_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path = write(tmp_path, {"storage": {"rootDirectory": "/r"}, "http": {"port": "99999"},
-                            "log": {"level": "loud"}})
+    path = write(tmp_path, {"storage": {"rootDirectory": "/r"}, "http": {"port": "99999"}, "log": {"level": "loud"}})
     assert verify_main(path) == 1
     out, err = capsys.readouterr()
     assert out == ""

@@ -22,20 +22,24 @@ from tests.support.config_cases import MINIMAL, error_of, parse, with_
 
 def test_trailing_comma_in_an_array_names_both_positions() -> None:
     text = '{\n  "storage": {"rootDirectory": "/r"},\n  "cluster": {"members": [\n    "a:1",\n  ]}\n}\n'
-    assert error_of(text) == ("test.json:5:3: trailing comma after the last element of an array: "
-                              "remove the ',' at line 4, column 10")
+    assert error_of(text) == (
+        "test.json:5:3: trailing comma after the last element of an array: remove the ',' at line 4, column 10"
+    )
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ('{"storage": {"rootDirectory": "/r"}\n', "test.json:2:1: the file ends before the JSON document does"),
-    ('{"storage": {"rootDirectory": "/r"}} x', "test.json:1:38: unexpected text after the end"),
-    ('{\n  // zot\n  "storage": {}\n}', "test.json:2:3: comments are not allowed in JSON"),
-    ("{'storage': {}}", "test.json:1:2: JSON strings and keys need double quotes"),
-    ('{"storage": {"rootDirectory": "/r"}, "x": NaN}', "test.json:1:43: NaN is not valid JSON"),
-    ('{"storage" {}}', "test.json:1:12: invalid JSON: Expecting ':' delimiter"),
-    ("", "test.json: the file is empty"),
-    ("[1, 2]", "test.json: the config must be a JSON object ({...}), not a list"),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('{"storage": {"rootDirectory": "/r"}\n', "test.json:2:1: the file ends before the JSON document does"),
+        ('{"storage": {"rootDirectory": "/r"}} x', "test.json:1:38: unexpected text after the end"),
+        ('{\n  // zot\n  "storage": {}\n}', "test.json:2:3: comments are not allowed in JSON"),
+        ("{'storage': {}}", "test.json:1:2: JSON strings and keys need double quotes"),
+        ('{"storage": {"rootDirectory": "/r"}, "x": NaN}', "test.json:1:43: NaN is not valid JSON"),
+        ('{"storage" {}}', "test.json:1:12: invalid JSON: Expecting ':' delimiter"),
+        ("", "test.json: the file is empty"),
+        ("[1, 2]", "test.json: the config must be a JSON object ({...}), not a list"),
+    ],
+)
 def test_json_errors_name_the_position_and_the_problem(text: str, expected: str) -> None:
     assert error_of(text).startswith(expected)
 
@@ -69,13 +73,15 @@ def test_byte_order_mark_is_tolerated(tmp_path: Path) -> None:
 
 
 def test_keys_are_case_insensitive_like_zot() -> None:
-    loaded = parse({
-        "DISTSPECVERSION": "1.1.0",
-        "Storage": {"rootdirectory": "/r", "GCDelay": "2h", "Dedupe": False},
-        "HTTP": {"Port": "9000", "TLS": {"Cert": "c", "KEY": "k"}},
-        "cluster": {"Members": ["a:9000", "b:9000"], "hashkey": "loremipsumdolors", "TLS": {"CACert": "ca"}},
-        "Log": {"Level": "DEBUG"},
-    })
+    loaded = parse(
+        {
+            "DISTSPECVERSION": "1.1.0",
+            "Storage": {"rootdirectory": "/r", "GCDelay": "2h", "Dedupe": False},
+            "HTTP": {"Port": "9000", "TLS": {"Cert": "c", "KEY": "k"}},
+            "cluster": {"Members": ["a:9000", "b:9000"], "hashkey": "loremipsumdolors", "TLS": {"CACert": "ca"}},
+            "Log": {"Level": "DEBUG"},
+        }
+    )
     config = loaded.config
     assert config.dist_spec_version == "1.1.0"
     assert (config.storage.root_directory, config.storage.gc_delay, config.storage.dedupe) == ("/r", 7200.0, False)
@@ -94,13 +100,15 @@ def test_both_spellings_of_the_root_directory_work() -> None:
 
 def test_same_key_twice_in_different_case_is_an_error() -> None:
     message = error_of({"storage": {"rootDirectory": "/a", "rootdirectory": "/b"}})
-    assert "storage.rootdirectory: same key as \"rootDirectory\" (keys are case-insensitive)" in message
+    assert 'storage.rootdirectory: same key as "rootDirectory" (keys are case-insensitive)' in message
 
 
 def test_unknown_key_is_an_error_with_a_suggestion() -> None:
     text = '{\n  "storage": {\n    "rootDirectry": "/r"\n  }\n}\n'
-    assert error_of(text) == ('test.json:3:5: storage.rootDirectry: unknown key, zot has no such setting in '
-                              'storage; did you mean "rootDirectory"?')
+    assert error_of(text) == (
+        "test.json:3:5: storage.rootDirectry: unknown key, zot has no such setting in "
+        'storage; did you mean "rootDirectory"?'
+    )
 
 
 def test_every_unknown_key_is_reported_at_once() -> None:
@@ -120,22 +128,41 @@ def test_unknown_extension_is_an_error_but_its_contents_are_free() -> None:
 
 
 def test_driver_settings_are_free_form_and_lower_cased() -> None:
-    loaded = parse({"storage": {"rootDirectory": "/r", "remoteCache": False,
-                                "storageDriver": {"name": "s3", "Bucket": "b", "RootDirectory": "/zot",
-                                                  "whatever": {"Deep": 1}}}})
-    assert loaded.config.storage.storage_driver == {"name": "s3", "bucket": "b", "rootdirectory": "/zot",
-                                                    "whatever": {"deep": 1}}
+    loaded = parse(
+        {
+            "storage": {
+                "rootDirectory": "/r",
+                "remoteCache": False,
+                "storageDriver": {"name": "s3", "Bucket": "b", "RootDirectory": "/zot", "whatever": {"Deep": 1}},
+            }
+        }
+    )
+    assert loaded.config.storage.storage_driver == {
+        "name": "s3",
+        "bucket": "b",
+        "rootdirectory": "/zot",
+        "whatever": {"deep": 1},
+    }
 
 
 def test_harmless_unsupported_keys_warn_with_their_path_and_are_dropped() -> None:
-    loaded = parse({
-        "storage": {"rootDirectory": "/r", "retention": {"dryRun": True}, "redirectBlobURL": True,
-                    "fastRestart": True},
-        "http": {"ratelimit": {"rate": 5}, "allowOrigin": "*",
-                 "auth": {"htpasswd": {"path": "/p"}, "sessionDriver": {"name": "redis"}, "failDelay": 5}},
-        "log": {"audit": "/var/log/audit.log"},
-        "scheduler": {"numWorkers": 4},
-    })
+    loaded = parse(
+        {
+            "storage": {
+                "rootDirectory": "/r",
+                "retention": {"dryRun": True},
+                "redirectBlobURL": True,
+                "fastRestart": True,
+            },
+            "http": {
+                "ratelimit": {"rate": 5},
+                "allowOrigin": "*",
+                "auth": {"htpasswd": {"path": "/p"}, "sessionDriver": {"name": "redis"}, "failDelay": 5},
+            },
+            "log": {"audit": "/var/log/audit.log"},
+            "scheduler": {"numWorkers": 4},
+        }
+    )
     assert loaded.warnings == [
         "storage.retention: not supported yet, ignored: no image is deleted by retention policies, "
         "every image is kept until it is deleted through the API",
@@ -155,15 +182,19 @@ def test_harmless_unsupported_keys_warn_with_their_path_and_are_dropped() -> Non
 
 def test_unsupported_subtrees_are_not_checked_key_by_key() -> None:
     loaded = parse(with_(http={"ratelimit": {"noSuchKey": 1}}))
-    assert loaded.warnings == ["http.ratelimit: not supported yet, ignored: requests are not rate limited "
-                               "(put a rate-limiting proxy in front if you rely on it)"]
+    assert loaded.warnings == [
+        "http.ratelimit: not supported yet, ignored: requests are not rate limited "
+        "(put a rate-limiting proxy in front if you rely on it)"
+    ]
     assert "http.accessControl: restricts access" in error_of(with_(http={"accessControl": {"noSuchKey": 1}}))
 
 
 def test_extensions_warn_unless_switched_off() -> None:
     loaded = parse(with_(extensions={"search": {"enable": True}, "ui": {"Enable": False}, "metrics": {}}))
-    assert loaded.warnings == ["extensions.search: not supported yet, ignored",
-                               "extensions.metrics: not supported yet, ignored"]
+    assert loaded.warnings == [
+        "extensions.search: not supported yet, ignored",
+        "extensions.metrics: not supported yet, ignored",
+    ]
     assert loaded.config.extensions == {"search": {"enable": True}, "ui": {"enable": False}, "metrics": {}}
 
 

@@ -22,6 +22,7 @@ from tests.support.config_cases import MINIMAL, RESTRICTIVE, error_of, parse, wi
 # zot settings that restrict who may do what: refused, never ignored (fail closed)
 # ---------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(("key", "doc"), RESTRICTIVE, ids=[f"{key}-{i}" for i, (key, _) in enumerate(RESTRICTIVE)])
 def test_restrictive_unsupported_settings_are_errors_naming_the_key(key: str, doc: dict[str, Any]) -> None:
     message = error_of({**MINIMAL, **doc})
@@ -31,25 +32,40 @@ def test_restrictive_unsupported_settings_are_errors_naming_the_key(key: str, do
 
 def test_the_table_refuses_every_setting_that_restricts_access() -> None:
     refused = {path for path, entry in UNSUPPORTED_KEYS.items() if entry.refuse}
-    assert refused == {"http.accessControl", "http.auth.ldap", "http.auth.bearer", "http.auth.openid",
-                       "http.auth.apikey", "http.auth.mtls", "http.tls.cacert", "storage.maxRepos",
-                       "storage.subPaths", "extensions.lint", "extensions.apikey"}
+    assert refused == {
+        "http.accessControl",
+        "http.auth.ldap",
+        "http.auth.bearer",
+        "http.auth.openid",
+        "http.auth.apikey",
+        "http.auth.mtls",
+        "http.tls.cacert",
+        "storage.maxRepos",
+        "storage.subPaths",
+        "extensions.lint",
+        "extensions.apikey",
+    }
     assert {key for key, _ in RESTRICTIVE} == refused
 
 
 def test_access_control_message_is_the_documented_one() -> None:
     text = '{\n  "storage": {"rootDirectory": "/r"},\n  "http": {\n    "accessControl": {}\n  }\n}'
-    assert error_of(text) == ("test.json:4:5: http.accessControl: restricts access, which this registry does not "
-                              "enforce yet; remove it or run zot")
+    assert error_of(text) == (
+        "test.json:4:5: http.accessControl: restricts access, which this registry does not "
+        "enforce yet; remove it or run zot"
+    )
 
 
-@pytest.mark.parametrize("doc", [
-    {"http": {"auth": {"ldap": None, "apikey": False, "bearer": None}}},
-    {"http": {"tls": {"cert": "/c", "key": "/k", "cacert": ""}}},
-    {"storage": {"rootDirectory": "/r", "maxRepos": 0}},
-    {"extensions": {"lint": {"enable": False, "mandatoryAnnotations": ["a"]}, "apikey": {"enable": False}}},
-    {"extensions": {"lint": {"enable": True}}},  # nothing mandatory: zot's linter refuses nothing
-])
+@pytest.mark.parametrize(
+    "doc",
+    [
+        {"http": {"auth": {"ldap": None, "apikey": False, "bearer": None}}},
+        {"http": {"tls": {"cert": "/c", "key": "/k", "cacert": ""}}},
+        {"storage": {"rootDirectory": "/r", "maxRepos": 0}},
+        {"extensions": {"lint": {"enable": False, "mandatoryAnnotations": ["a"]}, "apikey": {"enable": False}}},
+        {"extensions": {"lint": {"enable": True}}},  # nothing mandatory: zot's linter refuses nothing
+    ],
+)
 def test_restrictive_settings_that_are_switched_off_are_fine(doc: dict[str, Any]) -> None:
     loaded = parse({**MINIMAL, **doc})
     assert loaded.warnings == []
@@ -65,9 +81,14 @@ def test_lowercase_spelling_of_a_restrictive_key_is_refused_too() -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("section", "key", "value"), [
-    ("http", "readTimeout", "30s"), ("http", "writeTimeout", "2m"), ("storage", "gcTimeWindow", "01:00-08:00"),
-])
+@pytest.mark.parametrize(
+    ("section", "key", "value"),
+    [
+        ("http", "readTimeout", "30s"),
+        ("http", "writeTimeout", "2m"),
+        ("storage", "gcTimeWindow", "01:00-08:00"),
+    ],
+)
 def test_recent_zot_keys_are_known(section: str, key: str, value: str) -> None:
     doc: dict[str, Any] = {"storage": {"rootDirectory": "/r"}}
     doc.setdefault(section, {})[key] = value
@@ -93,17 +114,28 @@ def test_timeouts_default_to_unset_and_reject_numbers_and_garbage() -> None:
     assert 'http.writeTimeout: must be a duration like "1h"' in error_of(with_(http={"writeTimeout": "soon"}))
 
 
-@pytest.mark.parametrize(("text", "window"), [
-    ("01:00-08:00", (60, 480)), ("22:30 - 06:15", (1350, 375)), ("", None),
-])
+@pytest.mark.parametrize(
+    ("text", "window"),
+    [
+        ("01:00-08:00", (60, 480)),
+        ("22:30 - 06:15", (1350, 375)),
+        ("", None),
+    ],
+)
 def test_gc_time_window_is_parsed_like_zot(text: str, window: tuple[int, int] | None) -> None:
     assert parse({"storage": {"rootDirectory": "/r", "gcTimeWindow": text}}).config.storage.gc_time_window == window
 
 
-@pytest.mark.parametrize(("text", "reason"), [
-    ("24:00-08:00", '"24:00" is not a 24h time'), ("10:60-12:00", '"10:60" is not a 24h time'),
-    ("10:00 12:00", 'expected "HH:MM-HH:MM"'), ("08:00-08:00", "cannot be equal"), ("bad-08:00", '"bad"'),
-])
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("24:00-08:00", '"24:00" is not a 24h time'),
+        ("10:60-12:00", '"10:60" is not a 24h time'),
+        ("10:00 12:00", 'expected "HH:MM-HH:MM"'),
+        ("08:00-08:00", "cannot be equal"),
+        ("bad-08:00", '"bad"'),
+    ],
+)
 def test_bad_gc_time_window(text: str, reason: str) -> None:
     message = error_of({"storage": {"rootDirectory": "/r", "gcTimeWindow": text}})
     assert f"storage.gcTimeWindow: {json.dumps(text)}: " in message and reason in message
@@ -112,17 +144,22 @@ def test_bad_gc_time_window(text: str, reason: str) -> None:
 def test_gc_time_window_warns_that_it_is_not_enforced() -> None:
     assert parse({"storage": {"rootDirectory": "/r", "gcTimeWindow": "01:00-08:00"}}).warnings == [
         "storage.gcTimeWindow: not supported yet, ignored: garbage collection may run at any time of day "
-        "(it deletes the same blobs as inside the window, those unused for gcDelay)"]
+        "(it deletes the same blobs as inside the window, those unused for gcDelay)"
+    ]
     assert parse({"storage": {"rootDirectory": "/r", "gc": False, "gcTimeWindow": "01:00-08:00"}}).warnings == [
-        "storage.gcTimeWindow: set while storage.gc is false, ignored"]
+        "storage.gcTimeWindow: set while storage.gc is false, ignored"
+    ]
 
 
 @pytest.mark.parametrize("name", ["gcs", "azure"])
 def test_storage_drivers_zot_has_and_we_do_not_are_refused(name: str) -> None:
-    message = error_of({"storage": {"rootDirectory": "/r", "remoteCache": False,
-                                    "storageDriver": {"name": name, "bucket": "b"}}})
-    assert message == (f"test.json:5:5: storage.storageDriver: the {name} storage driver is not supported by this "
-                       f"registry yet (it supports s3); run zot for {name}")
+    message = error_of(
+        {"storage": {"rootDirectory": "/r", "remoteCache": False, "storageDriver": {"name": name, "bucket": "b"}}}
+    )
+    assert message == (
+        f"test.json:5:5: storage.storageDriver: the {name} storage driver is not supported by this "
+        f"registry yet (it supports s3); run zot for {name}"
+    )
 
 
 def test_boltdb_is_not_a_remote_cache() -> None:
@@ -135,13 +172,16 @@ def test_boltdb_is_not_a_remote_cache() -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("storage", "expected"), [
-    ({"dedupe": "no"}, 'storage.dedupe: must be true or false, got "no"'),
-    ({"gc": "yes"}, 'storage.gc: must be true or false, got "yes"'),
-    ({"gc": 1}, "storage.gc: must be true or false, got 1"),
-    ({"remoteCache": "false"}, 'storage.remoteCache: must be true or false, got "false"'),
-    ({"commit": 0}, "storage.commit: must be true or false, got 0"),
-])
+@pytest.mark.parametrize(
+    ("storage", "expected"),
+    [
+        ({"dedupe": "no"}, 'storage.dedupe: must be true or false, got "no"'),
+        ({"gc": "yes"}, 'storage.gc: must be true or false, got "yes"'),
+        ({"gc": 1}, "storage.gc: must be true or false, got 1"),
+        ({"remoteCache": "false"}, 'storage.remoteCache: must be true or false, got "false"'),
+        ({"commit": 0}, "storage.commit: must be true or false, got 0"),
+    ],
+)
 def test_booleans_are_strict(storage: dict[str, Any], expected: str) -> None:
     assert expected in error_of({"storage": {"rootDirectory": "/r", **storage}})
 
@@ -149,7 +189,7 @@ def test_booleans_are_strict(storage: dict[str, Any], expected: str) -> None:
 def test_numbers_are_strict_except_the_port() -> None:
     assert 'http.auth.failDelay: must be a whole number, got "5"' in error_of(with_(http={"auth": {"failDelay": "5"}}))
     assert "http.auth.failDelay: must be a whole number, got 1.5" in error_of(with_(http={"auth": {"failDelay": 1.5}}))
-    assert 'distSpecVersion: must be a string, got 1.1' in error_of({**MINIMAL, "distSpecVersion": 1.1})
+    assert "distSpecVersion: must be a string, got 1.1" in error_of({**MINIMAL, "distSpecVersion": 1.1})
     assert parse(with_(http={"port": "5000"})).config.http.port == 5000
 
 
@@ -159,9 +199,11 @@ def test_numbers_are_strict_except_the_port() -> None:
 
 
 def test_unknown_keys_do_not_hide_the_other_errors() -> None:
-    text = ('{\n  "storage": {\n    "rootDirectory": "/r",\n    "dedupe": "no",\n    "gcDelai": "1h"\n  },\n'
-            '  "http": {\n    "port": "0",\n    "accessControl": {}\n  },\n'
-            '  "cluster": {\n    "members": [],\n    "hashKey": "short"\n  }\n}')
+    text = (
+        '{\n  "storage": {\n    "rootDirectory": "/r",\n    "dedupe": "no",\n    "gcDelai": "1h"\n  },\n'
+        '  "http": {\n    "port": "0",\n    "accessControl": {}\n  },\n'
+        '  "cluster": {\n    "members": [],\n    "hashKey": "short"\n  }\n}'
+    )
     assert error_of(text).splitlines() == [
         'test.json:4:5: storage.dedupe: must be true or false, got "no"',
         'test.json:5:5: storage.gcDelai: unknown key, zot has no such setting in storage; did you mean "gcDelay"?',
@@ -176,13 +218,23 @@ def test_unknown_keys_do_not_hide_the_other_errors() -> None:
 
 def test_a_misspelled_required_key_is_reported_once() -> None:
     assert error_of({"storage": {"rootDirectry": "/r"}}).splitlines() == [
-        'test.json:3:5: storage.rootDirectry: unknown key, zot has no such setting in storage; '
-        'did you mean "rootDirectory"?']
+        "test.json:3:5: storage.rootDirectry: unknown key, zot has no such setting in storage; "
+        'did you mean "rootDirectory"?'
+    ]
 
 
 def test_driver_errors_are_reported_beside_field_errors() -> None:
-    lines = error_of({"storage": {"rootDirectory": "/r", "gc": "yes", "remoteCache": True,
-                                  "storageDriver": {"name": "gcs"}, "cacheDriver": {"name": "boltdb"}}}).splitlines()
+    lines = error_of(
+        {
+            "storage": {
+                "rootDirectory": "/r",
+                "gc": "yes",
+                "remoteCache": True,
+                "storageDriver": {"name": "gcs"},
+                "cacheDriver": {"name": "boltdb"},
+            }
+        }
+    ).splitlines()
     assert len(lines) == 3
     assert 'storage.gc: must be true or false, got "yes"' in lines[0]
     assert "storage.storageDriver: the gcs storage driver is not supported" in lines[1]
@@ -192,8 +244,8 @@ def test_driver_errors_are_reported_beside_field_errors() -> None:
 def test_duplicate_members_are_all_reported() -> None:
     members = ["a:1", "a:1", "b:1", "b:1"]
     message = error_of(with_(cluster={"members": members, "hashKey": "short"}))
-    assert "cluster.members[1]: \"a:1\" is listed twice" in message
-    assert "cluster.members[3]: \"b:1\" is listed twice" in message
+    assert 'cluster.members[1]: "a:1" is listed twice' in message
+    assert 'cluster.members[3]: "b:1" is listed twice' in message
     assert "cluster.hashKey: hashKey for scale out cluster" in message
 
 
@@ -205,13 +257,17 @@ def test_absurd_nesting_is_an_error_not_a_crash(text: str) -> None:
 def test_loaded_config_locates_later_problems() -> None:
     text = '{\n  "storage": {"rootDirectory": "/r"},\n  "http": {\n    "tls": {"cert": "c", "key": "k"}\n  }\n}'
     loaded = parse(text)
-    assert loaded.describe([(("http", "tls", "key"), "no such file")]) == [
-        "test.json:4:26: http.tls.key: no such file"]
+    assert loaded.describe([(("http", "tls", "key"), "no such file")]) == ["test.json:4:26: http.tls.key: no such file"]
 
 
 def test_nul_characters_in_names_are_errors() -> None:
-    message = error_of({"storage": {"rootDirectory": "/r\u0000x"}, "http": {"address": "127.0.0.1\u0000"},
-                        "log": {"output": "/l\u0000"}})
+    message = error_of(
+        {
+            "storage": {"rootDirectory": "/r\u0000x"},
+            "http": {"address": "127.0.0.1\u0000"},
+            "log": {"output": "/l\u0000"},
+        }
+    )
     assert len(message.splitlines()) == 3
     assert 'storage.rootDirectory: must not contain a NUL character (\\u0000), got "/r\\u0000x"' in message
     assert "http.address: must not contain a NUL character" in message

@@ -36,9 +36,18 @@ def test_port_as_string_or_number(port: str | int) -> None:
     assert parse(with_(http={"port": port})).config.http.port == 5000
 
 
-@pytest.mark.parametrize(("port", "shown"), [
-    ("99999", '"99999"'), (0, "0"), ("0", '"0"'), ("abc", '"abc"'), ("", '""'), (True, "true"), (-1, "-1"),
-])
+@pytest.mark.parametrize(
+    ("port", "shown"),
+    [
+        ("99999", '"99999"'),
+        (0, "0"),
+        ("0", '"0"'),
+        ("abc", '"abc"'),
+        ("", '""'),
+        (True, "true"),
+        (-1, "-1"),
+    ],
+)
 def test_bad_port(port: Any, shown: str) -> None:
     text = '{\n  "storage": {"rootDirectory": "/r"},\n  "http": {\n    "port": ' + json.dumps(port) + "\n  }\n}"
     assert error_of(text) == f"test.json:4:5: http.port: must be a port number 1-65535, got {shown}"
@@ -62,12 +71,14 @@ def test_log_level_is_case_insensitive_and_checked() -> None:
     assert parse(with_(log={"level": "WARN"})).config.log.level == "warn"
     assert parse(with_(log={"level": "warning"})).config.log.level == "warning"
     assert 'log.level: must be one of debug, info, warn, warning, error, fatal, panic; got "verbose"' in error_of(
-        with_(log={"level": "verbose"}))
+        with_(log={"level": "verbose"})
+    )
 
 
 def test_tls_needs_cert_and_key_together() -> None:
     assert "http.tls: key is missing: cert and key must be given together" in error_of(
-        with_(http={"tls": {"cert": "c"}}))
+        with_(http={"tls": {"cert": "c"}})
+    )
     cluster = {**CLUSTER, "tls": {"cacert": "ca", "key": "k"}}
     assert "cluster.tls: cert is missing: cert and key must be given together" in error_of(with_(cluster=cluster))
 
@@ -81,11 +92,26 @@ def test_negative_fail_delay() -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("text", "seconds"), [
-    ("1h", 3600), ("30m", 1800), ("1h30m", 5400), ("10s", 10), ("1.5h", 5400), ("300ms", 0.3),
-    ("2h45m30.5s", 9930.5), ("0", 0), ("0s", 0), ("+5s", 5), ("-1m", -60), (".5s", 0.5), ("1500us", 0.0015),
-    ("2µs", 2e-6), ("100ns", 1e-7),
-])
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("1h", 3600),
+        ("30m", 1800),
+        ("1h30m", 5400),
+        ("10s", 10),
+        ("1.5h", 5400),
+        ("300ms", 0.3),
+        ("2h45m30.5s", 9930.5),
+        ("0", 0),
+        ("0s", 0),
+        ("+5s", 5),
+        ("-1m", -60),
+        (".5s", 0.5),
+        ("1500us", 0.0015),
+        ("2µs", 2e-6),
+        ("100ns", 1e-7),
+    ],
+)
 def test_parse_duration(text: str, seconds: float) -> None:
     assert parse_duration(text) == pytest.approx(seconds)
 
@@ -100,11 +126,14 @@ def test_durations_in_the_config() -> None:
     storage = parse({"storage": {"rootDirectory": "/r", "gcDelay": "30m", "gcInterval": "1h30m"}}).config.storage
     assert (storage.gc_delay, storage.gc_interval) == (1800.0, 5400.0)
     assert 'storage.gcDelay: must be a duration like "1h", "30m", "1h30m" or "10s", got "1 hour"' in error_of(
-        {"storage": {"rootDirectory": "/r", "gcDelay": "1 hour"}})
+        {"storage": {"rootDirectory": "/r", "gcDelay": "1 hour"}}
+    )
     assert "storage.gcInterval: must be a duration string" in error_of(
-        {"storage": {"rootDirectory": "/r", "gcInterval": 3600}})
+        {"storage": {"rootDirectory": "/r", "gcInterval": 3600}}
+    )
     assert 'storage.gcDelay: must not be negative, got "-1h"' in error_of(
-        {"storage": {"rootDirectory": "/r", "gcDelay": "-1h"}})
+        {"storage": {"rootDirectory": "/r", "gcDelay": "-1h"}}
+    )
 
 
 def test_without_gc_unset_durations_are_zero_and_set_ones_warn() -> None:
@@ -122,36 +151,50 @@ def test_without_gc_unset_durations_are_zero_and_set_ones_warn() -> None:
 def test_remote_storage_with_dedupe_needs_a_cache_driver() -> None:
     message = error_of({"storage": {"rootDirectory": "/r", "storageDriver": {"name": "s3", "bucket": "b"}}})
     assert "storage.cacheDriver: dedupe with a storageDriver keeps its index in a remote cache" in message
-    storage = parse({"storage": {"rootDirectory": "/r", "storageDriver": {"name": "s3", "bucket": "b"},
-                                 "cacheDriver": {"name": "dynamodb"}}}).config.storage
+    storage = parse(
+        {
+            "storage": {
+                "rootDirectory": "/r",
+                "storageDriver": {"name": "s3", "bucket": "b"},
+                "cacheDriver": {"name": "dynamodb"},
+            }
+        }
+    ).config.storage
     assert storage.remote_cache is True  # zot's default for remote storage with dedupe
 
 
 def test_unknown_drivers_are_errors() -> None:
     assert 'storage.storageDriver: unsupported storage driver "swift" (zot knows azure, gcs, s3)' in error_of(
-        {"storage": {"rootDirectory": "/r", "remoteCache": False, "storageDriver": {"name": "swift"}}})
+        {"storage": {"rootDirectory": "/r", "remoteCache": False, "storageDriver": {"name": "swift"}}}
+    )
     assert 'storage.cacheDriver: unsupported cache driver "memcached"' in error_of(
-        {"storage": {"rootDirectory": "/r", "remoteCache": True, "cacheDriver": {"name": "memcached"}}})
+        {"storage": {"rootDirectory": "/r", "remoteCache": True, "cacheDriver": {"name": "memcached"}}}
+    )
     assert 'storage.storageDriver: needs a "name"' in error_of(
-        {"storage": {"rootDirectory": "/r", "remoteCache": False, "storageDriver": {}}})
+        {"storage": {"rootDirectory": "/r", "remoteCache": False, "storageDriver": {}}}
+    )
 
 
 def test_s3_needs_a_bucket_and_redis_a_url() -> None:
     assert 'storage.storageDriver: the s3 driver needs a "bucket"' in error_of(
-        {"storage": {"rootDirectory": "/r", "remoteCache": False, "storageDriver": {"name": "s3"}}})
+        {"storage": {"rootDirectory": "/r", "remoteCache": False, "storageDriver": {"name": "s3"}}}
+    )
     assert 'storage.cacheDriver: the redis cache needs a "url", or the ZOT_REDIS_URL environment variable' in error_of(
-        {"storage": {"rootDirectory": "/r", "remoteCache": True, "cacheDriver": {"name": "redis"}}})
+        {"storage": {"rootDirectory": "/r", "remoteCache": True, "cacheDriver": {"name": "redis"}}}
+    )
 
 
 def test_local_storage_with_a_remote_dynamodb_cache_is_an_error() -> None:
     assert "storage.cacheDriver: a dynamodb cache needs a remote storageDriver" in error_of(
-        {"storage": {"rootDirectory": "/r", "remoteCache": True, "cacheDriver": {"name": "dynamodb"}}})
+        {"storage": {"rootDirectory": "/r", "remoteCache": True, "cacheDriver": {"name": "dynamodb"}}}
+    )
 
 
 def test_cache_driver_without_remote_cache_is_ignored_with_a_warning() -> None:
     loaded = parse({"storage": {"rootDirectory": "/r", "cacheDriver": {"name": "redis", "url": "redis://x"}}})
-    assert loaded.warnings == ["storage.cacheDriver: ignored because storage.remoteCache is false "
-                               "(a local cache is used, as in zot)"]
+    assert loaded.warnings == [
+        "storage.cacheDriver: ignored because storage.remoteCache is false (a local cache is used, as in zot)"
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -160,8 +203,10 @@ def test_cache_driver_without_remote_cache_is_ignored_with_a_warning() -> None:
 
 
 def test_cluster_with_zero_members() -> None:
-    text = '{\n  "storage": {"rootDirectory": "/r"},\n  "cluster": {\n    "members": [],\n' \
-           '    "hashKey": "loremipsumdolors"\n  }\n}'
+    text = (
+        '{\n  "storage": {"rootDirectory": "/r"},\n  "cluster": {\n    "members": [],\n'
+        '    "hashKey": "loremipsumdolors"\n  }\n}'
+    )
     assert error_of(text) == "test.json:4:5: cluster.members: cannot have 0 members in a scale out cluster"
     assert "cannot have 0 members in a scale out cluster" in error_of(with_(cluster={"hashKey": "loremipsumdolors"}))
 
@@ -178,15 +223,21 @@ def test_hash_key_counts_utf8_bytes() -> None:
     assert cluster is not None and len(cluster.hash_key_bytes) == 16
 
 
-@pytest.mark.parametrize(("member", "expected"), [
-    ("zot-server2", 'cluster.members[1]: "zot-server2" has no port: write it as host:port'),
-    ("zot-server2:", 'cluster.members[1]: "zot-server2:" must end with a port number 1-65535'),
-    ("zot-server2:70000", 'cluster.members[1]: "zot-server2:70000" must end with a port number 1-65535'),
-    (":9000", 'cluster.members[1]: ":9000" has no host'),
-    ("http://zot-server2:9000", 'cluster.members[1]: "http://zot-server2:9000" must be host:port, without a scheme'),
-    ("::1:9000", 'cluster.members[1]: "::1:9000": an IPv6 address needs brackets'),
-    ("127.0.0.1:9000", 'cluster.members[1]: "127.0.0.1:9000" is listed twice'),
-])
+@pytest.mark.parametrize(
+    ("member", "expected"),
+    [
+        ("zot-server2", 'cluster.members[1]: "zot-server2" has no port: write it as host:port'),
+        ("zot-server2:", 'cluster.members[1]: "zot-server2:" must end with a port number 1-65535'),
+        ("zot-server2:70000", 'cluster.members[1]: "zot-server2:70000" must end with a port number 1-65535'),
+        (":9000", 'cluster.members[1]: ":9000" has no host'),
+        (
+            "http://zot-server2:9000",
+            'cluster.members[1]: "http://zot-server2:9000" must be host:port, without a scheme',
+        ),
+        ("::1:9000", 'cluster.members[1]: "::1:9000": an IPv6 address needs brackets'),
+        ("127.0.0.1:9000", 'cluster.members[1]: "127.0.0.1:9000" is listed twice'),
+    ],
+)
 def test_bad_member_names_the_member(member: str, expected: str) -> None:
     message = error_of(with_(cluster={**CLUSTER, "members": ["127.0.0.1:9000", member]}))
     assert expected in message
@@ -194,7 +245,9 @@ def test_bad_member_names_the_member(member: str, expected: str) -> None:
 
 def test_member_helpers() -> None:
     assert split_member("zot-0.zot-members.default.svc.cluster.local:5000") == (
-        "zot-0.zot-members.default.svc.cluster.local", 5000)
+        "zot-0.zot-members.default.svc.cluster.local",
+        5000,
+    )
     assert split_member("[::1]:9000") == ("::1", 9000)
     cluster = ClusterConfig.model_validate({"members": ["a:1", "[fd00::2]:2"], "hashKey": "loremipsumdolors"})
     assert cluster.member_addresses == [("a", 1), ("fd00::2", 2)]

@@ -46,8 +46,9 @@ def run_init_container(tmp_path: Path, env: dict[str, str]) -> tuple[subprocess.
     return result, runtime / CONFIG_KEY
 
 
-def test_the_init_container_writes_a_private_config_with_the_url(tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_init_container_writes_a_private_config_with_the_url(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _, init = rendered_s3()
     secret_env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in init["env"]}
     assert secret_env == {"ZOT_REDIS_URL": {"name": "registry-redis", "key": "url"}}
@@ -74,6 +75,7 @@ def test_a_missing_value_is_one_line_and_writes_nothing(tmp_path: Path, env: dic
     result, written = run_init_container(tmp_path, env)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 1
-    assert result.stderr.startswith("error: the environment variable ZOT_REDIS_URL (for storage.cacheDriver.url) "
-                                    "is unset or empty")
+    assert result.stderr.startswith(
+        "error: the environment variable ZOT_REDIS_URL (for storage.cacheDriver.url) is unset or empty"
+    )
     assert not written.exists()

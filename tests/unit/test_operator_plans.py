@@ -14,12 +14,20 @@ from zot_operator.render import MEMBERS_ANNOTATION
 NOW = datetime.datetime(2026, 11, 28, 12, 0, tzinfo=datetime.UTC)
 
 
-def pod(ordinal: int, members: str = "a,b,c", revision: str = "r1", ready: bool = True,
-        running: bool = True) -> dict[str, Any]:
-    return {"metadata": {"name": f"demo-{ordinal}", "annotations": {MEMBERS_ANNOTATION: members},
-                         "labels": {"controller-revision-hash": revision}},
-            "status": {"conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
-                       "containerStatuses": [{"started": running, "state": {"running": {}} if running else {}}]}}
+def pod(
+    ordinal: int, members: str = "a,b,c", revision: str = "r1", ready: bool = True, running: bool = True
+) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": f"demo-{ordinal}",
+            "annotations": {MEMBERS_ANNOTATION: members},
+            "labels": {"controller-revision-hash": revision},
+        },
+        "status": {
+            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+            "containerStatuses": [{"started": running, "state": {"running": {}} if running else {}}],
+        },
+    }
 
 
 def test_membership_change_restarts_every_member_together() -> None:
@@ -50,8 +58,9 @@ def test_failover_drops_after_the_delay_and_readmits() -> None:
     pods[1] = pod(1, ready=False, running=True)
     plan = plan_failover(spec, FailoverPlan(failed=[1]), pods, later)
     assert plan.failed == [1] and plan.running_since == {"1": "2026-11-28T12:01:01Z"}
-    plan = plan_failover(spec, FailoverPlan(failed=[1], running_since=plan.running_since),
-                         pods, later + datetime.timedelta(seconds=61))
+    plan = plan_failover(
+        spec, FailoverPlan(failed=[1], running_since=plan.running_since), pods, later + datetime.timedelta(seconds=61)
+    )
     assert plan.failed == []
 
 
@@ -63,11 +72,13 @@ def test_zero_after_drops_at_once_but_readmits_only_after_a_minimum() -> None:
     plan = plan_failover(spec, FailoverPlan(failed=[1]), restarted, NOW)
     assert plan.failed == [1]
     running = plan.running_since
-    plan = plan_failover(spec, FailoverPlan(failed=[1], running_since=running), restarted,
-                         NOW + datetime.timedelta(seconds=29))
+    plan = plan_failover(
+        spec, FailoverPlan(failed=[1], running_since=running), restarted, NOW + datetime.timedelta(seconds=29)
+    )
     assert plan.failed == [1]
-    plan = plan_failover(spec, FailoverPlan(failed=[1], running_since=running), restarted,
-                         NOW + datetime.timedelta(seconds=30))
+    plan = plan_failover(
+        spec, FailoverPlan(failed=[1], running_since=running), restarted, NOW + datetime.timedelta(seconds=30)
+    )
     assert plan.failed == []
 
 

@@ -43,8 +43,10 @@ class MemoryKube(Kube):
         text = change.pop("stringData", None)
         stored.update(change)
         if text is not None:
-            stored["data"] = {**stored.get("data", {}),
-                              **{k: base64.b64encode(v.encode()).decode() for k, v in text.items()}}
+            stored["data"] = {
+                **stored.get("data", {}),
+                **{k: base64.b64encode(v.encode()).decode() for k, v in text.items()},
+            }
         return stored
 
     def delete(self, kind: str, namespace: str, name: str) -> None:
@@ -53,21 +55,35 @@ class MemoryKube(Kube):
 
     def add_pod(self, ordinal: int, members: list[str], ready: bool) -> None:
         self.objects[("Pod", "default", f"demo-{ordinal}")] = {
-            "kind": "Pod", "metadata": {"name": f"demo-{ordinal}", "namespace": "default", "labels": labels("demo"),
-                                        "annotations": {MEMBERS_ANNOTATION: ",".join(members)}},
-            "status": {"conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
-                       "containerStatuses": [{"started": True, "state": {"running": {}}}]}}
-
+            "kind": "Pod",
+            "metadata": {
+                "name": f"demo-{ordinal}",
+                "namespace": "default",
+                "labels": labels("demo"),
+                "annotations": {MEMBERS_ANNOTATION: ",".join(members)},
+            },
+            "status": {
+                "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+                "containerStatuses": [{"started": True, "state": {"running": {}}}],
+            },
+        }
 
     # Last: below this line `list` in an annotation would name this method, not the builtin.
     def list(self, kind: str, namespace: str, selector: str) -> list[dict[str, Any]]:
         wanted = dict(pair.split("=", 1) for pair in selector.split(","))
-        return [copy.deepcopy(o) for (k, ns, _), o in sorted(self.objects.items())
-                if k == kind and ns == namespace and wanted.items() <= (o["metadata"].get("labels") or {}).items()]
+        return [
+            copy.deepcopy(o)
+            for (k, ns, _), o in sorted(self.objects.items())
+            if k == kind and ns == namespace and wanted.items() <= (o["metadata"].get("labels") or {}).items()
+        ]
+
 
 def cluster(status: dict[str, Any] | None = None, **spec: Any) -> dict[str, Any]:
-    return {"metadata": {"name": "demo", "namespace": "default", "uid": "u-1", "generation": 1},
-            "spec": {"replicas": 3, **spec}, "status": status or {}}
+    return {
+        "metadata": {"name": "demo", "namespace": "default", "uid": "u-1", "generation": 1},
+        "spec": {"replicas": 3, **spec},
+        "status": status or {},
+    }
 
 
 def quiet(kind: str, reason: str, message: str) -> None:
@@ -131,8 +147,7 @@ def test_a_missing_secret_degrades_with_a_message_and_one_event() -> None:
     assert status["phase"] == "Degraded" and "members" not in status
     degraded = next(c for c in status["conditions"] if c["type"] == "Degraded")
     assert degraded["reason"] == "HtpasswdSecretMissing" and "demo-htpasswd" in degraded["message"]
-    again = run(kube, cluster(status, auth={"htpasswd": {"secretName": "demo-htpasswd"}}),
-                lambda *e: events.append(e))
+    again = run(kube, cluster(status, auth={"htpasswd": {"secretName": "demo-htpasswd"}}), lambda *e: events.append(e))
     assert again == status
     assert [e[1] for e in events if e[0] == "Warning"] == ["HtpasswdSecretMissing"]
 

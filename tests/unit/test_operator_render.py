@@ -84,7 +84,10 @@ def test_example_renders_identical_member_lists_and_a_config_zot_registry_accept
     container = template["spec"]["containers"][0]
     assert container["args"] == ["serve", "/etc/zot/config.json"]
     assert {container[p]["httpGet"]["path"] for p in ("livenessProbe", "readinessProbe", "startupProbe")} == {
-        "/livez", "/readyz", "/startupz"}
+        "/livez",
+        "/readyz",
+        "/startupz",
+    }
     assert all(container[p]["httpGet"]["scheme"] == "HTTPS" for p in ("livenessProbe", "readinessProbe"))
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert container["securityContext"]["runAsNonRoot"] is True
@@ -122,14 +125,21 @@ S3_EXAMPLE = REPO_ROOT / "examples" / "zotcluster-s3.yaml"
 
 
 def test_s3_cluster_renders_zots_driver_stanzas_and_keeps_credentials_out_of_the_configmap(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     ref = _load_cluster(str(S3_EXAMPLE))
     rendered = render(ref, "0123456789abcdef")
     config = json.loads(rendered.config_text)
     assert config["storage"]["remoteCache"] is True
     assert config["storage"]["storageDriver"] == {
-        "name": "s3", "rootdirectory": "/zot", "region": "us-east-1", "bucket": "zot-storage",
-        "regionendpoint": "s3.example.internal:9000", "secure": True, "skipverify": False}
+        "name": "s3",
+        "rootdirectory": "/zot",
+        "region": "us-east-1",
+        "bucket": "zot-storage",
+        "regionendpoint": "s3.example.internal:9000",
+        "secure": True,
+        "skipverify": False,
+    }
     # The redis URL carries a password: it comes from a Secret, so the config has none.
     assert config["storage"]["cacheDriver"] == {"name": "redis", "keyprefix": "zot"}
     sts = by_kind(rendered.objects, "StatefulSet")
@@ -137,7 +147,8 @@ def test_s3_cluster_renders_zots_driver_stanzas_and_keeps_credentials_out_of_the
     # What zot takes from its environment (the AWS SDK's variables) comes as environment variables.
     assert {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]} == {
         "AWS_ACCESS_KEY_ID": {"name": "registry-s3", "key": "accessKey"},
-        "AWS_SECRET_ACCESS_KEY": {"name": "registry-s3", "key": "secretKey"}}
+        "AWS_SECRET_ACCESS_KEY": {"name": "registry-s3", "key": "secretKey"},
+    }
     # Shared storage: no volume claims, nothing to keep per member.
     assert "volumeClaimTemplates" not in sts["spec"]
     assert "secret" not in rendered.config_text.lower() and "password" not in rendered.config_text.lower()
@@ -156,8 +167,9 @@ def test_a_redis_url_from_a_secret_goes_into_the_config_through_an_in_memory_vol
     container writes the complete config into an in-memory emptyDir that the member reads."""
     ref = _load_cluster(str(S3_EXAMPLE))
     rendered = render(ref, "0123456789abcdef", secret_versions={"registry-redis": "41", "registry-s3": "7"})
-    assert "url" not in json.loads(by_kind(rendered.objects, "ConfigMap")["data"]["config.json"])["storage"][
-        "cacheDriver"]
+    assert (
+        "url" not in json.loads(by_kind(rendered.objects, "ConfigMap")["data"]["config.json"])["storage"]["cacheDriver"]
+    )
     template = by_kind(rendered.objects, "StatefulSet")["spec"]["template"]
     pod = template["spec"]
     volumes = {v["name"]: v for v in pod["volumes"]}
@@ -166,13 +178,19 @@ def test_a_redis_url_from_a_secret_goes_into_the_config_through_an_in_memory_vol
     [init] = pod["initContainers"]
     assert init["image"] == DEFAULT_IMAGE == ref.spec.init_image
     assert init["command"] == ["zot-operator", "materialize-config"]
-    assert init["args"] == ["/etc/zot/template/config.json", "/etc/zot/runtime/config.json",
-                            "--from-env=storage.cacheDriver.url=ZOT_REDIS_URL"]
-    assert init["env"] == [{"name": "ZOT_REDIS_URL",
-                            "valueFrom": {"secretKeyRef": {"name": "registry-redis", "key": "url"}}}]
+    assert init["args"] == [
+        "/etc/zot/template/config.json",
+        "/etc/zot/runtime/config.json",
+        "--from-env=storage.cacheDriver.url=ZOT_REDIS_URL",
+    ]
+    assert init["env"] == [
+        {"name": "ZOT_REDIS_URL", "valueFrom": {"secretKeyRef": {"name": "registry-redis", "key": "url"}}}
+    ]
     assert {m["name"]: (m["mountPath"], m.get("readOnly", False)) for m in init["volumeMounts"]} == {
-        "config-template": ("/etc/zot/template", True), "config": ("/etc/zot/runtime", False),
-        "tmp": ("/tmp", False)}
+        "config-template": ("/etc/zot/template", True),
+        "config": ("/etc/zot/runtime", False),
+        "tmp": ("/tmp", False),
+    }
     assert init["securityContext"]["runAsUser"] == RUN_AS and init["securityContext"]["readOnlyRootFilesystem"]
     [member] = pod["containers"]
     assert member["args"] == ["serve", "/etc/zot/runtime/config.json"]
@@ -187,8 +205,11 @@ def test_a_redis_url_from_a_secret_goes_into_the_config_through_an_in_memory_vol
     other = ref.spec.model_copy(deep=True)
     assert other.cache is not None and other.cache.redis is not None and other.cache.redis.url_secret is not None
     other.cache.redis.url_secret.key = "other-url"
-    moved = render(ClusterRef("registry", "default", "", other), "0123456789abcdef",
-                   secret_versions={"registry-redis": "41", "registry-s3": "7"})
+    moved = render(
+        ClusterRef("registry", "default", "", other),
+        "0123456789abcdef",
+        secret_versions={"registry-redis": "41", "registry-s3": "7"},
+    )
     assert by_kind(moved.objects, "StatefulSet")["spec"]["template"] != template
     # A URL given inline needs no init container, nor does the example with local storage.
     inline = ref.spec.model_copy(update={"cache": CacheSpec(redis=RedisCache(url="redis://redis:6379/0"))})
@@ -209,16 +230,23 @@ def test_dynamodb_cache_renders_zots_table_names() -> None:
     assert [w for w in loaded.warnings if "not supported" in w] == []
 
 
-@pytest.mark.parametrize(("spec", "message"), [
-    ({"storage": {"mode": "s3"}}, "storage mode s3 needs storage.s3"),
-    ({"storage": {"mode": "s3", "s3": {"bucket": "b"}}}, "needs a shared cache"),
-    ({"cache": {"redis": {"url": "redis://r:6379"}}}, "cache is only used with storage mode s3"),
-    ({"storage": {"mode": "s3", "s3": {"bucket": "b"}}, "cache": {}}, "exactly one of redis or dynamodb"),
-    ({"storage": {"mode": "s3", "s3": {"bucket": "b"}}, "cache": {"redis": {"url": "redis://u:pw@r:6379"}}},
-     "String should match pattern"),
-    ({"storage": {"mode": "s3", "s3": {"bucket": "b"}}, "cache": {"redis": {"keyPrefix": "z"}}},
-     "exactly one of url or urlSecret"),
-])
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"storage": {"mode": "s3"}}, "storage mode s3 needs storage.s3"),
+        ({"storage": {"mode": "s3", "s3": {"bucket": "b"}}}, "needs a shared cache"),
+        ({"cache": {"redis": {"url": "redis://r:6379"}}}, "cache is only used with storage mode s3"),
+        ({"storage": {"mode": "s3", "s3": {"bucket": "b"}}, "cache": {}}, "exactly one of redis or dynamodb"),
+        (
+            {"storage": {"mode": "s3", "s3": {"bucket": "b"}}, "cache": {"redis": {"url": "redis://u:pw@r:6379"}}},
+            "String should match pattern",
+        ),
+        (
+            {"storage": {"mode": "s3", "s3": {"bucket": "b"}}, "cache": {"redis": {"keyPrefix": "z"}}},
+            "exactly one of url or urlSecret",
+        ),
+    ],
+)
 def test_invalid_shared_storage_specs_say_why(spec: dict[str, Any], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         ZotClusterSpec.model_validate(spec)
@@ -228,5 +256,6 @@ def test_reference_doc_is_generated_from_the_models() -> None:
     from zot_operator.reference import reference
 
     committed = (REPO_ROOT / "docs" / "zotcluster-reference.md").read_text()
-    assert committed == reference(), "docs/zotcluster-reference.md is stale: run " \
-                                     "`python -m zot_operator.reference > docs/zotcluster-reference.md`"
+    assert committed == reference(), (
+        "docs/zotcluster-reference.md is stale: run `python -m zot_operator.reference > docs/zotcluster-reference.md`"
+    )

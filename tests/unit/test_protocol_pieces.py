@@ -10,18 +10,30 @@ from zot_registry.errors import DigestInvalid, NameInvalid, NameUnknown, RangeIn
 from zot_registry.names import validate_name, validate_tag
 
 
-@pytest.mark.parametrize("value", [
-    "sha256:" + "a" * 64,
-    "sha512:" + "0" * 128,
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "sha256:" + "a" * 64,
+        "sha512:" + "0" * 128,
+    ],
+)
 def test_valid_digests(value: str) -> None:
     assert str(parse_digest(value)) == value
 
 
-@pytest.mark.parametrize("value", [
-    "", "sha256", "sha256:", "sha256:" + "a" * 63, "sha256:" + "A" * 64, "md5:" + "a" * 32,
-    "sha512:" + "a" * 64, "sha256:" + "g" * 64,
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "",
+        "sha256",
+        "sha256:",
+        "sha256:" + "a" * 63,
+        "sha256:" + "A" * 64,
+        "md5:" + "a" * 32,
+        "sha512:" + "a" * 64,
+        "sha256:" + "g" * 64,
+    ],
+)
 def test_invalid_digests(value: str) -> None:
     with pytest.raises(DigestInvalid):
         parse_digest(value)
@@ -45,18 +57,21 @@ def test_tags() -> None:
             validate_tag(bad)
 
 
-@pytest.mark.parametrize(("rest", "method", "kind", "name", "arg"), [
-    ("", "GET", "base", "", ""),
-    ("_catalog", "GET", "catalog", "", ""),
-    ("a/b/tags/list", "GET", "tags", "a/b", ""),
-    ("a/b/manifests/latest", "PUT", "manifest", "a/b", "latest"),
-    ("a/blobs/uploads/", "POST", "uploads", "a", ""),
-    ("a/blobs/uploads", "POST", "uploads", "a", ""),
-    ("a/blobs/uploads/abc", "PATCH", "upload", "a", "abc"),
-    ("a/blobs/sha256:00", "GET", "blob", "a", "sha256:00"),
-    ("a/referrers/sha256:00", "GET", "referrers", "a", "sha256:00"),
-    ("manifests/manifests/x", "GET", "manifest", "manifests", "x"),
-])
+@pytest.mark.parametrize(
+    ("rest", "method", "kind", "name", "arg"),
+    [
+        ("", "GET", "base", "", ""),
+        ("_catalog", "GET", "catalog", "", ""),
+        ("a/b/tags/list", "GET", "tags", "a/b", ""),
+        ("a/b/manifests/latest", "PUT", "manifest", "a/b", "latest"),
+        ("a/blobs/uploads/", "POST", "uploads", "a", ""),
+        ("a/blobs/uploads", "POST", "uploads", "a", ""),
+        ("a/blobs/uploads/abc", "PATCH", "upload", "a", "abc"),
+        ("a/blobs/sha256:00", "GET", "blob", "a", "sha256:00"),
+        ("a/referrers/sha256:00", "GET", "referrers", "a", "sha256:00"),
+        ("manifests/manifests/x", "GET", "manifest", "manifests", "x"),
+    ],
+)
 def test_routes(rest: str, method: str, kind: str, name: str, arg: str) -> None:
     route = match_route(rest, method)
     assert (route.kind, route.name, route.arg) == (kind, name, arg)
@@ -74,8 +89,15 @@ def test_route_errors() -> None:
 def test_proxyable_routes_are_zots() -> None:
     assert not match_route("", "GET").proxyable
     assert not match_route("_catalog", "GET").proxyable
-    assert all(match_route(r, m).proxyable for r, m in [("a/tags/list", "GET"), ("a/manifests/x", "GET"),
-                                                        ("a/blobs/uploads/", "POST"), ("a/referrers/sha256:0", "GET")])
+    assert all(
+        match_route(r, m).proxyable
+        for r, m in [
+            ("a/tags/list", "GET"),
+            ("a/manifests/x", "GET"),
+            ("a/blobs/uploads/", "POST"),
+            ("a/referrers/sha256:0", "GET"),
+        ]
+    )
 
 
 def test_ranges() -> None:

@@ -57,8 +57,10 @@ def test_a_new_session_state_is_written_as_before() -> None:
 
 
 def test_a_session_state_round_trips_with_its_claim_last_and_unknown_keys_kept() -> None:
-    raw = (b'{"upload": "u-1", "parts": [[1, "\\"e1\\""], [2, "\\"e2\\""]], "size": 10485760, "tail": 3, '
-           b'"started": 1.0, "future": {"x": 1}, "claim": {"at": 2.0, "by": "abc"}}')
+    raw = (
+        b'{"upload": "u-1", "parts": [[1, "\\"e1\\""], [2, "\\"e2\\""]], "size": 10485760, "tail": 3, '
+        b'"started": 1.0, "future": {"x": 1}, "claim": {"at": 2.0, "by": "abc"}}'
+    )
     state = UploadState.parse(raw, SESSION)
     assert state.upload == "u-1" and state.parts == [(1, '"e1"'), (2, '"e2"')]
     assert (state.size, state.tail, state.started, state.claim) == (10485760, 3, 1.0, Claim(2.0, "abc"))
@@ -67,8 +69,16 @@ def test_a_session_state_round_trips_with_its_claim_last_and_unknown_keys_kept()
     assert list(document) == ["upload", "parts", "size", "tail", "started", "future", "claim"]
 
 
-@pytest.mark.parametrize("raw", [b"{not json", b"[1]", b'{"upload": null}', b'{"upload": 1, "parts": [], "size": 0, '
-                                 b'"tail": 0}', b'{"upload": null, "parts": [], "size": "0", "tail": 0}'])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"{not json",
+        b"[1]",
+        b'{"upload": null}',
+        b'{"upload": 1, "parts": [], "size": 0, "tail": 0}',
+        b'{"upload": null, "parts": [], "size": "0", "tail": 0}',
+    ],
+)
 def test_a_damaged_session_state_is_an_unknown_upload(raw: bytes) -> None:
     with pytest.raises(BlobUploadUnknown, match="damaged"):
         UploadState.parse(raw, SESSION)

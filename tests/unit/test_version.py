@@ -21,7 +21,8 @@ def test_chart_and_image_carry_the_version() -> None:
 
 def test_both_programs_print_the_version() -> None:
     for module, program in (("zot_registry.cli", "zot-registry"), ("zot_operator.cli", "zot-operator")):
-        done = subprocess.run([sys.executable, "-m", module, "--version"], capture_output=True, text=True,
-                              timeout=60, check=False)
+        done = subprocess.run(
+            [sys.executable, "-m", module, "--version"], capture_output=True, text=True, timeout=60, check=False
+        )
         assert done.returncode == 0, done.stderr
         assert done.stdout.strip() == f"{program} {VERSION}"

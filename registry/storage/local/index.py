@@ -66,8 +66,9 @@ class IndexFiles:
             finally:
                 fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
 
-    def update(self, path: Path, lock_path: Path, change: Callable[[list[dict[str, Any]]], bool],
-               name: str = "") -> None:
+    def update(
+        self, path: Path, lock_path: Path, change: Callable[[list[dict[str, Any]]], bool], name: str = ""
+    ) -> None:
         """Apply `change` to the manifests list under the lock; it returns whether it changed anything.
 
         An unreadable index raises before anything is written: it is never replaced.

@@ -195,8 +195,9 @@ class LocalStore(SessionsOf):
         else:
             source.unlink()
 
-    async def _stream_to_file(self, path: Path, body: AsyncIterator[bytes], hasher: Any,
-                              limit: int | None = None) -> int:
+    async def _stream_to_file(
+        self, path: Path, body: AsyncIterator[bytes], hasher: Any, limit: int | None = None
+    ) -> int:
         written = 0
         with open(path, "wb") as handle:
             async for chunk in checked_chunks(body, hasher, limit):
@@ -204,8 +205,7 @@ class LocalStore(SessionsOf):
                 handle.write(chunk)
         return written
 
-    async def put_blob(self, name: str, digest: Digest, body: AsyncIterator[bytes],
-                       length: int | None = None) -> None:
+    async def put_blob(self, name: str, digest: Digest, body: AsyncIterator[bytes], length: int | None = None) -> None:
         """Monolithic upload: stream, verify the digest, then publish."""
         self.ensure_repo(name)
         uploads = self.layout.uploads(name)
@@ -244,8 +244,9 @@ class LocalStore(SessionsOf):
         missing = [ref for ref in manifest.blob_references() if not self.blob_exists(name, parse_digest(ref))]
         check_references(name, manifest, index, missing)
 
-    async def put_manifest(self, name: str, reference: str, content_type: str | None,
-                     body: bytes) -> tuple[Digest, ParsedManifest]:
+    async def put_manifest(
+        self, name: str, reference: str, content_type: str | None, body: bytes
+    ) -> tuple[Digest, ParsedManifest]:
         push = Push.of(reference, content_type, body)
         manifest, digest = push.manifest, push.digest
         self._check_references(name, manifest, self.read_index(name))

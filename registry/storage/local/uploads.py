@@ -75,8 +75,10 @@ class LocalUploads:
             last = max(path.stat().st_size - 1, 0)
         except FileNotFoundError:
             last = 0
-        return RangeInvalid(f"upload {session!r} is busy with another request",
-                            headers={"Range": f"0-{last}", "Content-Range": f"0-{last}"})
+        return RangeInvalid(
+            f"upload {session!r} is busy with another request",
+            headers={"Range": f"0-{last}", "Content-Range": f"0-{last}"},
+        )
 
     def _cut_back(self, fd: int, path: Path, offset: int) -> None:
         """Undo a failed request's bytes, unless the file is published already (then it is immutable)."""
@@ -97,16 +99,18 @@ class LocalUploads:
         except (FileNotFoundError, NotADirectoryError):
             raise BlobUploadUnknown(f"upload {session!r} unknown") from None
 
-    async def append_upload(self, name: str, session: str, body: AsyncIterator[bytes],
-                            start: int | None, length: int | None) -> int:
+    async def append_upload(
+        self, name: str, session: str, body: AsyncIterator[bytes], start: int | None, length: int | None
+    ) -> int:
         """Append one chunk; `start` from Content-Range must be where the last chunk ended."""
         path = self.layout.upload(name, session)
         with self._claimed(name, session, self._busy_chunk(path, session)) as fd:
             offset = os.fstat(fd).st_size
             if start is not None and start != offset:
-                raise RangeInvalid(f"chunk starts at {start}, upload is at {offset}",
-                                   headers={"Range": f"0-{max(offset - 1, 0)}",
-                                            "Content-Range": f"0-{max(offset - 1, 0)}"})
+                raise RangeInvalid(
+                    f"chunk starts at {start}, upload is at {offset}",
+                    headers={"Range": f"0-{max(offset - 1, 0)}", "Content-Range": f"0-{max(offset - 1, 0)}"},
+                )
             # Without this process's running hash (another worker took earlier chunks) we write without
             # hashing and hash the whole file once at the end, rather than re-reading it on every chunk.
             hasher = self._hashers.take(session, offset) if offset else hashlib.sha256()
@@ -121,8 +125,9 @@ class LocalUploads:
                 self._hashers.keep(session, offset + written, hasher)
             return offset + written
 
-    async def finish_upload(self, name: str, session: str, digest: Digest,
-                            body: AsyncIterator[bytes], length: int | None) -> None:
+    async def finish_upload(
+        self, name: str, session: str, digest: Digest, body: AsyncIterator[bytes], length: int | None
+    ) -> None:
         """Close the session as blob `digest`, with an optional last chunk: atomic and idempotent.
 
         Of two PUTs closing one session (a retry, in any worker) one claims it; the other finds it
@@ -130,8 +135,9 @@ class LocalUploads:
         """
         path = self.layout.upload(name, session)
         try:
-            with self._claimed(name, session, BlobUploadUnknown(
-                    f"upload {session!r} is being completed or written by another request")) as fd:
+            with self._claimed(
+                name, session, BlobUploadUnknown(f"upload {session!r} is being completed or written by another request")
+            ) as fd:
                 offset = os.fstat(fd).st_size
                 try:
                     await self._verify_and_commit(name, session, path, fd, offset, digest, body, length)
@@ -144,8 +150,17 @@ class LocalUploads:
             async for _ in body:  # the blob is there: this is a retry; its last chunk is not needed
                 pass
 
-    async def _verify_and_commit(self, name: str, session: str, path: Path, fd: int, offset: int, digest: Digest,
-                                 body: AsyncIterator[bytes], length: int | None) -> None:
+    async def _verify_and_commit(
+        self,
+        name: str,
+        session: str,
+        path: Path,
+        fd: int,
+        offset: int,
+        digest: Digest,
+        body: AsyncIterator[bytes],
+        length: int | None,
+    ) -> None:
         hasher: Any = self._hashers.take(session, offset) if digest.algorithm == "sha256" else None
         if hasher is None:
             hasher = await asyncio.to_thread(_hash_file, path, digest.algorithm)
@@ -181,7 +196,7 @@ async def _stream_to_fd(fd: int, body: AsyncIterator[bytes], hasher: Any, limit:
     async for chunk in checked_chunks(body, hasher, limit):
         view = memoryview(chunk)
         while view:
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]
         written += len(chunk)
     return written
 

@@ -107,10 +107,17 @@ class S3Bucket:
                     response_checksum_validation="when_required",
                 )
                 stack = AsyncExitStack()
-                self._client = await stack.enter_async_context(get_session().create_client(
-                    "s3", region_name=settings.region, endpoint_url=settings.endpoint, verify=settings.verify,
-                    aws_access_key_id=settings.access_key, aws_secret_access_key=settings.secret_key,
-                    config=config))
+                self._client = await stack.enter_async_context(
+                    get_session().create_client(
+                        "s3",
+                        region_name=settings.region,
+                        endpoint_url=settings.endpoint,
+                        verify=settings.verify,
+                        aws_access_key_id=settings.access_key,
+                        aws_secret_access_key=settings.secret_key,
+                        config=config,
+                    )
+                )
                 try:
                     await self._ensure_bucket()
                 except BaseException:
@@ -213,9 +220,14 @@ class S3Bucket:
         try:
             for number, start in enumerate(range(0, size, COPY_PART_SIZE), start=1):
                 end = min(start + COPY_PART_SIZE, size) - 1
-                answer = await self._call("upload_part_copy", Key=target, UploadId=upload, PartNumber=number,
-                                          CopySource={"Bucket": self.name, "Key": source},
-                                          CopySourceRange=f"bytes={start}-{end}")
+                answer = await self._call(
+                    "upload_part_copy",
+                    Key=target,
+                    UploadId=upload,
+                    PartNumber=number,
+                    CopySource={"Bucket": self.name, "Key": source},
+                    CopySourceRange=f"bytes={start}-{end}",
+                )
                 parts.append((number, answer["CopyPartResult"]["ETag"]))
             await self.complete_multipart(target, upload, parts)
         except BaseException:
@@ -237,8 +249,12 @@ class S3Bucket:
 
     async def complete_multipart(self, key: str, upload: str, parts: list[tuple[int, str]]) -> None:
         try:
-            await self._call("complete_multipart_upload", Key=key, UploadId=upload,
-                             MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e} for n, e in parts]})
+            await self._call(
+                "complete_multipart_upload",
+                Key=key,
+                UploadId=upload,
+                MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e} for n, e in parts]},
+            )
         except ClientError as err:
             raise self._unavailable("complete_multipart_upload", err) from None
 

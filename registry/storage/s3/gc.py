@@ -78,8 +78,9 @@ async def collect(store: Collectable, delay: float, owns: Callable[[str], bool])
 async def _collect_repository(store: Collectable, name: str, delay: float, report: GcReport) -> None:
     now = time.time()
     # Read first: an unreadable index raises before anything is listed or dropped.
-    index = Index.parse(await store.bucket.get(store.keys.index(name)) or EMPTY_INDEX,
-                        f"index.json of repository {name!r}")
+    index = Index.parse(
+        await store.bucket.get(store.keys.index(name)) or EMPTY_INDEX, f"index.json of repository {name!r}"
+    )
     blobs_prefix = store.keys.prefix(store.keys.blobs(name))
     # Two listings, not one of the repository's prefix, which would include nested repositories (a/b in a).
     objects = {info.key: info async for info in store.bucket.listing(blobs_prefix)}
@@ -102,8 +103,9 @@ async def _collect_repository(store: Collectable, name: str, delay: float, repor
     await _collect_sessions(store, name, objects, now - max(delay, SESSION_MIN_AGE), report)
 
 
-def _untagged_to_drop(store: Collectable, name: str, index: Index, documents: dict[str, bytes],
-                      objects: dict[str, Any], before: float) -> set[str]:
+def _untagged_to_drop(
+    store: Collectable, name: str, index: Index, documents: dict[str, bytes], objects: dict[str, Any], before: float
+) -> set[str]:
     """Untagged manifests older than the delay that no index lists and that refer to nothing kept."""
     children: set[str] = set()
     subjects: dict[str, str] = {}
@@ -128,11 +130,12 @@ def _untagged_to_drop(store: Collectable, name: str, index: Index, documents: di
     return stale
 
 
-async def _collect_sessions(store: Collectable, name: str, objects: dict[str, Any], before: float,
-                            report: GcReport) -> None:
+async def _collect_sessions(
+    store: Collectable, name: str, objects: dict[str, Any], before: float, report: GcReport
+) -> None:
     uploads = store.keys.prefix(store.keys.uploads(name))
     for key, info in objects.items():
-        session = key[len(uploads):]
+        session = key[len(uploads) :]
         if key.startswith(uploads) and SESSION_ID.fullmatch(session) and info.modified <= before:
             try:
                 await store.cancel_upload(name, session)
@@ -141,8 +144,9 @@ async def _collect_sessions(store: Collectable, name: str, objects: dict[str, An
                 pass  # gone meanwhile, or a request is working on it right now
 
 
-async def _collect_shared_copies(store: Collectable, delay: float, owns: Callable[[str], bool],
-                                 report: GcReport) -> None:
+async def _collect_shared_copies(
+    store: Collectable, delay: float, owns: Callable[[str], bool], report: GcReport
+) -> None:
     before = time.time() - delay
     prefix = store.keys.prefix(store.keys.dedupe_blobs())
     async for info in store.bucket.listing(prefix):
@@ -168,7 +172,7 @@ def _digest_of(key: str, prefix: str) -> Digest | None:
     """The digest a blob key under `prefix` names (<alg>/<hex>); None for anything else found there."""
     if not key.startswith(prefix):
         return None
-    algorithm, _, hexpart = key[len(prefix):].partition("/")
+    algorithm, _, hexpart = key[len(prefix) :].partition("/")
     try:
         return parse_digest(f"{algorithm}:{hexpart}")
     except RegistryError:

@@ -27,8 +27,14 @@ LARGE_AFTER = 2000
 
 
 class PartWriter:
-    def __init__(self, bucket: S3Bucket, key: str, upload: str | None = None,
-                 parts: list[tuple[int, str]] | None = None, pending: bytes = b"") -> None:
+    def __init__(
+        self,
+        bucket: S3Bucket,
+        key: str,
+        upload: str | None = None,
+        parts: list[tuple[int, str]] | None = None,
+        pending: bytes = b"",
+    ) -> None:
         self.bucket = bucket
         self.key = key
         self.upload = upload

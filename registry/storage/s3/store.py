@@ -171,8 +171,7 @@ class S3Store(SessionsOf):
         else:
             await self.cache.add_blob_holder(str(digest), name)
 
-    async def put_blob(self, name: str, digest: Digest, body: AsyncIterator[bytes],
-                       length: int | None = None) -> None:
+    async def put_blob(self, name: str, digest: Digest, body: AsyncIterator[bytes], length: int | None = None) -> None:
         """Monolithic upload: stream into parts, verify the digest, then complete the object."""
         await self.indexes.ensure(name)
         target = await self.target(name, digest)
@@ -206,8 +205,9 @@ class S3Store(SessionsOf):
         present = await asyncio.gather(*(self.has_blob(name, parse_digest(ref)) for ref in blobs))
         check_references(name, manifest, index, [ref for ref, found in zip(blobs, present, strict=True) if not found])
 
-    async def put_manifest(self, name: str, reference: str, content_type: str | None,
-                           body: bytes) -> tuple[Digest, ParsedManifest]:
+    async def put_manifest(
+        self, name: str, reference: str, content_type: str | None, body: bytes
+    ) -> tuple[Digest, ParsedManifest]:
         push = Push.of(reference, content_type, body)
         manifest, digest = push.manifest, push.digest
         index = await self.indexes.read(name)
@@ -233,8 +233,9 @@ class S3Store(SessionsOf):
         if index is None:
             return []
         descriptors = unique_descriptors(index)
-        contents = await asyncio.gather(*(self.manifest_bytes(name, d["digest"]) for d in descriptors),
-                                        return_exceptions=True)
+        contents = await asyncio.gather(
+            *(self.manifest_bytes(name, d["digest"]) for d in descriptors), return_exceptions=True
+        )
         pairs = zip(descriptors, (data if isinstance(data, bytes) else None for data in contents), strict=True)
         return referrers_among(pairs, subject, artifact_type)
 

@@ -169,16 +169,19 @@ class S3Uploads:
     async def upload_size(self, name: str, session: str) -> int:
         return (await self._session(name, session)).size
 
-    async def append_upload(self, name: str, session: str, body: AsyncIterator[bytes],
-                            start: int | None, length: int | None) -> int:
+    async def append_upload(
+        self, name: str, session: str, body: AsyncIterator[bytes], start: int | None, length: int | None
+    ) -> int:
         # A chunk sent while another request holds the session is out of order: 416, as the spec says.
         state = await self._claim(name, session, RangeInvalid(f"upload {session!r} is busy with another request"))
         try:
             offset = state.size
             if start is not None and start != offset:
                 last = max(offset - 1, 0)
-                raise RangeInvalid(f"chunk starts at {start}, upload is at {offset}",
-                                   headers={"Range": f"0-{last}", "Content-Range": f"0-{last}"})
+                raise RangeInvalid(
+                    f"chunk starts at {start}, upload is at {offset}",
+                    headers={"Range": f"0-{last}", "Content-Range": f"0-{last}"},
+                )
             hasher = self._hashers.take(session, offset) if offset else hashlib.sha256()
             writer = await self._writer(name, session, state)
             # On SizeInvalid nothing is recorded: parts sent now get the same numbers again on the retry.
@@ -199,13 +202,15 @@ class S3Uploads:
             self._hashers.keep(session, size, hasher)
         return size
 
-    async def finish_upload(self, name: str, session: str, digest: Digest,
-                            body: AsyncIterator[bytes], length: int | None) -> None:
+    async def finish_upload(
+        self, name: str, session: str, digest: Digest, body: AsyncIterator[bytes], length: int | None
+    ) -> None:
         """Close the session as blob `digest`: of two PUTs (a retry, any member) one claims it; the
         other answers 201 if the blob is there whole, else BLOB_UPLOAD_UNKNOWN."""
         try:
-            state = await self._claim(name, session, BlobUploadUnknown(
-                f"upload {session!r} is being completed or written by another request"))
+            state = await self._claim(
+                name, session, BlobUploadUnknown(f"upload {session!r} is being completed or written by another request")
+            )
         except BlobUploadUnknown:
             if not await self._blobs.has_blob(name, digest):
                 raise
@@ -243,8 +248,9 @@ class S3Uploads:
             raise
         await self._forget_session(name, session, state)
 
-    async def _publish_parts(self, digest: Digest, data_key: str, target: str | None, size: int,
-                             verified: bool) -> None:
+    async def _publish_parts(
+        self, digest: Digest, data_key: str, target: str | None, size: int, verified: bool
+    ) -> None:
         """Checks the completed multipart object when this process did not see every chunk, copies it home."""
         try:
             if not verified:
@@ -253,8 +259,9 @@ class S3Uploads:
                 async for chunk in self.bucket.stream(data_key):
                     hasher.update(chunk)
                 if hasher.hexdigest() != digest.hex:
-                    raise DigestInvalid(f"uploaded content does not match digest {digest}; the upload was "
-                                        "discarded, start it again")
+                    raise DigestInvalid(
+                        f"uploaded content does not match digest {digest}; the upload was discarded, start it again"
+                    )
             if target is not None:
                 await self.bucket.copy(data_key, target, size)
         finally:

@@ -12,7 +12,8 @@ from zot_registry.version import VERSION
 
 from .crd import crd_yaml
 from .local.manifest import ManifestError, load_manifest
-from .render import ClusterRef, render
+from .names import ClusterRef
+from .render import render
 
 
 class _BlockStrings(yaml.SafeDumper):

@@ -8,7 +8,7 @@ from typing import Any
 from kubernetes.client import ApiClient
 from kubernetes.client.rest import ApiException
 
-from .render import SECRETS_ANNOTATION
+from .statefulset import SECRETS_ANNOTATION
 
 # kind -> (api prefix, plural)
 RESOURCES: dict[str, tuple[str, str]] = {

@@ -27,6 +27,12 @@ def _go_duration(value: str) -> str:
     return value
 
 
+def _exactly_one(first: object, second: object, message: str) -> None:
+    """Two alternatives: one is set, not both, not neither (the CRD's CEL rules in `crd.py` say it too)."""
+    if (first is None) == (second is None):
+        raise ValueError(message)
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(populate_by_name=True, extra="forbid")
 
@@ -105,8 +111,7 @@ class RedisCache(_Model):
 
     @model_validator(mode="after")
     def _one_url(self) -> RedisCache:
-        if (self.url is None) == (self.url_secret is None):
-            raise ValueError("redis needs exactly one of url or urlSecret")
+        _exactly_one(self.url, self.url_secret, "redis needs exactly one of url or urlSecret")
         return self
 
 
@@ -134,8 +139,7 @@ class CacheSpec(_Model):
 
     @model_validator(mode="after")
     def _exactly_one(self) -> CacheSpec:
-        if (self.redis is None) == (self.dynamodb is None):
-            raise ValueError("cache needs exactly one of redis or dynamodb")
+        _exactly_one(self.redis, self.dynamodb, "cache needs exactly one of redis or dynamodb")
         return self
 
 

@@ -14,7 +14,8 @@ from typing import Any
 from zot_registry.durations import parse_duration
 
 from .models import ZotClusterSpec
-from .render import MEMBERS_ANNOTATION, member_ordinals
+from .render import member_ordinals
+from .statefulset import MEMBERS_ANNOTATION
 
 # Re-admitting restarts every member: with a very short `after` (allowed with shared storage, where a
 # drop moves no data) a member that starts but never gets ready would flap in and out every check.

@@ -15,8 +15,9 @@ from pydantic import ValidationError
 
 from .kube import Kube
 from .models import ZotClusterSpec, ZotClusterStatus
+from .names import ClusterRef, hash_key_secret_name, selector_string
 from .plans import FailoverPlan, RestartPlan, plan_failover, plan_restarts, pod_ordinal, pod_ready
-from .render import ClusterRef, Rendered, hash_key_secret_name, member_ordinals, render, selector_string
+from .render import Rendered, member_ordinals, render
 from .secret_steps import Degraded, Event, check_referenced_secrets, ensure_hash_key, ensure_tls
 from .status import Observed, already_reported, degraded_status, observed_status
 

@@ -13,17 +13,9 @@ from typing import Any
 from zot_registry.cluster.hashing import new_hash_key
 
 from .kube import Kube
-from .render import (
-    ClusterRef,
-    ca_secret,
-    ca_secret_name,
-    certificate_hosts,
-    hash_key_secret,
-    hash_key_secret_name,
-    start_secrets,
-    tls_secret,
-    tls_secret_name,
-)
+from .names import ClusterRef, ca_secret_name, hash_key_secret_name, tls_secret_name
+from .render import ca_secret, certificate_hosts, hash_key_secret, tls_secret
+from .statefulset import start_secrets
 from .tls_secrets import plan_tls
 
 Event = Callable[[str, str, str], None]  # (type Normal/Warning, reason, message)

@@ -18,7 +18,7 @@ import yaml
 from pydantic import ValidationError
 
 from ..models import ZotClusterSpec
-from ..render import ClusterRef
+from ..names import ClusterRef
 
 # What the API server accepts as a ZotCluster name (it also names the state folder of local mode).
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")

@@ -30,7 +30,8 @@ from zot_registry.cluster.hashing import new_hash_key
 from zot_registry.local.addresses import member_address
 
 from ..models import ZotClusterSpec
-from ..render import ClusterRef, certificate_hosts, member_ordinals, render_config
+from ..names import ClusterRef
+from ..render import certificate_hosts, member_ordinals, render_config
 from ..tls_secrets import plan_tls
 from .manifest import Manifest, ManifestError
 

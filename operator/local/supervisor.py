@@ -29,7 +29,7 @@ from zot_registry.local.addresses import port_taken
 from zot_registry.local.processes import member_ready, start_member, stop_members
 
 from ..models import ZotClusterSpec
-from ..render import ClusterRef
+from ..names import ClusterRef
 from .manifest import Manifest, ManifestError
 from .report import moved_message, summary
 from .state import LocalLayout, local_members, prepare, read_json, supervisor_pid, write_json

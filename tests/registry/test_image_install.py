@@ -32,7 +32,8 @@ def instructions() -> list[tuple[str, str]]:
 
 
 def test_dockerfile_runs_as_non_root_with_the_args_the_operator_gives_members() -> None:
-    from zot_operator.render import RUN_AS, ClusterRef, stateful_set
+    from zot_operator.names import ClusterRef
+    from zot_operator.statefulset import RUN_AS, stateful_set
 
     steps = instructions()
     assert sum(1 for op, _ in steps if op == "FROM") >= 2, "multi-stage: no build tools in the final image"

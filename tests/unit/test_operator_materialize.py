@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 from zot_operator.cli import _load_cluster
-from zot_operator.render import CONFIG_KEY, RUNTIME_DIR, TEMPLATE_DIR, render
+from zot_operator.render import render
+from zot_operator.statefulset import CONFIG_KEY, RUNTIME_DIR, TEMPLATE_DIR
 from zot_registry.config import load_config
 
 from tests.support.paths import REPO_ROOT

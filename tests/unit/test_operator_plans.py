@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 from zot_operator.models import ZotClusterSpec
 from zot_operator.plans import FailoverPlan, moved_share, plan_failover, plan_restarts
-from zot_operator.render import MEMBERS_ANNOTATION
+from zot_operator.statefulset import MEMBERS_ANNOTATION
 
 NOW = datetime.datetime(2026, 11, 28, 12, 0, tzinfo=datetime.UTC)
 

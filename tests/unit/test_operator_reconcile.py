@@ -8,9 +8,10 @@ import datetime
 from typing import Any
 
 from zot_operator.kube import Kube
+from zot_operator.names import labels
 from zot_operator.reconcile import reconcile
-from zot_operator.render import MEMBERS_ANNOTATION, labels
 from zot_operator.secret_steps import Event
+from zot_operator.statefulset import MEMBERS_ANNOTATION
 from zot_operator.status import as_patch
 
 NOW = datetime.datetime(2026, 11, 28, 12, 0, tzinfo=datetime.UTC)

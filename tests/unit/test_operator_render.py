@@ -14,17 +14,9 @@ from zot_operator.cli import _load_cluster
 from zot_operator.crd import crd_yaml
 from zot_operator.materialize import fill
 from zot_operator.models import DEFAULT_IMAGE, CacheSpec, DynamoDBCache, RedisCache, ZotClusterSpec
-from zot_operator.render import (
-    CHECKSUM_ANNOTATION,
-    RUN_AS,
-    SECRETS_ANNOTATION,
-    ClusterRef,
-    certificate_hosts,
-    checksum,
-    member_addresses,
-    member_host,
-    render,
-)
+from zot_operator.names import ClusterRef
+from zot_operator.render import certificate_hosts, checksum, member_addresses, member_host, render
+from zot_operator.statefulset import CHECKSUM_ANNOTATION, RUN_AS, SECRETS_ANNOTATION
 from zot_registry.config import parse_config
 
 from tests.support.paths import REPO_ROOT, ZOT_EXAMPLES

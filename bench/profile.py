@@ -24,8 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import servers
+from .blob_workloads import BLOB_ROWS, blob_sets, run_blob_row
 from .common import REPO_ROOT, free_port
-from .workloads import BLOB_ROWS, BlobFile, Settings, blob_sets, populate, run_blob_row, run_rate_row
+from .rate_workloads import run_rate_row
+from .workloads import BlobFile, Settings, populate
 
 TOP = 15
 

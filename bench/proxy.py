@@ -28,7 +28,7 @@ from zot_registry.cluster.hashing import owner_index
 from zot_registry.local.addresses import port_free_for_members
 from zot_registry.local.cluster import write_cluster
 
-from bench.common import DOCS, curl, grouped_bars, pyplot, report_opening, save_figure, stop_all, wait_for_status
+from bench.common import DOCS, Panel, bar_panels, curl, report_opening, stop_all, wait_for_status, write_report
 
 BLOB_SIZE = 64 << 20
 PULLS = 5
@@ -178,6 +178,36 @@ def measure_mode(tls: bool, workdir: Path) -> list[Measure]:
         stop_all(processes, timeout=60)
 
 
+WHAT_LIMITS = """\
+## What limits the proxied pull
+
+The HAProxy rows are the reference: HAProxy (C) forwarding TCP with splice, in front of the
+same owner, in the same run. Plain HTTP: on this 2-core machine the client, the owner and any
+forwarder share two cores and each loopback hop costs the same kernel work per byte, so even
+HAProxy keeps well under 0.8 of the direct rate; our proxy does better than it ('proxied /
+HAProxy' above 1). TLS: HAProxy passes the encrypted bytes through untouched, so it costs
+almost nothing; a member cannot, because it must read the repository name to route, and the
+hop to the owner is HTTPS (zot's protocol): the proxying member decrypts and re-encrypts every
+byte, twice the owner's TLS work, with TLS the bottleneck on two shared cores. A py-spy profile
+of the proxying member (see the cluster issue's closing note) puts most of its CPU in the socket
+send of the response, aiohttp's receive and, with TLS, the ssl module's record processing:
+the kernel copies into and out of the process."""
+
+
+def _plot(measures: list[Measure], path: Path) -> None:
+    modes = ["plain", "tls"]
+    paths = ("direct", "proxied", "haproxy")
+
+    def value(attr: str, mode: str, path_name: str) -> float:
+        return next((getattr(m, attr) for m in measures if m.mode == mode and m.path == path_name), 0.0)
+
+    panels: list[Panel] = [
+        (title, [(path_name, [value(attr, mode, path_name) for mode in modes]) for path_name in paths])
+        for attr, title in (("pull_mbps", "blob pull MB/s"), ("manifest_median_ms", "manifest GET median ms"))
+    ]
+    bar_panels(path, (9, 3.6), modes, panels, shared=False)
+
+
 def report(measures: list[Measure], out: Path, elapsed: float) -> None:
     lines = [
         *report_opening(
@@ -218,55 +248,7 @@ def report(measures: list[Measure], out: Path, elapsed: float) -> None:
             f"| {mode} | {ratio:.2f} | {pull_ok} | {haproxy.pull_mbps / direct.pull_mbps:.2f} | "
             f"{proxied.pull_mbps / haproxy.pull_mbps:.2f} | {added:.2f} | {latency_ok} |"
         )
-    lines += [
-        "",
-        "![direct and proxied](proxy-benchmarks.png)",
-        "",
-        "## What limits the proxied pull",
-        "",
-        "The HAProxy rows are the reference: HAProxy (C) forwarding TCP with splice, in front of the",
-        "same owner, in the same run. Plain HTTP: on this 2-core machine the client, the owner and any",
-        "forwarder share two cores and each loopback hop costs the same kernel work per byte, so even",
-        "HAProxy keeps well under 0.8 of the direct rate; our proxy does better than it ('proxied /",
-        "HAProxy' above 1). TLS: HAProxy passes the encrypted bytes through untouched, so it costs",
-        "almost nothing; a member cannot, because it must read the repository name to route, and the",
-        "hop to the owner is HTTPS (zot's protocol): the proxying member decrypts and re-encrypts every",
-        "byte, twice the owner's TLS work, with TLS the bottleneck on two shared cores. A py-spy profile",
-        "of the proxying member (see the cluster issue's closing note) puts most of its CPU in the socket",
-        "send of the response, aiohttp's receive and, with TLS, the ssl module's record processing:",
-        "the kernel copies into and out of the process.",
-        "",
-    ]
-    (out / "proxy-benchmarks.md").write_text("\n".join(lines))
-    _plot(measures, out / "proxy-benchmarks.png")
-
-
-def _plot(measures: list[Measure], path: Path) -> None:
-    plt = pyplot()
-    modes = ["plain", "tls"]
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
-    for ax, attr, title in (
-        (axes[0], "pull_mbps", "blob pull MB/s"),
-        (axes[1], "manifest_median_ms", "manifest GET median ms"),
-    ):
-        grouped_bars(
-            ax,
-            modes,
-            [
-                (
-                    path_name,
-                    [
-                        next((getattr(m, attr) for m in measures if m.mode == mode and m.path == path_name), 0.0)
-                        for mode in modes
-                    ],
-                )
-                for path_name in ("direct", "proxied", "haproxy")
-            ],
-        )
-        ax.set_title(title)
-        ax.legend()
-    fig.tight_layout()
-    save_figure(fig, path)
+    write_report(out, "proxy-benchmarks", lines, "direct and proxied", WHAT_LIMITS, lambda png: _plot(measures, png))
 
 
 def main() -> int:

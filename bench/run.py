@@ -24,25 +24,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import report, servers
+from . import report, report_tables, servers
+from .blob_workloads import BLOB_ROWS, PULL_ROUNDS, blob_sets, run_blob_row, supports_single_post
 from .common import REPO_ROOT
 from .profile import Profile, profile_row
-from .workloads import (
-    BLOB_ROWS,
-    PULL_ROUNDS,
-    REPO,
-    TAGS,
-    BlobFile,
-    ServerResult,
-    Settings,
-    blob_sets,
-    make_blobs,
-    populate,
-    rate_rows,
-    run_blob_row,
-    run_rate_row,
-    supports_single_post,
-)
+from .rate_workloads import rate_rows, run_rate_row
+from .report_plot import plot
+from .workloads import REPO, TAGS, BlobFile, ServerResult, Settings, make_blobs, populate
 
 WARMUP_SECONDS = 1.0
 
@@ -223,9 +211,9 @@ def method_lines(settings: Settings, log_level: str, sweep: list[ServerResult]) 
 
 
 def worker_reason(
-    all_rows: list[report.Row], sweep: list[ServerResult], theirs: ServerResult, chosen: ServerResult
+    all_rows: list[report_tables.Row], sweep: list[ServerResult], theirs: ServerResult, chosen: ServerResult
 ) -> str:
-    scores = ", ".join(f"{r.workers} → {report.score(all_rows, r, theirs):.2f}" for r in sweep)
+    scores = ", ".join(f"{r.workers} → {report_tables.score(all_rows, r, theirs):.2f}" for r in sweep)
     text = (
         f"Tried `--workers` {', '.join(str(r.workers) for r in sweep)} once each; the score is the geometric "
         f"mean of the ours ÷ distribution ratios over the throughput rows ({scores}). "
@@ -233,7 +221,7 @@ def worker_reason(
     )
     others = [r for r in sweep if r is not chosen]
     if others:
-        best_other = max(others, key=lambda r: report.score(all_rows, r, theirs))
+        best_other = max(others, key=lambda r: report_tables.score(all_rows, r, theirs))
         gains = []
         for row in all_rows:
             if not row.higher_is_better:
@@ -294,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings(
         blob_size=args.blob_mib << 20, chunk_size=min(args.chunk_mib, args.blob_mib) << 20, reps=reps, duration=duration
     )
-    all_rows = report.rows(settings)
+    all_rows = report_tables.rows(settings)
     if args.profile not in ("auto", "none") and args.profile not in {r.key for r in all_rows}:
         parser.error(f"--profile: unknown row {args.profile!r}")
     check_tools()
@@ -318,8 +306,8 @@ def main(argv: list[str] | None = None) -> int:
         for workers in worker_counts:
             log(f"ours, {workers} worker(s)")
             sweep.append(measure("ours", workers, blobs, settings, args.log_level))
-        first_choice = max(sweep, key=lambda r: report.score(all_rows, r, theirs_runs[0]))
-        log(f"chosen: {first_choice.label} (score {report.score(all_rows, first_choice, theirs_runs[0]):.2f})")
+        first_choice = max(sweep, key=lambda r: report_tables.score(all_rows, r, theirs_runs[0]))
+        log(f"chosen: {first_choice.label} (score {report_tables.score(all_rows, first_choice, theirs_runs[0]):.2f})")
         ours_runs = [first_choice]
         if second_runs:
             log(f"{first_choice.label}, second run")
@@ -335,14 +323,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.profile != "none":
             row = args.profile
             if row == "auto":
-                candidates = [(r, report.ratio(r, chosen, theirs)) for r in all_rows if r.higher_is_better]
+                candidates = [(r, report_tables.ratio(r, chosen, theirs)) for r in all_rows if r.higher_is_better]
                 row = min((c for c in candidates if c[1] is not None), key=lambda c: c[1] or 0.0)[0].key
             log(f"profiling ours (1 worker, cProfile) on {row}")
             profile = profile_row(row, settings, blobs, args.log_level)
 
     elapsed = time.monotonic() - started
     png = out / "benchmarks.png"
-    report.plot(png, all_rows, chosen, theirs)
+    plot(png, all_rows, chosen, theirs)
     text = report.markdown(
         settings=settings,
         all_rows=all_rows,
@@ -359,9 +347,9 @@ def main(argv: list[str] | None = None) -> int:
         png_name=png.name,
     )
     (out / "benchmarks.md").write_text(text)
-    print("\n".join(report.results_table(all_rows, chosen, theirs)))
+    print("\n".join(report_tables.results_table(all_rows, chosen, theirs)))
     print()
-    print("\n".join(report.floors_summary(all_rows, chosen, theirs)))
+    print("\n".join(report_tables.floors_summary(all_rows, chosen, theirs)))
     log(f"wrote {out / 'benchmarks.md'} and {png} in {elapsed:.0f} s")
     return 0
 

@@ -38,16 +38,16 @@ from zot_registry.storage.s3.parts import PART_SIZE as PART
 
 from bench.common import (
     DOCS,
+    Panel,
+    bar_panels,
     binary,
     curl,
     free_port,
-    grouped_bars,
-    pyplot,
     registry_config,
     report_opening,
-    save_figure,
     stop_all,
     wait_for_status,
+    write_report,
 )
 
 SIZES = (16 << 20, 64 << 20, 256 << 20)
@@ -270,6 +270,35 @@ def measure(workdir: Path) -> list[Row]:
     return rows
 
 
+READING_THE_TABLE = """\
+## Reading the table
+
+- A monolithic push streams the body into S3 parts while hashing it and completes the multipart
+  upload at the blob's own key once the digest matched: the bytes cross S3 once, as in the limit.
+- A session push (what skopeo and most clients do) cannot know the digest until the PUT, so the
+  parts are assembled under the session and copied to the blob's key after verification: a
+  server-side copy of every byte, which on a gateway over a local disk costs as much as the write.
+- The registry hashes every byte it receives (SHA-256) and runs on the same two cores as the S3
+  server and the client; the limit does neither of those on the push side.
+- Through a non-owner, every request is streamed once more, member to owner, over loopback; the
+  owner does the S3 work. On these two cores that extra hop competes with the owner and versitygw
+  for the same CPU; on separate hosts it costs a network hop, not storage work: nothing is stored
+  twice and the entry member keeps no copy."""
+
+
+def _plot(rows: list[Row], path: Path) -> None:
+    paths = (("limit", "limit (aiobotocore)"), ("registry", "1 member"), ("cluster", "3 members, via non-owner"))
+
+    def value(attr: str, size: int, name: str) -> float:
+        return next(getattr(r, attr) for r in rows if r.size == size and r.path == name)
+
+    panels: list[Panel] = [
+        (title, [(label, [value(attr, size, name) for size in SIZES]) for name, label in paths])
+        for attr, title in (("push_mbps", "push MB/s"), ("pull_mbps", "pull MB/s"))
+    ]
+    bar_panels(path, (9, 4), [f"{size >> 20} MiB" for size in SIZES], panels, shared=True)
+
+
 def report(rows: list[Row], out: Path, elapsed: float) -> None:
     lines = report_opening(
         "S3-backed push and pull, against the S3 server written directly",
@@ -301,51 +330,9 @@ def report(rows: list[Row], out: Path, elapsed: float) -> None:
                 f"{ours.session_push_mbps / limit.push_mbps:.2f} | {limit.pull_mbps:,.0f} | "
                 f"{ours.pull_mbps:,.0f} | {ours.pull_mbps / limit.pull_mbps:.2f} |"
             )
-    lines += [
-        "",
-        "![registry, cluster and limit](s3-benchmarks.png)",
-        "",
-        "## Reading the table",
-        "",
-        "- A monolithic push streams the body into S3 parts while hashing it and completes the multipart",
-        "  upload at the blob's own key once the digest matched: the bytes cross S3 once, as in the limit.",
-        "- A session push (what skopeo and most clients do) cannot know the digest until the PUT, so the",
-        "  parts are assembled under the session and copied to the blob's key after verification: a",
-        "  server-side copy of every byte, which on a gateway over a local disk costs as much as the write.",
-        "- The registry hashes every byte it receives (SHA-256) and runs on the same two cores as the S3",
-        "  server and the client; the limit does neither of those on the push side.",
-        "- Through a non-owner, every request is streamed once more, member to owner, over loopback; the",
-        "  owner does the S3 work. On these two cores that extra hop competes with the owner and versitygw",
-        "  for the same CPU; on separate hosts it costs a network hop, not storage work: nothing is stored",
-        "  twice and the entry member keeps no copy.",
-        "",
-    ]
-    (out / "s3-benchmarks.md").write_text("\n".join(lines))
-    _plot(rows, out / "s3-benchmarks.png")
-
-
-def _plot(rows: list[Row], path: Path) -> None:
-    plt = pyplot()
-    labels = [f"{size >> 20} MiB" for size in SIZES]
-    fig, axes = plt.subplots(1, 2, figsize=(9, 4))
-    for ax, attr, title in ((axes[0], "push_mbps", "push MB/s"), (axes[1], "pull_mbps", "pull MB/s")):
-        grouped_bars(
-            ax,
-            labels,
-            [
-                (label, [next(getattr(r, attr) for r in rows if r.size == size and r.path == name) for size in SIZES])
-                for name, label in (
-                    ("limit", "limit (aiobotocore)"),
-                    ("registry", "1 member"),
-                    ("cluster", "3 members, via non-owner"),
-                )
-            ],
-        )
-        ax.set_title(title)
-    handles, names = axes[0].get_legend_handles_labels()
-    fig.legend(handles, names, loc="lower center", ncol=3, frameon=False)
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
-    save_figure(fig, path)
+    write_report(
+        out, "s3-benchmarks", lines, "registry, cluster and limit", READING_THE_TABLE, lambda png: _plot(rows, png)
+    )
 
 
 def main() -> int:

@@ -19,6 +19,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from tests.support.control_plane import ControlPlane  # noqa: E402
+from tests.support.kube_objects import persistent_volume  # noqa: E402
 
 CHILDREN = (
     "configmap/{n}-config",
@@ -85,23 +86,7 @@ def main() -> int:
     with ControlPlane(nodes=3) as cp:
         cp.kubectl("apply", "-f", str(REPO_ROOT / "crds" / "zotclusters.yaml"))
         cp.kubectl("wait", "--for=condition=Established", "crd/zotclusters.zot-operator.io", "--timeout=60s")
-        apply(
-            cp,
-            [
-                {
-                    "apiVersion": "v1",
-                    "kind": "PersistentVolume",
-                    "metadata": {"name": f"pv-{i}"},
-                    "spec": {
-                        "capacity": {"storage": "10Gi"},
-                        "accessModes": ["ReadWriteOnce"],
-                        "storageClassName": "manual",
-                        "hostPath": {"path": f"/tmp/pv-{i}"},
-                    },
-                }
-                for i in range(120)
-            ],
-        )
+        apply(cp, [persistent_volume(f"pv-{i}", "10Gi") for i in range(120)])
         cp.kubectl("create", "namespace", "scale")
         operator = subprocess.Popen(
             [sys.executable, "-m", "zot_operator.cli", "run", "--liveness", "http://127.0.0.1:18099/healthz"],

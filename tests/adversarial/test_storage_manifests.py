@@ -24,7 +24,7 @@ from tests.support.checks import (
     oci_error_codes,
 )
 from tests.support.images import Image, make_image, sha256
-from tests.support.sites import SiteFactory
+from tests.support.sites import Site, SiteFactory
 
 # 5 and 6. Manifests with wrong JSON types, and JSON nested too deep -------------------------------
 
@@ -54,6 +54,12 @@ def test_manifests_with_wrong_json_types_are_manifest_invalid(site: SiteFactory,
     s.finish()
 
 
+def put_document(s: Site, tag: str, document: dict[str, Any], media_type: str, case: str) -> None:
+    """PUT `document` as the manifest d:TAG of type `media_type`: it must be stored (201)."""
+    body = json.dumps(document).encode()
+    s.check(s.client.put(f"/v2/d/manifests/{tag}", content=body, headers={"Content-Type": media_type}), case, {201})
+
+
 def test_docker_manifests_and_lists_and_oci_indexes_still_push(site: SiteFactory) -> None:
     s = site()
     image = make_image("docker-shapes")
@@ -76,13 +82,7 @@ def test_docker_manifests_and_lists_and_oci_indexes_still_push(site: SiteFactory
         "platform": {"architecture": "arm", "os": "linux", "variant": "v7", "features": ["sse4"]},
     }
     docker_list = {"schemaVersion": 2, "mediaType": DOCKER_LIST, "manifests": [entry]}
-    s.check(
-        s.client.put(
-            "/v2/d/manifests/list", content=json.dumps(docker_list).encode(), headers={"Content-Type": DOCKER_LIST}
-        ),
-        "docker manifest list",
-        {201},
-    )
+    put_document(s, "list", docker_list, DOCKER_LIST, "docker manifest list")
     oci_index = {
         "schemaVersion": 2,
         "mediaType": OCI_INDEX,
@@ -95,13 +95,7 @@ def test_docker_manifests_and_lists_and_oci_indexes_still_push(site: SiteFactory
             }
         ],
     }
-    s.check(
-        s.client.put(
-            "/v2/d/manifests/index", content=json.dumps(oci_index).encode(), headers={"Content-Type": OCI_INDEX}
-        ),
-        "OCI index",
-        {201},
-    )
+    put_document(s, "index", oci_index, OCI_INDEX, "OCI index")
     # Foreign layers (urls) and an artifact with an empty config, no layers and a subject.
     foreign = manifest_document(image)
     foreign["layers"].append(
@@ -112,13 +106,7 @@ def test_docker_manifests_and_lists_and_oci_indexes_still_push(site: SiteFactory
             "urls": ["https://example.com/x"],
         }
     )
-    s.check(
-        s.client.put(
-            "/v2/d/manifests/foreign", content=json.dumps(foreign).encode(), headers={"Content-Type": OCI_MANIFEST}
-        ),
-        "foreign layer",
-        {201},
-    )
+    put_document(s, "foreign", foreign, OCI_MANIFEST, "foreign layer")
     empty = b"{}"
     s.check(s.client.post("/v2/d/blobs/uploads/", params={"digest": sha256(empty)}, content=empty), "empty", {201})
     artifact = {
@@ -135,13 +123,7 @@ def test_docker_manifests_and_lists_and_oci_indexes_still_push(site: SiteFactory
         "subject": descriptor(image),
         "annotations": {"created": "now"},
     }
-    s.check(
-        s.client.put(
-            "/v2/d/manifests/sig", content=json.dumps(artifact).encode(), headers={"Content-Type": OCI_MANIFEST}
-        ),
-        "artifact",
-        {201},
-    )
+    put_document(s, "sig", artifact, OCI_MANIFEST, "artifact")
     tags = s.check(s.client.get("/v2/d/tags/list"), "tags", {200}).json()["tags"]
     assert tags == ["docker", "foreign", "index", "list", "oci", "sig"]
     s.finish()

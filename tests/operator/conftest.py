@@ -15,6 +15,7 @@ import kubernetes
 import pytest
 
 from tests.support.control_plane import BINARIES, KWOK_STAGES, TOOLS_BIN, ControlPlane
+from tests.support.kube_objects import persistent_volume
 from tests.support.kubectl import Namespaces, get
 from tests.support.operators import operator_process
 from tests.support.paths import REPO_ROOT
@@ -85,17 +86,6 @@ def volumes(control_plane: ControlPlane) -> None:
     tolerate the taint and claim these pre-made PersistentVolumes of class "manual"."""
     for i in range(16):
         if get(control_plane, "pv", f"manual-{i}") is None:
-            pv = {
-                "apiVersion": "v1",
-                "kind": "PersistentVolume",
-                "metadata": {"name": f"manual-{i}"},
-                "spec": {
-                    "capacity": {"storage": "20Gi"},
-                    "accessModes": ["ReadWriteOnce"],
-                    "storageClassName": "manual",
-                    "hostPath": {"path": f"/tmp/manual-{i}"},
-                },
-            }
             path = Path(control_plane.dir) / f"pv-{i}.json"
-            path.write_text(json.dumps(pv))
+            path.write_text(json.dumps(persistent_volume(f"manual-{i}", "20Gi")))
             control_plane.kubectl("apply", "-f", str(path))

@@ -16,7 +16,7 @@ from zot_operator.models import DEFAULT_IMAGE
 
 from tests.support.control_plane import ControlPlane
 from tests.support.kube_objects import KWOK_TOLERATION, kubeconfig
-from tests.support.kubectl import Namespaces, get, wait_for
+from tests.support.kubectl import Namespaces, create_secret, get, wait_for
 from tests.support.operators import operator_process
 from tests.support.paths import REPO_ROOT, TOOLS_BIN
 from tests.support.zotclusters import S3_EXAMPLE, apply_document, example_cluster, wait_for_phase
@@ -283,17 +283,8 @@ def test_operator_reconciles_with_only_the_charts_rbac(
 ) -> None:
     cp, ns = control_plane, namespaces.create("zot-rbac", htpasswd=False)
     # Shared storage: every kind of child and both credential Secrets, and no volumes to provision.
-    cp.kubectl(
-        "-n",
-        ns,
-        "create",
-        "secret",
-        "generic",
-        "registry-s3",
-        "--from-literal=accessKey=a",
-        "--from-literal=secretKey=b",
-    )
-    cp.kubectl("-n", ns, "create", "secret", "generic", "registry-redis", "--from-literal=url=redis://:p@r:6379")
+    create_secret(cp, ns, "registry-s3", accessKey="a", secretKey="b")
+    create_secret(cp, ns, "registry-redis", url="redis://:p@r:6379")
     apply_document(cp, example_cluster(ns, example=S3_EXAMPLE), "rbac-cluster.yaml")
     zc = wait_for_phase(cp, ns, "Running", timeout=120)
     assert zc["status"]["readyMembers"] == 3

@@ -18,7 +18,7 @@ from zot_registry.config import parse_config
 
 from tests.support.control_plane import ControlPlane
 from tests.support.images import make_image, push_image
-from tests.support.kubectl import Namespaces, absent, get, wait_for
+from tests.support.kubectl import Namespaces, absent, get, merge_patch, wait_for
 from tests.support.operators import OPERATOR_RESYNC_SECONDS
 from tests.support.ports import port_free_on_all
 from tests.support.registry import RegistryProcess
@@ -317,16 +317,7 @@ def test_image_change_rolls_one_member_at_a_time(
     cp, ns = control_plane, namespaces.create("zot-rolling")
     apply_cluster(cp, ns)
     wait_for("3 ready members", lambda: len(ready_pods(cp, ns)) == 3, timeout=90)
-    cp.kubectl(
-        "-n",
-        ns,
-        "patch",
-        "zc",
-        "demo",
-        "--type=merge",
-        "-p",
-        json.dumps({"spec": {"image": "example.org/zot-operator:next"}}),
-    )
+    merge_patch(cp, ns, "zc", "demo", {"spec": {"image": "example.org/zot-operator:next"}})
     worst = 0
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:

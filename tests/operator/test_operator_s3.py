@@ -16,7 +16,7 @@ import pytest
 from zot_registry.config import load_config
 
 from tests.support.control_plane import ControlPlane
-from tests.support.kubectl import Namespaces, get, wait_for
+from tests.support.kubectl import Namespaces, create_secret, get, merge_patch, wait_for
 from tests.support.operators import OPERATOR_RESYNC_SECONDS
 from tests.support.zotclusters import S3_EXAMPLE, apply_document, example_cluster, wait_for_phase
 
@@ -36,16 +36,7 @@ def test_s3_cluster_waits_for_its_credentials_and_never_writes_them_into_the_con
     degraded = next(c for c in zc["status"]["conditions"] if c["type"] == "Degraded")
     assert degraded["reason"] == "S3CredentialsSecretMissing" and "registry-s3" in degraded["message"]
     assert get(cp, "-n", ns, "statefulset", "demo") is None
-    cp.kubectl(
-        "-n",
-        ns,
-        "create",
-        "secret",
-        "generic",
-        "registry-s3",
-        "--from-literal=accessKey=AKIDEXAMPLE",
-        "--from-literal=secretKey=s3-secret-value",
-    )
+    create_secret(cp, ns, "registry-s3", accessKey="AKIDEXAMPLE", secretKey="s3-secret-value")
     zc = wait_for(
         "next Degraded reason",
         lambda: (
@@ -55,15 +46,7 @@ def test_s3_cluster_waits_for_its_credentials_and_never_writes_them_into_the_con
             )
         ),
     )
-    cp.kubectl(
-        "-n",
-        ns,
-        "create",
-        "secret",
-        "generic",
-        "registry-redis",
-        "--from-literal=url=redis://:redis-pw-value@redis:6379/0",
-    )
+    create_secret(cp, ns, "registry-redis", url="redis://:redis-pw-value@redis:6379/0")
     wait_for(
         "Running", lambda: (z := get(cp, "-n", ns, "zc", "demo")) and z["status"].get("phase") == "Running", timeout=90
     )
@@ -120,16 +103,7 @@ def test_s3_cluster_waits_for_its_credentials_and_never_writes_them_into_the_con
     assert written() == settled
     # A new password in the Secret: the pod template changes (the members roll), the ConfigMap does not.
     versions = sts["spec"]["template"]["metadata"]["annotations"]["zot-operator.io/secret-versions"]
-    cp.kubectl(
-        "-n",
-        ns,
-        "patch",
-        "secret",
-        "registry-redis",
-        "--type=merge",
-        "-p",
-        json.dumps({"stringData": {"url": "redis://:new-pw-value@redis:6379/0"}}),
-    )
+    merge_patch(cp, ns, "secret", "registry-redis", {"stringData": {"url": "redis://:new-pw-value@redis:6379/0"}})
     wait_for(
         "new secret version in the pod template",
         lambda: (
@@ -143,15 +117,8 @@ def test_s3_cluster_waits_for_its_credentials_and_never_writes_them_into_the_con
     assert "new-pw-value" not in json.dumps(get(cp, "-n", ns, "statefulset", "demo"))
     assert "new-pw-value" not in get(cp, "-n", ns, "configmap", "demo-config")["data"]["config.json"]
     # Back to a URL without credentials, in the config: no init container, no in-memory volume left.
-    cp.kubectl(
-        "-n",
-        ns,
-        "patch",
-        "zc",
-        "demo",
-        "--type=merge",
-        "-p",
-        json.dumps({"spec": {"cache": {"redis": {"urlSecret": None, "url": "redis://redis:6379/0"}}}}),
+    merge_patch(
+        cp, ns, "zc", "demo", {"spec": {"cache": {"redis": {"urlSecret": None, "url": "redis://redis:6379/0"}}}}
     )
 
     def inline() -> dict[str, Any] | None:

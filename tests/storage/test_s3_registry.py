@@ -107,9 +107,8 @@ def test_wrong_digest_leaves_nothing_visible(member: RegistryProcess, any_s3: Pe
 def test_garbage_collection_keeps_layers_another_repository_still_uses(
     tmp_path: Path, s3_server: Peer, redis_server: Peer
 ) -> None:
-    process = s3_member(tmp_path / "gc", s3_server, redis_cache(redis_server), gc=True, gcDelay="1s", gcInterval="1s")
-    process.start()
-    try:
+    gc = s3_member(tmp_path / "gc", s3_server, redis_cache(redis_server), gc=True, gcDelay="1s", gcInterval="1s")
+    with gc.start() as process:
         image = make_image("collected", (2 << 20,))
         with httpx.Client(base_url=process.url, timeout=60) as client:
             assert push_image(client, "dropped", image, "v1").status_code == 201
@@ -132,14 +131,11 @@ def test_garbage_collection_keeps_layers_another_repository_still_uses(
             # The shared copy stays: "kept" still holds the layer, and serves it.
             assert client.get(f"/v2/kept/blobs/{sha256(image.layers[0])}").content == image.layers[0]
             assert client.get("/v2/kept/manifests/v1").content == image.manifest
-    finally:
-        process.stop()
 
 
 def test_storage_down_is_a_503_with_a_reason_not_a_500(tmp_path: Path, s3_server: Peer, redis_server: Peer) -> None:
     dead = Peer("127.0.0.1", free_port())  # nothing listens there
-    process = s3_member(tmp_path / "dead", dead, redis_cache(redis_server)).start()
-    try:
+    with s3_member(tmp_path / "dead", dead, redis_cache(redis_server)).start() as process:
         with httpx.Client(base_url=process.url, timeout=60) as client:
             response = client.get(f"/v2/any/blobs/{sha256(b'x')}")
             assert response.status_code == 503, response.text
@@ -148,15 +144,12 @@ def test_storage_down_is_a_503_with_a_reason_not_a_500(tmp_path: Path, s3_server
             ready = client.get("/readyz")
             assert ready.status_code == 503 and "S3" in ready.text
         assert "Traceback" not in process.log_path.read_text()
-    finally:
-        process.stop()
 
 
 def test_one_gib_push_and_pull_through_s3_stays_within_64_mib(
     tmp_path: Path, s3_server: Peer, redis_server: Peer
 ) -> None:
-    process = s3_member(tmp_path / "big", s3_server, redis_cache(redis_server), workers=1).start()
-    try:
+    with s3_member(tmp_path / "big", s3_server, redis_cache(redis_server), workers=1).start() as process:
         assert process.process is not None
         with httpx.Client(base_url=process.url, timeout=600) as client:
             # Warm up: the S3 and redis clients are made on first use, and are not what this measures.
@@ -167,8 +160,6 @@ def test_one_gib_push_and_pull_through_s3_stays_within_64_mib(
             f"S3: baseline RSS {baseline >> 20} MiB, push peak {push_peak >> 20} MiB, pull peak {pull_peak >> 20} MiB"
         )
         assert growth < LIMIT, f"resident memory grew by {growth >> 20} MiB moving 1 GiB through S3"
-    finally:
-        process.stop()
 
 
 # Adversarial cases on S3 (the local-store versions are in tests/adversarial/test_storage_*.py).
@@ -272,8 +263,7 @@ def test_a_zot_bucket_with_null_manifests_and_damaged_indexes(
     for name, content in damaged.items():
         _put_object(s3_server, f"{ROOT}/{name}/oci-layout", layout)
         _put_object(s3_server, f"{ROOT}/{name}/index.json", content)
-    process = s3_member(tmp_path / "zot-root", s3_server, redis_cache(redis_server)).start()
-    try:
+    with s3_member(tmp_path / "zot-root", s3_server, redis_cache(redis_server)).start() as process:
         with httpx.Client(base_url=process.url, timeout=60) as client:
             tags = client.get("/v2/zot/emptied/tags/list")
             assert (tags.status_code, tags.json()) == (200, {"name": "zot/emptied", "tags": []}), tags.text
@@ -303,36 +293,31 @@ def test_a_zot_bucket_with_null_manifests_and_damaged_indexes(
                     assert (answer.status_code, oci_error_codes(answer)) == (404, ["NAME_UNKNOWN"]), answer.text
                 assert read_object(s3_server, f"{ROOT}/{name}/index.json") == content, f"{name} was rewritten"
         assert "Traceback" not in process.log_path.read_text()
-    finally:
-        process.stop()
 
 
 def test_manifests_of_the_wrong_shape_are_manifest_invalid_on_s3(
     tmp_path: Path, s3_server: Peer, redis_server: Peer
 ) -> None:
-    process = s3_member(tmp_path / "shapes", s3_server, redis_cache(redis_server)).start()
-    try:
-        with httpx.Client(base_url=process.url, timeout=60) as client:
-            subject = make_image("s3-subject")
-            assert push_image(client, "shapes", subject, "v1").status_code == 201
-            descriptor = {
-                "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                "digest": subject.digest,
-                "size": len(subject.manifest),
-            }
-            image = make_image("s3-typed", subject=descriptor, artifact_type="application/x.typed")
-            assert push_image(client, "shapes", image, "good").status_code == 201
-            for label, media_type, body in invalid_manifests(image, subject):
-                answer = client.put(
-                    f"/v2/shapes/manifests/{sha256(body)}", content=body, headers={"Content-Type": media_type}
-                )
-                assert_sane_response(answer, label)
-                assert (answer.status_code, oci_error_codes(answer)) == (400, ["MANIFEST_INVALID"]), (
-                    label,
-                    answer.text,
-                )
-            assert client.get("/v2/shapes/tags/list").json()["tags"] == ["good", "v1"]
-            found = client.get(f"/v2/shapes/referrers/{subject.digest}").json()["manifests"]
-            assert [m["digest"] for m in found] == [image.digest]
-    finally:
-        process.stop()
+    member = s3_member(tmp_path / "shapes", s3_server, redis_cache(redis_server))
+    with member.start() as process, httpx.Client(base_url=process.url, timeout=60) as client:
+        subject = make_image("s3-subject")
+        assert push_image(client, "shapes", subject, "v1").status_code == 201
+        descriptor = {
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": subject.digest,
+            "size": len(subject.manifest),
+        }
+        image = make_image("s3-typed", subject=descriptor, artifact_type="application/x.typed")
+        assert push_image(client, "shapes", image, "good").status_code == 201
+        for label, media_type, body in invalid_manifests(image, subject):
+            answer = client.put(
+                f"/v2/shapes/manifests/{sha256(body)}", content=body, headers={"Content-Type": media_type}
+            )
+            assert_sane_response(answer, label)
+            assert (answer.status_code, oci_error_codes(answer)) == (400, ["MANIFEST_INVALID"]), (
+                label,
+                answer.text,
+            )
+        assert client.get("/v2/shapes/tags/list").json()["tags"] == ["good", "v1"]
+        found = client.get(f"/v2/shapes/referrers/{subject.digest}").json()["manifests"]
+        assert [m["digest"] for m in found] == [image.digest]

@@ -52,6 +52,15 @@ def run(env: dict[str, str], *args: str, cwd: Path | None = None) -> str:
     return result.stdout
 
 
+def oras_push_payload(env: dict[str, str], folder: Path, size: int, reference: str, *flags: str) -> bytes:
+    """`oras push FLAGS REFERENCE` of folder/payload.bin, `size` random bytes as one octet-stream layer;
+    returns those bytes."""
+    payload = os.urandom(size)
+    (folder / "payload.bin").write_bytes(payload)
+    run(env, tool("oras"), "push", *flags, reference, "payload.bin:application/octet-stream", cwd=folder)
+    return payload
+
+
 def owner(cluster: SharedCluster, repo: str) -> int:
     return owner_index(repo, cluster.example["cluster"]["hashKey"].encode(), len(cluster.members))
 
@@ -78,18 +87,7 @@ def test_skopeo_and_oras_push_through_one_member_and_pull_through_the_others(
         assert inspected["Digest"] == digest
 
     oras = tool("oras")
-    payload = os.urandom(2 << 20)
-    (tmp_path / "payload.bin").write_bytes(payload)
-    run(
-        env,
-        oras,
-        "push",
-        "--ca-file",
-        str(cluster.certs.ca),
-        f"{a}/{artifact_repo}:v1",
-        "payload.bin:application/octet-stream",
-        cwd=tmp_path,
-    )
+    payload = oras_push_payload(env, tmp_path, 2 << 20, f"{a}/{artifact_repo}:v1", "--ca-file", str(cluster.certs.ca))
     for number, via in enumerate((b, c)):
         target = tmp_path / f"oras-{number}"
         run(env, oras, "pull", "--ca-file", str(cluster.certs.ca), "-o", str(target), f"{via}/{artifact_repo}:v1")
@@ -257,17 +255,7 @@ def test_skopeo_and_oras_through_haproxy_sticky_entry(s3_redis_cluster: SharedCl
                 )
 
         oras = tool("oras")
-        payload = os.urandom(1 << 20)
-        (tmp_path / "payload.bin").write_bytes(payload)
-        run(
-            env,
-            oras,
-            "push",
-            "--plain-http",
-            f"{entry}/lb/oras:v1",
-            "payload.bin:application/octet-stream",
-            cwd=tmp_path,
-        )
+        payload = oras_push_payload(env, tmp_path, 1 << 20, f"{entry}/lb/oras:v1", "--plain-http")
         run(env, oras, "pull", "--plain-http", "-o", str(tmp_path / "pulled"), f"{entry}/lb/oras:v1")
         assert (tmp_path / "pulled" / "payload.bin").read_bytes() == payload
     finally:

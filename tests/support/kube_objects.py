@@ -59,3 +59,19 @@ def fake_node(name: str, cpu: str = "32", memory: str = "256Gi", pods: str = "11
             },
         },
     }
+
+
+def persistent_volume(name: str, storage: str) -> dict[str, Any]:
+    """A PersistentVolume of class "manual" on a host path named after it: what claims bind to where
+    nothing provisions volumes."""
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {"name": name},
+        "spec": {
+            "capacity": {"storage": storage},
+            "accessModes": ["ReadWriteOnce"],
+            "storageClassName": "manual",
+            "hostPath": {"path": f"/tmp/{name}"},
+        },
+    }

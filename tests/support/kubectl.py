@@ -40,6 +40,18 @@ def get(cp: ControlPlane, *args: str) -> Any:
     return json.loads(result.stdout) if result.returncode == 0 else None
 
 
+def create_secret(cp: ControlPlane, namespace: str, name: str, **values: str) -> None:
+    """`kubectl create secret generic NAME --from-literal=KEY=VALUE...` in `namespace`."""
+    cp.kubectl(
+        "-n", namespace, "create", "secret", "generic", name, *(f"--from-literal={k}={v}" for k, v in values.items())
+    )
+
+
+def merge_patch(cp: ControlPlane, namespace: str, kind: str, name: str, patch: dict[str, Any]) -> None:
+    """`kubectl patch KIND NAME --type=merge -p PATCH` in `namespace`, PATCH given as JSON."""
+    cp.kubectl("-n", namespace, "patch", kind, name, "--type=merge", "-p", json.dumps(patch))
+
+
 def absent(cp: ControlPlane, *args: str) -> bool:
     return get(cp, *args) is None
 

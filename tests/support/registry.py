@@ -89,6 +89,13 @@ class RegistryProcess:
             time.sleep(0.1)
         raise RuntimeError(f"registry did not start in {timeout}s:\n{self.log_path.read_text()[-3000:]}")
 
+    def __enter__(self) -> RegistryProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """`with registry.start() as registry:` stops it when the block ends, however it ends."""
+        self.stop()
+
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
             self.process.terminate()

@@ -70,8 +70,6 @@ def test_workers_exit_when_the_parent_is_killed(start_registry: Callable[..., Re
 def test_stop_signals_are_a_clean_exit(start_registry: Callable[..., RegistryProcess], signum: int) -> None:
     registry = start_registry(workers=2)
     assert registry.process is not None
-    # A worker killed before every worker has started is a failed start ("cannot start"), another test.
-    wait_for_log(registry, "all workers started")
     _, *children = process_tree(registry)
     # Ctrl-C reaches the whole process group; SIGTERM (kubelet, systemd) only the parent.
     if signum == signal.SIGINT:

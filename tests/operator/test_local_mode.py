@@ -347,21 +347,16 @@ def test_closing_its_terminal_stops_every_member(tmp_path: Path) -> None:
 
     port = port_free_on_all(2)
     state = tmp_path / "state"
-    master, slave = pty.openpty()
+    master, tty = pty.openpty()
 
-    def controlling_terminal() -> None:  # in the child, a session leader after start_new_session
+    def take_tty() -> None:  # in the child, a session leader after start_new_session: the pty is its terminal
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
+    up = [*CLI, "up", "-f", str(example_on_port(tmp_path, port, replicas=2)), "--dir", str(state)]
     process = subprocess.Popen(
-        [*CLI, "up", "-f", str(example_on_port(tmp_path, port, replicas=2)), "--dir", str(state)],
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        cwd=tmp_path,
-        start_new_session=True,
-        preexec_fn=controlling_terminal,
+        up, stdin=tty, stdout=tty, stderr=tty, cwd=tmp_path, start_new_session=True, preexec_fn=take_tty
     )
-    os.close(slave)
+    os.close(tty)
     descendants: list[psutil.Process] = []
     try:
         seen, deadline = b"", time.monotonic() + 90

@@ -41,8 +41,11 @@ fmt: $(STAMP)
 	$(BIN)/ruff format .
 
 # -rs prints why a test was skipped (the kind suite, where Docker or kind is missing); --durations the slowest.
+# Test modules run on TEST_WORKERS processes, each module whole on one of them (its module-scoped
+# clusters and peers stay its own); the suites mostly wait on servers, so two halve the time on two cores.
+TEST_WORKERS ?= 2
 test: $(STAMP) tools lint
-	$(BIN)/pytest -q -rs --durations=20 tests
+	$(BIN)/pytest -q -rs --durations=20 -n $(TEST_WORKERS) --dist loadfile tests
 
 # Seconds, no test peers: the pure-Python tests (config, hashing, rendering, plans).
 test-unit: $(STAMP)

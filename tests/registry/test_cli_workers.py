@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 
 from tests.support.checks import assert_no_traceback
 from tests.support.cli import base_config, cli, error_lines, nothing_listens, write_config
+from tests.support.kubectl import wait_for
 from tests.support.ports import free_port
 from tests.support.registry import RegistryProcess, registry_config
 
@@ -40,13 +40,6 @@ def test_second_registry_on_a_port_in_use_is_refused(
         for _ in range(20):
             assert client.get("/livez").status_code == 200
     assert not (tmp_path / "other-root").exists()
-
-
-def wait_for_log(registry: RegistryProcess, text: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while text not in registry.log_path.read_text():
-        assert time.monotonic() < deadline, f"{text!r} never appeared in {registry.log_path}"
-        time.sleep(0.1)
 
 
 def process_tree(registry: RegistryProcess) -> list[psutil.Process]:
@@ -90,7 +83,7 @@ def test_a_worker_that_dies_stops_the_registry_with_an_error(
     registry = start_registry(workers=2, config=config)
     assert registry.process is not None
     # A worker killed before every worker has started is a failed start ("cannot start"), another test.
-    wait_for_log(registry, "all workers started")
+    wait_for("every worker started", lambda: "all workers started" in registry.log_path.read_text(), interval=0.1)
     _, *children = process_tree(registry)
     worker = next(c for c in children if "spawn_main" in " ".join(c.cmdline()))
     worker.kill()

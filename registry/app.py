@@ -16,15 +16,23 @@ from .api.failures import failure_response, unexpected_response
 from .api.http import content_length, page_size, parse_number
 from .api.routing import Route, match_route
 from .auth import HtpasswdAuth
+from .cluster.changes import Changes
+from .cluster.control import PeerCheck, register_control
+from .cluster.control_client import PeerControl
 from .cluster.decision import Forward, Refuse
+from .cluster.imports import Imports
 from .cluster.membership import identify_with_retry
 from .cluster.node import Cluster
+from .cluster.rebalance import Rebalancer
+from .cluster.write_gate import WriteGate
 from .config import LoadedConfig, ZotConfig
 from .errors import RegistryError
 from .storage.base import Store
 from .storage.files import disk_errors
+from .storage.local.store import LocalStore
 from .storage.open import open_store
 from .streaming import FlowControlledConnection, FlowControlledRequest
+from .version import VERSION
 
 log = logging.getLogger("zot_registry")
 
@@ -68,10 +76,12 @@ def create_app(loaded: LoadedConfig) -> Quart:
     auth = _make_auth(loaded)
     readiness = Readiness()
     storage_usage = metrics.StorageUsage(store.disk_usage)
-    cluster = Cluster.from_config(config) if config.is_clustered else None
+    cluster = Cluster.from_config(config) if config.cluster is not None and config.cluster.members else None
+    gate: WriteGate | None = None
     if cluster is not None:
         _join_cluster(app, cluster, config)
-        readiness.checks.append(lambda: cluster.membership.reason)
+        readiness.checks.append(cluster.not_ready_reason)
+        gate = _control_cluster(app, cluster, config, store)
     app.request_class = FlowControlledRequest
     app.asgi_http_class = FlowControlledConnection
 
@@ -81,7 +91,7 @@ def create_app(loaded: LoadedConfig) -> Quart:
             if isinstance(decision, Refuse):
                 raise decision.error
             if isinstance(decision, Forward):
-                return await cluster.proxy.forward(request, decision.member, route.kind)
+                return await cluster.proxy.forward(request, decision.member, route.kind, decision.hops, decision.epoch)
             if decision.gather_catalog:
                 n = page_size()  # a bad n is refused before any member is asked
                 return listing.catalog_response(await cluster.catalog(request, await store.catalog()), n)
@@ -89,6 +99,10 @@ def create_app(loaded: LoadedConfig) -> Quart:
                 mounted = await uploads.mount_across_members(route, store, cluster)
                 if mounted is not None:
                     return mounted
+            if gate is not None and route.proxyable and request.method not in ("GET", "HEAD"):
+                # A write to a repository that is moving to another member waits (write_gate.py).
+                async with gate.writing(route.name):
+                    return await HANDLERS[route.kind](route, store)
         return await HANDLERS[route.kind](route, store)
 
     async def dispatch(rest: str = "") -> Response:
@@ -158,14 +172,64 @@ def _join_cluster(app: Quart, cluster: Cluster, config: ZotConfig) -> None:
 
     @app.before_serving
     async def identify_self() -> None:
-        coroutine = identify_with_retry(cluster.membership, config.http.address, config.http.port)
-        tasks.append(asyncio.get_running_loop().create_task(coroutine))
+        membership = cluster.membership
+        if membership.self_index is None and not membership.outside:
+            coroutine = identify_with_retry(membership, config.http.address, config.http.port)
+            tasks.append(asyncio.get_running_loop().create_task(coroutine))
 
     @app.after_serving
     async def leave() -> None:
         for task in tasks:
             task.cancel()
-        await cluster.proxy.aclose()
+        await cluster.aclose()
+
+
+def _control_cluster(app: Quart, cluster: Cluster, config: ZotConfig, store: Store) -> WriteGate | None:
+    """The control API, and for storage local to each member what a change copies and gates."""
+    assert config.cluster is not None
+    tls = config.cluster.tls
+    check = PeerCheck(tls.cacert if tls else None, config.http.tls is not None)
+    local = store if isinstance(store, LocalStore) and not cluster.shared_storage else None
+    imports = Imports(local, cluster.topology.folder) if local is not None else None
+    changes = Changes(
+        cluster.topology,
+        local,
+        imports,
+        config.http.address,
+        config.http.port,
+        cluster.shared_storage,
+        VERSION,
+    )
+    gate = WriteGate(cluster.topology) if local is not None else None
+    rebalancer = (
+        Rebalancer(local, cluster.topology, gate, PeerControl(cluster.control_proxy), config.cluster.hash_key_bytes)
+        if local is not None and gate is not None
+        else None
+    )
+
+    def start() -> None:
+        if rebalancer is not None:
+            rebalancer.start_if_idle()
+        else:
+            changes.settle_shared()
+
+    register_control(app, check, changes, cluster.topology, imports, start)
+
+    @app.before_serving
+    async def resume() -> None:
+        # A change under way when this member stopped goes on (the operator's next request would start it too).
+        if cluster.topology.view(fresh=True).change is not None:
+            start()
+        elif local is not None:
+            await asyncio.to_thread(changes.retire_pending)
+
+    @app.after_serving
+    async def stop_changes() -> None:
+        if rebalancer is not None:
+            await rebalancer.stop()
+        await changes.stop()
+
+    return gate
 
 
 def _schedule_gc(app: Quart, store: Store, owns: Callable[[str], bool], delay: float, interval: float) -> None:

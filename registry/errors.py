@@ -59,6 +59,18 @@ PeerBadGateway = _error("PeerBadGateway", "UNAVAILABLE", 502, "the member owning
 LoopDetected = _error(
     "LoopDetected", "UNSUPPORTED", 508, "request was already proxied once: cluster members disagree on the member list"
 )
+# Membership changes: a repository whose copy to its next owner is being finished, control requests.
+RepositoryMoving = _error(
+    "RepositoryMoving", "UNAVAILABLE", 503, "the repository is moving to another member: retry in a moment"
+)
+MembersChanging = _error(
+    "MembersChanging", "UNAVAILABLE", 503, "the cluster's member list is changing: retry in a moment"
+)
+ChangeConflict = _error("ChangeConflict", "DENIED", 409, "the membership change conflicts with this member's state")
+ImportIncomplete = _error("ImportIncomplete", "MANIFEST_BLOB_UNKNOWN", 409, "the copy of the repository is incomplete")
+ClusterPeerRequired = _error(
+    "ClusterPeerRequired", "UNAUTHORIZED", 401, "a client certificate of the cluster's CA is required"
+)
 # Shared storage and cache (a server that is down: the request fails whole, nothing is half-written).
 StorageUnavailable = _error("StorageUnavailable", "UNAVAILABLE", 503, "the storage backend is unavailable")
 CacheUnavailable = _error("CacheUnavailable", "UNAVAILABLE", 503, "the shared cache is unavailable")

@@ -52,6 +52,7 @@ read timeout, since their streams' states are not visible from the connection.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import sys
 import weakref
 from collections.abc import Coroutine
@@ -247,6 +248,23 @@ async def _protocol_send(self: TCPServer, event: Event) -> None:
             await self.protocol.handle(Closed())
 
 
+# The DER certificate the client of this connection presented (verified by the TLS handshake against
+# the trust store), or None. Set per connection task; the request tasks it spawns inherit it.
+PEER_CERTIFICATE: contextvars.ContextVar[bytes | None] = contextvars.ContextVar("peer_certificate", default=None)
+_original_run = TCPServer.run
+
+
+async def _run_with_peer_certificate(self: TCPServer) -> None:
+    ssl_object = self.writer.get_extra_info("ssl_object")
+    PEER_CERTIFICATE.set(ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None)
+    await _original_run(self)
+
+
+def peer_certificate() -> bytes | None:
+    """The client certificate of the current request's connection (DER), if it presented one."""
+    return PEER_CERTIFICATE.get()
+
+
 def install() -> None:
     """Patch hypercorn (in each worker, before it serves): TCPServer's close, reading loop and writes,
     H11Protocol's events and error answers. Lingering works with either reading loop, hypercorn's or
@@ -258,3 +276,4 @@ def install() -> None:
         TCPServer.protocol_send = _protocol_send  # type: ignore[method-assign]
         H11Protocol.handle = _h11_handle  # type: ignore[method-assign]
         H11Protocol._send_error_response = _send_error_response  # type: ignore[method-assign]
+        TCPServer.run = _run_with_peer_certificate  # type: ignore[method-assign]

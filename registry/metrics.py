@@ -49,7 +49,18 @@ def render(storage: StorageUsage) -> bytes:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         MultiProcessCollector(registry)
     else:
-        for metric in (REQUESTS, LATENCY, BYTES_IN, BYTES_OUT, PROXIED, PROXIED_BYTES, PEER_ERRORS):
+        for metric in (
+            REQUESTS,
+            LATENCY,
+            BYTES_IN,
+            BYTES_OUT,
+            PROXIED,
+            PROXIED_BYTES,
+            PEER_ERRORS,
+            REBALANCE_REPOSITORIES,
+            REBALANCE_BYTES,
+            REBALANCE_FAILURES,
+        ):
             registry.register(metric)
     registry.register(storage)
     return generate_latest(registry)
@@ -64,3 +75,11 @@ PROXIED_BYTES = Counter(
 PEER_ERRORS = Counter(
     "zot_cluster_peer_errors_total", "Peers that could not be reached or failed mid-request", ["peer", "kind"]
 )
+# Membership changes (cluster/rebalance.py): what this member sent to the repositories' next owners.
+REBALANCE_REPOSITORIES = Counter(
+    "zot_cluster_rebalance_repositories_total",
+    "Repositories copied to their next owner (stage copied) and published there (stage published)",
+    ["stage"],
+)
+REBALANCE_BYTES = Counter("zot_cluster_rebalance_bytes_total", "Blob bytes sent to the repositories' next owners")
+REBALANCE_FAILURES = Counter("zot_cluster_rebalance_failures_total", "Repository copies that failed and were retried")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import ssl
 import sys
 import tempfile
 
@@ -46,6 +47,12 @@ def hypercorn_config(loaded: LoadedConfig, workers: int) -> HypercornConfig:
         # HTTP/1.1 only: hypercorn's HTTP/2 is several times slower for large bodies here and lost
         # streams under the conformance suite's load (KeyError in its stream table, GOAWAY).
         hc.alpn_protocols = ["http/1.1"]
+        cluster = loaded.config.cluster
+        if cluster is not None and cluster.tls is not None and cluster.tls.cacert:
+            # Members and the operator present certificates of the cluster CA to the control API
+            # (cluster/control.py checks who signed them); other clients present none and are unaffected.
+            hc.ca_certs = cluster.tls.cacert
+            hc.verify_mode = ssl.CERT_OPTIONAL
     hc.graceful_timeout = 30.0
     # zot's http.readTimeout / writeTimeout; what they bound here (progress, not deadlines) is in
     # hypercorn_patches.py. Unset: hypercorn's own setting stays (no read timeout by default).

@@ -29,6 +29,8 @@ class Membership:
     key: bytes
     self_index: int | None = None
     reason: str = "resolving cluster members"
+    # Known not to be in this list (a member leaving after a change): it forwards every repository.
+    outside: bool = False
     _cache: dict[str, int] = field(default_factory=dict)
 
     def member(self, index: int) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiohttp
 from multidict import CIMultiDict
@@ -20,14 +21,17 @@ from ..tuning import env_seconds
 from .decision import Decision, decide
 from .membership import Membership
 from .proxy import HOP_HEADER, PeerProxy, peer_ssl_context
+from .topology import Topology
 
 
 @dataclass
 class Cluster:
-    membership: Membership
+    topology: Topology
     proxy: PeerProxy
     # With shared storage (S3 or a remote cache) every member sees every repository.
     shared_storage: bool
+    # Requests of the control API to other members: our certificate as client certificate.
+    control_proxy: PeerProxy
 
     @classmethod
     def from_config(cls, config: ZotConfig) -> Cluster:
@@ -39,34 +43,62 @@ class Cluster:
             if scheme == "https"
             else None
         )
-        membership = Membership(config.cluster.member_addresses, config.cluster.hash_key_bytes)
+        topology = Topology(
+            Path(config.storage.root_directory), list(config.cluster.members), config.cluster.hash_key_bytes
+        )
         shared = bool(config.storage.storage_driver) or bool(config.storage.remote_cache)
         # Peer timeouts: the defaults suit a LAN; the environment may tune them (tests shorten them).
-        proxy = PeerProxy(
-            scheme,
-            context,
-            connect_timeout=env_seconds("ZOT_CLUSTER_CONNECT_TIMEOUT", 3.0),
-            read_timeout=env_seconds("ZOT_CLUSTER_READ_TIMEOUT", 20.0),
-        )
-        return cls(membership, proxy, shared)
+        connect_timeout = env_seconds("ZOT_CLUSTER_CONNECT_TIMEOUT", 3.0)
+        read_timeout = env_seconds("ZOT_CLUSTER_READ_TIMEOUT", 20.0)
+        proxy = PeerProxy(scheme, context, connect_timeout=connect_timeout, read_timeout=read_timeout)
+        control_context = None
+        if scheme == "https" and config.http.tls is not None:
+            # zot presents a client certificate to peers only with cluster.tls.cert/key; the control
+            # API always needs one: this member's own, which the cluster CA signed for both uses.
+            cert = tls.cert if tls and tls.cert else config.http.tls.cert
+            key = tls.key if tls and tls.key else config.http.tls.key
+            control_context = peer_ssl_context(tls.cacert if tls else None, cert, key)
+        control_proxy = PeerProxy(scheme, control_context, connect_timeout=connect_timeout, read_timeout=read_timeout)
+        return cls(topology, proxy, shared, control_proxy)
+
+    @property
+    def membership(self) -> Membership:
+        """The list this member routes by now."""
+        return self.topology.view().current
 
     def owns(self, name: str) -> bool:
         """Whether this member owns `name` (False until it knows which member it is)."""
-        me = self.membership.self_index
-        return me is not None and self.membership.owner(name) == me
+        membership = self.membership
+        me = membership.self_index
+        return me is not None and membership.owner(name) == me
 
     def decide(self, request: Request, route: Route) -> Decision:
         """Serve `request` here, forward it to its owner, or refuse it (decision.decide)."""
-        return decide(request, route, self.membership, self.shared_storage)
+        return decide(request, route, self.topology.view(), self.shared_storage)
+
+    def not_ready_reason(self) -> str:
+        """Why readiness fails, "" when this member can answer: it knows its place in the list, or is
+        not in it but joins with the change under way (it forwards meanwhile)."""
+        view = self.topology.view()
+        if view.current.self_index is not None or view.current.outside:
+            return ""
+        if view.next is not None and view.next.self_index is not None:
+            return ""
+        return view.current.reason
+
+    async def aclose(self) -> None:
+        await self.proxy.aclose()
+        await self.control_proxy.aclose()
 
     async def mount_from_peer(self, request: Request, store: Store, name: str, digest: Digest, source: str) -> bool:
         """Cross-repository mount when `from` lives on another member: copy the blob over, streaming.
 
         zot cannot mount across members with storage local to each; clients then upload again.
         """
-        if self.shared_storage or self.membership.owner(source) == self.membership.self_index:
+        membership = self.membership
+        if self.shared_storage or membership.owner(source) == membership.self_index:
             return False
-        peer = self.membership.member(self.membership.owner(source))
+        peer = membership.member(membership.owner(source))
         try:
             response = await self.proxy.request(
                 peer, "GET", f"/v2/{source}/blobs/{digest}", self._peer_headers(request)
@@ -84,9 +116,14 @@ class Cluster:
             response.release()
 
     async def catalog(self, request: Request, local: list[str]) -> list[str]:
-        """This member's repositories (`local`) and every other member's, sorted."""
-        me = self.membership.self_index
-        peers = [self.membership.member(i) for i in range(len(self.membership.members)) if i != me]
+        """This member's repositories (`local`) and every other member's, sorted. During a change, the
+        members of both lists: a repository may already have left a member that switched."""
+        view = self.topology.view()
+        lists = [view.current, *([view.next] if view.next is not None else [])]
+        peers = sorted(
+            {m.member(i) for m in lists for i in range(len(m.members)) if i != m.self_index}
+            - {m.member(m.self_index) for m in lists if m.self_index is not None}
+        )
         answers = await asyncio.gather(*(self._peer_catalog(peer, request) for peer in peers))
         names = set(local)
         for answer in answers:

@@ -44,6 +44,7 @@ from ..api.http import parse_content_length
 from ..errors import PeerBadGateway, PeerBusy, PeerTimeout, PeerUnavailable, RegistryError, TooManyRequests
 from ..streaming import FlowControlledBody
 from ..tuning import env_int
+from .control_models import EPOCH_HEADER
 
 log = logging.getLogger("zot_registry.cluster")
 
@@ -257,12 +258,14 @@ class PeerProxy:
             metrics.PEER_ERRORS.labels(peer, "protocol").inc()
             raise PeerBadGateway(f"member {peer} failed: {_reason(err)}") from None
 
-    async def forward(self, request: Request, peer: str, route_kind: str) -> Response:
-        """Send `request` to `peer` and stream its answer back to our client."""
+    async def forward(self, request: Request, peer: str, route_kind: str, hops: int = 1, epoch: int = 0) -> Response:
+        """Send `request` to `peer` and stream its answer back to our client; the owner sees the hop count
+        and the epoch of the member list we routed by (cluster/decision.py)."""
         headers: CIMultiDict[str] = CIMultiDict(
             (k, v) for k, v in request.headers.items() if k.lower() not in _NOT_FORWARDED
         )
-        headers[HOP_HEADER] = "1"
+        headers[HOP_HEADER] = str(hops)
+        headers[EPOCH_HEADER] = str(epoch)
         target = request.scope.get("raw_path", request.path.encode()).decode("latin-1")
         if not target.startswith("/"):
             # Absolute form (`GET http://host/v2/...`): the authority is the client's business, the

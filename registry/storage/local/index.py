@@ -80,3 +80,12 @@ class IndexFiles:
             if change(manifests):
                 write_atomic(path, current.with_manifests(manifests))
                 self._cache.pop(path, None)
+
+    def create(self, path: Path, lock_path: Path, data: bytes) -> bool:
+        """Write a new index.json as given (a copy from another member), unless one appeared meanwhile."""
+        with self._locked(lock_path):
+            if path.exists():
+                return False
+            write_atomic(path, data)
+            self._cache.pop(path, None)
+            return True

@@ -75,6 +75,14 @@ class LocalStore(SessionsOf):
         # Exclusive: two workers creating the same repository must not overwrite each other's index.
         write_exclusive(index, EMPTY_INDEX)
 
+    def update_index(self, name: str, change: Callable[[list[dict[str, Any]]], bool]) -> None:
+        """Apply `change` to the repository's manifests under its index lock (index.IndexFiles.update)."""
+        self._indexes.update(self.layout.index(name), self.layout.lock(name), change, name)
+
+    def create_index(self, name: str, data: bytes) -> bool:
+        """index.json exactly as given, if the repository has none yet; whether it was written."""
+        return self._indexes.create(self.layout.index(name), self.layout.lock(name), data)
+
     async def catalog(self) -> list[str]:
         return self.repository_names()
 

@@ -1,0 +1,202 @@
+"""Membership changes in place, on real member processes with storage local to each: the control API
+driven as the operator drives it (copy, freeze, switch), while clients push and pull.
+
+Five members' configs and certificates are written once (127.0.0.1 .. .5, one port); each change
+starts the members it adds with the current list in their config (as a new pod starts with the
+ConfigMap of the moment) and stops the members it removes only after the switch (scale-down drains).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from zot_registry.cluster.hashing import owner_index
+from zot_registry.local.cluster import write_cluster
+
+from tests.support.certs import make_certs
+from tests.support.images import make_image
+from tests.support.kubectl import wait_for
+from tests.support.ports import port_free_on_all
+from tests.support.rebalance import ControlClient, Workload
+from tests.support.registry import RegistryProcess, write_htpasswd
+
+USER, PASSWORD = "member", "cluster-pw"
+MAX_MEMBERS = 5
+
+
+class Fleet:
+    """Up to five members; `members` is the list they route by, `running` who runs."""
+
+    def __init__(self, folder: Path, workers: int = 2) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        htpasswd = write_htpasswd(folder / "htpasswd", {USER: PASSWORD})
+        self.port = port_free_on_all(MAX_MEMBERS)
+        layout = write_cluster(folder, MAX_MEMBERS, self.port, tls=True, htpasswd=htpasswd, log_level="warn")
+        assert layout.ca is not None
+        self.folder, self.ca, self.all_members = folder, layout.ca, layout.members
+        self.key = (folder / "hashkey").read_text().strip().encode()
+        self.processes: dict[int, RegistryProcess] = {}
+        self.configs = [json.loads(path.read_text()) for path in layout.configs]
+        self.workers = workers
+        self.members: list[str] = []
+        self.epoch = 0
+        self.control = ControlClient(self.ca, folder / "server.crt", folder / "server.key")
+
+    def url(self, index: int) -> str:
+        return f"https://{self.all_members[index]}"
+
+    def start(self, index: int, members: list[str]) -> None:
+        config = json.loads(json.dumps(self.configs[index]))
+        config["log"].pop("output", None)
+        config["cluster"]["members"] = members
+        path = self.folder / f"member-{index}.json"
+        process = RegistryProcess(path, config, self.folder / f"member-{index}.stdout", workers=self.workers)
+        self.processes[index] = process.start()
+
+    def start_cluster(self, count: int) -> None:
+        self.members = self.all_members[:count]
+        for index in range(count):
+            self.start(index, self.members)
+
+    def resize(self, count: int) -> dict[str, float]:
+        """What the operator does for a new replica count: new members first, the change, then the
+        members that left are stopped (their volumes kept)."""
+        after = self.all_members[:count]
+        for index in range(len(self.members), count):
+            self.start(index, self.members)
+        involved = sorted(set(range(max(len(self.members), count))) & set(self.processes))
+        self.epoch += 1
+        took = self.control.run_change([self.url(i) for i in involved], self.epoch, self.members, after)
+        self.members = after
+        for index in range(count, MAX_MEMBERS):
+            if index in self.processes:
+                self.processes.pop(index).stop()
+        return took
+
+    def urls(self) -> list[str]:
+        return [f"https://{member}" for member in self.members]
+
+    def owner(self, repo: str) -> int:
+        return owner_index(repo, self.key, len(self.members))
+
+    def stored(self, index: int) -> set[str]:
+        root = Path(self.configs[index]["storage"]["rootDirectory"])
+        return {str(p.parent.relative_to(root)) for p in root.rglob("index.json") if ".cluster" not in p.parts}
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            process.stop()
+        self.control.close()
+
+
+@pytest.fixture
+def fleet(tmp_path: Path) -> Iterator[Fleet]:
+    made = Fleet(tmp_path / "fleet")
+    try:
+        yield made
+    finally:
+        made.stop()
+
+
+def test_resizes_move_every_repository_and_lose_no_push(fleet: Fleet) -> None:
+    fleet.start_cluster(3)
+    repositories = [f"team-{i // 10}/app-{i}" for i in range(40)]
+    workload = Workload(fleet.urls, fleet.ca, (USER, PASSWORD), repositories)
+    with workload.client() as http:
+        for repo in repositories:
+            assert workload.push(http, repo, "v1", make_image(repo, (2048, 4096))), workload.stats.failures
+    workload.start(pushers=3, pullers=3)
+    figures = {}
+    try:
+        for count in (5, 2, 4):
+            figures[count] = fleet.resize(count)
+    finally:
+        workload.stop()
+    stats = workload.stats
+    print(
+        f"\n{stats.pushes} pushes acknowledged, {stats.pulls} pulls, {stats.refused_writes} writes answered "
+        f"'retry' at least once, {stats.retried} retryable answers; longest unwritable "
+        f"{stats.longest_unwritable:.2f} s; steps (s): {figures}"
+    )
+    assert stats.failures == [], "\n".join(stats.failures[:20])
+    assert workload.check_everything_pulls(fleet.urls()) == []
+    # Each repository is stored by its owner under the final list, and by no other member.
+    for index in range(4):
+        owned = {repo for repo, _ in workload.pushed if fleet.owner(repo) == index}
+        assert fleet.stored(index) == owned
+    with httpx.Client(verify=ssl.create_default_context(cafile=str(fleet.ca)), auth=(USER, PASSWORD)) as http:
+        catalog = http.get(f"{fleet.urls()[0]}/v2/_catalog", params={"n": 1000}).json()["repositories"]
+    assert catalog == sorted(repositories)
+
+
+def test_the_control_api_takes_only_the_cluster_ca(fleet: Fleet, tmp_path: Path) -> None:
+    fleet.start_cluster(3)
+    url = fleet.url(0)
+    with httpx.Client(verify=ssl.create_default_context(cafile=str(fleet.ca))) as anonymous:
+        refused = anonymous.get(f"{url}/_cluster/v1/state")
+        assert refused.status_code == 401 and refused.json()["errors"][0]["code"] == "UNAUTHORIZED"
+        # A user's credentials are no way in either.
+        assert anonymous.get(f"{url}/_cluster/v1/state", auth=(USER, PASSWORD)).status_code == 401
+    state = fleet.control.state(url)
+    assert state["members"] == fleet.members and state["self"] == 0 and state["change"] is None
+    other = make_certs(tmp_path / "other", ["127.0.0.1"], ca_name="some other CA")
+    # A certificate of another CA fails the TLS handshake (the member trusts the cluster CA and the system's).
+    context = ssl.create_default_context(cafile=str(fleet.ca))
+    context.load_cert_chain(str(other.cert), str(other.key))
+    with httpx.Client(verify=context) as stranger, pytest.raises(httpx.HTTPError):
+        stranger.get(f"{url}/_cluster/v1/state")
+
+
+def _kill(process: RegistryProcess) -> None:
+    """SIGKILL the member and its workers, as the kernel's OOM killer or a node failure would."""
+    assert process.process is not None
+    os.killpg(process.process.pid, signal.SIGKILL)
+    process.process.wait()
+
+
+@pytest.mark.parametrize("killed", ["new owner", "old owner"])
+def test_a_member_killed_mid_copy_leaves_nothing_partial_and_the_change_completes(fleet: Fleet, killed: str) -> None:
+    fleet.start_cluster(2)
+    repositories = [f"big/app-{i}" for i in range(12)]
+    workload = Workload(fleet.urls, fleet.ca, (USER, PASSWORD), repositories)
+    with workload.client() as http:
+        for repo in repositories:
+            assert workload.push(http, repo, "v1", make_image(repo, (3 << 20, 1 << 20))), workload.stats.failures
+    before, after = fleet.members, fleet.all_members[:3]
+    moving_from_0 = [r for r in repositories if fleet.owner(r) == 0 and owner_index(r, fleet.key, 3) == 2]
+    assert moving_from_0, "the hash key moves nothing from member 0 to member 2: pick other names"
+    fleet.start(2, before)
+    urls = [fleet.url(i) for i in range(3)]
+    for url in urls:
+        assert fleet.control.change(url, 1, before, after, "copy").status_code == 200
+
+    def copying() -> bool:
+        change = fleet.control.state(fleet.url(0))["change"]
+        return bool(change and 0 < change["bytes"]["done"] < change["bytes"]["total"])
+
+    wait_for("member 0 in the middle of its copy", copying, timeout=60, interval=0.02)
+    victim = 2 if killed == "new owner" else 0
+    _kill(fleet.processes[victim])
+    # Whatever arrived at member 2 is staged out of sight: no repository there yet.
+    assert fleet.stored(2) == set()
+    fleet.processes[victim].start()
+    if killed == "new owner":
+        # The old owner's copies fail while the new owner is down, and say so, then succeed.
+        wait_for(
+            "the failure reported",
+            lambda: (fleet.control.state(fleet.url(0))["change"] or {}).get("failures", 0) > 0,
+            timeout=30,
+        )
+    fleet.control.run_change(urls, 1, before, after)
+    fleet.members = after
+    assert workload.check_everything_pulls(fleet.urls()) == []
+    for index in range(3):
+        assert fleet.stored(index) == {r for r in repositories if fleet.owner(r) == index}
+    assert not list((Path(fleet.configs[2]["storage"]["rootDirectory"]) / ".cluster" / "staging").rglob("*"))

@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 from quart import Quart, Response, request
 
@@ -101,7 +102,7 @@ def create_app(loaded: LoadedConfig) -> Quart:
                     return mounted
             if gate is not None and route.proxyable and request.method not in ("GET", "HEAD"):
                 # A write to a repository that is moving to another member waits (write_gate.py).
-                async with gate.writing(route.name):
+                async with gate.writing(route.name, partial(cluster.serves_here, request, route)):
                     return await HANDLERS[route.kind](route, store)
         return await HANDLERS[route.kind](route, store)
 

@@ -18,10 +18,10 @@ from ..digests import Digest
 from ..errors import PeerBadGateway, PeerUnavailable, RegistryError
 from ..storage.base import Store
 from ..tuning import env_seconds
-from .decision import Decision, decide
+from .decision import Decision, ServeHere, decide
 from .membership import Membership
 from .proxy import HOP_HEADER, PeerProxy, peer_ssl_context
-from .topology import Topology
+from .topology import Topology, View
 
 
 @dataclass
@@ -75,6 +75,10 @@ class Cluster:
     def decide(self, request: Request, route: Route) -> Decision:
         """Serve `request` here, forward it to its owner, or refuse it (decision.decide)."""
         return decide(request, route, self.topology.view(), self.shared_storage)
+
+    def serves_here(self, request: Request, route: Route, view: View) -> bool:
+        """Whether `view` (a fresher reading of the topology) still has this member serve the request."""
+        return isinstance(decide(request, route, view, self.shared_storage), ServeHere)
 
     def not_ready_reason(self) -> str:
         """Why readiness fails, "" when this member can answer: it knows its place in the list, or is

@@ -15,11 +15,11 @@ import contextlib
 import errno
 import fcntl
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
-from ..errors import RepositoryMoving
-from .topology import Topology
+from ..errors import MembersChanging, RepositoryMoving
+from .topology import Topology, View
 
 RETRY_AFTER = {"Retry-After": "1"}
 
@@ -44,12 +44,20 @@ class WriteGate:
         self.path: Path = topology.folder / "writes.lock"
 
     @contextlib.asynccontextmanager
-    async def writing(self, name: str) -> AsyncIterator[None]:
-        """Hold the gate open for one write to `name`, or raise RepositoryMoving (503) while it moves."""
+    async def writing(self, name: str, still_here: Callable[[View], bool]) -> AsyncIterator[None]:
+        """Hold the gate open for one write to `name`, or raise RepositoryMoving (503) while it moves.
+
+        `still_here`: whether this member still serves the write by the topology as it is now. The
+        request was routed by a view up to topology.REFRESH old; a switch in between (made by another
+        worker) would otherwise let a write in here after this member's copy was published elsewhere."""
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             await _acquire(fd, fcntl.LOCK_SH)
             view = self.topology.view(fresh=True)
+            if not still_here(view):
+                raise MembersChanging(
+                    f"the member list changed while routing the write to {name!r}: retry", headers=RETRY_AFTER
+                )
             if view.writes_wait(name):
                 raise RepositoryMoving(
                     f"repository {name!r} is moving to member {view.next_owner_address(name)}: retry in a moment",

@@ -1,6 +1,7 @@
 """Fixtures for tests against a real API server (tests/support/control_plane.py, hack/build-k8s.sh):
 the control plane, an admin client, namespaces that are deleted when their test ends, and for the
-operator tests the CRD, an operator per module and volumes to claim."""
+operator tests the CRD, an operator per module (`operator_with_hosts`: one that resolves member names)
+and volumes to claim."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import kubernetes
 import pytest
 
 from tests.support.control_plane import BINARIES, KWOK_STAGES, TOOLS_BIN, ControlPlane
+from tests.support.hosts import operator_hosts_env
 from tests.support.kube_objects import persistent_volume
 from tests.support.kubectl import Namespaces, get
 from tests.support.operators import operator_process
@@ -68,16 +70,33 @@ def crd(control_plane: ControlPlane) -> None:
     control_plane.kubectl("wait", "--for=condition=Established", "crd/zotclusters.zot-operator.io", "--timeout=60s")
 
 
+def _operator(
+    control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[str]]:
+    log = tmp_path_factory.mktemp("operator") / "operator.log"
+    with operator_process(control_plane.kubeconfig, log, env=env) as process:
+        yield process
+    if os.environ.get("SHOW_OPERATOR_LOG"):
+        print(log.read_text()[-5000:])
+
+
 @pytest.fixture(scope="module")
 def operator(
     control_plane: ControlPlane, crd: None, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[subprocess.Popen[str]]:
     """The operator of this module (SHOW_OPERATOR_LOG=1 prints the end of its log)."""
-    log = tmp_path_factory.mktemp("operator") / "operator.log"
-    with operator_process(control_plane.kubeconfig, log) as process:
-        yield process
-    if os.environ.get("SHOW_OPERATOR_LOG"):
-        print(log.read_text()[-5000:])
+    yield from _operator(control_plane, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def operator_with_hosts(
+    control_plane: ControlPlane, crd: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[subprocess.Popen[str]]:
+    """`operator`, but member names (`<name>-<i>.<name>-members.<ns>.svc.cluster.local`, any namespace)
+    resolve to 127.0.0.<i + 1> in it, where a PodRunner (tests.support.pod_runner) runs member <i>:
+    for tests where the operator talks to the members. Never together with `operator` in one module:
+    both would reconcile every cluster."""
+    yield from _operator(control_plane, tmp_path_factory, operator_hosts_env())
 
 
 @pytest.fixture(scope="module")

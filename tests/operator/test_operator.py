@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import base64
+import contextlib
 import json
-import ssl
 import subprocess
 import time
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from zot_registry.cluster.hashing import owner_index
 from zot_registry.config import parse_config
@@ -20,8 +18,8 @@ from tests.support.control_plane import ControlPlane
 from tests.support.images import make_image, push_image
 from tests.support.kubectl import Namespaces, absent, get, merge_patch, wait_for
 from tests.support.operators import OPERATOR_RESYNC_SECONDS
+from tests.support.pod_runner import PodRunner
 from tests.support.ports import port_free_on_all
-from tests.support.registry import RegistryProcess
 from tests.support.zotclusters import apply_cluster, example_cluster, wait_for_phase, write_document
 
 pytestmark = pytest.mark.usefixtures("volumes")
@@ -238,58 +236,18 @@ def test_failover_drops_a_member_kept_not_ready_and_readmits_it(
 def test_registry_processes_run_from_what_the_operator_wrote(
     control_plane: ControlPlane, operator: subprocess.Popen[str], namespaces: Namespaces, tmp_path: Path
 ) -> None:
-    """The ConfigMap and Secrets in the API server, used as they are by three real registry processes."""
+    """The ConfigMap and Secrets in the API server, used as they are by three real registry processes
+    (one per pod, started by tests.support.pod_runner as a kubelet would)."""
     cp, ns = control_plane, namespaces.create("zot-real")
-    apply_cluster(cp, ns)
-    wait_for("tls secret", partial(get, cp, "-n", ns, "secret", "demo-tls"))
-    wait_for("config", partial(get, cp, "-n", ns, "configmap", "demo-config"))
-    config = json.loads(get(cp, "-n", ns, "configmap", "demo-config")["data"]["config.json"])
-    files: dict[str, Path] = {}
-    for secret, key, target in (
-        ("demo-tls", "tls.crt", "/etc/zot/tls/tls.crt"),
-        ("demo-tls", "tls.key", "/etc/zot/tls/tls.key"),
-        ("demo-tls", "ca.crt", "/etc/zot/tls/ca.crt"),
-        ("demo-htpasswd", "htpasswd", "/etc/zot/auth/htpasswd"),
-    ):
-        path = tmp_path / key
-        path.write_bytes(base64.b64decode(get(cp, "-n", ns, "secret", secret)["data"][key]))
-        files[target] = path
     port = port_free_on_all(3)
-    hosts = {member.rsplit(":", 1)[0]: f"127.0.0.{i + 1}" for i, member in enumerate(config["cluster"]["members"])}
-    members = []
-    for i in range(3):
-        member_config = json.loads(json.dumps(config))
-        # What differs from a pod: the paths of the mounted files, the loopback address and a free port.
-        member_config["storage"]["rootDirectory"] = str(tmp_path / f"root-{i}")
-        member_config["http"]["address"] = f"127.0.0.{i + 1}"
-        member_config["http"]["port"] = str(port)
-        member_config["http"]["tls"] = {
-            "cert": str(files["/etc/zot/tls/tls.crt"]),
-            "key": str(files["/etc/zot/tls/tls.key"]),
-        }
-        member_config["http"]["auth"]["htpasswd"]["path"] = str(files["/etc/zot/auth/htpasswd"])
-        member_config["cluster"]["tls"]["cacert"] = str(files["/etc/zot/tls/ca.crt"])
-        member_config["cluster"]["members"] = [m.replace(":5000", f":{port}") for m in config["cluster"]["members"]]
-        env = {
-            "PYTHONPATH": str(Path(__file__).parent / "resolver"),
-            "ZOT_TEST_HOSTS": json.dumps(hosts),
-            # The stdlib resolver (uvloop resolves natively, beyond the harness's reach).
-            "ZOT_REGISTRY_WORKER_CLASS": "asyncio",
-        }
-        members.append(
-            RegistryProcess(
-                tmp_path / f"member-{i}.json", member_config, tmp_path / f"member-{i}.log", workers=1, env=env
-            )
-        )
-    try:
-        for member in members:
-            member.start()
-        context = ssl.create_default_context(cafile=str(files["/etc/zot/tls/ca.crt"]))
-        context.check_hostname = False  # the client talks to 127.0.0.x; members verify each other by name
-        clients = [
-            httpx.Client(base_url=m.url, verify=context, auth=("admin", "change-me"), timeout=30) for m in members
-        ]
-        wait_for("members ready", lambda: all(c.get("/readyz").status_code == 200 for c in clients), timeout=30)
+    apply_cluster(cp, ns, port=port)
+    with PodRunner(cp, ns, workdir=tmp_path, port=port, ordinals=3) as runner, contextlib.ExitStack() as stack:
+        runner.wait_running([0, 1, 2])
+        for i in range(3):
+            runner.wait_ready(i)
+        clients = [stack.enter_context(runner.client(i)) for i in range(3)]
+        config = runner.member(0).config
+        assert config["cluster"]["members"] == [f"{host}:{port}" for host in list(runner.hosts)[:3]]
         # The hash key is the operator's random one: pick names so that every member owns three.
         key = config["cluster"]["hashKey"].encode()
         owned: list[list[str]] = [[], [], []]
@@ -302,13 +260,9 @@ def test_registry_processes_run_from_what_the_operator_wrote(
         for repo, image in images.items():
             for client in clients:
                 assert client.get(f"/v2/{repo}/manifests/v1").content == image.manifest
-        stored = [{str(p.parent.relative_to(m.root)) for p in m.root.rglob("index.json")} for m in members]
+        roots = [runner.member(i).root for i in range(3)]
+        stored = [{str(p.parent.relative_to(root)) for p in root.rglob("index.json")} for root in roots]
         assert stored == [set(names) for names in owned]
-        for client in clients:
-            client.close()
-    finally:
-        for member in members:
-            member.stop()
 
 
 def test_image_change_rolls_one_member_at_a_time(

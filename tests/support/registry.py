@@ -15,6 +15,8 @@ import bcrypt
 import httpx
 from zot_registry.local.configs import member_config
 
+from tests.support.process_groups import die_with_parent
+
 
 def write_htpasswd(path: Path, users: dict[str, str]) -> Path:
     lines = [f"{user}:{bcrypt.hashpw(pw.encode(), bcrypt.gensalt(rounds=5)).decode()}" for user, pw in users.items()]
@@ -32,6 +34,7 @@ class RegistryProcess:
     workers: int = 2
     process: subprocess.Popen[bytes] | None = None
     env: dict[str, str] = field(default_factory=dict)
+    die_with_parent: bool = False
 
     @property
     def host(self) -> str:
@@ -57,7 +60,10 @@ class RegistryProcess:
     def root(self) -> Path:
         return Path(self.config["storage"]["rootDirectory"])
 
-    def start(self, timeout: float = 30.0) -> RegistryProcess:
+    def spawn(self) -> subprocess.Popen[bytes]:
+        """Writes the config and starts the process, in a session (process group) of its own, without
+        waiting for it to listen. With `die_with_parent` it gets SIGKILL when the thread that called
+        this ends (prctl PDEATHSIG), so nothing outlives a test that was killed."""
         self.config_path.write_text(json.dumps(self.config, indent=2))
         env = {**os.environ, **self.env}
         with open(self.log_path, "ab") as log:  # the child keeps its own copy of the descriptor
@@ -75,12 +81,17 @@ class RegistryProcess:
                 stderr=subprocess.STDOUT,
                 env=env,
                 start_new_session=True,
+                preexec_fn=die_with_parent if self.die_with_parent else None,
             )
+        return self.process
+
+    def start(self, timeout: float = 30.0) -> RegistryProcess:
+        process = self.spawn()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
+            if process.poll() is not None:
                 output = self.log_path.read_text()[-3000:]
-                raise RuntimeError(f"registry exited with {self.process.returncode}:\n{output}")
+                raise RuntimeError(f"registry exited with {process.returncode}:\n{output}")
             try:
                 if httpx.get(f"{self.url}/livez", verify=False, timeout=1).status_code == 200:
                     return self

@@ -68,7 +68,7 @@ ALLOWED: dict[tuple[str, str], set[str]] = {
     ("", "secrets"): {"get", "create", "patch"},
     ("apps", "statefulsets"): {"get", "create", "patch"},
     ("policy", "poddisruptionbudgets"): {"get", "create", "patch"},
-    ("", "pods"): {"list", "delete"},
+    ("", "pods"): {"list", "delete", "patch"},
     ("", "events"): {"create"},
     ("", "namespaces"): {"list", "watch"},
     ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},

@@ -23,7 +23,7 @@ from .models import RebalanceStatus, ZotClusterStatus
 from .names import ClusterRef
 from .rebalance import RebalanceCondition, Request, idle, plan_rebalance
 from .rebalance_mode import RESTARTS, rebalance_mode
-from .render import address_ordinal
+from .render import address_ordinal, member_address
 from .secret_steps import Event
 
 A = TypeVar("A")
@@ -57,19 +57,27 @@ def plan_membership(
     failover ask for; `excused`: the addresses of members failover dropped."""
     spec = ref.spec
     mode = rebalance_mode(spec)
-    if not mode.in_place or ca is None:
+    renamed = _renamed(ref, old.members)
+    if not mode.in_place or ca is None or renamed:
         if old.rebalance is not None and ca is not None:
             # The mode changed during a change: the members restart with the new list, but one whose
             # list stays the same would keep waiting (perhaps frozen) for a step nobody asks for.
-            api = connect(ca)
-            _each(api.abandon, _involved(old.rebalance))
-        why = mode.why or "the cluster CA is not the operator's"
+            _each(connect(ca).abandon, _involved(old.rebalance))
+        if mode.in_place:
+            # Same members at new addresses: they listen there only once restarted with the new config,
+            # so the list cannot change in place. No owner changes if the ordinals stay the same.
+            reason, message = (
+                "AddressesChanged",
+                f"the member addresses changed (spec.port or spec.clusterDomain): {RESTARTS}",
+            )
+        else:
+            reason, message = "NotSupported", f"{mode.why or 'the operator holds no cluster CA'}: {RESTARTS}"
         return Membership(
             target,
             old.epoch,
             spec.replicas,
             None,
-            RebalanceCondition(False, "NotSupported", f"{why}: {RESTARTS}"),
+            RebalanceCondition(False, reason, message),
             restart_on_change=True,
             annotate=False,
         )
@@ -107,6 +115,11 @@ def plan_membership(
         restart_on_change=plan.restart,
         annotate=plan.record is None and not plan.restart,
     )
+
+
+def _renamed(ref: ClusterRef, members: list[str]) -> bool:
+    """A routed member's address is not what the spec now names its ordinal (a new port or domain)."""
+    return any((o := address_ordinal(ref, a)) is None or member_address(ref, o) != a for a in members)
 
 
 def _involved(record: RebalanceStatus) -> list[str]:

@@ -80,7 +80,8 @@ def reconcile(
         actions += _annotate_members(kube, ref, pods, membership.members, membership.replicas)
 
     statefulset = kube.get("StatefulSet", ref.namespace, ref.name) or {}
-    update_revision = (statefulset.get("status") or {}).get("updateRevision")
+    # No rolling update while a change runs in place: a restarted member would drop the step it is at.
+    update_revision = (statefulset.get("status") or {}).get("updateRevision") if membership.record is None else None
     listed = ",".join(rendered.members) if membership.restart_on_change else None
     restarts = plan_restarts(pods, listed, update_revision, membership.replicas)
     actions += _restart(kube, ref, restarts, event)

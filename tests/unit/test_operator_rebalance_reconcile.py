@@ -222,3 +222,38 @@ def test_a_finished_change_is_removed_from_the_status_and_an_absent_one_is_no_ch
     assert status_changed({"epoch": 1, "rebalance": None}, {"epoch": 1, "rebalance": {"epoch": 1}})
     assert not status_changed({"epoch": 1, "rebalance": None}, {"epoch": 1})
     assert status_changed({"epoch": 2, "rebalance": None}, {"epoch": 1})
+
+
+def test_new_member_addresses_restart_every_member_instead() -> None:
+    zc = Cluster()
+    zc.running()
+    status = zc.run(port=5001)
+    assert status["members"] == [a.replace(":5000", ":5001") for a in listed(0, 1, 2)]
+    assert status["phase"] == "Restarting" and zc.kube.pods() == {} and zc.asked() == []
+    assert zc.condition("Rebalancing")["reason"] == "AddressesChanged"
+
+
+def test_no_member_rolls_while_a_change_runs() -> None:
+    zc = Cluster()
+    zc.running()
+    zc.run(replicas=2)
+    sts = zc.statefulset()
+    sts["status"] = {"updateRevision": "r2", "replicas": 3}
+    for pod in zc.kube.pods().values():
+        pod["metadata"]["labels"]["controller-revision-hash"] = "r1"  # every member on an older template
+    status = zc.run()
+    assert set(zc.kube.pods()) == {0, 1, 2} and status["rebalance"]["step"] == "copy"
+    for _ in range(3):
+        zc.fleet.advance()
+        zc.run()
+    assert "rebalance" not in zc.status and set(zc.kube.pods()) == {0, 1, 2}
+    zc.kube.delete("Pod", "default", "demo-2")  # the StatefulSet controller's part of the scale-down
+    zc.run()  # the change is done: the rolling update goes on, highest ordinal first
+    assert set(zc.kube.pods()) == {0}
+
+
+def test_in_place_with_a_tls_secret_is_an_invalid_spec() -> None:
+    zc = Cluster(rebalance={"mode": "InPlace"}, tls={"mode": "secret", "secretName": "my-tls"})
+    status = zc.run()
+    degraded = zc.condition("Degraded")
+    assert status["phase"] == "Degraded" and degraded["reason"] == "InvalidSpec" and "no CA key" in degraded["message"]

@@ -13,7 +13,8 @@ both lists, each idempotent, and each reached only when every member has finishe
   switch  each member routes by the new list; done when every member does, at the change's epoch.
 
 Members failover dropped are excused: what they hold cannot be copied, so they are not waited for
-(they are still asked, should they answer). Any other member not answering holds the change where it
+(they are still asked, should they answer); one dropped during the switch is still in the new list,
+which the next change leaves it out of. Any other member not answering holds the change where it
 is: nothing advances without it. Until the switch, a new target replaces the change with a newer epoch
 (the members drop the old one when they see it); from the switch on the change is finished first, and
 the next one follows. At most one step per pass: each step is seen in the status and in an event.
@@ -146,8 +147,9 @@ def _advance(
     epoch = record.epoch
     involved = _union(record.from_members, record.to_members)
     answers: dict[str, StateAnswer] = {a: states.get(a) or Unreachable("not asked") for a in involved}
-    # A member of the new list is never excused: without it the change would have no one to wait for.
-    required = [a for a in involved if a not in excused or a in record.to_members]
+    # A member dropped during the switch is in the new list and excused too: the others finish the
+    # switch, and the next change drops it. If failover dropped everyone, all are waited for.
+    required = [a for a in involved if a not in excused] or list(record.to_members)
     missing: dict[str, Unreachable | NotSupported] = {
         a: s for a in required if isinstance(s := answers[a], Unreachable | NotSupported)
     }

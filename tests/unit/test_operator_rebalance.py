@@ -177,6 +177,26 @@ def test_a_member_failover_dropped_is_not_waited_for_but_asked_if_it_answers() -
     assert steps(back)[C] == "freeze@1"  # it answers: it may copy what it holds
 
 
+def test_a_member_dropped_during_the_switch_does_not_hold_it_and_the_next_change_leaves_it_out() -> None:
+    record = started()
+    frozen = plan(all_at(FOUR, phase="copied"), record)
+    switch = plan(all_at(FOUR, step="freeze", phase="frozen"), frozen.record)
+    assert switch.record is not None and switch.record.step == "switch"
+    states: dict[str, StateAnswer] = {**{a: member(FOUR, epoch=1) for a in THREE}, D: Unreachable("gone")}
+    done = plan(states, switch.record, target=THREE, excused={D})
+    assert done.completed and done.members == FOUR
+    following = plan(states, None, target=THREE, current=FOUR, epoch=1, excused={D})
+    assert following.record is not None and following.record.to_members == THREE
+    assert following.record.waiting_for == []
+
+
+def test_if_failover_dropped_everyone_everyone_is_waited_for() -> None:
+    record = started()
+    states: dict[str, StateAnswer] = {a: Unreachable("down") for a in FOUR}
+    result = plan(states, record, excused=set(FOUR))
+    assert result.record is not None and result.record.waiting_for == FOUR
+
+
 def test_a_new_target_during_copy_retargets_with_a_newer_epoch_from_the_current_list() -> None:
     record = started()
     five = [*FOUR, E]

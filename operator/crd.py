@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from .models import ZotClusterSpec, ZotClusterStatus
+from .models import IN_PLACE_NEEDS_MANAGED_TLS, ZotClusterSpec, ZotClusterStatus
 
 GROUP = "zot-operator.io"
 VERSION = "v1alpha1"
@@ -51,6 +51,11 @@ SPEC_RULES: dict[str, list[dict[str, str]]] = {
         {
             "rule": "self.storage.mode == 's3' || !has(self.cache)",
             "message": "cache is only used with storage mode s3 (storage local to each member keeps its own)",
+        },
+        {
+            "rule": "!has(self.rebalance) || self.rebalance.mode != 'InPlace' || !has(self.tls) || "
+            "self.tls.mode != 'secret'",
+            "message": IN_PLACE_NEEDS_MANAGED_TLS,
         },
     ],
     "service": [
@@ -173,6 +178,10 @@ def crd() -> dict[str, Any]:
                         {"name": "Replicas", "type": "integer", "jsonPath": ".spec.replicas"},
                         {"name": "Ready", "type": "integer", "jsonPath": ".status.readyMembers"},
                         {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+                        # A membership change made in place: its step and how far the copy got.
+                        {"name": "Rebalance", "type": "string", "jsonPath": ".status.rebalance.step"},
+                        {"name": "Progress", "type": "string", "jsonPath": ".status.rebalance.progress"},
+                        {"name": "Epoch", "type": "integer", "jsonPath": ".status.epoch", "priority": 1},
                         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
                     ],
                     "schema": {

@@ -8,7 +8,7 @@ from typing import Any
 from kubernetes.client import ApiClient
 from kubernetes.client.rest import ApiException
 
-from .statefulset import SECRETS_ANNOTATION
+from .statefulset import MEMBERS_ANNOTATION, SECRETS_ANNOTATION
 
 # kind -> (api prefix, plural)
 RESOURCES: dict[str, tuple[str, str]] = {
@@ -26,6 +26,8 @@ STATEFULSET_IMMUTABLE = ("selector", "serviceName", "podManagementPolicy", "volu
 STATEFULSET_OPTIONAL = (
     ("spec", "template", "spec", "initContainers"),
     ("spec", "template", "metadata", "annotations", SECRETS_ANNOTATION),
+    # Only with membership changes by restart: in place, the operator annotates the pods themselves.
+    ("spec", "template", "metadata", "annotations", MEMBERS_ANNOTATION),
 )
 
 

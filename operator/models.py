@@ -16,6 +16,13 @@ IMAGE_REPOSITORY = "ghcr.io/zot-operator/zot-operator"
 DEFAULT_IMAGE = f"{IMAGE_REPOSITORY}:{VERSION}"
 
 
+# The operator authenticates to the members' control API with a client certificate from the cluster CA.
+IN_PLACE_NEEDS_MANAGED_TLS = (
+    "rebalance mode InPlace needs tls mode managed: with tls mode secret the operator holds no CA key "
+    "to authenticate to the members"
+)
+
+
 def _go_duration(value: str) -> str:
     """A duration as zot and Go write it (30s, 5m, 1h30m, 1.5h); kept as text, zot reads it."""
     try:
@@ -174,6 +181,29 @@ class FailoverSpec(_Model):
         return _go_duration(value)
 
 
+class RebalanceSpec(_Model):
+    mode: Literal["Auto", "InPlace", "Restart"] = Field(
+        "Auto",
+        description="How a membership change (a resize, a failover drop or re-admission, excludedMembers) is made. "
+        "InPlace: the members stay up; each copies the repositories that change owner to their new owner, "
+        "writes to them wait briefly while the rest is copied, then every member switches to the new list "
+        "(needs this project's image and tls mode managed). Restart: every member restarts with the new list "
+        "and no repository is copied. Auto: InPlace when spec.image is this project's image and tls mode is "
+        "managed, else Restart.",
+    )
+    keep_old_copies_for: str = Field(
+        "0s",
+        alias="keepOldCopiesFor",
+        description="How long a moved repository's copy stays on its old member after the switch before its "
+        "space is reclaimed, as a Go-style duration: 0s, 1h, 24h.",
+    )
+
+    @field_validator("keep_old_copies_for")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        return _go_duration(value)
+
+
 class ServiceSpec(_Model):
     type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = Field("ClusterIP", description="Client Service type.")
     annotations: dict[str, str] = Field(default_factory=dict, description="Annotations of the client Service.")
@@ -226,6 +256,9 @@ class ZotClusterSpec(_Model):
         description="Ordinals dropped from the member list by hand.",
     )
     failover: FailoverSpec = Field(default_factory=FailoverSpec, description="Dropping members that stay down.")
+    rebalance: RebalanceSpec = Field(
+        default_factory=RebalanceSpec, description="How membership changes move repositories to their new owners."
+    )
     log_level: Literal["debug", "info", "warn", "error"] = Field(
         "info", alias="logLevel", description="Registry log level."
     )
@@ -252,6 +285,8 @@ class ZotClusterSpec(_Model):
             raise ValueError("storage mode s3 needs a shared cache: cache.redis or cache.dynamodb")
         if self.storage.mode == "local" and self.cache is not None:
             raise ValueError("cache is only used with storage mode s3 (storage local to each member keeps its own)")
+        if self.rebalance.mode == "InPlace" and self.tls.mode == "secret":
+            raise ValueError(IN_PLACE_NEEDS_MANAGED_TLS)
         return self
 
 
@@ -259,11 +294,47 @@ Phase = Literal["Pending", "Creating", "Running", "Restarting", "Degraded"]
 
 
 class Condition(_Model):
-    type: str = Field(description="Ready, Progressing, Degraded or RepositoriesMoved.")
+    type: str = Field(description="Ready, Progressing, Degraded, Rebalancing or RepositoriesMoved.")
     status: Literal["True", "False", "Unknown"] = Field(description="Condition status.")
     reason: str = Field("", description="One CamelCase word.")
     message: str = Field("", description="What a human should know.")
     last_transition_time: str | None = Field(None, alias="lastTransitionTime", description="RFC 3339 time.")
+
+
+class RebalanceProgress(_Model):
+    done: int = Field(0, description="Done so far.")
+    total: int = Field(0, description="To do in all (it grows while members find more to copy).")
+
+
+class RebalanceStatus(_Model):
+    epoch: int = Field(description="The epoch of the change: the members' list epoch once it is done.")
+    from_members: list[str] = Field(alias="from", description="The member list before the change.")
+    to_members: list[str] = Field(alias="to", description="The member list after the change.")
+    step: Literal["copy", "freeze", "switch"] = Field(
+        description="The step every member is asked for: copy, freeze (writes to moving repositories wait), switch."
+    )
+    started_at: str = Field(alias="startedAt", description="RFC 3339 time the change (at this epoch) started.")
+    repositories: RebalanceProgress = Field(
+        default_factory=RebalanceProgress, description="Repositories copied to their new owner, summed over members."
+    )
+    bytes: RebalanceProgress = Field(
+        default_factory=RebalanceProgress, description="Bytes copied to new owners, summed over members."
+    )
+    failures: int = Field(0, description="Copies that failed and were retried, summed over members.")
+    progress: str = Field("", description="Repositories and bytes done, for `kubectl get zc`.")
+    reason: str = Field("", description="The reason of the Rebalancing condition.")
+    message: str = Field("", description="What the change waits for, or the last copy failure.")
+    waiting_for: list[str] = Field(
+        default_factory=list,
+        alias="waitingFor",
+        description="Members the step waits for: not answering, or not able to.",
+    )
+    waiting_since: str = Field(
+        "", alias="waitingSince", description="RFC 3339 time the change started waiting for members; empty if not."
+    )
+    last_warning: str = Field(
+        "", alias="lastWarning", description="The reason of the last RebalanceFailing event, sent once per reason."
+    )
 
 
 class ZotClusterStatus(_Model):
@@ -271,6 +342,7 @@ class ZotClusterStatus(_Model):
         None, alias="observedGeneration", description="The generation of the spec last acted on."
     )
     members: list[str] = Field(default_factory=list, description="The ordered member list every pod runs with.")
+    epoch: int = Field(0, description="The epoch of that list: each membership change made in place adds one.")
     replicas: int = Field(0, description="Pods of the StatefulSet (for the scale subresource).")
     ready_members: int = Field(0, alias="readyMembers", description="Members that pass their readiness probe.")
     phase: Phase = Field("Pending", description="Summary of the conditions.")
@@ -292,6 +364,9 @@ class ZotClusterStatus(_Model):
         alias="movedRepositories",
         description="On the last membership change with local storage: the share of repositories whose owner changed.",
     )
+    rebalance: RebalanceStatus | None = Field(
+        None, description="The membership change under way (spec.rebalance mode InPlace); none when there is none."
+    )
     conditions: list[Condition] = Field(
-        default_factory=list, description="Ready, Progressing, Degraded, RepositoriesMoved."
+        default_factory=list, description="Ready, Progressing, Degraded, Rebalancing, RepositoriesMoved."
     )

@@ -7,6 +7,7 @@ Each planner returns a small frozen result; the reconciliation writes what it sa
 from __future__ import annotations
 
 import datetime
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from math import lcm
 from typing import Any
@@ -88,9 +89,15 @@ def _held_for(
 
 
 def plan_failover(
-    spec: ZotClusterSpec, previous: FailoverPlan, pods: list[dict[str, Any]], now: datetime.datetime
+    spec: ZotClusterSpec,
+    previous: FailoverPlan,
+    pods: list[dict[str, Any]],
+    now: datetime.datetime,
+    routed: Collection[int] | None = None,
 ) -> FailoverPlan:
-    """Members to drop: in the list and not ready for `after`; re-admitted once running for `after`."""
+    """Members to drop: in the list and not ready for `after`; re-admitted once running for `after`.
+    `routed`: while a membership change is made in place, the ordinals of the list the members route by;
+    a member not in it yet (a new one, or one re-admitted) cannot be ready, so it is not judged until then."""
     failover = spec.failover
     failed = {i for i in previous.failed if i < spec.replicas}
     if not failover.automatic:
@@ -98,7 +105,8 @@ def plan_failover(
     after = datetime.timedelta(seconds=parse_duration(failover.after))
     readmit_after = max(after, MIN_READMIT_AFTER)
     by_ordinal = {pod_ordinal(p): p for p in pods}
-    not_ready = [i for i in member_ordinals(spec, failed) if i not in by_ordinal or not pod_ready(by_ordinal[i])]
+    judged = [i for i in member_ordinals(spec, failed) if routed is None or i in routed]
+    not_ready = [i for i in judged if i not in by_ordinal or not pod_ready(by_ordinal[i])]
     dropped, not_ready_since = _held_for(not_ready, previous.not_ready_since, after, now)
     failed.update(dropped)
     running = [i for i in sorted(failed) if i in by_ordinal and pod_running(by_ordinal[i])]
@@ -107,13 +115,17 @@ def plan_failover(
     return FailoverPlan(sorted(failed), not_ready_since, running_since)
 
 
-def plan_restarts(pods: list[dict[str, Any]], members: str, update_revision: str | None, replicas: int) -> RestartPlan:
+def plan_restarts(
+    pods: list[dict[str, Any]], members: str | None, update_revision: str | None, replicas: int
+) -> RestartPlan:
     """A new member list restarts every member together; any other change rolls one member at a time,
-    highest ordinal first, only while all are ready."""
+    highest ordinal first, only while all are ready. `members` None: a new list restarts no member (it
+    is made in place, through the members' control API)."""
     stale = [
         p
         for p in pods
-        if (p["metadata"].get("annotations") or {}).get(MEMBERS_ANNOTATION) != members
+        if members is not None
+        and (p["metadata"].get("annotations") or {}).get(MEMBERS_ANNOTATION) != members
         and not p["metadata"].get("deletionTimestamp")
     ]
     if stale:

@@ -11,14 +11,20 @@ import datetime
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubernetes.client.rest import ApiException
 from pydantic import ValidationError
 
+from . import member_control
 from .kube import Kube
+from .member_control import Connect
 from .models import ZotClusterSpec, ZotClusterStatus
 from .names import ClusterRef, hash_key_secret_name, selector_string
 from .plans import FailoverPlan, RestartPlan, plan_failover, plan_restarts, pod_ordinal, pod_ready
-from .render import Rendered, member_ordinals, render
+from .rebalance_mode import rebalance_mode
+from .rebalance_steps import plan_membership
+from .render import Rendered, address_ordinal, member_address, member_addresses, render
 from .secret_steps import Degraded, Event, check_referenced_secrets, ensure_hash_key, ensure_tls
+from .statefulset import MEMBERS_ANNOTATION
 from .status import Observed, already_reported, degraded_status, observed_status
 
 
@@ -28,7 +34,14 @@ class Outcome:
     actions: list[str] = field(default_factory=list)
 
 
-def reconcile(kube: Kube, body: dict[str, Any], event: Event, now: datetime.datetime | None = None) -> Outcome:
+def reconcile(
+    kube: Kube,
+    body: dict[str, Any],
+    event: Event,
+    now: datetime.datetime | None = None,
+    connect: Connect = member_control.connect,
+) -> Outcome:
+    """`connect`: the cluster CA -> the members' control API (the unit tests give an in-memory fleet)."""
     now = now or datetime.datetime.now(datetime.UTC)
     meta = body["metadata"]
     generation = meta.get("generation")
@@ -42,7 +55,7 @@ def reconcile(kube: Kube, body: dict[str, Any], event: Event, now: datetime.date
     try:
         hash_key = ensure_hash_key(kube, ref, event)
         secret_versions = check_referenced_secrets(kube, ref)
-        ensure_tls(kube, ref, event, now)
+        ca = ensure_tls(kube, ref, event, now)
     except Degraded as err:
         return _degraded(old, err.reason, err.message, generation, now, event)
 
@@ -51,33 +64,77 @@ def reconcile(kube: Kube, body: dict[str, Any], event: Event, now: datetime.date
         for p in kube.list("Pod", ref.namespace, selector_string(ref.name))
         if p["metadata"]["name"].rsplit("-", 1)[0] == ref.name
     ]
-    failover = plan_failover(spec, FailoverPlan(old.failed_members, old.not_ready_since, old.running_since), pods, now)
+    in_place = rebalance_mode(spec).in_place
+    # Made in place, a change keeps the members on the old list until the switch: a member not in it
+    # yet cannot be ready, so failover judges only the members of the routed list.
+    routed = _ordinals(ref, old.members) if in_place and old.members else None
+    previous = FailoverPlan(old.failed_members, old.not_ready_since, old.running_since)
+    failover = plan_failover(spec, previous, pods, now, routed)
     _report_failover(spec, old.failed_members, failover.failed, event)
-    rendered = render(ref, hash_key, failover.failed, secret_versions)
+    target = member_addresses(ref, failover.failed)
+    excused = {member_address(ref, i) for i in failover.failed}
+    membership = plan_membership(ref, ca, connect, old, target, excused, now, event)
+    rendered = render(ref, hash_key, failover.failed, secret_versions, membership.members, membership.replicas)
     actions = _ensure_children(kube, rendered, event)
+    if membership.annotate:
+        actions += _annotate_members(kube, ref, pods, membership.members, membership.replicas)
 
     statefulset = kube.get("StatefulSet", ref.namespace, ref.name) or {}
-    update_revision = (statefulset.get("status") or {}).get("updateRevision")
-    restarts = plan_restarts(pods, ",".join(rendered.members), update_revision, spec.replicas)
+    # No rolling update while a change runs in place: a restarted member would drop the step it is at.
+    update_revision = (statefulset.get("status") or {}).get("updateRevision") if membership.record is None else None
+    listed = ",".join(rendered.members) if membership.restart_on_change else None
+    restarts = plan_restarts(pods, listed, update_revision, membership.replicas)
     actions += _restart(kube, ref, restarts, event)
 
-    ordinals = set(member_ordinals(spec, failover.failed))
+    ordinals = _ordinals(ref, membership.members)
     ready = sum(
         1 for p in pods if pod_ready(p) and pod_ordinal(p) in ordinals and p["metadata"]["name"] not in restarts.pods
     )
     seen = Observed(
         generation=generation,
         members=rendered.members,
+        epoch=membership.epoch,
         member_count=len(ordinals),
         ready=ready,
         replicas=(statefulset.get("status") or {}).get("replicas", 0),
         selector=selector_string(ref.name),
         hash_key_secret=hash_key_secret_name(ref),
-        local_storage=spec.storage.mode == "local",
+        report_moved=spec.storage.mode == "local" and membership.restart_on_change,
         failover=failover,
         restarts=restarts,
+        rebalance=membership.record,
+        rebalancing=membership.condition,
     )
     return Outcome(status=observed_status(seen, old, now), actions=actions)
+
+
+def _ordinals(ref: ClusterRef, members: list[str]) -> set[int]:
+    return {o for a in members if (o := address_ordinal(ref, a)) is not None}
+
+
+def _annotate_members(
+    kube: Kube, ref: ClusterRef, pods: list[dict[str, Any]], members: list[str], replicas: int
+) -> list[str]:
+    """In place, a pod's list changes without a restart: its members annotation says the list it routes by
+    now (the template has none), so a later change of mode to Restart restarts no one for nothing."""
+    joined = ",".join(members)
+    annotated = []
+    for pod in pods:
+        meta = pod["metadata"]
+        if (
+            (meta.get("annotations") or {}).get(MEMBERS_ANNOTATION) == joined
+            or meta.get("deletionTimestamp")
+            or pod_ordinal(pod) >= replicas  # leaving with a scale-down
+        ):
+            continue
+        try:
+            kube.patch("Pod", ref.namespace, meta["name"], {"metadata": {"annotations": {MEMBERS_ANNOTATION: joined}}})
+        except ApiException as err:
+            if err.status != 404:  # gone meanwhile: nothing to annotate
+                raise
+            continue
+        annotated.append(meta["name"])
+    return [f"annotated {', '.join(annotated)} with the member list"] if annotated else []
 
 
 def _previous_status(body: dict[str, Any], event: Event) -> ZotClusterStatus:

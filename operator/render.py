@@ -27,6 +27,7 @@ from .names import (
     selector,
     tls_secret_name,
 )
+from .rebalance_mode import rebalance_mode
 from .statefulset import CONFIG_KEY, DATA_DIR, stateful_set
 
 ROLE_LABEL = f"{GROUP}/role"
@@ -55,8 +56,21 @@ def member_host(ref: ClusterRef, ordinal: int) -> str:
     return f"{ref.name}-{ordinal}.{headless_service_name(ref.name)}.{ref.namespace}.svc.{domain}"
 
 
+def member_address(ref: ClusterRef, ordinal: int) -> str:
+    return f"{member_host(ref, ordinal)}:{ref.spec.port}"
+
+
 def member_addresses(ref: ClusterRef, failed: Iterable[int] = ()) -> list[str]:
-    return [f"{member_host(ref, i)}:{ref.spec.port}" for i in member_ordinals(ref.spec, failed)]
+    return [member_address(ref, i) for i in member_ordinals(ref.spec, failed)]
+
+
+def address_ordinal(ref: ClusterRef, address: str) -> int | None:
+    """The ordinal of one of this cluster's member addresses (from a member list); None for another name."""
+    pod, _, rest = address.partition(".")
+    prefix, _, ordinal = pod.rpartition("-")
+    if prefix != ref.name or not ordinal.isdigit() or not rest.startswith(f"{headless_service_name(ref.name)}."):
+        return None
+    return int(ordinal)
 
 
 def certificate_hosts(ref: ClusterRef) -> list[str]:
@@ -89,6 +103,16 @@ def render_config(ref: ClusterRef, hash_key: str, members: list[str]) -> str:
 
 def checksum(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def config_checksum(config_text: str, in_place: bool) -> str:
+    """The pod template's config checksum: a new one rolls every member. Made in place, a membership change
+    reaches the members through their control API, not a restart, so the list is left out of it."""
+    if not in_place:
+        return checksum(config_text)
+    config = json.loads(config_text)
+    config.get("cluster", {}).pop("members", None)
+    return checksum(json.dumps(config, indent=2) + "\n")
 
 
 # Children ----------------------------------------------------------------------------------------
@@ -181,25 +205,33 @@ class Rendered:
     config_text: str
     members: list[str]
     objects: list[dict[str, Any]]
-
-    @property
-    def config_checksum(self) -> str:
-        return checksum(self.config_text)
+    config_checksum: str
 
 
 def render(
-    ref: ClusterRef, hash_key: str, failed: Iterable[int] = (), secret_versions: dict[str, str] | None = None
+    ref: ClusterRef,
+    hash_key: str,
+    failed: Iterable[int] = (),
+    secret_versions: dict[str, str] | None = None,
+    members: list[str] | None = None,
+    replicas: int | None = None,
 ) -> Rendered:
-    """`secret_versions`: resourceVersion of each of `start_secrets`, when the caller read them."""
-    members = member_addresses(ref, failed)
+    """`secret_versions`: resourceVersion of each of `start_secrets`, when the caller read them.
+    `members` and `replicas`, while a membership change is made in place: the list the members route by
+    until it is done (the spec's comes after), and a StatefulSet that keeps every member of both lists."""
+    in_place = rebalance_mode(ref.spec).in_place
+    members = members if members is not None else member_addresses(ref, failed)
     config_text = render_config(ref, hash_key, members)
+    config_sum = config_checksum(config_text, in_place)
     objects = [
         config_map(ref, config_text),
         headless_service(ref),
         client_service(ref),
-        stateful_set(ref, checksum(config_text), members, secret_versions),
+        # In place, the list a pod routes by changes without a restart: it is no property of the template
+        # (the operator annotates each pod with it instead).
+        stateful_set(ref, config_sum, None if in_place else members, secret_versions, replicas),
     ]
     pdb = pod_disruption_budget(ref)
     if pdb:
         objects.append(pdb)
-    return Rendered(config_text, members, objects)
+    return Rendered(config_text, members, objects, config_sum)

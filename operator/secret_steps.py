@@ -10,6 +10,7 @@ import datetime
 from collections.abc import Callable
 from typing import Any
 
+from zot_registry.certs import KeyPair
 from zot_registry.cluster.hashing import new_hash_key
 
 from .kube import Kube
@@ -50,7 +51,9 @@ def ensure_hash_key(kube: Kube, ref: ClusterRef, event: Event) -> str:
     return value.decode("latin-1")
 
 
-def ensure_tls(kube: Kube, ref: ClusterRef, event: Event, now: datetime.datetime) -> None:
+def ensure_tls(kube: Kube, ref: ClusterRef, event: Event, now: datetime.datetime) -> KeyPair | None:
+    """The cluster CA the operator keeps (with its key: the operator authenticates to the members' control
+    API with it), after writing what must be; None with tls mode secret, where it holds no CA."""
     if ref.spec.tls.mode == "secret":
         name = tls_secret_name(ref)
         secret = kube.get("Secret", ref.namespace, name)
@@ -60,7 +63,7 @@ def ensure_tls(kube: Kube, ref: ClusterRef, event: Event, now: datetime.datetime
                 "TLSSecretMissing",
                 f"Secret {name} (spec.tls.secretName) must exist with keys tls.crt, tls.key and ca.crt",
             )
-        return
+        return None
     ca = kube.get("Secret", ref.namespace, ca_secret_name(ref.name))
     server = kube.get("Secret", ref.namespace, tls_secret_name(ref))
     plan = plan_tls(
@@ -86,6 +89,7 @@ def ensure_tls(kube: Kube, ref: ClusterRef, event: Event, now: datetime.datetime
         else:
             kube.patch("Secret", ref.namespace, body["metadata"]["name"], {"stringData": body["stringData"]})
             event("Normal", "CertificateRenewed", f"renewed the {what} in Secret {body['metadata']['name']}")
+    return plan.ca
 
 
 def check_referenced_secrets(kube: Kube, ref: ClusterRef) -> dict[str, str]:

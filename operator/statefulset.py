@@ -125,8 +125,14 @@ def init_container(spec: ZotClusterSpec) -> dict[str, Any] | None:
 
 
 def stateful_set(
-    ref: ClusterRef, config_checksum: str, members: list[str], secret_versions: dict[str, str] | None = None
+    ref: ClusterRef,
+    config_checksum: str,
+    members: list[str] | None,
+    secret_versions: dict[str, str] | None = None,
+    replicas: int | None = None,
 ) -> dict[str, Any]:
+    """`members`: the list in the members annotation of the template (None: none, the operator annotates
+    the pods); `replicas`: the StatefulSet's, when it must keep more pods than the spec has members."""
     spec = ref.spec
     init = init_container(spec)
     config_volumes: list[dict[str, Any]] = (
@@ -197,11 +203,9 @@ def stateful_set(
     ):
         if value:
             pod_spec[key] = value
-    pod_annotations = {
-        **spec.pod_annotations,
-        CHECKSUM_ANNOTATION: config_checksum,
-        MEMBERS_ANNOTATION: ",".join(members),
-    }
+    pod_annotations = {**spec.pod_annotations, CHECKSUM_ANNOTATION: config_checksum}
+    if members is not None:
+        pod_annotations[MEMBERS_ANNOTATION] = ",".join(members)
     if secret_versions:
         # Versions, not values (nor hashes of values, which anyone who may read pods could test guesses
         # against): a changed Secret changes the template, and the members roll one at a time.
@@ -217,7 +221,7 @@ def stateful_set(
         "kind": "StatefulSet",
         "metadata": object_metadata(ref, ref.name),
         "spec": {
-            "replicas": spec.replicas,
+            "replicas": spec.replicas if replicas is None else replicas,
             "serviceName": headless_service_name(ref.name),
             "podManagementPolicy": "Parallel",
             # The operator decides when each pod restarts (all together on a membership change).

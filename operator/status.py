@@ -9,8 +9,10 @@ import datetime
 from dataclasses import dataclass
 from typing import Any
 
-from .models import Condition, Phase, ZotClusterStatus
+from .kube import is_subset
+from .models import Condition, Phase, RebalanceStatus, ZotClusterStatus
 from .plans import FailoverPlan, RestartPlan, iso, moved_share
+from .rebalance import RebalanceCondition
 
 # Phases a cluster reaches once it has been Running. The status keeps no other memory of that, so a
 # Secret problem or a membership restart before the first Running counts too: the rule errs towards
@@ -23,15 +25,20 @@ class Observed:
     """What one full pass saw and did, the inputs of the status besides the previous one."""
 
     generation: int | None
-    members: list[str]  # the member list rendered this pass
+    members: list[str]  # the member list rendered this pass: the one the members route by
+    epoch: int  # its epoch
     member_count: int  # members in that list (ordinals), the "of N" in the Ready condition
     ready: int  # of those, ready and not being restarted by this pass
     replicas: int  # pods of the StatefulSet, for the scale subresource
     selector: str
     hash_key_secret: str
-    local_storage: bool
+    # A membership change leaves the repositories that change owner on their old member's volume
+    # (storage local to each member, and changes made by restart): say how many.
+    report_moved: bool
     failover: FailoverPlan
     restarts: RestartPlan
+    rebalance: RebalanceStatus | None  # the change made in place under way
+    rebalancing: RebalanceCondition
 
 
 def condition(
@@ -62,7 +69,16 @@ def observed_status(seen: Observed, old: ZotClusterStatus, now: datetime.datetim
     restarting = bool(seen.restarts.pods)
     all_ready = seen.ready == seen.member_count and not restarting
     rolling = restarting or bool(seen.restarts.waiting)
-    progressing = restarting or not all_ready
+    rebalancing = seen.rebalancing
+    progressing = restarting or not all_ready or rebalancing.active
+    if restarting:
+        progress_reason, progress_message = "Restarting", seen.restarts.reason
+    elif rebalancing.active:
+        progress_reason, progress_message = "Rebalancing", rebalancing.message
+    elif progressing:
+        progress_reason, progress_message = "Converging", seen.restarts.reason or "waiting for members"
+    else:
+        progress_reason, progress_message = "Stable", seen.restarts.reason or "nothing to do"
     conditions = [
         condition(
             "Ready",
@@ -72,14 +88,7 @@ def observed_status(seen: Observed, old: ZotClusterStatus, now: datetime.datetim
             old.conditions,
             now,
         ),
-        condition(
-            "Progressing",
-            progressing,
-            "Restarting" if restarting else ("Converging" if progressing else "Stable"),
-            seen.restarts.reason or ("waiting for members" if progressing else "nothing to do"),
-            old.conditions,
-            now,
-        ),
+        condition("Progressing", progressing, progress_reason, progress_message, old.conditions, now),
         condition(
             "Degraded",
             bool(failed),
@@ -88,9 +97,10 @@ def observed_status(seen: Observed, old: ZotClusterStatus, now: datetime.datetim
             old.conditions,
             now,
         ),
+        condition("Rebalancing", rebalancing.active, rebalancing.reason, rebalancing.message, old.conditions, now),
     ]
     moved = old.moved_repositories
-    if old.members and old.members != seen.members and seen.local_storage:
+    if old.members and old.members != seen.members and seen.report_moved:
         moved = moved_share(old.members, seen.members)
     extra: dict[str, Any] = {}
     if moved is not None:
@@ -109,6 +119,7 @@ def observed_status(seen: Observed, old: ZotClusterStatus, now: datetime.datetim
     return ZotClusterStatus(
         observed_generation=seen.generation,
         members=seen.members,
+        epoch=seen.epoch,
         replicas=seen.replicas,
         ready_members=seen.ready,
         phase=phase(all_ready, rolling, bool(failed), old),
@@ -117,6 +128,7 @@ def observed_status(seen: Observed, old: ZotClusterStatus, now: datetime.datetim
         failed_members=failed,
         not_ready_since=seen.failover.not_ready_since,
         running_since=seen.failover.running_since,
+        rebalance=seen.rebalance,  # set also when None: the patch then removes a finished change
         conditions=conditions,
         **extra,
     )
@@ -147,5 +159,12 @@ def degraded_status(
 
 def as_patch(status: ZotClusterStatus) -> dict[str, Any]:
     """The status as the CRD spells it. Only the fields set: a degraded pass keeps what it did not observe
-    as it was, and a field never written (movedRepositories) is not written as null."""
+    as it was, and a field never written (movedRepositories) is not written as null. A field set to None
+    (rebalance, once a change is done) is null in the patch, which removes it."""
     return status.model_dump(by_alias=True, exclude_unset=True)
+
+
+def status_changed(patch: dict[str, Any], current: dict[str, Any]) -> bool:
+    """Whether writing `patch` would change `current`: a null is a removal, no change where the field is absent."""
+    present = {k: v for k, v in patch.items() if v is not None}
+    return not (is_subset(present, current) and is_subset(current, present))

@@ -59,31 +59,44 @@ def make_ca(common_name: str = "zot cluster CA", days: int = 3650) -> KeyPair:
     return KeyPair(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key))
 
 
-def make_server_cert(ca: KeyPair, hosts: list[str], days: int = 365) -> KeyPair:
-    """A certificate for every name and address in `hosts`, usable as server and as client (peer mTLS)."""
+def _issue(
+    ca: KeyPair, subject: str, days: float, usages: list[x509.ObjectIdentifier], names: list[x509.GeneralName]
+) -> KeyPair:
+    """A new key and a certificate for it signed by `ca`: extended key usages `usages`, alternative `names`."""
     ca_cert = x509.load_pem_x509_certificate(ca.cert_pem)
     ca_key = serialization.load_pem_private_key(ca.key_pem, password=None)
     assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
     now = datetime.datetime.now(datetime.UTC)
     key = ec.generate_private_key(ec.SECP256R1())
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name(subject))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+    )
+    if names:
+        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+    cert = builder.sign(ca_key, hashes.SHA256())
+    return KeyPair(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key))
+
+
+def make_server_cert(ca: KeyPair, hosts: list[str], days: int = 365) -> KeyPair:
+    """A certificate for every name and address in `hosts`, usable as server and as client (peer mTLS)."""
     names: list[x509.GeneralName] = []
     for host in hosts:
         try:
             names.append(x509.IPAddress(ipaddress.ip_address(host)))
         except ValueError:
             names.append(x509.DNSName(host))
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(hosts[0]))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=days))
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    return KeyPair(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key))
+    usages = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+    return _issue(ca, hosts[0], days, usages, names)
+
+
+def make_client_cert(ca: KeyPair, common_name: str, days: float = 1) -> KeyPair:
+    """A client-only certificate (no names to serve, extended key usage clientAuth): what the operator
+    shows the members' control API. Short-lived: its holder issues a new one rather than revoking."""
+    return _issue(ca, common_name, days, [ExtendedKeyUsageOID.CLIENT_AUTH], [])

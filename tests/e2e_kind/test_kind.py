@@ -139,6 +139,9 @@ def test_chart_cluster_push_pull_resize_delete(kind_cluster: Path, tmp_path: Pat
             "auth": {"htpasswd": {"secretName": "demo-htpasswd"}},
             "service": {"type": "NodePort", "nodePort": 30500},
             "storage": {"local": {"size": "1Gi"}},
+            # What this suite checks of a resize is the restart behaviour (RepositoriesMoved, kept owners
+            # readable); a change made in place is tested where the members' control API is.
+            "rebalance": {"mode": "Restart"},
         },
     }
     kubectl("apply", "-f", "-", stdin=json.dumps(manifest))

@@ -19,7 +19,7 @@ from tests.support.kube_objects import KWOK_TOLERATION, kubeconfig
 from tests.support.kubectl import Namespaces, create_secret, get, wait_for
 from tests.support.operators import operator_process
 from tests.support.paths import REPO_ROOT, TOOLS_BIN
-from tests.support.zotclusters import S3_EXAMPLE, apply_document, example_cluster, wait_for_phase
+from tests.support.zotclusters import BY_RESTART, S3_EXAMPLE, apply_document, example_cluster, wait_for_phase
 
 CHART = REPO_ROOT / "charts" / "zot-operator"
 HELM = TOOLS_BIN / "helm"
@@ -68,7 +68,7 @@ ALLOWED: dict[tuple[str, str], set[str]] = {
     ("", "secrets"): {"get", "create", "patch"},
     ("apps", "statefulsets"): {"get", "create", "patch"},
     ("policy", "poddisruptionbudgets"): {"get", "create", "patch"},
-    ("", "pods"): {"list", "delete"},
+    ("", "pods"): {"list", "delete", "patch"},
     ("", "events"): {"create"},
     ("", "namespaces"): {"list", "watch"},
     ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
@@ -285,7 +285,9 @@ def test_operator_reconciles_with_only_the_charts_rbac(
     # Shared storage: every kind of child and both credential Secrets, and no volumes to provision.
     create_secret(cp, ns, "registry-s3", accessKey="a", secretKey="b")
     create_secret(cp, ns, "registry-redis", url="redis://:p@r:6379")
-    apply_document(cp, example_cluster(ns, example=S3_EXAMPLE), "rbac-cluster.yaml")
+    document = example_cluster(ns, example=S3_EXAMPLE)
+    document["spec"]["rebalance"] = BY_RESTART  # the resize below restarts KWOK's pods, which run no registry
+    apply_document(cp, document, "rbac-cluster.yaml")
     zc = wait_for_phase(cp, ns, "Running", timeout=120)
     assert zc["status"]["readyMembers"] == 3
     for kind, name in (

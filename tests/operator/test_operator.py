@@ -151,6 +151,10 @@ def test_apply_scale_drift_and_delete(
             {"storage": {"mode": "s3", "s3": {"bucket": "b"}}, "cache": {"redis": {"keyPrefix": "z"}}},
             "redis needs exactly one of url or urlSecret",
         ),
+        (
+            {"rebalance": {"mode": "InPlace"}, "tls": {"mode": "secret", "secretName": "my-tls"}},
+            "rebalance mode InPlace needs tls mode managed",
+        ),
     ],
 )
 def test_invalid_clusters_are_rejected_by_the_api_server(

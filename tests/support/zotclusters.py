@@ -40,10 +40,17 @@ def apply_document(cp: ControlPlane, document: dict[str, Any], file_name: str) -
     return document
 
 
+# KWOK's pods run no registry: a membership change made in place would wait for ever for members to
+# answer. Tests of the restart behaviour (and of anything that changes the member list) ask for it.
+BY_RESTART = {"mode": "Restart"}
+
+
 def apply_cluster(cp: ControlPlane, namespace: str, name: str = "demo", **spec: Any) -> dict[str, Any]:
-    """The local-storage example on pre-made volumes of class "manual", `spec` keys replaced."""
+    """The local-storage example on pre-made volumes of class "manual", membership changes by restart,
+    `spec` keys replaced."""
     document = example_cluster(namespace, name)
     document["spec"]["storage"]["local"]["storageClassName"] = "manual"
+    document["spec"]["rebalance"] = BY_RESTART
     document["spec"].update(spec)
     return apply_document(cp, document, f"{namespace}-{name}.yaml")
 

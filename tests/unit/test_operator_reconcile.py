@@ -2,81 +2,19 @@
 
 from __future__ import annotations
 
-import base64
-import copy
 import datetime
 from typing import Any
 
 from zot_operator.kube import Kube
-from zot_operator.names import labels
+from zot_operator.member_control import MemberApi
 from zot_operator.reconcile import reconcile
 from zot_operator.secret_steps import Event
-from zot_operator.statefulset import MEMBERS_ANNOTATION
 from zot_operator.status import as_patch
+from zot_registry.certs import KeyPair
+
+from tests.support.memory_kube import MemoryKube
 
 NOW = datetime.datetime(2026, 11, 28, 12, 0, tzinfo=datetime.UTC)
-
-
-class MemoryKube(Kube):
-    """The Kube calls the steps make, on a dict of objects; `ensure` is the real one on top of them."""
-
-    def __init__(self) -> None:  # no API client: nothing here leaves the process
-        self.writes = 0
-        self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
-
-    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
-        found = self.objects.get((kind, namespace, name))
-        return copy.deepcopy(found) if found is not None else None
-
-    def create(self, body: dict[str, Any]) -> dict[str, Any]:
-        self.writes += 1
-        stored = self.objects[(body["kind"], body["metadata"]["namespace"], body["metadata"]["name"])] = {}
-        return self._merge(stored, body)
-
-    def patch(self, kind: str, namespace: str, name: str, patch: dict[str, Any], sub: str = "") -> dict[str, Any]:
-        self.writes += 1
-        return self._merge(self.objects[(kind, namespace, name)], patch)
-
-    @staticmethod
-    def _merge(stored: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:
-        """A shallow merge is enough here; a Secret's stringData is stored as data, as the API server does."""
-        change = copy.deepcopy(change)
-        text = change.pop("stringData", None)
-        stored.update(change)
-        if text is not None:
-            stored["data"] = {
-                **stored.get("data", {}),
-                **{k: base64.b64encode(v.encode()).decode() for k, v in text.items()},
-            }
-        return stored
-
-    def delete(self, kind: str, namespace: str, name: str) -> None:
-        self.writes += 1
-        self.objects.pop((kind, namespace, name), None)
-
-    def add_pod(self, ordinal: int, members: list[str], ready: bool) -> None:
-        self.objects[("Pod", "default", f"demo-{ordinal}")] = {
-            "kind": "Pod",
-            "metadata": {
-                "name": f"demo-{ordinal}",
-                "namespace": "default",
-                "labels": labels("demo"),
-                "annotations": {MEMBERS_ANNOTATION: ",".join(members)},
-            },
-            "status": {
-                "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
-                "containerStatuses": [{"started": True, "state": {"running": {}}}],
-            },
-        }
-
-    # Last: below this line `list` in an annotation would name this method, not the builtin.
-    def list(self, kind: str, namespace: str, selector: str) -> list[dict[str, Any]]:
-        wanted = dict(pair.split("=", 1) for pair in selector.split(","))
-        return [
-            copy.deepcopy(o)
-            for (k, ns, _), o in sorted(self.objects.items())
-            if k == kind and ns == namespace and wanted.items() <= (o["metadata"].get("labels") or {}).items()
-        ]
 
 
 def cluster(status: dict[str, Any] | None = None, **spec: Any) -> dict[str, Any]:
@@ -91,9 +29,14 @@ def quiet(kind: str, reason: str, message: str) -> None:
     pass
 
 
+def no_members(ca: KeyPair) -> MemberApi:
+    """These passes make no membership change in place: asking a member anything is a mistake."""
+    raise AssertionError("a member was asked something")
+
+
 def run(kube: Kube, body: dict[str, Any], event: Event = quiet) -> dict[str, Any]:
     """One pass; the status as the handlers patch it in."""
-    return as_patch(reconcile(kube, body, event, NOW).status)
+    return as_patch(reconcile(kube, body, event, NOW, connect=no_members).status)
 
 
 def test_a_new_cluster_is_creating_until_every_member_is_ready() -> None:
@@ -153,19 +96,22 @@ def test_a_missing_secret_degrades_with_a_message_and_one_event() -> None:
     assert [e[1] for e in events if e[0] == "Warning"] == ["HtpasswdSecretMissing"]
 
 
-def test_a_resize_is_restarting_until_every_member_is_ready_again() -> None:
+RESTART = {"mode": "Restart"}
+
+
+def test_a_resize_by_restart_is_restarting_until_every_member_is_ready_again() -> None:
     kube = MemoryKube()
     status = running(kube)
-    resized = run(kube, cluster(status, replicas=4))
+    resized = run(kube, cluster(status, replicas=4, rebalance=RESTART))
     assert resized["phase"] == "Restarting" and len(resized["members"]) == 4
     assert not [k for k in kube.objects if k[0] == "Pod"]  # every member restarted together
     for ordinal in range(4):
         kube.add_pod(ordinal, resized["members"], ready=ordinal < 2)
-    coming_back = run(kube, cluster(resized, replicas=4))
+    coming_back = run(kube, cluster(resized, replicas=4, rebalance=RESTART))
     assert coming_back["phase"] == "Restarting" and coming_back["readyMembers"] == 2
     for ordinal in range(4):
         kube.add_pod(ordinal, resized["members"], ready=True)
-    assert run(kube, cluster(coming_back, replicas=4))["phase"] == "Running"
+    assert run(kube, cluster(coming_back, replicas=4, rebalance=RESTART))["phase"] == "Running"
 
 
 def test_a_status_that_does_not_fit_the_model_is_rewritten_with_a_warning() -> None:

@@ -13,10 +13,18 @@ from pydantic import ValidationError
 from zot_operator.cli import _load_cluster
 from zot_operator.crd import crd_yaml
 from zot_operator.materialize import fill
-from zot_operator.models import DEFAULT_IMAGE, CacheSpec, DynamoDBCache, RedisCache, ZotClusterSpec
+from zot_operator.models import DEFAULT_IMAGE, CacheSpec, DynamoDBCache, RebalanceSpec, RedisCache, ZotClusterSpec
 from zot_operator.names import ClusterRef
-from zot_operator.render import certificate_hosts, checksum, member_addresses, member_host, render
-from zot_operator.statefulset import CHECKSUM_ANNOTATION, RUN_AS, SECRETS_ANNOTATION
+from zot_operator.render import (
+    address_ordinal,
+    certificate_hosts,
+    checksum,
+    member_address,
+    member_addresses,
+    member_host,
+    render,
+)
+from zot_operator.statefulset import CHECKSUM_ANNOTATION, MEMBERS_ANNOTATION, RUN_AS, SECRETS_ANNOTATION
 from zot_registry.config import parse_config
 
 from tests.support.paths import REPO_ROOT, ZOT_EXAMPLES
@@ -70,7 +78,7 @@ def test_example_renders_identical_member_lists_and_a_config_zot_registry_accept
     assert configmap["data"]["config.json"] == rendered.config_text
     sts = by_kind(rendered.objects, "StatefulSet")
     template = sts["spec"]["template"]
-    assert template["metadata"]["annotations"][CHECKSUM_ANNOTATION] == checksum(rendered.config_text)
+    assert template["metadata"]["annotations"][CHECKSUM_ANNOTATION] == rendered.config_checksum
     assert sts["spec"]["podManagementPolicy"] == "Parallel"
     assert sts["spec"]["updateStrategy"] == {"type": "OnDelete"}
     container = template["spec"]["containers"][0]
@@ -94,6 +102,56 @@ def test_excluded_and_failed_members_leave_the_list() -> None:
     assert [m.split(".")[0] for m in member_addresses(ref5, failed=[3])] == ["demo-0", "demo-2", "demo-4"]
     # the StatefulSet keeps every replica: an excluded pod keeps running, outside the list
     assert by_kind(render(ref5, "k" * 16).objects, "StatefulSet")["spec"]["replicas"] == 5
+
+
+def in_place_and_restart() -> tuple[ClusterRef, ClusterRef]:
+    ref = _load_cluster(str(EXAMPLE))
+    restart = ref.spec.model_copy(update={"rebalance": RebalanceSpec(mode="Restart")})
+    return ref, ClusterRef("demo", "default", "", restart)
+
+
+def test_in_place_a_new_member_list_changes_the_config_but_no_pod_template() -> None:
+    ref, _ = in_place_and_restart()
+    three = render(ref, "k" * 16)
+    four = render(ClusterRef("demo", "default", "", ref.spec.model_copy(update={"replicas": 4})), "k" * 16)
+    assert three.config_text != four.config_text
+    assert three.config_checksum == four.config_checksum
+    template = by_kind(three.objects, "StatefulSet")["spec"]["template"]
+    assert template == by_kind(four.objects, "StatefulSet")["spec"]["template"]
+    assert MEMBERS_ANNOTATION not in template["metadata"]["annotations"]  # on the pods, by the operator
+    # any other change of the config still rolls the members
+    debug = ref.spec.model_copy(update={"log_level": "debug"})
+    assert render(ClusterRef("demo", "default", "", debug), "k" * 16).config_checksum != three.config_checksum
+
+
+def test_with_restarts_the_template_carries_the_list_and_the_whole_config_checksum() -> None:
+    _, ref = in_place_and_restart()
+    rendered = render(ref, "k" * 16)
+    annotations = by_kind(rendered.objects, "StatefulSet")["spec"]["template"]["metadata"]["annotations"]
+    assert annotations[CHECKSUM_ANNOTATION] == checksum(rendered.config_text)
+    assert annotations[MEMBERS_ANNOTATION] == ",".join(rendered.members)
+
+
+def test_while_a_change_is_made_in_place_the_config_keeps_the_old_list_and_the_statefulset_both() -> None:
+    ref, _ = in_place_and_restart()
+    old = member_addresses(ref)
+    rendered = render(
+        ClusterRef("demo", "default", "", ref.spec.model_copy(update={"replicas": 2})),
+        "k" * 16,
+        members=old,
+        replicas=3,
+    )
+    assert rendered.members == old and json.loads(rendered.config_text)["cluster"]["members"] == old
+    assert by_kind(rendered.objects, "StatefulSet")["spec"]["replicas"] == 3
+
+
+def test_a_member_address_names_its_ordinal() -> None:
+    ref, _ = in_place_and_restart()
+    assert [address_ordinal(ref, a) for a in member_addresses(ref)] == [0, 1, 2]
+    assert address_ordinal(ref, member_address(ref, 12)) == 12
+    other = ClusterRef("demo-x", "default", "", ref.spec)
+    assert address_ordinal(ref, member_address(other, 1)) is None
+    assert address_ordinal(ref, "demo-1.elsewhere:5000") is None
 
 
 def test_certificate_covers_every_member_at_any_size_and_both_services() -> None:

@@ -44,10 +44,11 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]
   verbs: [get, create, patch]
-# Pods: read to see readiness, delete to restart members (the StatefulSet is OnDelete).
+# Pods: read to see readiness, delete to restart members (the StatefulSet is OnDelete), patch to
+# annotate each member with the list it routes by after a membership change made in place.
 - apiGroups: [""]
   resources: [pods]
-  verbs: [list, delete]
+  verbs: [list, delete, patch]
 - apiGroups: [""]
   resources: [events]
   verbs: [create]

@@ -104,7 +104,15 @@ def plan_rebalance(
 
     events: list[EventTuple] = []
     newest = max([epoch, record.epoch if record else 0, *_epochs(states.values())])
-    if record is None:
+    under_way = _under_way(states.values(), current, target) if record is None else None
+    if under_way is not None:
+        # The members already run this very change (the status was written back from before it, or
+        # lost): take it up where it is rather than start it again.
+        record = _with(
+            _fresh(under_way.epoch, current, target, now), step=_furthest_step(states.values(), under_way.epoch)
+        )
+        events.append(("Normal", "RebalanceResumed", f"epoch {record.epoch}: {_sizes(record)}; at {record.step}"))
+    elif record is None:
         record = _fresh(newest + 1, current, target, now)
         events.append(("Normal", "RebalanceStarted", f"epoch {record.epoch}: {_sizes(record)}; copying"))
     elif record.step != "switch" and (record.to_members != target or _ahead(states.values(), record.epoch)):
@@ -163,6 +171,7 @@ def _advance(
             "to": record.to_members,
             "step": step,
             "keepOldCopiesSeconds": keep_old_copies_seconds,
+            "absent": sorted(excused),
         }
     )
     # Asked only of members not there yet (an excused member too, should it answer).
@@ -328,6 +337,26 @@ def _epochs(states: Iterable[StateAnswer]) -> list[int]:
             if state.change is not None:
                 found.append(state.change.epoch)
     return found
+
+
+def _under_way(states: Iterable[StateAnswer], current: list[str], target: list[str]) -> ChangeState | None:
+    """The newest change some member runs from `current` to `target`, if it is the newest epoch seen."""
+    found = [
+        s.change
+        for s in states
+        if isinstance(s, MemberState)
+        and s.change is not None
+        and (s.change.from_members, s.change.to_members) == (current, target)
+    ]
+    if not found:
+        return None
+    newest = max(found, key=lambda c: c.epoch)
+    return newest if newest.epoch >= max(_epochs(states), default=0) else None
+
+
+def _furthest_step(states: Iterable[StateAnswer], epoch: int) -> Step:
+    asked = [s.change.step for s in states if isinstance(s, MemberState) and s.change and s.change.epoch == epoch]
+    return max(asked, key=STEPS.index, default="copy")
 
 
 def _ahead(states: Iterable[StateAnswer], epoch: int) -> bool:

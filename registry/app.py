@@ -27,7 +27,7 @@ from .cluster.node import Cluster
 from .cluster.rebalance import Rebalancer
 from .cluster.write_gate import WriteGate
 from .config import LoadedConfig, ZotConfig
-from .errors import RegistryError
+from .errors import BlobUnknown, ManifestUnknown, NameUnknown, RegistryError
 from .storage.base import Store
 from .storage.files import disk_errors
 from .storage.local.store import LocalStore
@@ -104,6 +104,11 @@ def create_app(loaded: LoadedConfig) -> Quart:
                 # A write to a repository that is moving to another member waits (write_gate.py).
                 async with gate.writing(route.name, partial(cluster.serves_here, request, route)):
                     return await HANDLERS[route.kind](route, store)
+        if cluster is not None and route.proxyable:
+            try:
+                return await HANDLERS[route.kind](route, store)
+            except (NameUnknown, ManifestUnknown, BlobUnknown) as err:
+                raise cluster.away_instead(route.name, err) from None
         return await HANDLERS[route.kind](route, store)
 
     async def dispatch(rest: str = "") -> Response:

@@ -66,6 +66,9 @@ RepositoryMoving = _error(
 MembersChanging = _error(
     "MembersChanging", "UNAVAILABLE", 503, "the cluster's member list is changing: retry in a moment"
 )
+MemberAway = _error(
+    "MemberAway", "UNAVAILABLE", 503, "the member that holds this repository is down and was dropped by failover"
+)
 ChangeConflict = _error("ChangeConflict", "DENIED", 409, "the membership change conflicts with this member's state")
 ImportIncomplete = _error("ImportIncomplete", "MANIFEST_BLOB_UNKNOWN", 409, "the copy of the repository is incomplete")
 ClusterPeerRequired = _error(

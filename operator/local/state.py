@@ -212,8 +212,12 @@ def _member_config(base: dict[str, Any], folder: Path, ordinal: int) -> dict[str
     return config
 
 
-def prepare(folder: Path, manifest: Manifest) -> LocalLayout:
-    """Write key, TLS material, htpasswd and every member's config for `manifest` into `folder`."""
+def prepare(folder: Path, manifest: Manifest, routed: list[str] | None = None) -> LocalLayout:
+    """Write key, TLS material, htpasswd and every member's config for `manifest` into `folder`.
+
+    `routed`: the member list written into the configs, when it is not yet the manifest's (a change
+    made in place: every member, the new ones too, starts with the list the cluster routes by, as a
+    new pod starts with the ConfigMap of the moment)."""
     spec = manifest.ref.spec
     if spec.storage.mode != "local":
         raise ManifestError(
@@ -230,7 +234,7 @@ def prepare(folder: Path, manifest: Manifest) -> LocalLayout:
     hosts = [*certificate_hosts(manifest.ref), *(member_address(o) for o in ordinals)]
     reissued = _tls(folder, manifest, list(dict.fromkeys(hosts)))
     (folder / "client-certs" / "ca.crt").write_bytes((folder / "tls" / "ca.crt").read_bytes())
-    config_text = render_config(manifest.ref, hash_key, members)
+    config_text = render_config(manifest.ref, hash_key, routed or members)
     (folder / "config.json").write_text(config_text)
     base = json.loads(config_text)
     configs: list[Path] = []

@@ -24,12 +24,16 @@ from typing import Any
 
 import psutil
 from pydantic import ValidationError
+from zot_registry.certs import KeyPair
 from zot_registry.console import say
+from zot_registry.durations import parse_duration
 from zot_registry.local.addresses import port_taken
 from zot_registry.local.processes import member_ready, start_member, stop_members
 
+from ..member_control import connect
 from ..models import ZotClusterSpec
 from ..names import ClusterRef
+from .in_place import ChangeStalled, change_in_place
 from .manifest import Manifest, ManifestError
 from .report import moved_message, summary
 from .state import LocalLayout, local_members, prepare, read_json, supervisor_pid, write_json
@@ -197,6 +201,10 @@ class Supervisor:
             self._save(generation=generation, phase="Running", error=None, events=[])
             self._progress(f"already {len(before)} members: nothing to restart")
             return
+        ca = self._ca_for_changes(new_spec)
+        if ca is not None:
+            self._scale_in_place(generation, before, new_manifest, ca)
+            return
         self._save(
             generation=generation,
             phase="Restarting",
@@ -208,7 +216,7 @@ class Supervisor:
         )
         self._progress(
             f"membership change {len(before)} -> {new_spec.replicas} members: restarting all members "
-            "with the new member list"
+            f"with the new member list ({self._why_restart(new_spec)})"
         )
         self._stop()
         self.manifest = new_manifest
@@ -219,6 +227,72 @@ class Supervisor:
         if not self.stopping:
             self._save(phase="Running")
             self._progress(f"ready: {len(layout.members)} members, entry {layout.url(0)}")
+
+    # Membership changes in place -------------------------------------------------------------------
+
+    def _ca_for_changes(self, spec: ZotClusterSpec) -> KeyPair | None:
+        """The cluster CA, when a change can be made in place here: local mode always runs this project's
+        registry, so only spec.rebalance.mode Restart, or a CA whose key is not here, restart instead."""
+        key = self.folder / "tls" / "ca.key"
+        if spec.rebalance.mode == "Restart" or spec.tls.mode != "managed" or not key.is_file():
+            return None
+        return KeyPair((self.folder / "tls" / "ca.crt").read_bytes(), key.read_bytes())
+
+    def _why_restart(self, spec: ZotClusterSpec) -> str:
+        if spec.rebalance.mode == "Restart":
+            return "spec.rebalance.mode is Restart"
+        return "tls mode secret: no CA key here to authenticate to the members"
+
+    def _scale_in_place(self, generation: int, before: list[str], manifest: Manifest, ca: KeyPair) -> None:
+        """New members start first with the current list, the change runs (copy, freeze, switch) through
+        the operator's planner, the members that left stop after it; no member restarts."""
+        assert self.layout is not None
+        spec = manifest.ref.spec
+        after = [m for _, m in local_members(spec)]
+        self._save(
+            generation=generation, phase="Rebalancing", error=None, moved=None, events=[], replicas=spec.replicas
+        )
+        self._progress(f"membership change {len(before)} -> {len(after)} members, in place: no member restarts")
+        both = Manifest(
+            ClusterRef(
+                manifest.ref.name,
+                manifest.ref.namespace,
+                "",
+                spec.model_copy(update={"replicas": max(len(before), spec.replicas), "excluded_members": []}),
+            ),
+            manifest.secrets,
+        )
+        running = dict(zip(self.layout.ordinals, self.processes, strict=True))
+        during = prepare(self.folder, both, routed=before)
+        for ordinal, config in zip(during.ordinals, during.configs, strict=True):
+            if ordinal not in running:
+                with open(during.log(ordinal), "ab") as log:
+                    running[ordinal] = start_member(config, self.workers, log, own_session=True)
+        self.layout, self.processes = during, [running[o] for o in during.ordinals]
+        self._save(memberPids=[p.pid for p in self.processes])
+        epoch = change_in_place(
+            ca,
+            connect,
+            before,
+            after,
+            int(self.state.get("epoch", 0)),
+            parse_duration(spec.rebalance.keep_old_copies_for),
+            self._progress,
+            lambda: self.stopping or self._any_exited(),
+        )
+        # Switched: the configs catch up with the list, and the members that left stop (data kept).
+        final = prepare(self.folder, manifest)
+        leaving = [running.pop(o) for o in list(running) if o not in final.ordinals]
+        stop_members(leaving, process_groups=True)
+        self.manifest, self.layout, self.processes = manifest, final, [running[o] for o in final.ordinals]
+        self._save(members=final.members, epoch=epoch, memberPids=[p.pid for p in self.processes])
+        self._wait_ready(final)
+        if not self.stopping:
+            self._save(phase="Running")
+            self._progress(f"ready: {len(final.members)} members, entry {final.url(0)}")
+
+    def _any_exited(self) -> bool:
+        return any(p.poll() is not None for p in self.processes)
 
     def run(self) -> int:
         previous = read_json(self.folder / "state.json")
@@ -266,7 +340,7 @@ class Supervisor:
                 assert self.layout is not None
                 self._check_alive(self.layout)
                 time.sleep(POLL)
-        except MemberFailed as err:
+        except (MemberFailed, ChangeStalled) as err:
             say(f"error: {err}", error=True)
             self._finish("Failed", error=str(err))
             return 1

@@ -36,6 +36,18 @@ _STEPS = ("copy", "freeze", "switch")
 _OWN_ENTRIES = ("index.json", "blobs", "oci-layout", ".uploads")
 
 
+def _away_after(before: dict[str, list[str]], change: ChangeState) -> dict[str, list[str]]:
+    """The dropped members after `change`: those it names absent, each with the list it was first dropped
+    from (a later change while it is away keeps that home)."""
+    away: dict[str, list[str]] = {}
+    for member in change.absent:
+        if member in before:
+            away[member] = before[member]
+        elif member in change.from_members and member not in change.to_members:
+            away[member] = change.from_members
+    return away
+
+
 class Changes:
     def __init__(
         self,
@@ -110,6 +122,7 @@ class Changes:
                 step=asked.step,
                 phase="copying",
                 keep_old_copies_seconds=asked.keep_old_copies_seconds,
+                absent=asked.absent,
             )
             if current is not None:
                 self._abandon(document, f"replaced by epoch {asked.epoch}")
@@ -195,6 +208,7 @@ class Changes:
             config_members=document.config_members,
             retiring=leaving,
             retire_keep_seconds=change.keep_old_copies_seconds,
+            away=_away_after(document.away, change),
         )
         self.topology.write(switched)
         log.info("membership change switched", extra={"epoch": change.epoch, "members": change.to_members})

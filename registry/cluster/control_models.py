@@ -51,6 +51,9 @@ class ChangeRequest(_Document):
     step: Step
     # How long a moved repository's old copy is kept after the switch before its space is reclaimed.
     keep_old_copies_seconds: float = Field(0.0, alias="keepOldCopiesSeconds", ge=0)
+    # Members failover dropped: what they own cannot be copied. Until they are back, a repository one of
+    # them would own that is not found is answered 503 (its member is away), not 404.
+    absent: list[str] = Field(default_factory=list)
 
 
 class ChangeState(_Document):
@@ -66,6 +69,7 @@ class ChangeState(_Document):
     failures: int = 0  # copies that failed and were retried
     error: str = ""  # the last failure, until a retry succeeds
     keep_old_copies_seconds: float = Field(0.0, alias="keepOldCopiesSeconds")
+    absent: list[str] = Field(default_factory=list)
     frozen_since: float | None = Field(None, alias="frozenSince")  # unix time writes started to wait
 
 

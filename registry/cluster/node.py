@@ -15,7 +15,7 @@ from quart import Request
 from ..api.routing import Route
 from ..config import ZotConfig
 from ..digests import Digest
-from ..errors import PeerBadGateway, PeerUnavailable, RegistryError
+from ..errors import MemberAway, PeerBadGateway, PeerUnavailable, RegistryError
 from ..storage.base import Store
 from ..tuning import env_seconds
 from .decision import Decision, ServeHere, decide
@@ -79,6 +79,18 @@ class Cluster:
     def serves_here(self, request: Request, route: Route, view: View) -> bool:
         """Whether `view` (a fresher reading of the topology) still has this member serve the request."""
         return isinstance(decide(request, route, view, self.shared_storage), ServeHere)
+
+    def away_instead(self, name: str, err: RegistryError) -> RegistryError:
+        """`err` (not found), or MemberAway (503) when the member that owns `name` was dropped by failover:
+        what it holds cannot be had until it is back, and a client retries a 503 where it gives up on a 404."""
+        away = self.topology.view().away_owner(name)
+        if away is None:
+            return err
+        return MemberAway(
+            f"{err.message}: repository {name!r} belongs to member {away}, which is down; "
+            "it is served again once that member is back",
+            headers={"Retry-After": "10"},
+        )
 
     def not_ready_reason(self) -> str:
         """Why readiness fails, "" when this member can answer: it knows its place in the list, or is

@@ -49,6 +49,7 @@ from .control_models import EPOCH_HEADER
 log = logging.getLogger("zot_registry.cluster")
 
 HOP_HEADER = "X-Zot-Cluster-Hop-Count"
+RETRY_LATER = {"Retry-After": "5"}
 # Hop-by-hop headers (RFC 9110 7.6.1), those the client library sets itself, and Quart's own.
 # Content-Length is set from our own reading of it; Expect was answered by this member already.
 _NOT_FORWARDED = {
@@ -250,13 +251,16 @@ class PeerProxy:
             ) from None
         except aiohttp.ClientConnectorError as err:
             metrics.PEER_ERRORS.labels(peer, "unavailable").inc()
-            raise PeerUnavailable(f"member {peer} is unavailable: {_reason(err.os_error)}") from None
+            # A member that is down (restarting, or dropped soon by failover): worth a retry, said so.
+            raise PeerUnavailable(
+                f"member {peer} is unavailable: {_reason(err.os_error)}", headers=RETRY_LATER
+            ) from None
         except TimeoutError:
             metrics.PEER_ERRORS.labels(peer, "timeout").inc()
-            raise PeerTimeout(f"member {peer} did not answer in time") from None
+            raise PeerTimeout(f"member {peer} did not answer in time", headers=RETRY_LATER) from None
         except aiohttp.ClientError as err:
             metrics.PEER_ERRORS.labels(peer, "protocol").inc()
-            raise PeerBadGateway(f"member {peer} failed: {_reason(err)}") from None
+            raise PeerBadGateway(f"member {peer} failed: {_reason(err)}", headers=RETRY_LATER) from None
 
     async def forward(self, request: Request, peer: str, route_kind: str, hops: int = 1, epoch: int = 0) -> Response:
         """Send `request` to `peer` and stream its answer back to our client; the owner sees the hop count

@@ -21,7 +21,7 @@ import logging
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ..config.values import split_member
 from ..storage.files import write_atomic
 from .control_models import ChangeState
+from .hashing import owner_index
 from .membership import Membership
 
 log = logging.getLogger("zot_registry.cluster")
@@ -53,6 +54,8 @@ class TopologyFile(BaseModel):
     # Repositories this member sent away in the switch to `epoch`, still to be retired (changes.py).
     retiring: list[str] = Field(default_factory=list)
     retire_keep_seconds: float = Field(0.0, alias="retireKeepSeconds")
+    # Members failover dropped -> the list they were dropped from (their repositories' home, see View.away).
+    away: dict[str, list[str]] = Field(default_factory=dict)
 
 
 def _addresses(members: list[str]) -> list[tuple[str, int]]:
@@ -67,6 +70,14 @@ class View:
     current: Membership
     change: ChangeState | None
     next: Membership | None  # the change's `to`, with this member's index in it
+    away: dict[str, list[str]] = field(default_factory=dict)  # dropped member -> the list it was dropped from
+
+    def away_owner(self, name: str) -> str | None:
+        """The dropped member that would own `name` (by the list it was dropped from), if any."""
+        for member, home in self.away.items():
+            if home[owner_index(name, self.current.key, len(home))] == member:
+                return member
+        return None
 
     def owner_address(self, name: str) -> str:
         return self.current.member(self.current.owner(name))
@@ -169,7 +180,7 @@ class Topology:
         # A list taken in place (epoch > 0) came with this member's index in it, found when it was accepted.
         current = self._membership(doc.members, doc.self_index, identified=doc.epoch > 0)
         following = self._membership(doc.change.to_members, doc.to_self, True) if doc.change is not None else None
-        return View(doc.epoch, current, doc.change, following)
+        return View(doc.epoch, current, doc.change, following, doc.away)
 
     def _set(self, document: TopologyFile) -> None:
         self._document = document

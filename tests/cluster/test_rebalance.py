@@ -126,6 +126,7 @@ def test_resizes_move_every_repository_and_lose_no_push(fleet: Fleet) -> None:
         f"{stats.longest_unwritable:.2f} s; steps (s): {figures}"
     )
     assert stats.failures == [], "\n".join(stats.failures[:20])
+    assert stats.unavailable == 0
     assert workload.check_everything_pulls(fleet.urls()) == []
     # Each repository is stored by its owner under the final list, and by no other member.
     for index in range(4):

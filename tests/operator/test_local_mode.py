@@ -24,6 +24,7 @@ from zot_registry.cluster.hashing import owner_index
 
 from tests.support.commands import run
 from tests.support.images import blob_files, write_oci_layout
+from tests.support.kubectl import wait_for
 from tests.support.paths import REPO_ROOT, tool
 from tests.support.ports import port_free_on_all
 from tests.support.registry import write_htpasswd
@@ -142,17 +143,22 @@ def test_up_push_scale_pull_ctrl_c(tmp_path: Path) -> None:
             refused = scale("5")
         assert refused.returncode == 1
         assert f"error: scale refused: port {port} is taken on 127.0.0.5" in refused.stdout
+        members_before = json.loads((state / "state.json").read_text())["memberPids"]
         scaled = scale("5")
         assert scaled.returncode == 0, scaled.stdout + scaled.stderr
+        assert "membership change 3 -> 5 members, in place: no member restarts" in scaled.stdout
+        assert "RebalanceDone: epoch 1: 3 -> 5 members;" in scaled.stdout
         assert "member 5/5 ready" in scaled.stdout
-        assert "RepositoriesMoved: about 80% of repositories moved owner (3 -> 5 members)" in scaled.stdout
         assert f"5 members ready: {', '.join(f'127.0.0.{i}:{port}' for i in range(1, 6))}" in scaled.stdout
+        # The three members that were there never restarted: the same processes run.
+        assert json.loads((state / "state.json").read_text())["memberPids"][:3] == members_before
         descendants += psutil.Process(process.pid).children(recursive=True)
         again = scale("5")
         assert again.returncode == 0 and "already 5 members: nothing to restart" in again.stdout
 
-        # Every kept repository reads back, byte for byte, through every member (non-owners proxy).
-        for repo in kept:
+        # Every repository reads back, byte for byte, through every member (non-owners proxy): the one
+        # whose owner changed too, copied to its new owner before the new list took effect.
+        for repo in [*kept, moved]:
             for member in range(1, 6):
                 back = tmp_path / f"back-{repo.replace('/', '-')}-{member}"
                 run(
@@ -168,16 +174,14 @@ def test_up_push_scale_pull_ctrl_c(tmp_path: Path) -> None:
                     f"oci:{back}:v1",
                 )
                 assert blob_files(back) == blob_files(sources[repo])
-        # The documented cost of local storage: a repository whose owner changed is not served by its
-        # new owner (which does not know the name), and stays on its old owner's volume.
-        ca = ssl.create_default_context(cafile=str(state / "client-certs" / "ca.crt"))
-        with httpx.Client(verify=ca, auth=(user, password)) as client:
-            for member in range(1, 6):
-                response = client.get(f"https://127.0.0.{member}:{port}/v2/{moved}/manifests/v1")
-                assert response.status_code == 404, response.text
-                assert response.json()["errors"][0]["code"] == "NAME_UNKNOWN"
-        old_owner = owner_index(moved, key, 3)
-        assert (state / "data" / f"member-{old_owner}" / moved / "index.json").is_file()
+        # It lives on its new owner's volume only: the old owner's copy was retired after the switch.
+        old_owner, new_owner = owner_index(moved, key, 3), owner_index(moved, key, 5)
+        assert (state / "data" / f"member-{new_owner}" / moved / "index.json").is_file()
+        wait_for(
+            "the old copy retired",
+            lambda: not (state / "data" / f"member-{old_owner}" / moved / "index.json").exists(),
+            timeout=30,
+        )
 
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=60) == 0, output.text

@@ -13,8 +13,8 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -81,31 +81,39 @@ class ControlClient:
         self.http.close()
 
 
-def retrying(send: Callable[[], httpx.Response], stats: WorkloadStats, attempts: int = 120) -> httpx.Response:
-    """`send` until its answer is not a retryable one (503/429 with Retry-After), as clients do."""
-    response = send()
-    for _ in range(attempts):
-        if response.status_code not in (429, 503) or "Retry-After" not in response.headers:
-            return response
-        stats.retried += 1
-        time.sleep(min(float(response.headers["Retry-After"]), 1.0) / 4)
-        response = send()
-    return response
+RETRY_FOR = 60.0  # seconds a client keeps retrying one request before it gives up
+
+
+def retryable(response: httpx.Response) -> bool:
+    """An answer that says to come back (Retry-After): a moving repository, a member that is down."""
+    return response.status_code in (429, 502, 503, 504) and "Retry-After" in response.headers
 
 
 @dataclass
 class WorkloadStats:
     pushes: int = 0
     pulls: int = 0
-    retried: int = 0  # answers with Retry-After, waited out
+    retried: int = 0  # answers with Retry-After waited out, and members not answering (another tried)
     refused_writes: int = 0  # writes that got a retryable answer at least once
+    unavailable: int = 0  # requests still answered 'retry' after RETRY_FOR: the repository's member is away
     failures: list[str] = field(default_factory=list)  # answers that were neither success nor retryable
     longest_unwritable: float = 0.0  # seconds from a write's first retryable answer to its success
 
 
 @dataclass
+class Outcome:
+    response: httpx.Response | None  # None: no member answered at all
+    url: str
+    first_retry: float | None  # when the first retryable answer came (time.monotonic)
+    retries: int
+
+
+@dataclass
 class Workload:
-    """Pushers and pullers against `urls` (a random member per request) until stopped, bounded."""
+    """Pushers and pullers against `urls` (a random member per request) until stopped, bounded.
+
+    As clients behind a load balancer: a member that does not answer (stopped with its pod) is left for
+    another; an answer with Retry-After is waited out and sent again, to any member."""
 
     urls: Callable[[], list[str]]
     ca: Path
@@ -114,71 +122,102 @@ class Workload:
     pushed: dict[tuple[str, str], Image] = field(default_factory=dict)  # (repository, tag) -> image
     stats: WorkloadStats = field(default_factory=WorkloadStats)
     max_rounds: int = 100_000
+    context: ssl.SSLContext | None = None  # how clients verify members (default: the CA, with host names)
+    pause: float = 0.05  # seconds a pusher waits between two pushes
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def client(self) -> httpx.Client:
-        return httpx.Client(verify=ssl.create_default_context(cafile=str(self.ca)), auth=self.auth, timeout=60)
+        verify = self.context or ssl.create_default_context(cafile=str(self.ca))
+        return httpx.Client(verify=verify, auth=self.auth, timeout=60)
 
-    @staticmethod
-    def _post_blob(http: httpx.Client, url: str, repo: str, blob: bytes) -> httpx.Response:
-        return http.post(f"{url}/v2/{repo}/blobs/uploads/", params={"digest": sha256(blob)}, content=blob)
+    def send(self, http: httpx.Client, method: str, path: str, url: str | None = None, **kwargs: Any) -> Outcome:
+        """One request, retried as clients do, through `url` or a random member each time."""
+        deadline = time.monotonic() + RETRY_FOR
+        first_retry: float | None = None
+        retries = 0
+        response: httpx.Response | None = None
+        target = url or random.choice(self.urls())
+        while True:
+            try:
+                response = http.request(method, f"{target}{path}", **kwargs)
+                if not retryable(response):
+                    return Outcome(response, target, first_retry, retries)
+                first_retry = first_retry or time.monotonic()
+                pause = min(float(response.headers["Retry-After"]), 1.0) / 4
+            except httpx.TransportError:
+                pause = 0.05
+            retries += 1
+            if time.monotonic() + pause > deadline:
+                return Outcome(response, target, first_retry, retries)
+            time.sleep(pause)
+            target = url or random.choice(self.urls())
+
+    def _count(self, outcome: Outcome, write: bool) -> None:
+        with self._lock:
+            self.stats.retried += outcome.retries
+            if write and outcome.first_retry is not None:
+                self.stats.refused_writes += 1
+                if outcome.response is not None and outcome.response.is_success:
+                    waited = time.monotonic() - outcome.first_retry
+                    self.stats.longest_unwritable = max(self.stats.longest_unwritable, waited)
+
+    def _judge(self, outcome: Outcome, ok: bool, what: str) -> bool:
+        """True when `ok`; else counts the request as unavailable (still 'retry') or failed."""
+        if ok:
+            return True
+        response = outcome.response
+        with self._lock:
+            if response is None or retryable(response):
+                self.stats.unavailable += 1
+            else:
+                self.stats.failures.append(f"{what} via {outcome.url}: {response.status_code} {response.text[:200]}")
+        return False
 
     def push(self, http: httpx.Client, repo: str, tag: str, image: Image) -> bool:
         """One image, as a client pushes it; True when acknowledged (201 for the manifest)."""
-        first_refusal: float | None = None
-        stats = WorkloadStats()
         for blob in [image.config, *image.layers]:
-            url = random.choice(self.urls())
-            response = retrying(partial(self._post_blob, http, url, repo, blob), stats)
-            if stats.retried and first_refusal is None:
-                first_refusal = time.monotonic()
-            if response.status_code != 201:
-                self._failed(f"push {repo}:{tag} blob via {url}: {response.status_code} {response.text[:200]}")
+            outcome = self.send(
+                http, "POST", f"/v2/{repo}/blobs/uploads/", params={"digest": sha256(blob)}, content=blob
+            )
+            self._count(outcome, write=True)
+            if not self._judge(
+                outcome, outcome.response is not None and outcome.response.status_code == 201, f"push {repo}:{tag} blob"
+            ):
                 return False
-        url = random.choice(self.urls())
-        response = retrying(
-            lambda: http.put(
-                f"{url}/v2/{repo}/manifests/{tag}", content=image.manifest, headers={"Content-Type": OCI_MANIFEST}
-            ),
-            stats,
+        outcome = self.send(
+            http, "PUT", f"/v2/{repo}/manifests/{tag}", content=image.manifest, headers={"Content-Type": OCI_MANIFEST}
         )
-        if stats.retried and first_refusal is None:
-            first_refusal = time.monotonic()
-        with self._lock:
-            self.stats.retried += stats.retried
-            if stats.retried:
-                self.stats.refused_writes += 1
-            if first_refusal is not None:
-                self.stats.longest_unwritable = max(self.stats.longest_unwritable, time.monotonic() - first_refusal)
-        if response.status_code != 201:
-            self._failed(f"push {repo}:{tag} manifest via {url}: {response.status_code} {response.text[:200]}")
+        self._count(outcome, write=True)
+        if not self._judge(
+            outcome, outcome.response is not None and outcome.response.status_code == 201, f"push {repo}:{tag} manifest"
+        ):
             return False
         with self._lock:
             self.pushed[(repo, tag)] = image
             self.stats.pushes += 1
         return True
 
-    def pull_ok(self, http: httpx.Client, url: str, repo: str, tag: str, image: Image) -> str:
-        """ "" when `repo:tag` pulls whole through `url`, else what went wrong."""
-        stats = WorkloadStats()
-        manifest = retrying(
-            lambda: http.get(f"{url}/v2/{repo}/manifests/{tag}", headers={"Accept": OCI_MANIFEST}), stats
-        )
-        if manifest.status_code != 200 or manifest.content != image.manifest:
-            return f"pull {repo}:{tag} via {url}: manifest {manifest.status_code} {manifest.text[:200]}"
+    def pull(self, http: httpx.Client, repo: str, tag: str, image: Image, url: str | None = None) -> bool:
+        """`repo:tag` pulled whole (through `url`, or any member), else counted as unavailable or failed."""
+        outcome = self.send(http, "GET", f"/v2/{repo}/manifests/{tag}", url, headers={"Accept": OCI_MANIFEST})
+        self._count(outcome, write=False)
+        response = outcome.response
+        whole = response is not None and response.status_code == 200 and response.content == image.manifest
+        if not self._judge(outcome, whole, f"pull {repo}:{tag} manifest"):
+            return False
         for blob in [image.config, *image.layers]:
-            pulled = retrying(partial(http.get, f"{url}/v2/{repo}/blobs/{sha256(blob)}"), stats)
-            if pulled.status_code != 200 or sha256(pulled.content) != sha256(blob):
-                return f"pull {repo}:{tag} via {url}: blob {pulled.status_code}"
-        with self._lock:
-            self.stats.retried += stats.retried
-        return ""
-
-    def _failed(self, what: str) -> None:
-        with self._lock:
-            self.stats.failures.append(what)
+            outcome = self.send(http, "GET", f"/v2/{repo}/blobs/{sha256(blob)}", url)
+            self._count(outcome, write=False)
+            response = outcome.response
+            if not self._judge(
+                outcome,
+                response is not None and response.status_code == 200 and sha256(response.content) == sha256(blob),
+                f"pull {repo}:{tag} blob",
+            ):
+                return False
+        return True
 
     def _pusher(self, number: int) -> None:
         with self.client() as http:
@@ -188,6 +227,7 @@ class Workload:
                 repo = random.choice(self.repositories)
                 tag = f"w{number}-{round_}"
                 self.push(http, repo, tag, make_image(f"{repo}-{tag}", (512, 700)))
+                self._stop.wait(self.pause)
 
     def _puller(self) -> None:
         with self.client() as http:
@@ -198,11 +238,9 @@ class Workload:
                     if not self.pushed:
                         continue
                     (repo, tag), image = random.choice(list(self.pushed.items()))
-                problem = self.pull_ok(http, random.choice(self.urls()), repo, tag, image)
+                self.pull(http, repo, tag, image)
                 with self._lock:
                     self.stats.pulls += 1
-                if problem:
-                    self._failed(problem)
 
     def start(self, pushers: int = 3, pullers: int = 3) -> Workload:
         self._threads = [threading.Thread(target=self._pusher, args=(i,), daemon=True) for i in range(pushers)]
@@ -216,12 +254,19 @@ class Workload:
         for thread in self._threads:
             thread.join(timeout=120)
 
-    def check_everything_pulls(self, urls: list[str]) -> list[str]:
-        """Every acknowledged push, through every member in `urls`: the problems found."""
-        problems: list[str] = []
-        with self.client() as http:
-            for (repo, tag), image in sorted(self.pushed.items()):
-                for url in urls:
-                    if problem := self.pull_ok(http, url, repo, tag, image):
-                        problems.append(problem)
-        return problems
+    def check_everything_pulls(self, urls: list[str], parallel: int = 4) -> list[str]:
+        """Every acknowledged push, through every member in `urls`: the problems found (none retried)."""
+        checker = Workload(lambda: urls, self.ca, self.auth, self.repositories, context=self.context)
+        pushed = sorted(self.pushed.items())
+
+        def check(share: list[tuple[tuple[str, str], Image]]) -> None:
+            with self.client() as http:
+                for (repo, tag), image in share:
+                    for url in urls:
+                        checker.pull(http, repo, tag, image, url)
+
+        with ThreadPoolExecutor(max_workers=parallel) as pool:
+            list(pool.map(check, [pushed[i::parallel] for i in range(parallel)]))
+        return checker.stats.failures + [f"{checker.stats.unavailable} pulls still answered 'retry'"] * bool(
+            checker.stats.unavailable
+        )

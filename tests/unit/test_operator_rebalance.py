@@ -104,9 +104,20 @@ def test_a_new_list_starts_a_change_at_the_next_epoch_and_asks_every_member_to_c
 
 
 def test_the_next_epoch_is_above_any_a_member_reports() -> None:
-    states: dict[str, StateAnswer] = {A: member(epoch=3), B: member(), C: member(change=change(epoch=6)), D: member()}
+    other = change(epoch=6, to=[A, B])  # a change to another list, left behind on a member
+    states: dict[str, StateAnswer] = {A: member(epoch=3), B: member(), C: member(change=other), D: member()}
     result = plan(states, epoch=1)
     assert result.record is not None and result.record.epoch == 7
+    assert reasons(result) == ["RebalanceStarted"]
+
+
+def test_a_change_the_members_already_run_is_taken_up_where_it_is() -> None:
+    """A status written back from before the change started (or lost): the members say where it is."""
+    under_way = change(epoch=6, step="freeze", phase="freezing")
+    states: dict[str, StateAnswer] = {a: member(change=under_way) for a in FOUR}
+    result = plan(states, epoch=1)
+    assert result.record is not None and (result.record.epoch, result.record.step) == (6, "freeze")
+    assert result.requests == {} and reasons(result) == ["RebalanceResumed"]
 
 
 def test_copy_freeze_switch_done_one_step_per_pass() -> None:
@@ -269,6 +280,6 @@ def test_without_a_control_api_auto_restarts_instead_and_in_place_waits() -> Non
     waits = plan(states, fall_back=False)
     assert not waits.restart and waits.record is not None and waits.record.waiting_for == [C, D]
     assert waits.condition.reason == "MembersNotSupported" and reasons(waits) == [
-        "RebalanceStarted",
+        "RebalanceResumed",  # member A runs it already
         "RebalanceFailing",
     ]

@@ -17,6 +17,7 @@ from .api.failures import failure_response, unexpected_response
 from .api.http import content_length, page_size, parse_number
 from .api.routing import Route, match_route
 from .auth import HtpasswdAuth
+from .cluster.catch_up import catch_up
 from .cluster.changes import Changes
 from .cluster.control import PeerCheck, register_control
 from .cluster.control_client import PeerControl
@@ -24,10 +25,11 @@ from .cluster.decision import Forward, Refuse
 from .cluster.imports import Imports
 from .cluster.membership import identify_with_retry
 from .cluster.node import Cluster
+from .cluster.proxy import HOP_HEADER
 from .cluster.rebalance import Rebalancer
 from .cluster.write_gate import WriteGate
 from .config import LoadedConfig, ZotConfig
-from .errors import BlobUnknown, ManifestUnknown, NameUnknown, RegistryError
+from .errors import BlobUnknown, ManifestUnknown, MembersChanging, NameUnknown, RegistryError
 from .storage.base import Store
 from .storage.files import disk_errors
 from .storage.local.store import LocalStore
@@ -80,7 +82,7 @@ def create_app(loaded: LoadedConfig) -> Quart:
     cluster = Cluster.from_config(config) if config.cluster is not None and config.cluster.members else None
     gate: WriteGate | None = None
     if cluster is not None:
-        _join_cluster(app, cluster, config)
+        _join_cluster(app, cluster, config, readiness)
         readiness.checks.append(cluster.not_ready_reason)
         gate = _control_cluster(app, cluster, config, store)
     app.request_class = FlowControlledRequest
@@ -88,6 +90,10 @@ def create_app(loaded: LoadedConfig) -> Quart:
 
     async def handle(route: Route) -> Response:
         if cluster is not None:
+            if cluster.settling and route.proxyable and not request.headers.get(HOP_HEADER):
+                # Until it knows it routes by the cluster's latest list (catch_up.py), a member serves
+                # no repository: it could be one it gave away while it was down.
+                raise MembersChanging("this member is starting: retry in a moment", headers={"Retry-After": "1"})
             decision = cluster.decide(request, route)
             if isinstance(decision, Refuse):
                 raise decision.error
@@ -173,8 +179,17 @@ def create_app(loaded: LoadedConfig) -> Quart:
     return app
 
 
-def _join_cluster(app: Quart, cluster: Cluster, config: ZotConfig) -> None:
+def _join_cluster(app: Quart, cluster: Cluster, config: ZotConfig, readiness: Readiness) -> None:
     tasks: list[asyncio.Task[None]] = []
+    caught_up = asyncio.Event()
+    readiness.checks.append(lambda: "" if caught_up.is_set() else "asking the other members for their member list")
+
+    async def catch_up_once() -> None:
+        try:
+            await catch_up(cluster, config.http.address, config.http.port)
+        finally:
+            caught_up.set()
+            cluster.settling = False
 
     @app.before_serving
     async def identify_self() -> None:
@@ -182,6 +197,7 @@ def _join_cluster(app: Quart, cluster: Cluster, config: ZotConfig) -> None:
         if membership.self_index is None and not membership.outside:
             coroutine = identify_with_retry(membership, config.http.address, config.http.port)
             tasks.append(asyncio.get_running_loop().create_task(coroutine))
+        tasks.append(asyncio.get_running_loop().create_task(catch_up_once()))
 
     @app.after_serving
     async def leave() -> None:

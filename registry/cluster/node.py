@@ -32,6 +32,8 @@ class Cluster:
     shared_storage: bool
     # Requests of the control API to other members: our certificate as client certificate.
     control_proxy: PeerProxy
+    # Until catch_up.py has asked the others for their list (a list taken in place may be old by now).
+    settling: bool = True
 
     @classmethod
     def from_config(cls, config: ZotConfig) -> Cluster:

@@ -201,3 +201,39 @@ def test_a_member_killed_mid_copy_leaves_nothing_partial_and_the_change_complete
     for index in range(3):
         assert fleet.stored(index) == {r for r in repositories if fleet.owner(r) == index}
     assert not list((Path(fleet.configs[2]["storage"]["rootDirectory"]) / ".cluster" / "staging").rglob("*"))
+
+
+def test_a_member_back_with_an_old_list_takes_the_newer_one_and_its_repositories_say_retry(fleet: Fleet) -> None:
+    """Member 2 joined in place, then died; the others dropped it (a failover). Restarted with the
+    config it started with, it must not serve as the owner it was: it asks the others, routes by
+    their newer list, and forwards. Meanwhile its repositories answer 503 with Retry-After, not 404."""
+    fleet.start_cluster(2)
+    fleet.resize(3)
+    three = fleet.members
+    repositories = [f"away/app-{i}" for i in range(12)]
+    workload = Workload(fleet.urls, fleet.ca, (USER, PASSWORD), repositories)
+    with workload.client() as http:
+        for repo in repositories:
+            assert workload.push(http, repo, "v1", make_image(repo)), workload.stats.failures
+    held_by_2 = [r for r in repositories if fleet.owner(r) == 2]
+    assert held_by_2, "the hash key gives member 2 nothing here: pick other names"
+    _kill(fleet.processes[2])
+    two = three[:2]
+    fleet.epoch += 1
+    fleet.control.run_change([fleet.url(0), fleet.url(1)], fleet.epoch, three, two, absent=[three[2]])
+    fleet.members = two
+    with workload.client() as http:
+        for url in fleet.urls():
+            answer = http.get(f"{url}/v2/{held_by_2[0]}/manifests/v1")
+            assert answer.status_code == 503 and answer.headers["Retry-After"], answer.text
+            assert three[2] in answer.json()["errors"][0]["message"]
+    fleet.processes[2].start()  # its config still lists the two members it started with
+    state = fleet.control.state(fleet.url(2))
+    assert (state["epoch"], state["members"], state["self"]) == (fleet.epoch, two, None)
+    through_2 = Workload(lambda: [fleet.url(2)], fleet.ca, (USER, PASSWORD), repositories)
+    with workload.client() as http:
+        image = make_image(f"{held_by_2[0]}-after")
+        assert through_2.push(http, held_by_2[0], "after", image), through_2.stats.failures
+        # Pushed through member 2, it is where the list says: it pulls through every member.
+        for url in [*fleet.urls(), fleet.url(2)]:
+            assert workload.pull(http, held_by_2[0], "after", image, url), workload.stats.failures

@@ -32,8 +32,7 @@ def ordinal(address: str) -> int:
     return int(address.split(".", 1)[0].rsplit("-", 1)[1])
 
 
-def settled(cp: ControlPlane, namespace: str, ordinals: list[int]) -> bool:
-    found = status(cp, namespace)
+def settled(found: dict[str, Any], ordinals: list[int]) -> bool:
     members = [ordinal(a) for a in found.get("members") or []]
     return members == ordinals and not found.get("rebalance") and found.get("phase") == "Running"
 
@@ -41,16 +40,18 @@ def settled(cp: ControlPlane, namespace: str, ordinals: list[int]) -> bool:
 class Clients:
     """The members clients reach: those of the list the cluster routes by (a Service's endpoints)."""
 
-    def __init__(self, runner: PodRunner) -> None:
-        self.runner = runner
+    def __init__(self, runner: PodRunner, cp: ControlPlane, namespace: str) -> None:
+        self.runner, self.cp, self.namespace = runner, cp, namespace
         self.ordinals = [0, 1, 2]
 
-    def follow(self, cp: ControlPlane, namespace: str) -> None:
-        found = status(cp, namespace)
+    def follow(self) -> dict[str, Any]:
+        """The status now; the members clients reach follow it (during a change: the old list)."""
+        found = status(self.cp, self.namespace)
         record = found.get("rebalance") or {}
         members = record.get("from") or found.get("members") or []
         if members:
             self.ordinals = [ordinal(a) for a in members]
+        return found
 
     def urls(self) -> list[str]:
         return [self.runner.url(i) for i in self.ordinals]
@@ -68,8 +69,8 @@ def test_resizes_and_a_failover_in_place_lose_no_push(
     apply_cluster(cp, ns, port=port, rebalance={"mode": "Auto"}, failover={"automatic": True, "after": "5s"})
     with PodRunner(cp, ns, workdir=tmp_path, port=port) as runner:
         runner.wait_running([0, 1, 2], timeout=120)
-        wait_for("3 members running", lambda: settled(cp, ns, [0, 1, 2]), timeout=120)
-        clients = Clients(runner)
+        clients = Clients(runner, cp, ns)
+        wait_for("3 members running", lambda: settled(clients.follow(), [0, 1, 2]), timeout=120)
         repositories = [f"team-{i // 10}/app-{i}" for i in range(40)]
         workload = Workload(clients.urls, Path("unused"), ADMIN, repositories, context=runner.ssl_context())
         with workload.client() as http:
@@ -82,11 +83,11 @@ def test_resizes_and_a_failover_in_place_lose_no_push(
                 scale(cp, ns, replicas)
 
                 def done(replicas: int = replicas) -> bool:
-                    clients.follow(cp, ns)
-                    step = (status(cp, ns).get("rebalance") or {}).get("step")
+                    found = clients.follow()
+                    step = (found.get("rebalance") or {}).get("step")
                     if step and step not in seen:
                         seen.append(step)
-                    return settled(cp, ns, list(range(replicas)))
+                    return settled(found, list(range(replicas)))
 
                 wait_for(f"{replicas} members in place", done, timeout=240)
                 runner.wait_stopped(range(replicas, 8), timeout=60)
@@ -115,10 +116,7 @@ def test_resizes_and_a_failover_in_place_lose_no_push(
             )
 
             def dropped() -> bool:
-                clients.follow(cp, ns)
-                return settled(cp, ns, [0, 2, 3]) or (
-                    status(cp, ns).get("failedMembers") == [1] and settled(cp, ns, [0, 2, 3])
-                )
+                return settled(clients.follow(), [0, 2, 3])
 
             wait_for("member 1 dropped in place", dropped, timeout=120)
             away_answer = workload.stats.unavailable
@@ -147,8 +145,7 @@ def test_resizes_and_a_failover_in_place_lose_no_push(
             )
 
             def readmitted() -> bool:
-                clients.follow(cp, ns)
-                return settled(cp, ns, [0, 1, 2, 3])
+                return settled(clients.follow(), [0, 1, 2, 3])
 
             wait_for("member 1 re-admitted in place", readmitted, timeout=180)
         finally:

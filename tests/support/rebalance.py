@@ -40,8 +40,24 @@ class ControlClient:
         document: dict[str, Any] = response.json()
         return document
 
-    def change(self, url: str, epoch: int, before: list[str], after: list[str], step: str, keep: float = 0) -> Any:
-        body = {"epoch": epoch, "from": before, "to": after, "step": step, "keepOldCopiesSeconds": keep}
+    def change(
+        self,
+        url: str,
+        epoch: int,
+        before: list[str],
+        after: list[str],
+        step: str,
+        keep: float = 0,
+        absent: list[str] | None = None,
+    ) -> Any:
+        body = {
+            "epoch": epoch,
+            "from": before,
+            "to": after,
+            "step": step,
+            "keepOldCopiesSeconds": keep,
+            "absent": absent or [],
+        }
         return self.http.put(f"{url}{CONTROL}/change", json=body)
 
     def run_change(
@@ -52,13 +68,14 @@ class ControlClient:
         after: list[str],
         timeout: float = 120,
         between_steps: Callable[[str], None] | None = None,
+        absent: list[str] | None = None,
     ) -> dict[str, float]:
         """The operator's part of one change, on every member of `urls`; the seconds each step took."""
         took: dict[str, float] = {}
         for step, reached in (("copy", ("copied", "frozen")), ("freeze", ("frozen",))):
             started = time.monotonic()
             for url in urls:
-                response = self.change(url, epoch, before, after, step)
+                response = self.change(url, epoch, before, after, step, absent=absent)
                 assert response.status_code == 200, f"{url} {step}: {response.status_code} {response.text}"
 
             def all_reached(wanted: tuple[str, ...] = reached) -> bool:
@@ -71,7 +88,7 @@ class ControlClient:
                 between_steps(step)
         started = time.monotonic()
         for url in urls:
-            response = self.change(url, epoch, before, after, "switch")
+            response = self.change(url, epoch, before, after, "switch", absent=absent)
             assert response.status_code == 200, f"{url} switch: {response.status_code} {response.text}"
             assert response.json()["epoch"] == epoch and response.json()["members"] == after
         took["switch"] = time.monotonic() - started

@@ -237,3 +237,28 @@ def test_a_member_back_with_an_old_list_takes_the_newer_one_and_its_repositories
         # Pushed through member 2, it is where the list says: it pulls through every member.
         for url in [*fleet.urls(), fleet.url(2)]:
             assert workload.pull(http, held_by_2[0], "after", image, url), workload.stats.failures
+
+
+def test_old_copies_are_kept_for_the_time_asked_then_their_space_is_reclaimed(fleet: Fleet) -> None:
+    fleet.start_cluster(2)
+    repositories = [f"kept/app-{i}" for i in range(12)]
+    workload = Workload(fleet.urls, fleet.ca, (USER, PASSWORD), repositories)
+    with workload.client() as http:
+        for repo in repositories:
+            assert workload.push(http, repo, "v1", make_image(repo, (256 << 10,))), workload.stats.failures
+    before, after = fleet.members, fleet.all_members[:3]
+    leaving_0 = [r for r in repositories if fleet.owner(r) == 0 and owner_index(r, fleet.key, 3) != 0]
+    assert leaving_0, "the hash key moves nothing away from member 0 here: pick other names"
+    fleet.start(2, before)
+    fleet.control.run_change([fleet.url(i) for i in range(3)], 1, before, after, keep=4)
+    fleet.members = after
+    retired = Path(fleet.configs[0]["storage"]["rootDirectory"]) / ".cluster" / "retired"
+
+    def names_retired() -> set[str]:
+        return {p.read_text() for p in retired.glob("*/*/name")}
+
+    # Gone from member 0's repositories a moment after the switch, kept aside for 4 s, then deleted.
+    wait_for("the old copies set aside", lambda: names_retired() == set(leaving_0), timeout=10)
+    assert not set(leaving_0) & fleet.stored(0)
+    wait_for("the old copies deleted", lambda: not names_retired(), timeout=30)
+    assert workload.check_everything_pulls(fleet.urls()) == []

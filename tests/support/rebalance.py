@@ -69,13 +69,14 @@ class ControlClient:
         timeout: float = 120,
         between_steps: Callable[[str], None] | None = None,
         absent: list[str] | None = None,
+        keep: float = 0,
     ) -> dict[str, float]:
         """The operator's part of one change, on every member of `urls`; the seconds each step took."""
         took: dict[str, float] = {}
         for step, reached in (("copy", ("copied", "frozen")), ("freeze", ("frozen",))):
             started = time.monotonic()
             for url in urls:
-                response = self.change(url, epoch, before, after, step, absent=absent)
+                response = self.change(url, epoch, before, after, step, keep, absent)
                 assert response.status_code == 200, f"{url} {step}: {response.status_code} {response.text}"
 
             def all_reached(wanted: tuple[str, ...] = reached) -> bool:
@@ -88,7 +89,7 @@ class ControlClient:
                 between_steps(step)
         started = time.monotonic()
         for url in urls:
-            response = self.change(url, epoch, before, after, "switch", absent=absent)
+            response = self.change(url, epoch, before, after, "switch", keep, absent)
             assert response.status_code == 200, f"{url} switch: {response.status_code} {response.text}"
             assert response.json()["epoch"] == epoch and response.json()["members"] == after
         took["switch"] = time.monotonic() - started

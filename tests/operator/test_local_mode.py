@@ -27,6 +27,7 @@ from tests.support.images import blob_files, write_oci_layout
 from tests.support.kubectl import wait_for
 from tests.support.paths import REPO_ROOT, tool
 from tests.support.ports import port_free_on_all
+from tests.support.rebalance import Workload
 from tests.support.registry import write_htpasswd
 
 EXAMPLE = REPO_ROOT / "examples" / "zotcluster.yaml"
@@ -144,7 +145,21 @@ def test_up_push_scale_pull_ctrl_c(tmp_path: Path) -> None:
         assert refused.returncode == 1
         assert f"error: scale refused: port {port} is taken on 127.0.0.5" in refused.stdout
         members_before = json.loads((state / "state.json").read_text())["memberPids"]
-        scaled = scale("5")
+        # Clients push and pull throughout the resize, through the members of the list in use.
+        routed = {"urls": [f"https://127.0.0.{i}:{port}" for i in range(1, 4)]}
+        workload = Workload(
+            lambda: routed["urls"],
+            state / "client-certs" / "ca.crt",
+            (user, password),
+            [f"busy/app-{i}" for i in range(12)],
+        ).start(pushers=2, pullers=2)
+        try:
+            scaled = scale("5")
+        finally:
+            workload.stop()
+        routed["urls"] = [f"https://127.0.0.{i}:{port}" for i in range(1, 6)]
+        assert workload.stats.failures == [], "\n".join(workload.stats.failures[:10])
+        assert workload.stats.pushes > 0 and workload.check_everything_pulls(routed["urls"]) == []
         assert scaled.returncode == 0, scaled.stdout + scaled.stderr
         assert "membership change 3 -> 5 members, in place: no member restarts" in scaled.stdout
         assert "RebalanceDone: epoch 1: 3 -> 5 members;" in scaled.stdout

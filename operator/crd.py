@@ -53,6 +53,10 @@ SPEC_RULES: dict[str, list[dict[str, str]]] = {
             "message": "cache is only used with storage mode s3 (storage local to each member keeps its own)",
         },
         {
+            "rule": "(has(self.routing) ? self.routing : 'Zot') == (has(oldSelf.routing) ? oldSelf.routing : 'Zot')",
+            "message": "routing is immutable: another rule would give most repositories another owner at once",
+        },
+        {
             "rule": "!has(self.rebalance) || self.rebalance.mode != 'InPlace' || !has(self.tls) || "
             "self.tls.mode != 'secret'",
             "message": IN_PLACE_NEEDS_MANAGED_TLS,

@@ -17,6 +17,19 @@ DEFAULT_IMAGE = f"{IMAGE_REPOSITORY}:{VERSION}"
 
 
 # The operator authenticates to the members' control API with a client certificate from the cluster CA.
+def image_repository(image: str) -> str:
+    """An image reference without its tag and digest: ghcr.io/a/b:1.0@sha256:... -> ghcr.io/a/b.
+    A colon in the last path segment is a tag; one before it is a registry's port."""
+    name = image.split("@", 1)[0]
+    head, _, last = name.rpartition("/")
+    if ":" in last:
+        last = last.split(":", 1)[0]
+    return f"{head}/{last}" if head else last
+
+
+ROUTING_NEEDS_OUR_IMAGE = (
+    "routing Rendezvous needs members that all run this project's image: zot routes by its own rule only"
+)
 IN_PLACE_NEEDS_MANAGED_TLS = (
     "rebalance mode InPlace needs tls mode managed: with tls mode secret the operator holds no CA key "
     "to authenticate to the members"
@@ -259,6 +272,13 @@ class ZotClusterSpec(_Model):
     rebalance: RebalanceSpec = Field(
         default_factory=RebalanceSpec, description="How membership changes move repositories to their new owners."
     )
+    routing: Literal["Zot", "Rendezvous"] = Field(
+        "Zot",
+        description="Which member owns a repository. Zot: zot's rule, SipHash of the name modulo the number of "
+        "members (a resize moves most repositories: 3 -> 4 members, 75%). Rendezvous: each member scores "
+        "SipHash of the name and its address, the highest owns it (a resize moves about 1/(N+1): 3 -> 4, "
+        "25%); only with this project's image on every member. Immutable: set it when the cluster is created.",
+    )
     log_level: Literal["debug", "info", "warn", "error"] = Field(
         "info", alias="logLevel", description="Registry log level."
     )
@@ -287,6 +307,8 @@ class ZotClusterSpec(_Model):
             raise ValueError("cache is only used with storage mode s3 (storage local to each member keeps its own)")
         if self.rebalance.mode == "InPlace" and self.tls.mode == "secret":
             raise ValueError(IN_PLACE_NEEDS_MANAGED_TLS)
+        if self.routing == "Rendezvous" and image_repository(self.image) != IMAGE_REPOSITORY:
+            raise ValueError(ROUTING_NEEDS_OUR_IMAGE)
         return self
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from math import lcm
 from typing import Any
 
+from zot_registry.cluster.hashing import rendezvous_index
 from zot_registry.durations import parse_duration
 
 from .models import ZotClusterSpec
@@ -143,10 +144,22 @@ def plan_restarts(
     return RestartPlan(waiting=[p["metadata"]["name"] for p in outdated])
 
 
-def moved_share(before: list[str], after: list[str]) -> str:
-    """Owner = hash % len(members): over one period of lcm(len) hash values, count the values whose
-    member address is the same under both lists (an excluded member in the middle shifts the rest)."""
-    period = lcm(len(before), len(after))
-    kept = sum(1 for h in range(period) if before[h % len(before)] == after[h % len(after)])
-    moved = round((1 - kept / period) * 100)
+def moved_share(before: list[str], after: list[str], routing: str = "Zot") -> str:
+    """Zot's rule, owner = hash % len(members): over one period of lcm(len) hash values, count the values
+    whose member address is the same under both lists (an excluded member in the middle shifts the rest).
+    Rendezvous has no period: the share of a fixed sample of names whose owner changes."""
+    if routing == "Rendezvous":
+        names = [f"sample/repository-{i}" for i in range(RENDEZVOUS_SAMPLE)]
+        key = b"moved-share-key!"
+        kept = sum(
+            1 for n in names if before[rendezvous_index(n, key, before)] == after[rendezvous_index(n, key, after)]
+        )
+        moved = round((1 - kept / len(names)) * 100)
+    else:
+        period = lcm(len(before), len(after))
+        kept = sum(1 for h in range(period) if before[h % len(before)] == after[h % len(after)])
+        moved = round((1 - kept / period) * 100)
     return f"about {moved}% of repositories moved owner ({len(before)} -> {len(after)} members)"
+
+
+RENDEZVOUS_SAMPLE = 2000

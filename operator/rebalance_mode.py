@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .models import IMAGE_REPOSITORY, ZotClusterSpec
+from .models import IMAGE_REPOSITORY, ZotClusterSpec, image_repository
 
 RESTARTS = "a membership change restarts all members together and moves no repositories"
 
@@ -16,16 +16,6 @@ RESTARTS = "a membership change restarts all members together and moves no repos
 class RebalanceMode:
     in_place: bool
     why: str = ""  # why not in place, for the Rebalancing condition
-
-
-def image_repository(image: str) -> str:
-    """An image reference without its tag and digest: ghcr.io/a/b:1.0@sha256:... -> ghcr.io/a/b.
-    A colon in the last path segment is a tag; one before it is a registry's port."""
-    name = image.split("@", 1)[0]
-    head, _, last = name.rpartition("/")
-    if ":" in last:
-        last = last.split(":", 1)[0]
-    return f"{head}/{last}" if head else last
 
 
 def rebalance_mode(spec: ZotClusterSpec) -> RebalanceMode:

@@ -100,6 +100,7 @@ def reconcile(
         selector=selector_string(ref.name),
         hash_key_secret=hash_key_secret_name(ref),
         report_moved=spec.storage.mode == "local" and membership.restart_on_change,
+        routing=spec.routing,
         failover=failover,
         restarts=restarts,
         rebalance=membership.record,

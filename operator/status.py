@@ -39,6 +39,7 @@ class Observed:
     restarts: RestartPlan
     rebalance: RebalanceStatus | None  # the change made in place under way
     rebalancing: RebalanceCondition
+    routing: str = "Zot"  # spec.routing, for the share of repositories a change moves
 
 
 def condition(
@@ -101,7 +102,7 @@ def observed_status(seen: Observed, old: ZotClusterStatus, now: datetime.datetim
     ]
     moved = old.moved_repositories
     if old.members and old.members != seen.members and seen.report_moved:
-        moved = moved_share(old.members, seen.members)
+        moved = moved_share(old.members, seen.members, seen.routing)
     extra: dict[str, Any] = {}
     if moved is not None:
         extra["moved_repositories"] = moved

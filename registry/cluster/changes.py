@@ -134,7 +134,9 @@ class Changes:
                 # Never prepared here (a member whose state was lost, or that joined late): it may switch
                 # at once only if nothing of what it holds would leave it.
                 proposed = document.model_copy(update={"change": change, "to_self": to_self})
-                if self.store is not None and leaving_repositories(self.store, proposed, self.topology.key):
+                if self.store is not None and leaving_repositories(
+                    self.store, proposed, self.topology.key, self.topology.routing
+                ):
                     raise ChangeConflict(
                         f"change epoch {asked.epoch} was never prepared here and repositories here move: "
                         "ask for copy first"
@@ -200,7 +202,11 @@ class Changes:
                 f"change epoch {change.epoch} is {change.phase} here: switch only once every member is frozen"
             )
         # What leaves is what the final copy published elsewhere: writes to it have waited since.
-        leaving = sorted(leaving_repositories(self.store, document, self.topology.key)) if self.store else []
+        leaving = (
+            sorted(leaving_repositories(self.store, document, self.topology.key, self.topology.routing))
+            if self.store
+            else []
+        )
         switched = TopologyFile(
             epoch=change.epoch,
             members=change.to_members,

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import psutil
 
-from .hashing import owner_index
+from .hashing import Routing, owner_of
 
 log = logging.getLogger("zot_registry.cluster")
 
@@ -31,7 +31,12 @@ class Membership:
     reason: str = "resolving cluster members"
     # Known not to be in this list (a member leaving after a change): it forwards every repository.
     outside: bool = False
+    routing: Routing = "modulo"
     _cache: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def addresses(self) -> list[str]:
+        return [self.member(i) for i in range(len(self.members))]
 
     def member(self, index: int) -> str:
         host, port = self.members[index]
@@ -40,7 +45,7 @@ class Membership:
     def owner(self, name: str) -> int:
         index = self._cache.get(name)
         if index is None:
-            index = owner_index(name, self.key, len(self.members))
+            index = owner_of(name, self.key, self.addresses, self.routing)
             if len(self._cache) < 100_000:
                 self._cache[name] = index
         return index

@@ -46,7 +46,10 @@ class Cluster:
             else None
         )
         topology = Topology(
-            Path(config.storage.root_directory), list(config.cluster.members), config.cluster.hash_key_bytes
+            Path(config.storage.root_directory),
+            list(config.cluster.members),
+            config.cluster.hash_key_bytes,
+            config.cluster.routing,
         )
         shared = bool(config.storage.storage_driver) or bool(config.storage.remote_cache)
         # Peer timeouts: the defaults suit a LAN; the environment may tune them (tests shorten them).

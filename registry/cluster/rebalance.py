@@ -29,7 +29,7 @@ from ..storage.index import Index
 from ..storage.local.store import LocalStore
 from .control_client import PeerControl
 from .control_models import ChangeState, Progress
-from .hashing import owner_index
+from .hashing import Routing, owner_of
 from .topology import Topology, TopologyFile
 from .write_gate import WriteGate
 
@@ -74,7 +74,9 @@ def my_address(document: TopologyFile) -> str | None:
     return None
 
 
-def leaving_repositories(store: LocalStore, document: TopologyFile, key: bytes) -> dict[str, str]:
+def leaving_repositories(
+    store: LocalStore, document: TopologyFile, key: bytes, routing: Routing = "modulo"
+) -> dict[str, str]:
     """Repository -> its next owner, for each repository here whose next owner is another member."""
     change = document.change
     if change is None:
@@ -83,7 +85,7 @@ def leaving_repositories(store: LocalStore, document: TopologyFile, key: bytes) 
     to = change.to_members
     moving: dict[str, str] = {}
     for name in store.repository_names():
-        owner = to[owner_index(name, key, len(to))]
+        owner = to[owner_of(name, key, to, routing)]
         if owner != me:
             moving[name] = owner
     return moving
@@ -171,7 +173,7 @@ class Rebalancer:
     async def _copy_all(self, document: TopologyFile, final: bool) -> None:
         change = document.change
         assert change is not None
-        moving = leaving_repositories(self.store, document, self.key)
+        moving = leaving_repositories(self.store, document, self.key, self.topology.routing)
         tally = _Tally(failures=change.failures)
         tally.repositories.total = len(moving)
         limit = asyncio.Semaphore(PARALLEL_REPOSITORIES)

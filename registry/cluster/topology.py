@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ..config.values import split_member
 from ..storage.files import write_atomic
 from .control_models import ChangeState
-from .hashing import owner_index
+from .hashing import Routing, owner_of
 from .membership import Membership
 
 log = logging.getLogger("zot_registry.cluster")
@@ -75,7 +75,7 @@ class View:
     def away_owner(self, name: str) -> str | None:
         """The dropped member that would own `name` (by the list it was dropped from), if any."""
         for member, home in self.away.items():
-            if home[owner_index(name, self.current.key, len(home))] == member:
+            if home[owner_of(name, self.current.key, home, self.current.routing)] == member:
                 return member
         return None
 
@@ -100,11 +100,12 @@ class View:
 class Topology:
     """This worker's view of the shared topology file (one per worker, one file per member)."""
 
-    def __init__(self, root: Path, config_members: list[str], key: bytes) -> None:
+    def __init__(self, root: Path, config_members: list[str], key: bytes, routing: Routing = "modulo") -> None:
         self.folder = root / ".cluster"
         self.path = self.folder / "topology.json"
         self.lock_path = self.folder / "topology.lock"
         self.key = key
+        self.routing: Routing = routing
         self.config_members = list(config_members)
         self._stat: tuple[int, int, int] | None = None
         self._checked = 0.0
@@ -160,7 +161,7 @@ class Topology:
         key = tuple(members)
         membership = self._memberships.get(key)
         if membership is None:
-            membership = Membership(_addresses(members), self.key)
+            membership = Membership(_addresses(members), self.key, routing=self.routing)
             if len(self._memberships) > 8:
                 self._memberships.clear()
             self._memberships[key] = membership

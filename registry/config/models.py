@@ -246,6 +246,9 @@ class ClusterConfig(_Model):
     members: list[Member] = Field(default_factory=list)
     hash_key: str = Field("", alias="hashKey")
     tls: ClusterTLSConfig | None = None
+    # Not zot's: "rendezvous" moves about 1/(N+1) of the repositories on a resize instead of most; only
+    # for clusters whose members are all ours (zot refuses the key, and would route differently).
+    routing: Literal["modulo", "rendezvous"] = "modulo"
 
     @model_validator(mode="after")
     def _zot_rules(self) -> ClusterConfig:

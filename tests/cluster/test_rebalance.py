@@ -13,11 +13,12 @@ import os
 import signal
 import ssl
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import httpx
 import pytest
-from zot_registry.cluster.hashing import owner_index
+from zot_registry.cluster.hashing import Routing, owner_index, owner_of
 from zot_registry.local.cluster import write_cluster
 
 from tests.support.certs import make_certs
@@ -34,7 +35,7 @@ MAX_MEMBERS = 5
 class Fleet:
     """Up to five members; `members` is the list they route by, `running` who runs."""
 
-    def __init__(self, folder: Path, workers: int = 2) -> None:
+    def __init__(self, folder: Path, workers: int = 2, routing: Routing = "modulo") -> None:
         folder.mkdir(parents=True, exist_ok=True)
         htpasswd = write_htpasswd(folder / "htpasswd", {USER: PASSWORD})
         self.port = port_free_on_all(MAX_MEMBERS)
@@ -44,6 +45,10 @@ class Fleet:
         self.key = (folder / "hashkey").read_text().strip().encode()
         self.processes: dict[int, RegistryProcess] = {}
         self.configs = [json.loads(path.read_text()) for path in layout.configs]
+        self.routing: Routing = routing
+        for config in self.configs:
+            if routing != "modulo":
+                config["cluster"]["routing"] = routing
         self.workers = workers
         self.members: list[str] = []
         self.epoch = 0
@@ -83,12 +88,15 @@ class Fleet:
     def urls(self) -> list[str]:
         return [f"https://{member}" for member in self.members]
 
-    def owner(self, repo: str) -> int:
-        return owner_index(repo, self.key, len(self.members))
+    def owner(self, repo: str, members: list[str] | None = None) -> int:
+        return owner_of(repo, self.key, members or self.members, self.routing)
 
     def stored(self, index: int) -> set[str]:
         root = Path(self.configs[index]["storage"]["rootDirectory"])
         return {str(p.parent.relative_to(root)) for p in root.rglob("index.json") if ".cluster" not in p.parts}
+
+    def holds_exactly(self, index: int, owned: set[str]) -> bool:
+        return self.stored(index) == owned
 
     def stop(self) -> None:
         for process in self.processes.values():
@@ -262,3 +270,30 @@ def test_old_copies_are_kept_for_the_time_asked_then_their_space_is_reclaimed(fl
     assert not set(leaving_0) & fleet.stored(0)
     wait_for("the old copies deleted", lambda: not names_retired(), timeout=30)
     assert workload.check_everything_pulls(fleet.urls()) == []
+
+
+def test_rendezvous_routing_moves_only_what_the_new_member_wins(tmp_path: Path) -> None:
+    fleet = Fleet(tmp_path / "rendezvous", routing="rendezvous")
+    try:
+        fleet.start_cluster(3)
+        repositories = [f"hrw/app-{i}" for i in range(40)]
+        workload = Workload(fleet.urls, fleet.ca, (USER, PASSWORD), repositories)
+        with workload.client() as http:
+            for repo in repositories:
+                assert workload.push(http, repo, "v1", make_image(repo)), workload.stats.failures
+        four = fleet.all_members[:4]
+        moving = [r for r in repositories if fleet.owner(r) != fleet.owner(r, four)]
+        assert all(fleet.owner(r, four) == 3 for r in moving)  # only to the new member
+        assert len(moving) < len(repositories) / 2  # zot's rule would move about 3/4
+        workload.start(pushers=2, pullers=2)
+        try:
+            fleet.resize(4)
+        finally:
+            workload.stop()
+        assert workload.stats.failures == [], "\n".join(workload.stats.failures[:10])
+        assert workload.check_everything_pulls(fleet.urls()) == []
+        for index in range(4):
+            owned = {r for r, _ in workload.pushed if fleet.owner(r) == index}
+            wait_for(f"member {index} holds what it owns", partial(fleet.holds_exactly, index, owned), timeout=15)
+    finally:
+        fleet.stop()

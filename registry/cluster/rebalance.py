@@ -36,7 +36,9 @@ from .write_gate import WriteGate
 log = logging.getLogger("zot_registry.cluster")
 
 PARALLEL_REPOSITORIES = 4
-BACKOFF_FIRST, BACKOFF_MAX = 0.5, 30.0
+# A copy that fails is mostly a new owner that was not told of the change yet, or is still starting:
+# retried soon, and never less often than every 5 s.
+BACKOFF_FIRST, BACKOFF_MAX = 0.25, 5.0
 SAVE_EVERY = 0.5  # seconds between progress writes to the topology file
 
 

@@ -120,6 +120,7 @@ def test_resizes_move_every_repository_and_lose_no_push(fleet: Fleet) -> None:
     with workload.client() as http:
         for repo in repositories:
             assert workload.push(http, repo, "v1", make_image(repo, (2048, 4096))), workload.stats.failures
+    workload.pause = 0.15  # seconds between two pushes of one client: enough load, a final check that ends
     workload.start(pushers=3, pullers=3)
     figures = {}
     try:

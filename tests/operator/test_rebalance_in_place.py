@@ -76,6 +76,7 @@ def test_resizes_and_a_failover_in_place_lose_no_push(
         with workload.client() as http:
             for repo in repositories:
                 assert workload.push(http, repo, "v1", make_image(repo, (2048, 4096))), workload.stats.failures
+        workload.pause = 0.15  # seconds between two pushes of one client: enough load, a final check that ends
         workload.start(pushers=3, pullers=3)
         seen: list[str] = []
         try:

@@ -99,11 +99,16 @@ def operator_with_hosts(
     yield from _operator(control_plane, tmp_path_factory, operator_hosts_env())
 
 
+VOLUMES = 64
+
+
 @pytest.fixture(scope="module")
 def volumes(control_plane: ControlPlane) -> None:
     """KWOK's fake nodes carry a taint, and nothing provisions volumes here: the clusters under test
     tolerate the taint and claim these pre-made PersistentVolumes of class "manual"."""
-    for i in range(16):
+    # Claims outlive their namespaces' clusters (whenScaled/whenDeleted Retain), and a released volume
+    # is never bound again: enough for every cluster of a session (the in-place tests claim 5 each).
+    for i in range(VOLUMES):
         if get(control_plane, "pv", f"manual-{i}") is None:
             path = Path(control_plane.dir) / f"pv-{i}.json"
             path.write_text(json.dumps(persistent_volume(f"manual-{i}", "20Gi")))

@@ -102,16 +102,24 @@ def test_a_change_is_sent_as_the_contract_spells_it_and_a_refusal_says_why(
 ) -> None:
     address, fake = member
     request = ChangeRequest.model_validate(
-        {"epoch": 4, "from": ["a:5000"], "to": ["a:5000", "b:5000"], "step": "copy", "keepOldCopiesSeconds": 60}
+        {
+            "epoch": 4,
+            "from": ["a:5000", "c:5000"],
+            "to": ["a:5000", "b:5000"],
+            "step": "copy",
+            "keepOldCopiesSeconds": 60,
+            "absent": ["c:5000"],
+        }
     )
     fake.answers[("PUT", CHANGE_PATH)] = (200, STATE)
     assert isinstance(api(ca).change(address, request), MemberState)
     assert fake.seen[-1][3] == {
         "epoch": 4,
-        "from": ["a:5000"],
+        "from": ["a:5000", "c:5000"],
         "to": ["a:5000", "b:5000"],
         "step": "copy",
         "keepOldCopiesSeconds": 60.0,
+        "absent": ["c:5000"],
     }
     fake.answers[("PUT", CHANGE_PATH)] = (409, {"errors": [{"code": "DENIED", "message": "epoch 4 is older than 5"}]})
     assert api(ca).change(address, request) == Refused(409, "DENIED: epoch 4 is older than 5")

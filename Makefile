@@ -69,6 +69,7 @@ bench: $(STAMP) tools
 	$(BIN)/python -m bench.proxy
 	$(BIN)/python -m bench.operator_scale
 	$(BIN)/python -m bench.s3
+	$(BIN)/python -m bench.rebalance
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

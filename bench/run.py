@@ -26,7 +26,7 @@ from pathlib import Path
 
 from . import report, report_tables, servers
 from .blob_workloads import BLOB_ROWS, PULL_ROUNDS, blob_sets, run_blob_row, supports_single_post
-from .common import REPO_ROOT
+from .common import REPO_ROOT, cpu_model
 from .profile import Profile, profile_row
 from .rate_workloads import rate_rows, run_rate_row
 from .report_plot import plot
@@ -134,16 +134,6 @@ def _version(argv: list[str]) -> str:
     return (done.stdout or done.stderr).strip().splitlines()[0] if (done.stdout or done.stderr).strip() else "?"
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "?"
-
-
 def method_lines(settings: Settings, log_level: str, sweep: list[ServerResult]) -> list[str]:
     def pkg(name: str) -> str:
         try:
@@ -155,7 +145,7 @@ def method_lines(settings: Settings, log_level: str, sweep: list[ServerResult]) 
 
     memory = psutil.virtual_memory().total / (1 << 30)
     return [
-        f"- Machine: {os.cpu_count()} cores ({_cpu_model()}), {memory:.0f} GiB RAM, Linux {platform.release()}; "
+        f"- Machine: {os.cpu_count()} cores ({cpu_model()}), {memory:.0f} GiB RAM, Linux {platform.release()}; "
         f"Python {platform.python_version()}, hypercorn {pkg('hypercorn')}, uvloop {pkg('uvloop')}, "
         f"Quart {pkg('quart')}, h11 {pkg('h11')}; "
         f"distribution {_version([str(servers.DISTRIBUTION_BIN), '--version']).split()[-1]}; "

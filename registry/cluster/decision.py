@@ -82,7 +82,8 @@ def decide(request: Request, route: Route, view: View, shared_storage: bool) -> 
                 return Refuse(MembersChanging(headers=RETRY_SOON))
             membership, epoch = view.next, theirs
         me = membership.self_index
-        if me is None and not membership.outside:
+        joining = view.next is not None and view.next.self_index is not None
+        if me is None and not membership.outside and not joining:
             return Refuse(PeerUnavailable(f"this member is not ready: {membership.reason}"))
         owner = membership.owner(route.name)
         if owner != me:

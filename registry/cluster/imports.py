@@ -16,6 +16,7 @@ manifest's blob was written, which copies keep).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import shutil
@@ -31,6 +32,7 @@ from ..storage.index import Index
 from ..storage.indexops import reachable_digests, tag_of
 from ..storage.layout import OCI_LAYOUT
 from ..storage.local.store import LocalStore
+from ..storage.manifests import MAX_MANIFEST_SIZE
 
 
 def _times_of(index: Index, mtime: Any) -> dict[str, float]:
@@ -103,7 +105,7 @@ class Imports:
                 raise SizeInvalid(f"received {written} bytes of {digest}, Content-Length said {length}")
             if hasher.hexdigest() != digest.hex:
                 raise DigestInvalid(f"the copy of {digest} does not hash to it")
-            fsync_path(tmp)
+            await asyncio.to_thread(fsync_path, tmp)  # never on the event loop: other requests go on
             if mtime is not None:
                 os.utime(tmp, (mtime, mtime))
             os.replace(tmp, target)
@@ -111,9 +113,13 @@ class Imports:
             tmp.unlink(missing_ok=True)
 
     def _read_manifest(self, name: str, digest: str) -> bytes | None:
+        """A blob's bytes if it may be a manifest: no manifest is larger than MAX_MANIFEST_SIZE, and a
+        layer is never read whole (nor held in memory) just to find it references nothing."""
         parsed = parse_digest(digest)
         for path in (self._staged(name, parsed), self.store.layout.blob(name, parsed)):
             try:
+                if os.stat(path).st_size > MAX_MANIFEST_SIZE:
+                    return None
                 return path.read_bytes()
             except FileNotFoundError:
                 continue

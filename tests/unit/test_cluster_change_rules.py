@@ -165,3 +165,16 @@ def test_a_copy_merged_into_an_existing_repository_keeps_both_and_the_newer_tag(
     assert {m["digest"] for m in merged} == {a, b, c, d}
     merged = merge_indexes(existing, incoming, {b: 100.0}, {a: 200.0})
     assert _tags(merged)["shared"] == a
+
+
+def test_a_joining_member_not_in_the_current_list_forwards_instead_of_refusing() -> None:
+    """A new pod starts with the current list, in which it is not (so it never identifies itself in it);
+    once it knows the change it joins with, it is ready, and must forward by the current list."""
+    unidentified = Membership([split_member(m) for m in THREE], KEY, reason="not in cluster.members")
+    joining = View(3, unidentified, _view(0).change, _membership(FOUR, 3))
+    name = _moving_name(1, 1)
+    assert decide(_request(), Route("manifest", name, "v1"), joining, False) == Forward(THREE[1], epoch=3)
+    # Before it knows of a change, it is not ready: it says so.
+    alone = View(3, unidentified, None, None)
+    refused = decide(_request(), Route("manifest", name, "v1"), alone, False)
+    assert isinstance(refused, Refuse) and "not in cluster.members" in refused.error.message

@@ -175,7 +175,9 @@ def register_control(
             raise RequestInvalid("index is not base64") from None
         raw_times = document.get("times") or {}
         times = {str(k): float(v) for k, v in raw_times.items() if isinstance(v, (int, float))}
-        result = target.publish(name, index_bytes, times)
+        raw_held = document.get("held")
+        held = {str(d) for d in raw_held} if isinstance(raw_held, list) else None
+        result = target.publish(name, index_bytes, times, held)
         if result["created"]:
             changes.imported(name, epoch)
         return answer(result)

@@ -66,13 +66,15 @@ class PeerControl:
         await self._call(peer, "PUT", f"{IMPORT_PATH}/blob?{query}", _file_chunks(path), length=size)
 
     async def publish(
-        self, peer: str, epoch: int, name: str, index_bytes: bytes, times: dict[str, float]
+        self, peer: str, epoch: int, name: str, index_bytes: bytes, times: dict[str, float], held: list[str]
     ) -> dict[str, Any]:
+        """`held`: every blob this member has of the repository (the new owner checks the copy against it)."""
         document = {
             "epoch": epoch,
             "repository": name,
             "index": base64.b64encode(index_bytes).decode(),
             "times": times,
+            "held": held,
         }
         answer: dict[str, Any] = await self._call(peer, "PUT", f"{IMPORT_PATH}/index", json.dumps(document))
         return answer

@@ -77,10 +77,11 @@ class Imports:
     def _present(self, name: str, digest: Digest, size: int | None) -> bool:
         for path in (self._staged(name, digest), self.store.layout.blob(name, digest)):
             try:
-                if size is None or os.stat(path).st_size == size:
-                    return True
+                found = os.stat(path).st_size
             except FileNotFoundError:
                 continue
+            if size is None or found == size:
+                return True
         return False
 
     def missing(self, name: str, blobs: list[tuple[str, int]]) -> list[str]:
@@ -125,10 +126,17 @@ class Imports:
                 continue
         return None
 
-    def publish(self, name: str, index_bytes: bytes, times: dict[str, float]) -> dict[str, Any]:
-        """Check the copy against the old owner's index, then make it this member's repository."""
+    def publish(
+        self, name: str, index_bytes: bytes, times: dict[str, float], held: set[str] | None = None
+    ) -> dict[str, Any]:
+        """Check the copy against the old owner's index, then make it this member's repository.
+
+        `held`: the blobs the old owner has. One its own manifests reference but it lacks (collected,
+        or lost before the change) cannot be copied: the copy is as whole as the original, no less."""
         incoming = Index.parse(index_bytes, f"the copied index.json of {name}")
         needed = reachable_digests(incoming, lambda d: self._read_manifest(name, d))
+        if held is not None:
+            needed &= held
         lacking = sorted(d for d in needed if not self._present(name, parse_digest(d), None))
         if lacking:
             raise ImportIncomplete(f"the copy of {name!r} lacks {len(lacking)} blobs", detail={"missing": lacking})

@@ -227,7 +227,8 @@ class Rebalancer:
             index_bytes = self.store.layout.index(name).read_bytes()
             index = Index.parse(index_bytes, f"index.json of {name}")
             times = {b.digest: b.mtime for b in blobs if b.digest in index.by_digest}
-            published = await self.peers.publish(target, epoch, name, index_bytes, times)
+            held = [b.digest for b in blobs]
+            published = await self.peers.publish(target, epoch, name, index_bytes, times, held)
             absent = sorted(set(index.by_tag) - set(published.get("tags") or {}))
             if absent:
                 raise CopyVerification(f"{target} published {name} without the tags {absent}")

@@ -247,6 +247,9 @@ def test_a_member_back_with_an_old_list_takes_the_newer_one_and_its_repositories
             assert answer.status_code == 503 and answer.headers["Retry-After"], answer.text
             assert three[2] in answer.json()["errors"][0]["message"]
     fleet.processes[2].start()  # its config still lists the two members it started with
+    # It asks the others as it starts (catch_up.py), and is ready once it has their answer.
+    with httpx.Client(verify=ssl.create_default_context(cafile=str(fleet.ca))) as probe:
+        wait_for("member 2 ready", lambda: probe.get(f"{fleet.url(2)}/readyz").status_code == 200, timeout=30)
     state = fleet.control.state(fleet.url(2))
     assert (state["epoch"], state["members"], state["self"]) == (fleet.epoch, two, None)
     through_2 = Workload(lambda: [fleet.url(2)], fleet.ca, (USER, PASSWORD), repositories)

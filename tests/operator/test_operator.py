@@ -16,6 +16,7 @@ from zot_registry.config import parse_config
 
 from tests.support.control_plane import ControlPlane
 from tests.support.images import make_image, push_image
+from tests.support.kube_objects import member_pod_status
 from tests.support.kubectl import Namespaces, absent, get, merge_patch, wait_for
 from tests.support.operators import OPERATOR_RESYNC_SECONDS
 from tests.support.pod_runner import PodRunner
@@ -200,22 +201,7 @@ def test_failover_drops_a_member_kept_not_ready_and_readmits_it(
     apply_cluster(cp, ns, failover={"automatic": True, "after": "5s"})
     wait_for("3 ready members", lambda: len(ready_pods(cp, ns)) == 3, timeout=90)
     # What a hung member looks like to the API: not ready, container not running.
-    not_ready = {
-        "status": {
-            "conditions": [{"type": "Ready", "status": "False"}],
-            "containerStatuses": [
-                {
-                    "name": "zot",
-                    "ready": False,
-                    "restartCount": 0,
-                    "image": "x",
-                    "imageID": "",
-                    "started": False,
-                    "state": {"waiting": {"reason": "Hung"}},
-                }
-            ],
-        }
-    }
+    not_ready = member_pod_status(healthy=False)
     cp.kubectl("-n", ns, "patch", "pod", "demo-1", "--subresource=status", "--type=merge", "-p", json.dumps(not_ready))
 
     def event_reasons() -> set[str]:

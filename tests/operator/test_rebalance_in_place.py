@@ -13,6 +13,7 @@ import pytest
 
 from tests.support.control_plane import ControlPlane
 from tests.support.images import make_image
+from tests.support.kube_objects import member_pod_status
 from tests.support.kubectl import Namespaces, get, wait_for
 from tests.support.pod_runner import PodRunner
 from tests.support.ports import port_free_on_all
@@ -96,22 +97,7 @@ def test_resizes_and_a_failover_in_place_lose_no_push(
             # repositories answer 'retry' meanwhile, every other one as before.
             runner.hold(1)
             runner.kill(1)
-            hung = {
-                "status": {
-                    "conditions": [{"type": "Ready", "status": "False"}],
-                    "containerStatuses": [
-                        {
-                            "name": "zot",
-                            "ready": False,
-                            "restartCount": 1,
-                            "image": "x",
-                            "imageID": "",
-                            "started": False,
-                            "state": {"waiting": {"reason": "Hung"}},
-                        }
-                    ],
-                }
-            }
+            hung = member_pod_status(healthy=False, restart_count=1)
             cp.kubectl(
                 "-n", ns, "patch", "pod", "demo-1", "--subresource=status", "--type=merge", "-p", json.dumps(hung)
             )
@@ -125,22 +111,7 @@ def test_resizes_and_a_failover_in_place_lose_no_push(
             # the operator re-admits it and moves its repositories home.
             runner.release(1)
             runner.wait_running([1], timeout=60)
-            healthy = {
-                "status": {
-                    "conditions": [{"type": "Ready", "status": "True"}],
-                    "containerStatuses": [
-                        {
-                            "name": "zot",
-                            "ready": True,
-                            "restartCount": 1,
-                            "image": "x",
-                            "imageID": "",
-                            "started": True,
-                            "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}},
-                        }
-                    ],
-                }
-            }
+            healthy = member_pod_status(healthy=True, restart_count=1)
             cp.kubectl(
                 "-n", ns, "patch", "pod", "demo-1", "--subresource=status", "--type=merge", "-p", json.dumps(healthy)
             )

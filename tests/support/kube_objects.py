@@ -75,3 +75,27 @@ def persistent_volume(name: str, storage: str) -> dict[str, Any]:
             "hostPath": {"path": f"/tmp/{name}"},
         },
     }
+
+
+def member_pod_status(healthy: bool, restart_count: int = 0) -> dict[str, Any]:
+    """A status patch for a member pod (`kubectl patch --subresource=status`): what a hung member looks
+    like to the API (not ready, container waiting), or a healthy one (ready, running)."""
+    state: dict[str, Any] = (
+        {"running": {"startedAt": "2026-01-01T00:00:00Z"}} if healthy else {"waiting": {"reason": "Hung"}}
+    )
+    return {
+        "status": {
+            "conditions": [{"type": "Ready", "status": "True" if healthy else "False"}],
+            "containerStatuses": [
+                {
+                    "name": "zot",
+                    "ready": healthy,
+                    "restartCount": restart_count,
+                    "image": "x",
+                    "imageID": "",
+                    "started": healthy,
+                    "state": state,
+                }
+            ],
+        }
+    }

@@ -1,124 +1,22 @@
-"""Membership changes in place, on real member processes with storage local to each: the control API
-driven as the operator drives it (copy, freeze, switch), while clients push and pull.
-
-Five members' configs and certificates are written once (127.0.0.1 .. .5, one port); each change
-starts the members it adds with the current list in their config (as a new pod starts with the
-ConfigMap of the moment) and stops the members it removes only after the switch (scale-down drains).
-"""
+"""Membership changes in place, on real member processes with storage local to each
+(tests.support.local_fleet): the control API driven as the operator drives it (copy, freeze, switch),
+while clients push and pull."""
 
 from __future__ import annotations
 
-import json
-import os
-import signal
 import ssl
-from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 
 import httpx
 import pytest
-from zot_registry.cluster.hashing import Routing, owner_index, owner_of
-from zot_registry.local.cluster import write_cluster
+from zot_registry.cluster.hashing import owner_index
 
 from tests.support.certs import make_certs
 from tests.support.images import make_image
 from tests.support.kubectl import wait_for
-from tests.support.ports import port_free_on_all
-from tests.support.rebalance import ControlClient, Workload
-from tests.support.registry import RegistryProcess, write_htpasswd
-
-USER, PASSWORD = "member", "cluster-pw"
-MAX_MEMBERS = 5
-
-
-class Fleet:
-    """Up to five members; `members` is the list they route by, `running` who runs."""
-
-    def __init__(self, folder: Path, workers: int = 2, routing: Routing = "modulo") -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        htpasswd = write_htpasswd(folder / "htpasswd", {USER: PASSWORD})
-        self.port = port_free_on_all(MAX_MEMBERS)
-        layout = write_cluster(folder, MAX_MEMBERS, self.port, tls=True, htpasswd=htpasswd, log_level="warn")
-        assert layout.ca is not None
-        self.folder, self.ca, self.all_members = folder, layout.ca, layout.members
-        self.key = (folder / "hashkey").read_text().strip().encode()
-        self.processes: dict[int, RegistryProcess] = {}
-        self.configs = [json.loads(path.read_text()) for path in layout.configs]
-        self.routing: Routing = routing
-        for config in self.configs:
-            if routing != "modulo":
-                config["cluster"]["routing"] = routing
-        self.workers = workers
-        self.members: list[str] = []
-        self.epoch = 0
-        self.control = ControlClient(self.ca, folder / "server.crt", folder / "server.key")
-
-    def url(self, index: int) -> str:
-        return f"https://{self.all_members[index]}"
-
-    def start(self, index: int, members: list[str]) -> None:
-        config = json.loads(json.dumps(self.configs[index]))
-        config["log"].pop("output", None)
-        config["cluster"]["members"] = members
-        path = self.folder / f"member-{index}.json"
-        process = RegistryProcess(path, config, self.folder / f"member-{index}.stdout", workers=self.workers)
-        self.processes[index] = process.start()
-
-    def start_cluster(self, count: int) -> None:
-        self.members = self.all_members[:count]
-        for index in range(count):
-            self.start(index, self.members)
-
-    def resize(self, count: int) -> dict[str, float]:
-        """What the operator does for a new replica count: new members first, the change, then the
-        members that left are stopped (their volumes kept)."""
-        after = self.all_members[:count]
-        for index in range(len(self.members), count):
-            self.start(index, self.members)
-        involved = sorted(set(range(max(len(self.members), count))) & set(self.processes))
-        self.epoch += 1
-        took = self.control.run_change([self.url(i) for i in involved], self.epoch, self.members, after)
-        self.members = after
-        for index in range(count, MAX_MEMBERS):
-            if index in self.processes:
-                self.processes.pop(index).stop()
-        return took
-
-    def urls(self) -> list[str]:
-        return [f"https://{member}" for member in self.members]
-
-    def owner(self, repo: str, members: list[str] | None = None) -> int:
-        return owner_of(repo, self.key, members or self.members, self.routing)
-
-    def stored(self, index: int) -> set[str]:
-        root = Path(self.configs[index]["storage"]["rootDirectory"])
-        return {str(p.parent.relative_to(root)) for p in root.rglob("index.json") if ".cluster" not in p.parts}
-
-    def holds_exactly(self, index: int, owned: set[str]) -> bool:
-        return self.stored(index) == owned
-
-    def stop(self) -> None:
-        for process in self.processes.values():
-            process.stop()
-        self.control.close()
-
-
-def names_with(prefix: str, count: int, wanted: Callable[[str], bool], at_least: int) -> list[str]:
-    """`count` repository names, `at_least` of them such that `wanted` (the hash key is random: the
-    names that give a test its case are picked by it, not hoped for)."""
-    candidates = [f"{prefix}-{i}" for i in range(2000)]
-    chosen = [n for n in candidates if wanted(n)][:at_least]
-    return chosen + [n for n in candidates if n not in chosen][: count - len(chosen)]
-
-
-@pytest.fixture
-def fleet(tmp_path: Path) -> Iterator[Fleet]:
-    made = Fleet(tmp_path / "fleet")
-    try:
-        yield made
-    finally:
-        made.stop()
+from tests.support.local_fleet import PASSWORD, USER, Fleet, kill, names_with
+from tests.support.rebalance import Workload
 
 
 def test_resizes_move_every_repository_and_lose_no_push(fleet: Fleet) -> None:
@@ -172,13 +70,6 @@ def test_the_control_api_takes_only_the_cluster_ca(fleet: Fleet, tmp_path: Path)
         stranger.get(f"{url}/_cluster/v1/state")
 
 
-def _kill(process: RegistryProcess) -> None:
-    """SIGKILL the member and its workers, as the kernel's OOM killer or a node failure would."""
-    assert process.process is not None
-    os.killpg(process.process.pid, signal.SIGKILL)
-    process.process.wait()
-
-
 @pytest.mark.parametrize("killed", ["new owner", "old owner"])
 def test_a_member_killed_mid_copy_leaves_nothing_partial_and_the_change_completes(fleet: Fleet, killed: str) -> None:
     fleet.start_cluster(2)
@@ -203,7 +94,7 @@ def test_a_member_killed_mid_copy_leaves_nothing_partial_and_the_change_complete
 
     wait_for("member 0 in the middle of its copy", copying, timeout=60, interval=0.02)
     victim = 2 if killed == "new owner" else 0
-    _kill(fleet.processes[victim])
+    kill(fleet.processes[victim])
     # Whatever arrived at member 2 is staged out of sight: no repository there yet.
     assert fleet.stored(2) == set()
     fleet.processes[victim].start()
@@ -236,7 +127,7 @@ def test_a_member_back_with_an_old_list_takes_the_newer_one_and_its_repositories
             assert workload.push(http, repo, "v1", make_image(repo)), workload.stats.failures
     held_by_2 = [r for r in repositories if fleet.owner(r) == 2]
     assert held_by_2, "the hash key gives member 2 nothing here: pick other names"
-    _kill(fleet.processes[2])
+    kill(fleet.processes[2])
     two = three[:2]
     fleet.epoch += 1
     fleet.control.run_change([fleet.url(0), fleet.url(1)], fleet.epoch, three, two, absent=[three[2]])

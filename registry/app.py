@@ -29,7 +29,7 @@ from .cluster.proxy import HOP_HEADER
 from .cluster.rebalance import Rebalancer
 from .cluster.write_gate import WriteGate
 from .config import LoadedConfig, ZotConfig
-from .errors import BlobUnknown, ManifestUnknown, MembersChanging, NameUnknown, RegistryError
+from .errors import BlobUnknown, ManifestBlobUnknown, ManifestUnknown, MembersChanging, NameUnknown, RegistryError
 from .storage.base import Store
 from .storage.files import disk_errors
 from .storage.local.store import LocalStore
@@ -109,11 +109,18 @@ def create_app(loaded: LoadedConfig) -> Quart:
             if gate is not None and route.proxyable and request.method not in ("GET", "HEAD"):
                 # A write to a repository that is moving to another member waits (write_gate.py).
                 async with gate.writing(route.name, partial(cluster.serves_here, request, route)):
-                    return await HANDLERS[route.kind](route, store)
+                    try:
+                        return await HANDLERS[route.kind](route, store)
+                    except ManifestBlobUnknown as err:
+                        raise cluster.away_instead(route.name, err) from None
         if cluster is not None and route.proxyable:
             try:
                 return await HANDLERS[route.kind](route, store)
-            except (NameUnknown, ManifestUnknown, BlobUnknown) as err:
+            except (NameUnknown, ManifestUnknown, BlobUnknown, ManifestBlobUnknown) as err:
+                if route.kind == "blob" and request.method == "HEAD":
+                    # How a client asks whether to push a blob: told 'retry', docker and skopeo would
+                    # give up on a push that the member standing in takes.
+                    raise
                 raise cluster.away_instead(route.name, err) from None
         return await HANDLERS[route.kind](route, store)
 

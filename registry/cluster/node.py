@@ -15,7 +15,7 @@ from quart import Request
 from ..api.routing import Route
 from ..config import ZotConfig
 from ..digests import Digest
-from ..errors import MemberAway, PeerBadGateway, PeerUnavailable, RegistryError
+from ..errors import ManifestBlobUnknown, MemberAway, PeerBadGateway, PeerUnavailable, RegistryError
 from ..storage.base import Store
 from ..tuning import env_seconds
 from .decision import Decision, ServeHere, decide
@@ -87,10 +87,19 @@ class Cluster:
 
     def away_instead(self, name: str, err: RegistryError) -> RegistryError:
         """`err` (not found), or MemberAway (503) when the member that owns `name` was dropped by failover:
-        what it holds cannot be had until it is back, and a client retries a 503 where it gives up on a 404."""
+        what it holds cannot be had until it is back, and a client retries a 503 where it gives up on a 404.
+        A manifest refused for a missing blob stays a 400, with why the blob is missing."""
         away = self.topology.view().away_owner(name)
         if away is None:
             return err
+        if isinstance(err, ManifestBlobUnknown):
+            # A push begun before its member went down: the blobs it acknowledged are on that
+            # member's disk, and come back with it. The client pushes them again to this one.
+            return ManifestBlobUnknown(
+                f"{err.message}: repository {name!r} belongs to member {away}, which is down, and this "
+                "member stands in for it; push the blobs it lacks again",
+                detail=err.detail,
+            )
         return MemberAway(
             f"{err.message}: repository {name!r} belongs to member {away}, which is down; "
             "it is served again once that member is back",

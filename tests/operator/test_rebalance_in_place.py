@@ -126,7 +126,8 @@ def test_resizes_and_a_failover_in_place_lose_no_push(
         print(
             f"\n{stats.pushes} pushes acknowledged, {stats.pulls} pulls, {stats.refused_writes} writes answered "
             f"'retry' at least once (longest unwritable {stats.longest_unwritable:.2f} s), {stats.retried} "
-            f"retries, {stats.unavailable} requests still 'retry' after 60 s ({away_answer} by the drop); "
+            f"retries, {stats.unavailable} requests still 'retry' after 60 s ({away_answer} by the drop), "
+            f"{stats.restarted_pushes} pushes made again after the failover; "
             f"steps seen {seen}"
         )
         assert stats.failures == [], "\n".join(stats.failures[:20])

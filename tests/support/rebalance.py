@@ -107,6 +107,19 @@ def retryable(response: httpx.Response) -> bool:
     return response.status_code in (429, 502, 503, 504) and "Retry-After" in response.headers
 
 
+def _blob_on_an_away_member(response: httpx.Response | None) -> bool:
+    """The manifest was refused for a blob that the member standing in lacks because the repository's
+    own member is down (registry/cluster/node.py, away_instead). Any other MANIFEST_BLOB_UNKNOWN is a
+    lost blob: a failure."""
+    if response is None or response.status_code != 400:
+        return False
+    try:
+        errors = response.json().get("errors") or []
+    except ValueError:
+        return False
+    return any(e.get("code") == "MANIFEST_BLOB_UNKNOWN" and "which is down" in e.get("message", "") for e in errors)
+
+
 @dataclass
 class WorkloadStats:
     pushes: int = 0
@@ -116,6 +129,7 @@ class WorkloadStats:
     unavailable: int = 0  # requests still answered 'retry' after RETRY_FOR: the repository's member is away
     failures: list[str] = field(default_factory=list)  # answers that were neither success nor retryable
     longest_unwritable: float = 0.0  # seconds from a write's first retryable answer to its success
+    restarted_pushes: int = 0  # pushes made again: a blob acknowledged by a member that then died
 
 
 @dataclass
@@ -195,19 +209,18 @@ class Workload:
 
     def push(self, http: httpx.Client, repo: str, tag: str, image: Image) -> bool:
         """One image, as a client pushes it; True when acknowledged (201 for the manifest)."""
-        for blob in [image.config, *image.layers]:
-            outcome = self.send(
-                http, "POST", f"/v2/{repo}/blobs/uploads/", params={"digest": sha256(blob)}, content=blob
-            )
-            self._count(outcome, write=True)
-            if not self._judge(
-                outcome, outcome.response is not None and outcome.response.status_code == 201, f"push {repo}:{tag} blob"
-            ):
+        if not self._push_blobs(http, repo, tag, image, check_first=False):
+            return False
+        outcome = self._push_manifest(http, repo, tag, image)
+        if _blob_on_an_away_member(outcome.response):
+            # The member that acknowledged this push's first blobs died, and was dropped; they are on its
+            # disk until it is back, and the member standing in says so. A client pushes the image again
+            # then (a re-run of docker push, skopeo --retry-times: each checks every blob first).
+            with self._lock:
+                self.stats.restarted_pushes += 1
+            if not self._push_blobs(http, repo, tag, image, check_first=True):
                 return False
-        outcome = self.send(
-            http, "PUT", f"/v2/{repo}/manifests/{tag}", content=image.manifest, headers={"Content-Type": OCI_MANIFEST}
-        )
-        self._count(outcome, write=True)
+            outcome = self._push_manifest(http, repo, tag, image)
         if not self._judge(
             outcome, outcome.response is not None and outcome.response.status_code == 201, f"push {repo}:{tag} manifest"
         ):
@@ -216,6 +229,31 @@ class Workload:
             self.pushed[(repo, tag)] = image
             self.stats.pushes += 1
         return True
+
+    def _push_blobs(self, http: httpx.Client, repo: str, tag: str, image: Image, check_first: bool) -> bool:
+        """Each blob of `image` uploaded in one request; with `check_first`, only those HEAD says are missing."""
+        for blob in [image.config, *image.layers]:
+            if check_first:
+                head = self.send(http, "HEAD", f"/v2/{repo}/blobs/{sha256(blob)}")
+                self._count(head, write=False)
+                if head.response is not None and head.response.status_code == 200:
+                    continue
+            outcome = self.send(
+                http, "POST", f"/v2/{repo}/blobs/uploads/", params={"digest": sha256(blob)}, content=blob
+            )
+            self._count(outcome, write=True)
+            if not self._judge(
+                outcome, outcome.response is not None and outcome.response.status_code == 201, f"push {repo}:{tag} blob"
+            ):
+                return False
+        return True
+
+    def _push_manifest(self, http: httpx.Client, repo: str, tag: str, image: Image) -> Outcome:
+        outcome = self.send(
+            http, "PUT", f"/v2/{repo}/manifests/{tag}", content=image.manifest, headers={"Content-Type": OCI_MANIFEST}
+        )
+        self._count(outcome, write=True)
+        return outcome
 
     def pull(self, http: httpx.Client, repo: str, tag: str, image: Image, url: str | None = None) -> bool:
         """`repo:tag` pulled whole (through `url`, or any member), else counted as unavailable or failed."""

@@ -3,8 +3,11 @@
 #
 #   make image    (docker build -t ghcr.io/zot-operator/zot-operator:<registry/version.py> .)
 
+# The base of both stages; hack/build-image.sh builds without Docker from a Debian bookworm base.
+ARG BASE_IMAGE=python:3.11-slim
+
 # Build stage: the wheel of this repository and its dependencies, compiled where needed.
-FROM python:3.11-slim AS build
+FROM ${BASE_IMAGE} AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY registry registry
@@ -12,7 +15,7 @@ COPY operator operator
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 # Runtime stage: a virtualenv with the wheels, no compilers, no pip cache, not root.
-FROM python:3.11-slim
+FROM ${BASE_IMAGE}
 RUN python -m venv /opt/zot \
  && useradd --uid 10001 --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin zot
 COPY --from=build /wheels /wheels

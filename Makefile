@@ -8,7 +8,7 @@ export PATH := $(CURDIR)/.tools/bin:$(CURDIR)/$(BIN):$(PATH)
 VERSION := $(shell sed -n 's/^VERSION = "\(.*\)"/\1/p' registry/version.py)
 IMAGE := ghcr.io/zot-operator/zot-operator:$(VERSION)
 
-.PHONY: run test test-unit test-kind tools lint fmt image version bench clean
+.PHONY: run test test-unit test-kind tools lint fmt image image-local version bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,11 @@ test-unit: $(STAMP)
 # The image both programs run from (Dockerfile); needs Docker.
 image:
 	docker build -t $(IMAGE) .
+
+# The same image without Docker (debootstrap + buildah, as root): .tools/images/zot-operator-$(VERSION).tar,
+# an OCI archive named $(IMAGE). `make test` builds it too (hack/tools.sh, group image).
+image-local:
+	bash hack/tools.sh image
 
 version:
 	@echo $(VERSION)

@@ -5,6 +5,9 @@
 #   wrk             HTTP load client for benchmarks
 #   redis-server    cache for later issues
 #   haproxy         the reference forwarder of the proxy benchmark, and a load balancer in front of members
+#   debootstrap     the Debian base of the project image (hack/build-image.sh)
+#   buildah         builds the Dockerfile on it without Docker (hack/build-image.sh)
+#   umoci, runc     unpack and run the built image (tests/image)
 # Runs `apt-get update` once, and only when something has to be installed.
 # No service is left running: an `exit 101` policy-rc.d is in place during the
 # install, and the packages' services are disabled afterwards, so nothing
@@ -21,8 +24,12 @@ declare -A CHECK=(
 	[wrk]="command:wrk"
 	[redis-server]="command:redis-server"
 	[haproxy]="command:haproxy"
+	[debootstrap]="file:/usr/sbin/debootstrap"
+	[buildah]="command:buildah"
+	[umoci]="command:umoci"
+	[runc]="command:runc"
 )
-PACKAGES=(skopeo docker-registry wrk redis-server haproxy)
+PACKAGES=(skopeo docker-registry wrk redis-server haproxy debootstrap buildah umoci runc)
 SERVICES=(docker-registry redis-server haproxy)
 POLICY_RC=/usr/sbin/policy-rc.d
 

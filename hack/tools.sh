@@ -2,11 +2,12 @@
 # Installs every pinned test peer into .tools/ (see hack/README.md).
 #
 #   bash hack/tools.sh              all groups
-#   bash hack/tools.sh go apt       only some: go, conformance, k8s, storage, apt
+#   bash hack/tools.sh go apt       only some: go, conformance, k8s, storage, apt, image
 #
 # Idempotent: each tool is skipped when its stamp says the pinned version is
 # already there, so a warm run takes well under a second (apt checks included).
-# TOOLS_DIR moves .tools elsewhere; TOOLS_SKIP_APT=1 skips the apt group.
+# TOOLS_DIR moves .tools elsewhere; TOOLS_SKIP_APT=1 skips the apt group, TOOLS_SKIP_IMAGE=1 the
+# image group (the project image, built without Docker: hack/build-image.sh).
 set -euo pipefail
 
 HACK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -14,7 +15,7 @@ HACK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "${HACK_DIR}/lib.sh"
 
 groups=("$@")
-[[ ${#groups[@]} -gt 0 ]] || groups=(go conformance k8s storage apt)
+[[ ${#groups[@]} -gt 0 ]] || groups=(go conformance k8s storage apt image)
 
 # One installer at a time per TOOLS_DIR (make -j, two shells, CI + dev).
 if command -v flock >/dev/null 2>&1; then
@@ -35,6 +36,13 @@ for group in "${groups[@]}"; do
 			bash "${HACK_DIR}/install-apt.sh" 9>&-
 		fi
 		;;
-	*) die "unknown group '${group}' (expected: go, conformance, k8s, storage, apt)" ;;
+	image)
+		if [[ "${TOOLS_SKIP_IMAGE:-0}" == 1 ]]; then
+			log image "-" "skipped (TOOLS_SKIP_IMAGE=1)"
+		else
+			bash "${HACK_DIR}/build-image.sh" 9>&-
+		fi
+		;;
+	*) die "unknown group '${group}' (expected: go, conformance, k8s, storage, apt, image)" ;;
 	esac
 done

@@ -5,7 +5,6 @@ it into a fresh virtualenv (no editable install hiding a missing package or temp
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import subprocess
 import sys
@@ -16,19 +15,9 @@ import httpx
 import pytest
 from zot_registry.local.configs import member_config, write_config
 
+from tests.support.dockerfile import instructions
 from tests.support.paths import REPO_ROOT
 from tests.support.ports import free_port
-
-DOCKERFILE = REPO_ROOT / "Dockerfile"
-
-
-def instructions() -> list[tuple[str, str]]:
-    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
-    return [
-        (line.split(None, 1)[0].upper(), line.split(None, 1)[1].strip())
-        for line in text.splitlines()
-        if line.strip() and not line.lstrip().startswith("#")
-    ]
 
 
 def test_dockerfile_runs_as_non_root_with_the_args_the_operator_gives_members() -> None:

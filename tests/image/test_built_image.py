@@ -218,3 +218,20 @@ def test_registry_serves_as_the_image_user_with_the_image_command(unpacked: Path
         assert httpx.get(f"http://127.0.0.1:{port}/v2/image-test/blobs/{digest}").content == blob
         stored = [path for path in data.rglob("*") if path.is_file() and path.read_bytes() == blob]
         assert stored and all(path.stat().st_uid == RUN_AS for path in stored), stored
+
+
+def test_operator_renders_with_the_templates_packaged_in_the_image(unpacked: Path, tmp_path: Path) -> None:
+    # Only the wheel is in the image: a template or package left out of it fails here.
+    example = tmp_path / "zotcluster.yaml"
+    shutil.copy(REPO_ROOT / "examples" / "zotcluster.yaml", example)
+    example.chmod(0o644)
+    mounts = [
+        {"destination": "/work/zotcluster.yaml", "type": "bind", "source": str(example), "options": ["rbind", "ro"]}
+    ]
+    args = ["zot-operator", "render", "-f", "/work/zotcluster.yaml"]
+    with _container(unpacked, tmp_path, args, mounts) as (_, bundle, process):
+        assert process.wait(timeout=120) == 0, (bundle / "stderr").read_text()
+        rendered = (bundle / "stdout").read_text()
+    assert "kind: StatefulSet" in rendered and '"hashKey"' in rendered
+    with _container(unpacked, tmp_path, ["zot-operator", "local", "--help"]) as (_, bundle, process):
+        assert process.wait(timeout=120) == 0, (bundle / "stderr").read_text()

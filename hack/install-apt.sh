@@ -8,6 +8,8 @@
 #   debootstrap     the Debian base of the project image (hack/build-image.sh)
 #   buildah         builds the Dockerfile on it without Docker (hack/build-image.sh)
 #   umoci, runc     unpack and run the built image (tests/image)
+# or, when package names are given (build-node.sh: `install-apt.sh containerd runc ...`), only those
+# (each one must have a check below).
 # Runs `apt-get update` once, and only when something has to be installed.
 # No service is left running: an `exit 101` policy-rc.d is in place during the
 # install, and the packages' services are disabled afterwards, so nothing
@@ -28,16 +30,25 @@ declare -A CHECK=(
 	[buildah]="command:buildah"
 	[umoci]="command:umoci"
 	[runc]="command:runc"
+	# the node tier (build-node.sh)
+	[containerd]="command:containerd"
+	[conntrack]="command:conntrack"
+	[iptables]="command:iptables"
+	[busybox-static]="static:/bin/busybox"
 )
 PACKAGES=(skopeo docker-registry wrk redis-server haproxy debootstrap buildah umoci runc)
-SERVICES=(docker-registry redis-server haproxy)
+[[ $# -eq 0 ]] || PACKAGES=("$@")
+SERVICES=(docker-registry redis-server haproxy containerd)
 POLICY_RC=/usr/sbin/policy-rc.d
 
 present() {
+	[[ -n "${CHECK[$1]:-}" ]] || die "no check for package $1 in install-apt.sh"
 	local check="${CHECK[$1]}"
 	case "${check}" in
 	command:*) command -v "${check#command:}" >/dev/null 2>&1 ;;
 	file:*) [[ -x "${check#file:}" ]] ;;
+	# a statically linked executable (no program interpreter): it goes into a container image alone
+	static:*) [[ -x "${check#static:}" ]] && ! LC_ALL=C readelf -l "${check#static:}" 2>/dev/null | grep -q 'program interpreter' ;;
 	*) die "bad check for $1: ${check}" ;;
 	esac
 }
@@ -110,6 +121,11 @@ if command -v ss >/dev/null 2>&1; then
 	if grep -E '"(docker-registry|registry|redis-server)"' <<<"${listeners}"; then
 		printf 'warning: a packaged registry/redis service is still listening (see above); stop it\n' >&2
 	fi
+fi
+# containerd listens on a unix socket, not a port: its packaged service must not run either
+# (the node tier starts its own, with its own socket and state folders).
+if [[ -S /run/containerd/containerd.sock ]] && pgrep -x containerd >/dev/null 2>&1; then
+	printf 'warning: a system containerd is running (/run/containerd/containerd.sock); stop it\n' >&2
 fi
 
 for pkg in "${missing[@]}"; do

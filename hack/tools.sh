@@ -2,7 +2,7 @@
 # Installs every pinned test peer into .tools/ (see hack/README.md).
 #
 #   bash hack/tools.sh              all groups
-#   bash hack/tools.sh go apt       only some: go, conformance, k8s, storage, apt, image
+#   bash hack/tools.sh go apt       only some: go, conformance, k8s, node, storage, apt, image
 #
 # Idempotent: each tool is skipped when its stamp says the pinned version is
 # already there, so a warm run takes well under a second (apt checks included).
@@ -15,7 +15,7 @@ HACK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "${HACK_DIR}/lib.sh"
 
 groups=("$@")
-[[ ${#groups[@]} -gt 0 ]] || groups=(go conformance k8s storage apt image)
+[[ ${#groups[@]} -gt 0 ]] || groups=(go conformance k8s node storage apt image)
 
 # One installer at a time per TOOLS_DIR (make -j, two shells, CI + dev).
 if command -v flock >/dev/null 2>&1; then
@@ -28,6 +28,7 @@ for group in "${groups[@]}"; do
 	go) bash "${HACK_DIR}/install-go-tools.sh" 9>&- ;;
 	conformance) bash "${HACK_DIR}/build-conformance.sh" 9>&- ;;
 	k8s) bash "${HACK_DIR}/build-k8s.sh" 9>&- ;;
+	node) bash "${HACK_DIR}/build-node.sh" 9>&- ;;
 	storage) bash "${HACK_DIR}/install-storage-peers.sh" 9>&- ;;
 	apt)
 		if [[ "${TOOLS_SKIP_APT:-0}" == 1 ]]; then
@@ -43,6 +44,6 @@ for group in "${groups[@]}"; do
 			bash "${HACK_DIR}/build-image.sh" 9>&-
 		fi
 		;;
-	*) die "unknown group '${group}' (expected: go, conformance, k8s, storage, apt, image)" ;;
+	*) die "unknown group '${group}' (expected: go, conformance, k8s, node, storage, apt, image)" ;;
 	esac
 done

@@ -13,10 +13,19 @@ Credentials: a static token file. The admin user (`cp.admin_token`, the kubeconf
 `system:masters`; the controller manager and the scheduler run as `system:kube-controller-manager`
 and `system:kube-scheduler`, which the bootstrap RBAC policy authorizes. ServiceAccount tokens are
 signed with an RSA key generated here (`cryptography`), so TokenRequest and projected tokens work.
+
+`ControlPlane(node_support=True)` also gets it ready for real nodes (tests/support/node.py):
+a client CA (`--client-ca-file`; `issue_client_cert` makes certificates for users and groups, as
+kubelets and kube-proxy authenticate), the Node authorizer and NodeRestriction, a client
+certificate the API server shows the kubelets (`--kubelet-client-certificate`, issued by the same
+CA, which the kubelets trust), kubelets reached at their InternalIP, and the `cluster` egress
+(kubectl logs/exec, the proxy to pods and Services) through HTTP CONNECT on the unix socket
+`cluster_egress_socket`, which the node serves from inside its network namespace.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import secrets
@@ -30,8 +39,10 @@ from pathlib import Path
 from types import TracebackType
 
 import httpx
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from tests.support.kube_objects import FAKE_NODE_ANNOTATION, fake_node, kubeconfig
 from tests.support.paths import TOOLS_BIN, TOOLS_DIR
@@ -66,6 +77,7 @@ class ControlPlane:
         stages_dir: Path = KWOK_STAGES,
         startup_timeout: float = 90.0,
         keep: bool = False,
+        node_support: bool = False,
     ) -> None:
         self.node_names = [f"kwok-node-{i}" for i in range(nodes)]
         self.bin_dir = bin_dir
@@ -87,6 +99,10 @@ class ControlPlane:
         self.kcm_port = 0
         self.scheduler_port = 0
         self.startup_seconds: float | None = None
+        self.node_support = node_support
+        self.client_ca_file = self.dir / "client-ca.crt"  # node_support: signs users' client certificates
+        self.client_ca_key = self.dir / "client-ca.key"
+        self.cluster_egress_socket = self.dir / "cluster-egress.sock"  # node_support: HTTP CONNECT, served by a node
         self._stopped = False
 
     # -- paths and helpers -------------------------------------------------------------------
@@ -160,6 +176,8 @@ class ControlPlane:
             for name in BINARIES:
                 self.binary(name)
             self._write_credentials()
+            if self.node_support:
+                self._write_node_support()
             self._start_etcd()
             self._start_apiserver()
             self._start_controllers()
@@ -210,6 +228,100 @@ class ControlPlane:
         self.token_file.write_text("\n".join(rows) + "\n")
         self.token_file.chmod(0o600)
 
+    def _write_node_support(self) -> None:
+        now = datetime.datetime.now(datetime.UTC)
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "zot test client CA")])
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=7))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(
+                x509.KeyUsage(True, False, False, False, False, True, True, False, False),
+                critical=True,
+            )
+            .sign(key, hashes.SHA256())
+        )
+        self.client_ca_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        self.client_ca_key.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+        self.client_ca_key.chmod(0o600)
+        # The API server's identity towards the kubelets: system:masters passes their webhook authorization.
+        self.issue_client_cert("kube-apiserver-kubelet-client", ["system:masters"], self.dir / "kubelet-client")
+        egress = {
+            "apiVersion": "apiserver.k8s.io/v1beta1",
+            "kind": "EgressSelectorConfiguration",
+            "egressSelections": [
+                {
+                    "name": "cluster",
+                    "connection": {
+                        "proxyProtocol": "HTTPConnect",
+                        "transport": {"uds": {"udsName": str(self.cluster_egress_socket)}},
+                    },
+                }
+            ],
+        }
+        (self.dir / "egress-selector.json").write_text(json.dumps(egress, indent=2) + "\n")
+
+    def issue_client_cert(self, user: str, groups: Sequence[str], prefix: Path) -> tuple[Path, Path]:
+        """A client certificate for `user` in `groups` (CN and O), signed by the client CA
+        (`node_support=True`): written to `<prefix>.crt` and `<prefix>.key`, returned as (cert, key)."""
+        if not self.node_support:
+            raise ControlPlaneError("client certificates need ControlPlane(node_support=True)")
+        ca_cert = x509.load_pem_x509_certificate(self.client_ca_file.read_bytes())
+        ca_key = serialization.load_pem_private_key(self.client_ca_key.read_bytes(), password=None)
+        assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+        now = datetime.datetime.now(datetime.UTC)
+        key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name(
+            [x509.NameAttribute(NameOID.ORGANIZATION_NAME, g) for g in groups]
+            + [x509.NameAttribute(NameOID.COMMON_NAME, user)]
+        )
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(ca_cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=7))
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .sign(ca_key, hashes.SHA256())
+        )
+        cert_path, key_path = prefix.with_name(prefix.name + ".crt"), prefix.with_name(prefix.name + ".key")
+        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        key_path.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+        key_path.chmod(0o600)
+        return cert_path, key_path
+
+    def _node_support_args(self) -> list[str]:
+        if not self.node_support:
+            return ["--authorization-mode=RBAC"]
+        return [
+            # Kubelets as system:node:<name> (group system:nodes): the Node authorizer grants what a
+            # kubelet needs for its own pods; NodeRestriction keeps it to its own Node object.
+            "--authorization-mode=Node,RBAC",
+            "--enable-admission-plugins=NodeRestriction",
+            f"--client-ca-file={self.client_ca_file}",
+            f"--kubelet-client-certificate={self.dir / 'kubelet-client.crt'}",
+            f"--kubelet-client-key={self.dir / 'kubelet-client.key'}",
+            # The egress proxy connects to addresses only: a node's Hostname would need DNS.
+            "--kubelet-preferred-address-types=InternalIP",
+            f"--egress-selector-config-file={self.dir / 'egress-selector.json'}",
+        ]
+
     def _write_kubeconfig(self, path: Path, user: str, token: str) -> Path:
         path.write_text(json.dumps(kubeconfig(self.server, self.ca_file, user, token), indent=2) + "\n")
         path.chmod(0o600)
@@ -255,7 +367,7 @@ class ControlPlane:
                 f"--secure-port={self.api_port}",
                 f"--cert-dir={self.cert_dir}",  # writes a self-signed apiserver.crt/.key there
                 f"--token-auth-file={self.token_file}",
-                "--authorization-mode=RBAC",
+                *self._node_support_args(),
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
                 f"--service-account-issuer={ISSUER}",
                 f"--service-account-key-file={self.sa_pub}",

@@ -33,6 +33,8 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import ctypes
+import fcntl
+import functools
 import ipaddress
 import json
 import os
@@ -43,7 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -83,6 +85,11 @@ KUBELET_SYSCTLS = (
     "kernel/keys/root_maxkeys",
     "kernel/keys/root_maxbytes",
 )
+# The values before the first node's kubelet changed them, and which nodes are running: shared by
+# the nodes of every test process on the machine (pytest workers), under a lock. The last one to
+# stop puts the values back.
+SYSCTL_STATE = Path("/run/zot-node-sysctls.json")
+SYSCTL_LOCK = Path("/run/zot-node-sysctls.lock")
 RELAY_SCRIPT = Path(__file__).with_name("node_relay.py")
 # Fixed paths (not configurable) -> a folder of the node, bind-mounted in its mount namespace. The
 # kubelet's device plugin socket (pluginapi.DevicePluginPath), containerd 1.6's shim sockets
@@ -152,7 +159,7 @@ class Node:
         self.components: list[Component] = []
         self.timings: dict[str, float] = {}
         self.startup_seconds: float | None = None
-        self._sysctls: dict[str, str] = {}
+        self._sysctls_registered = False
         self._cgroup_dirs: list[Path] = []
         self._netns_created = False
         self._netns_pool: concurrent.futures.ThreadPoolExecutor | None = None
@@ -268,11 +275,11 @@ class Node:
                 errors.append(f"{what}: {exc!r}")
 
         for name in ("coredns", "kube-proxy", "kubelet"):
-            attempt(f"stop {name}", lambda n=name: self._stop_component(n))  # type: ignore[misc]
+            attempt(f"stop {name}", functools.partial(self._stop_component, name))
         attempt("kill pod processes", self._kill_cgroup_processes)
         attempt("kill shims", self._kill_shims)
         for name in ("containerd", "relay"):
-            attempt(f"stop {name}", lambda n=name: self._stop_component(n))  # type: ignore[misc]
+            attempt(f"stop {name}", functools.partial(self._stop_component, name))
         for comp in self.components:
             attempt(f"stop {comp.name}", comp.stop)
         if self._netns_pool is not None:
@@ -601,9 +608,7 @@ disabled_plugins = [
         self.import_image(pause_image(self.dir / "images" / "pause.tar", Path(self.binary("zot-pause"))))
 
     def _start_kubelet(self) -> None:
-        for key in KUBELET_SYSCTLS:
-            with contextlib.suppress(OSError):
-                self._sysctls[key] = (Path("/proc/sys") / key).read_text().strip()
+        self._register_sysctls()
         resolv = self.dir / "resolv.conf"
         # What pods with dnsPolicy Default get (the host's resolvers are outside the namespace).
         resolv.write_text(f"nameserver {NODE_IP}\n")
@@ -827,9 +832,44 @@ disabled_plugins = [
                 with contextlib.suppress(FileNotFoundError):
                     os.rmdir(dirpath)
 
+    @contextlib.contextmanager
+    def _sysctl_state(self) -> Iterator[dict[str, Any]]:
+        """The shared SYSCTL_STATE, under SYSCTL_LOCK, without the nodes of dead processes; written back."""
+        with open(SYSCTL_LOCK, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                state: dict[str, Any] = json.loads(SYSCTL_STATE.read_text())
+            except (OSError, ValueError):
+                state = {}
+            state["nodes"] = {n: pid for n, pid in state.get("nodes", {}).items() if Path(f"/proc/{pid}").exists()}
+            yield state
+            if state["nodes"] or "originals" in state:
+                SYSCTL_STATE.write_text(json.dumps(state, indent=2) + "\n")
+            else:
+                SYSCTL_STATE.unlink(missing_ok=True)
+
+    def _register_sysctls(self) -> None:
+        with self._sysctl_state() as state:
+            # The first node: what the machine had before any kubelet. (Kept when the nodes that
+            # registered died without stop(): the values now are likely the kubelet's.)
+            if "originals" not in state:
+                state["originals"] = {}
+                for key in KUBELET_SYSCTLS:
+                    with contextlib.suppress(OSError):
+                        state["originals"][key] = (Path("/proc/sys") / key).read_text().strip()
+            state["nodes"][self.name] = os.getpid()
+        self._sysctls_registered = True
+
     def _restore_sysctls(self) -> None:
-        for key, value in self._sysctls.items():
-            path = Path("/proc/sys") / key
-            with contextlib.suppress(OSError):
-                if path.read_text().strip() != value:
-                    path.write_text(value)
+        """The last running node puts back the values the kubelets changed (machine-wide settings)."""
+        if not self._sysctls_registered:
+            return
+        with self._sysctl_state() as state:
+            state["nodes"].pop(self.name, None)
+            if state["nodes"]:
+                return
+            for key, value in state.pop("originals", {}).items():
+                path = Path("/proc/sys") / key
+                with contextlib.suppress(OSError):
+                    if path.read_text().strip() != value:
+                        path.write_text(value)

@@ -12,7 +12,7 @@ import httpx
 
 from tests.support.control_plane import ControlPlane
 from tests.support.kubectl import get, wait_for
-from tests.support.node import CLUSTER_DOMAIN, POD_SUBNET, Node
+from tests.support.node import API_SERVICE_IP, CLUSTER_DOMAIN, POD_SUBNET, Node
 
 WEB_PORT = 8080
 HELLO = "hello from busybox"
@@ -252,3 +252,45 @@ def test_force_delete_brings_a_replacement(
     )
     print(f"\nreplacement {new['metadata']['name']} Ready {time.monotonic() - begin:.1f}s after the force delete")
     assert new["spec"]["nodeName"] == node.name
+
+
+def test_pods_reach_the_api_server_through_the_kubernetes_service(
+    node_control_plane: ControlPlane, node: Node, busybox: str, namespace: str
+) -> None:
+    cp = node_control_plane
+    apply(
+        cp,
+        namespace,
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "api-client", "labels": {"app": "api-client"}},
+            "spec": pod_spec(container(busybox, "api-client", ["sleep", "3600"])),
+        },
+    )
+    wait_ready(cp, namespace, "app=api-client")
+    # The Service's name, and its address in the environment the kubelet gives every container.
+    lookup = exec_in(cp, namespace, "api-client", "nslookup", f"kubernetes.default.svc.{CLUSTER_DOMAIN}")
+    assert API_SERVICE_IP in lookup, lookup
+    env = exec_in(cp, namespace, "api-client", "env")
+    assert f"KUBERNETES_SERVICE_HOST={API_SERVICE_IP}" in env.splitlines(), env
+    # busybox has no TLS client: plain HTTP to the API server's TLS port gets Go's own answer,
+    # which only the API server (through kube-proxy's DNAT and the relay) can have given.
+    response = exec_in(cp, namespace, "api-client", *http_get_command(API_SERVICE_IP, 443, "/version"))
+    assert "Client sent an HTTP request to an HTTPS server" in response, response
+
+    # The pod's projected ServiceAccount token, used over TLS from the node's namespace: the
+    # certificate holds 10.96.0.1, and the API server knows the token's ServiceAccount.
+    token = exec_in(cp, namespace, "api-client", "cat", "/var/run/secrets/kubernetes.io/serviceaccount/token")
+
+    def whoami() -> httpx.Response:
+        with httpx.Client(verify=cp.ssl_context(), timeout=10) as client:
+            return client.post(
+                f"https://{API_SERVICE_IP}/apis/authentication.k8s.io/v1/selfsubjectreviews",
+                json={"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"},
+                headers={"Authorization": f"Bearer {token.strip()}"},
+            )
+
+    resp = node.run_in_netns(whoami)
+    assert resp.status_code == 201, resp.text
+    assert resp.json()["status"]["userInfo"]["username"] == f"system:serviceaccount:{namespace}:default"

@@ -12,7 +12,7 @@ import httpx
 
 from tests.support.control_plane import ControlPlane
 from tests.support.kubectl import get, wait_for
-from tests.support.node import API_SERVICE_IP, CLUSTER_DOMAIN, POD_SUBNET, Node
+from tests.support.node import API_SERVICE_IP, CLUSTER_DOMAIN, NODE_IP, POD_SUBNET, Node
 
 WEB_PORT = 8080
 HELLO = "hello from busybox"
@@ -294,3 +294,30 @@ def test_pods_reach_the_api_server_through_the_kubernetes_service(
     resp = node.run_in_netns(whoami)
     assert resp.status_code == 201, resp.text
     assert resp.json()["status"]["userInfo"]["username"] == f"system:serviceaccount:{namespace}:default"
+
+
+def test_addresses_stay_inside_the_namespaces(
+    node_control_plane: ControlPlane, node: Node, busybox: str, namespace: str
+) -> None:
+    cp = node_control_plane
+    apply(
+        cp,
+        namespace,
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "prober", "labels": {"app": "prober"}},
+            "spec": pod_spec(container(busybox, "prober", ["sleep", "3600"])),
+        },
+    )
+    wait_ready(cp, namespace, "app=prober")
+    # Beyond the node there is nothing: 192.0.2.1 (TEST-NET-1) is routed into zot0, which has no ports.
+    result = cp.kubectl("-n", namespace, "exec", "prober", "--", "nc", "-w", "2", "192.0.2.1", "80", check=False)
+    assert result.returncode != 0, result.stdout
+    # The host's namespace has none of the node's or the pods' addresses, and no route to them.
+    host_addresses = subprocess.run(["ip", "-o", "addr"], capture_output=True, text=True, check=True).stdout
+    for address in (NODE_IP, "10.244.0.1"):
+        assert f" {address}/" not in host_addresses
+    node_addresses = node.netns_run("ip", "-o", "addr").stdout
+    assert f" {NODE_IP}/" in node_addresses and " 10.244.0.1/" in node_addresses, node_addresses
+    assert "cni0" not in subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout

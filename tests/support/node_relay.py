@@ -56,6 +56,8 @@ def host_port(value: str) -> tuple[str, int]:
 
 
 async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """One direction: copy until EOF, then half-close (the other direction may still carry the
+    answer: a client that has sent its request may shut down its side before it is read)."""
     try:
         while data := await reader.read(BUFFER):
             writer.write(data)
@@ -63,16 +65,19 @@ async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> No
         if writer.can_write_eof():
             writer.write_eof()
     except OSError:
-        pass
-    finally:
-        with contextlib.suppress(OSError):
-            writer.close()
+        writer.transport.abort()  # a broken direction ends the connection
 
 
 async def splice(
     a: tuple[asyncio.StreamReader, asyncio.StreamWriter], b: tuple[asyncio.StreamReader, asyncio.StreamWriter]
 ) -> None:
-    await asyncio.gather(pipe(a[0], b[1]), pipe(b[0], a[1]))
+    """Both directions of a connection pair; both sockets closed once both directions are done."""
+    try:
+        await asyncio.gather(pipe(a[0], b[1]), pipe(b[0], a[1]))
+    finally:
+        for _, writer in (a, b):
+            with contextlib.suppress(OSError):
+                writer.close()
 
 
 class Relay:

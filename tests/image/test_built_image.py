@@ -23,28 +23,19 @@ import pytest
 from zot_operator.models import DEFAULT_IMAGE
 from zot_operator.statefulset import CONFIG_MOUNT, DATA_DIR, RUN_AS
 from zot_registry.local.configs import member_config, write_config
-from zot_registry.version import VERSION
 
 from tests.support.dockerfile import instructions
 from tests.support.images import sha256
-from tests.support.paths import REPO_ROOT, TOOLS_DIR
+from tests.support.paths import REPO_ROOT
 from tests.support.ports import free_port
+from tests.support.project_image import project_image_archive
 
-ARCHIVE = TOOLS_DIR / "images" / f"zot-operator-{VERSION}.tar"
 REF_NAME = "org.opencontainers.image.ref.name"
 
 
 @pytest.fixture(scope="module")
 def archive() -> Path:
-    """The archive of the current sources: built, or found up to date (about a second), under the
-    .tools lock that `make test`'s own tools step holds while it builds it."""
-    if os.environ.get("TOOLS_SKIP_IMAGE") == "1":
-        pytest.skip("TOOLS_SKIP_IMAGE=1: the image is not built")
-    result = subprocess.run(
-        ["bash", str(REPO_ROOT / "hack" / "tools.sh"), "image"], capture_output=True, text=True, timeout=1800
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    return ARCHIVE
+    return project_image_archive()
 
 
 def _blob(tar: tarfile.TarFile, digest: str) -> bytes:

@@ -15,7 +15,7 @@ from zot_registry.tuning import env_seconds
 from .crd import GROUP, PLURAL, VERSION
 from .kube import Kube
 from .reconcile import reconcile
-from .status import as_patch, status_changed
+from .status import as_patch, removing_left_out_keys, status_changed
 
 # How often each ZotCluster is checked for drift and member health. The tests shorten it, so that
 # "two checks changed nothing" takes seconds, not half a minute.
@@ -57,10 +57,11 @@ def _converge(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger) -> None:
         kopf.event(body, type=kind, reason=reason, message=message)
         logger.info(f"{reason}: {message}")
 
+    current = dict(body.get("status") or {})
     with _one_pass(str(body.metadata.uid)):
-        status = as_patch(reconcile(kube(), dict(body), event).status)
+        status = removing_left_out_keys(as_patch(reconcile(kube(), dict(body), event).status), current)
     # Write status only when something observed changed: an unchanged cluster costs no writes.
-    if status_changed(status, dict(body.get("status") or {})):
+    if status_changed(status, current):
         patch.status.update(status)
 
 

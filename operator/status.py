@@ -165,6 +165,20 @@ def as_patch(status: ZotClusterStatus) -> dict[str, Any]:
     return status.model_dump(by_alias=True, exclude_unset=True)
 
 
+def removing_left_out_keys(patch: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+    """`patch`, with a null for each key of a map in `current` that the same map in `patch` leaves out.
+
+    The status is written as a JSON merge patch, which merges maps: a key left out stays. Without the
+    nulls a member's notReadySince clock outlived its return to health, and the next time it was not
+    ready for a moment, failover dropped it at once (its clock was older than `after`)."""
+    merged = dict(patch)
+    for key, value in patch.items():
+        old = current.get(key)
+        if isinstance(value, dict) and isinstance(old, dict):
+            merged[key] = {**{k: None for k in old if k not in value}, **removing_left_out_keys(value, old)}
+    return merged
+
+
 def status_changed(patch: dict[str, Any], current: dict[str, Any]) -> bool:
     """Whether writing `patch` would change `current`: a null is a removal, no change where the field is absent."""
     present = {k: v for k, v in patch.items() if v is not None}

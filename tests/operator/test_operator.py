@@ -223,6 +223,30 @@ def test_failover_drops_a_member_kept_not_ready_and_readmits_it(
     assert "Restarting" in event_reasons()
 
 
+def test_a_member_ready_again_loses_its_not_ready_clock(
+    control_plane: ControlPlane, operator: subprocess.Popen[str], namespaces: Namespaces
+) -> None:
+    """Failover's clocks go when their member is ready again. The status is a JSON merge patch, which
+    keeps the map keys it leaves out: the clocks of a cluster's first start stayed, and much later a
+    member's first moment of not being ready dropped it at once (found on a real node)."""
+    cp, ns = control_plane, namespaces.create("zot-clock")
+    apply_cluster(cp, ns, failover={"automatic": True, "after": "10m"})
+    wait_for("3 ready members", lambda: len(ready_pods(cp, ns)) == 3, timeout=90)
+
+    def clocks() -> dict[str, str]:
+        found: dict[str, str] = ((get(cp, "-n", ns, "zc", "demo") or {}).get("status") or {}).get("notReadySince") or {}
+        return found
+
+    def clock_follows(healthy: bool) -> bool:
+        return ("1" in clocks()) != healthy  # a clock while not ready, none once ready again
+
+    wait_for("no clock once every member is ready", lambda: clocks() == {}, timeout=60)
+    for healthy in (False, True):
+        status = json.dumps(member_pod_status(healthy=healthy))
+        cp.kubectl("-n", ns, "patch", "pod", "demo-1", "--subresource=status", "--type=merge", "-p", status)
+        wait_for(f"member 1 clock, healthy={healthy}", partial(clock_follows, healthy), timeout=60)
+
+
 def test_registry_processes_run_from_what_the_operator_wrote(
     control_plane: ControlPlane, operator: subprocess.Popen[str], namespaces: Namespaces, tmp_path: Path
 ) -> None:

@@ -249,6 +249,8 @@ class Story:
         )  # fmt: skip
         pod = next(p for p in self.pods() if p["metadata"]["name"] == f"{CLUSTER}-2")
         node = pod["spec"]["nodeName"]
+        # Every member is ready: failover keeps no clock (one left over would drop member 2 at once).
+        wait_for("no failover clock", lambda: not self.status().get("notReadySince"), timeout=60)
         self.kubectl("cordon", node)
         try:
             self.kubectl("-n", NAMESPACE, "delete", "pod", f"{CLUSTER}-2", "--force", "--grace-period=0")
@@ -260,6 +262,7 @@ class Story:
 
             wait_for("member 2 dropped", dropped, timeout=300)
             self.figures.took("member 2 away until dropped", started)
+            assert self.status().get("failedMembers") == [2]
         finally:
             self.kubectl("uncordon", node)
         started = time.monotonic()

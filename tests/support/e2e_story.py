@@ -15,7 +15,6 @@ import base64
 import json
 import subprocess
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -24,6 +23,7 @@ import bcrypt
 import yaml
 
 from tests.support.images import write_oci_layout
+from tests.support.kubectl import wait_for
 from tests.support.paths import REPO_ROOT
 
 NAMESPACE = "zot-e2e"
@@ -69,17 +69,6 @@ class Figures:
     def took(self, what: str, started: float) -> None:
         self.seconds[what] = round(time.monotonic() - started, 1)
         print(f"[e2e] {what}: {self.seconds[what]} s", flush=True)
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float, interval: float = 2.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
 
 
 class Story:
@@ -186,7 +175,7 @@ class Story:
         self.platform.adjust(cluster)
         started = time.monotonic()
         self.kubectl("apply", stdin=json.dumps(cluster))
-        wait_for("3 members Ready", lambda: self.running(3), timeout=600)
+        wait_for("3 members Ready", lambda: self.running(3), timeout=600, interval=2)
         self.figures.took("kubectl apply until 3 members Ready", started)
         assert all(self._ready(pod) for pod in self.pods())
         secret = self.get("secret", "demo-ca") or {}
@@ -218,10 +207,10 @@ class Story:
     def resize(self, replicas: int) -> None:
         started = time.monotonic()
         self.kubectl("-n", NAMESPACE, "scale", "zc", CLUSTER, f"--replicas={replicas}")
-        wait_for(f"{replicas} members Ready", lambda: self.running(replicas), timeout=600)
+        wait_for(f"{replicas} members Ready", lambda: self.running(replicas), timeout=600, interval=2)
         self.figures.took(f"resize to {replicas} until every member is Ready", started)
         # A scale-down's leaving pods stop within their grace period (the registry drains first).
-        wait_for(f"{replicas} member pods", lambda: len(self.pods()) == replicas, timeout=120)
+        wait_for(f"{replicas} member pods", lambda: len(self.pods()) == replicas, timeout=120, interval=2)
         assert self.unreadable() == []
 
     def kill_a_member(self) -> None:
@@ -235,8 +224,8 @@ class Story:
             renewed = [p for p in pods if p["metadata"]["name"] == f"{CLUSTER}-1"]
             return bool(renewed) and renewed[0]["metadata"]["uid"] != before[f"{CLUSTER}-1"] and self._ready(renewed[0])
 
-        wait_for("the killed member back and Ready", replaced, timeout=300)
-        wait_for("3 members Ready again", lambda: self.running(3), timeout=300)
+        wait_for("the killed member back and Ready", replaced, timeout=300, interval=2)
+        wait_for("3 members Ready again", lambda: self.running(3), timeout=300, interval=2)
         self.figures.took("a killed member's pod until Ready again", started)
         assert self.unreadable() == []
 
@@ -250,7 +239,7 @@ class Story:
         pod = next(p for p in self.pods() if p["metadata"]["name"] == f"{CLUSTER}-2")
         node = pod["spec"]["nodeName"]
         # Every member is ready: failover keeps no clock (one left over would drop member 2 at once).
-        wait_for("no failover clock", lambda: not self.status().get("notReadySince"), timeout=60)
+        wait_for("no failover clock", lambda: not self.status().get("notReadySince"), timeout=60, interval=2)
         self.kubectl("cordon", node)
         try:
             self.kubectl("-n", NAMESPACE, "delete", "pod", f"{CLUSTER}-2", "--force", "--grace-period=0")
@@ -260,13 +249,13 @@ class Story:
                 status = self.status()
                 return len(status.get("members") or []) == 2 and not status.get("rebalance")
 
-            wait_for("member 2 dropped", dropped, timeout=300)
+            wait_for("member 2 dropped", dropped, timeout=300, interval=2)
             self.figures.took("member 2 away until dropped", started)
             assert self.status().get("failedMembers") == [2]
         finally:
             self.kubectl("uncordon", node)
         started = time.monotonic()
-        wait_for("member 2 re-admitted", lambda: self.running(3), timeout=400)
+        wait_for("member 2 re-admitted", lambda: self.running(3), timeout=400, interval=2)
         self.figures.took("member 2 back until re-admitted", started)
         assert self.unreadable() == []
 
@@ -281,7 +270,7 @@ class Story:
                 left += [f"{kind}/{i['metadata']['name']}" for i in items]
             return not left
 
-        wait_for("everything the ZotCluster made gone", gone, timeout=300)
+        wait_for("everything the ZotCluster made gone", gone, timeout=300, interval=2)
         self.figures.took("kubectl delete until everything is gone", started)
         # The example keeps the members' volumes when scaled down and when deleted (Retain).
         claims = self.get("pvc", "-l", f"app.kubernetes.io/instance={CLUSTER}") or {"items": []}

@@ -45,7 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -124,6 +124,18 @@ def _mounts_under(prefix: str) -> list[str]:
             if point == prefix or point.startswith(prefix.rstrip("/") + "/"):
                 found.append(point)
     return list(reversed(found))
+
+
+def _kill_until_gone(find: Callable[[], Collection[int]], what: str, seconds: float) -> None:
+    """SIGKILL what `find` lists until it lists nothing; NodeError naming `what` after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while pids := find():
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        if time.monotonic() > deadline:
+            raise NodeError(f"{what}: {sorted(pids)}")
+        time.sleep(0.1)
 
 
 class Node:
@@ -783,14 +795,7 @@ disabled_plugins = [
         return pids
 
     def _kill_cgroup_processes(self) -> None:
-        deadline = time.monotonic() + 15
-        while pids := self._cgroup_pids():
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            if time.monotonic() > deadline:
-                raise NodeError(f"processes left in {self.cgroup_root}: {sorted(pids)}")
-            time.sleep(0.1)
+        _kill_until_gone(self._cgroup_pids, f"processes left in {self.cgroup_root}", seconds=15)
 
     def _shim_pids(self) -> list[int]:
         """containerd-shim-runc-v2 processes started by this node's containerd (its socket in their
@@ -807,14 +812,7 @@ disabled_plugins = [
         return found
 
     def _kill_shims(self) -> None:
-        deadline = time.monotonic() + 10
-        while pids := self._shim_pids():
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            if time.monotonic() > deadline:
-                raise NodeError(f"containerd shims left: {pids}")
-            time.sleep(0.1)
+        _kill_until_gone(self._shim_pids, "containerd shims left", seconds=10)
 
     def _unmount_all(self) -> None:
         for _ in range(3):  # a mount may hide another under it

@@ -103,6 +103,13 @@ class Supervisor:
         say(message)
         self._save(message=message, events=[*self.state.get("events", []), message])
 
+    def _answer(self, message: str, **changes: Any) -> None:
+        """The request's last event and phase Running in one write: `local scale` stops polling at
+        Running, so the two written apart could end its output before the last event."""
+        say(message)
+        events = [*changes.pop("events", self.state.get("events", [])), message]
+        self._save(**changes, phase="Running", message=message, events=events)
+
     # Members ----------------------------------------------------------------------------------------
 
     def _start(self, layout: LocalLayout) -> None:
@@ -194,12 +201,14 @@ class Supervisor:
                 if isinstance(err, ValidationError)
                 else str(err)
             )
-            self._save(generation=generation, phase="Running", error=f"scale refused: {message}", events=[])
-            self._progress(f"scale refused: {message}")
+            self._answer(
+                f"scale refused: {message}", generation=generation, error=f"scale refused: {message}", events=[]
+            )
             return
         if [m for _, m in local_members(new_spec)] == before:
-            self._save(generation=generation, phase="Running", error=None, events=[])
-            self._progress(f"already {len(before)} members: nothing to restart")
+            self._answer(
+                f"already {len(before)} members: nothing to restart", generation=generation, error=None, events=[]
+            )
             return
         ca = self._ca_for_changes(new_spec)
         if ca is not None:
@@ -225,8 +234,7 @@ class Supervisor:
         self._save(members=layout.members, moved=moved)
         self._start(layout)
         if not self.stopping:
-            self._save(phase="Running")
-            self._progress(f"ready: {len(layout.members)} members, entry {layout.url(0)}")
+            self._answer(f"ready: {len(layout.members)} members, entry {layout.url(0)}")
 
     # Membership changes in place -------------------------------------------------------------------
 
@@ -288,8 +296,7 @@ class Supervisor:
         self._save(members=final.members, epoch=epoch, memberPids=[p.pid for p in self.processes])
         self._wait_ready(final)
         if not self.stopping:
-            self._save(phase="Running")
-            self._progress(f"ready: {len(final.members)} members, entry {final.url(0)}")
+            self._answer(f"ready: {len(final.members)} members, entry {final.url(0)}")
 
     def _any_exited(self) -> bool:
         return any(p.poll() is not None for p in self.processes)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tests.support.images import make_image
 from tests.support.rebalance import ControlClient, Workload
-from tests.support.registry import RegistryProcess
+from tests.support.registry import RegistryProcess, stop_all
 from tests.support.s3 import S3_ENV
 from tests.support.shared_cluster import SharedCluster, address
 
@@ -47,9 +47,8 @@ def test_a_resize_in_place_moves_nothing_and_refuses_nothing(s3_redis_cluster: S
         current["members"] = two
     finally:
         workload.stop()
-        for member in added:
-            member.stop()
         control.close()
+        stop_all(added)
     stats = workload.stats
     print(f"\n{stats.pushes} pushes, {stats.pulls} pulls, {stats.refused_writes} refused writes")
     assert stats.failures == [], "\n".join(stats.failures[:20])

@@ -13,7 +13,7 @@ from zot_registry.cluster.hashing import owner_index
 from zot_registry.local.cluster import write_cluster
 
 from tests.support.ports import port_free_on_all
-from tests.support.registry import RegistryProcess, write_htpasswd
+from tests.support.registry import RegistryProcess, start_all, stop_all, write_htpasswd
 
 USER, PASSWORD = "member", "cluster-pw"
 
@@ -42,8 +42,7 @@ class ClusterUnderTest:
         return member.start()
 
     def stop(self) -> None:
-        for member in self.members:
-            member.stop()
+        stop_all(self.members)
 
 
 def start_cluster(
@@ -66,10 +65,5 @@ def start_cluster(
     cluster = ClusterUnderTest(
         members, (folder / "hashkey").read_text().strip().encode(), layout.ca, (USER, PASSWORD) if auth else None
     )
-    try:
-        for member in members:
-            member.start()
-    except Exception:
-        cluster.stop()
-        raise
+    start_all(members)
     return cluster

@@ -19,7 +19,7 @@ from zot_registry.local.cluster import write_cluster
 
 from tests.support.ports import port_free_on_all
 from tests.support.rebalance import ControlClient
-from tests.support.registry import RegistryProcess, write_htpasswd
+from tests.support.registry import RegistryProcess, start_all, stop_all, write_htpasswd
 
 USER, PASSWORD = "member", "cluster-pw"
 MAX_MEMBERS = 5
@@ -51,31 +51,35 @@ class Fleet:
         return f"https://{self.all_members[index]}"
 
     def start(self, index: int, members: list[str]) -> None:
+        self.start_members([index], members)
+
+    def start_members(self, indexes: list[int], members: list[str]) -> None:
+        """Members `indexes`, each with `members` as its list, started side by side."""
+        started = {index: self._process(index, members) for index in indexes}
+        start_all(started.values())
+        self.processes.update(started)
+
+    def _process(self, index: int, members: list[str]) -> RegistryProcess:
         config = json.loads(json.dumps(self.configs[index]))
         config["log"].pop("output", None)
         config["cluster"]["members"] = members
         path = self.folder / f"member-{index}.json"
-        process = RegistryProcess(path, config, self.folder / f"member-{index}.stdout", workers=self.workers)
-        self.processes[index] = process.start()
+        return RegistryProcess(path, config, self.folder / f"member-{index}.stdout", workers=self.workers)
 
     def start_cluster(self, count: int) -> None:
         self.members = self.all_members[:count]
-        for index in range(count):
-            self.start(index, self.members)
+        self.start_members(list(range(count)), self.members)
 
     def resize(self, count: int) -> dict[str, float]:
         """What the operator does for a new replica count: new members first, the change, then the
         members that left are stopped (their volumes kept)."""
         after = self.all_members[:count]
-        for index in range(len(self.members), count):
-            self.start(index, self.members)
+        self.start_members(list(range(len(self.members), count)), self.members)
         involved = sorted(set(range(max(len(self.members), count))) & set(self.processes))
         self.epoch += 1
         took = self.control.run_change([self.url(i) for i in involved], self.epoch, self.members, after)
         self.members = after
-        for index in range(count, MAX_MEMBERS):
-            if index in self.processes:
-                self.processes.pop(index).stop()
+        stop_all([self.processes.pop(i) for i in range(count, MAX_MEMBERS) if i in self.processes])
         return took
 
     def urls(self) -> list[str]:
@@ -92,9 +96,8 @@ class Fleet:
         return self.stored(index) == owned
 
     def stop(self) -> None:
-        for process in self.processes.values():
-            process.stop()
-        self.control.close()
+        self.control.close()  # first: its idle connections would hold each member's stop (CLOSE_WAIT)
+        stop_all(self.processes.values())
 
 
 def names_with(prefix: str, count: int, wanted: Callable[[str], bool], at_least: int) -> list[str]:

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,7 +87,13 @@ class RegistryProcess:
         return self.process
 
     def start(self, timeout: float = 30.0) -> RegistryProcess:
-        process = self.spawn()
+        self.spawn()
+        return self.wait_live(timeout)
+
+    def wait_live(self, timeout: float = 30.0) -> RegistryProcess:
+        """Until the spawned process answers /livez (RuntimeError with its log if it exits or does not)."""
+        process = self.process
+        assert process is not None, "spawn() first"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if process.poll() is not None:
@@ -108,13 +115,34 @@ class RegistryProcess:
         self.stop()
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_all([self])
+
+
+def start_all(members: Iterable[RegistryProcess], timeout: float = 30.0) -> None:
+    """Spawn every member, then wait for each: they start side by side, as a StatefulSet's pods do."""
+    members = list(members)
+    for member in members:
+        member.spawn()
+    try:
+        for member in members:
+            member.wait_live(timeout)
+    except Exception:
+        stop_all(members)
+        raise
+
+
+def stop_all(members: Iterable[RegistryProcess]) -> None:
+    """SIGTERM every member first, then wait for each: a member with idle TLS connections from a client
+    or a peer takes hypercorn_patches.CLOSE_WAIT (2 s) to stop, and one by one those waits added up."""
+    running = [m.process for m in members if m.process is not None and m.process.poll() is None]
+    for process in running:
+        process.terminate()
+    for process in running:
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def registry_config(root: Path, port: int, host: str = "127.0.0.1", **http: Any) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from tests.support.images import Image, assert_absent_or_whole, assert_pullable
 from tests.support.paths import REPO_ROOT, ZOT_EXAMPLES
 from tests.support.peers import Peer
 from tests.support.ports import port_free_on_all
-from tests.support.registry import RegistryProcess
+from tests.support.registry import RegistryProcess, start_all, stop_all
 from tests.support.s3 import S3_ENV
 
 MAX_MEMBERS = 5
@@ -102,12 +102,7 @@ class SharedCluster:
                     env=env,
                 )
             )
-        try:
-            for member in self.members:
-                member.start()
-        except Exception:
-            self.stop()
-            raise
+        start_all(self.members)
         return self
 
     def client(self, member: int, timeout: float = 60) -> httpx.Client:
@@ -123,8 +118,7 @@ class SharedCluster:
         return self.start([slot for i, slot in enumerate(self.slots) if i != position])
 
     def stop(self) -> None:
-        for member in self.members:
-            member.stop()
+        stop_all(self.members)
 
 
 def shared_cluster(folder: Path, example_name: str, s3: Peer, cache: Peer, **storage: Any) -> SharedCluster:

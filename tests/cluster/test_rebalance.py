@@ -19,7 +19,9 @@ from tests.support.local_fleet import PASSWORD, USER, Fleet, kill, names_with
 from tests.support.rebalance import Workload
 
 
-def test_resizes_move_every_repository_and_lose_no_push(fleet: Fleet) -> None:
+def test_a_resize_moves_every_repository_and_loses_no_push(fleet: Fleet) -> None:
+    """3 -> 5 at the members' level; the operator's test (tests/operator/test_rebalance_in_place.py)
+    runs 3 -> 5 -> 2 -> 4 and a failover under the same load, end to end."""
     fleet.start_cluster(3)
     repositories = [f"team-{i // 10}/app-{i}" for i in range(40)]
     workload = Workload(fleet.urls, fleet.ca, (USER, PASSWORD), repositories)
@@ -27,11 +29,9 @@ def test_resizes_move_every_repository_and_lose_no_push(fleet: Fleet) -> None:
         for repo in repositories:
             assert workload.push(http, repo, "v1", make_image(repo, (2048, 4096))), workload.stats.failures
     workload.pause = 0.15  # seconds between two pushes of one client: enough load, a final check that ends
-    workload.start(pushers=3, pullers=3)
-    figures = {}
+    workload.start(pushers=2, pullers=2)
     try:
-        for count in (5, 2, 4):
-            figures[count] = fleet.resize(count)
+        figures = fleet.resize(5)
     finally:
         workload.stop()
     stats = workload.stats
@@ -44,7 +44,7 @@ def test_resizes_move_every_repository_and_lose_no_push(fleet: Fleet) -> None:
     assert stats.unavailable == 0
     assert workload.check_everything_pulls(fleet.urls()) == []
     # Each repository is stored by its owner under the final list, and by no other member.
-    for index in range(4):
+    for index in range(5):
         owned = {repo for repo, _ in workload.pushed if fleet.owner(repo) == index}
         assert fleet.stored(index) == owned
     with httpx.Client(verify=ssl.create_default_context(cafile=str(fleet.ca)), auth=(USER, PASSWORD)) as http:

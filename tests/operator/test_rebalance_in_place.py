@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 import subprocess
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
+from zot_registry.cluster.hashing import owner_index
 
 from tests.support.control_plane import ControlPlane
 from tests.support.images import make_image
@@ -56,6 +58,16 @@ class Clients:
 
     def urls(self) -> list[str]:
         return [self.runner.url(i) for i in self.ordinals]
+
+
+def stored(runner: PodRunner, ordinal: int) -> set[str]:
+    """The repositories in member `ordinal`'s volume."""
+    root = Path(runner.member(ordinal).config["storage"]["rootDirectory"])
+    return {str(p.parent.relative_to(root)) for p in root.rglob("index.json") if ".cluster" not in p.parts}
+
+
+def stores_exactly(runner: PodRunner, ordinal: int, owned: set[str]) -> bool:
+    return stored(runner, ordinal) == owned
 
 
 def scale(cp: ControlPlane, namespace: str, replicas: int) -> None:
@@ -135,6 +147,13 @@ def test_resizes_and_a_failover_in_place_lose_no_push(
         assert seen[:3] == ["copy", "freeze", "switch"] or set(seen) >= {"copy", "switch"}
         events = {e["reason"] for e in (get(cp, "-n", ns, "events") or {"items": []})["items"]}
         assert {"RebalanceStarted", "RebalanceDone", "MemberDropped", "MemberReadmitted"} <= events
+        # Each repository is stored by its owner under the final list and by no other member (copies
+        # set aside after a move are under .cluster/ until they are reclaimed).
+        key = runner.member(0).config["cluster"]["hashKey"].encode()
+        members = status(cp, ns)["members"]
+        for index in range(4):
+            owned = {repo for repo, _ in workload.pushed if owner_index(repo, key, len(members)) == index}
+            wait_for(f"member {index} stores what it owns", partial(stores_exactly, runner, index, owned), timeout=15)
         # No member restarted for a change (the runner counts each member's process starts): member 0
         # ran throughout, 1 once more after its kill, 2 and 3 once more after they left at 5 -> 2.
         assert [runner.starts(i) for i in range(5)] == [1, 2, 2, 2, 1]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from zot_registry.cluster.hashing import owner_index
 
 from tests.support.conformance import run_conformance, run_current_suite
 from tests.support.images import (
@@ -42,32 +43,39 @@ def redis_cluster(tmp_path: Path, s3_server: Peer, redis_server: Peer) -> Iterat
 
 
 @pytest.mark.parametrize(
-    ("example", "s3"),
+    ("example", "s3", "through"),
     [
-        ("cluster-s3-redis.json", "versitygw"),
-        ("cluster-s3-dynamodb.json", "versitygw"),
-        ("cluster-s3-redis.json", "seaweedfs"),
+        ("cluster-s3-redis.json", "versitygw", 0),
+        ("cluster-s3-dynamodb.json", "versitygw", 1),
+        ("cluster-s3-redis.json", "seaweedfs", 2),
     ],
 )
-def test_example_runs_three_members_and_passes_conformance_through_each(
-    example: str, s3: str, tmp_path: Path, request: pytest.FixtureRequest, aws_env: None
+def test_example_runs_three_members_and_passes_conformance(
+    example: str, s3: str, through: int, tmp_path: Path, request: pytest.FixtureRequest, aws_env: None
 ) -> None:
+    """The conformance suite through one member (another in each case) on repositories another member
+    owns, so that every request is proxied; the current suite through the next member."""
     cache: Peer = request.getfixturevalue("redis_server" if "redis" in example else "dynamodb_server")
     server: Peer = request.getfixturevalue("s3_server" if s3 == "versitygw" else "seaweedfs_server")
     cluster = shared_cluster(tmp_path / "cluster", example, server, cache).start(3)
+    key = cluster.member_config(0, 3)["cluster"]["hashKey"].encode()
+
+    def elsewhere(prefix: str) -> str:
+        return next(n for n in (f"{prefix}-{i}" for i in range(100)) if owner_index(n, key, 3) != through)
+
+    namespace, crossmount = elsewhere("conformance/via"), elsewhere("conformance/other")
     try:
-        for index, member in enumerate(cluster.members):
-            run_conformance(
-                member,
-                tmp_path / f"report-{index}",
-                ca=cluster.certs.ca,
-                namespace=f"conformance/via-{index}",
-                crossmount=f"conformance/other-{index}",
-            )
-        # And the current suite (spec 1.1: sha512, nested indexes, referrers) through one member.
+        run_conformance(
+            cluster.members[through],
+            tmp_path / "report",
+            ca=cluster.certs.ca,
+            namespace=namespace,
+            crossmount=crossmount,
+        )
+        # And the current suite (spec 1.1: sha512, nested indexes, referrers) through the next member.
         (tmp_path / "current").mkdir()
         run_current_suite(
-            cluster.members[1],
+            cluster.members[(through + 1) % 3],
             tmp_path / "current" / "results",
             ca=cluster.certs.ca,
             repos=("current/one", "current/two"),
@@ -78,7 +86,7 @@ def test_example_runs_three_members_and_passes_conformance_through_each(
             with cluster.client(index) as http:
                 catalogs.append(http.get("/v2/_catalog").json()["repositories"])
         assert catalogs[0] == catalogs[1] == catalogs[2]
-        assert {"conformance/via-0", "conformance/via-1", "conformance/via-2"} <= set(catalogs[0])
+        assert {namespace, "current/one", "current/two"} <= set(catalogs[0])
     finally:
         cluster.stop()
 

@@ -229,7 +229,7 @@ class Story:
         self.figures.took("a killed member's pod until Ready again", started)
         assert self.unreadable() == []
 
-    def failover(self, after: str = "30s") -> None:
+    def failover(self, after: str = "10s") -> None:
         """A member that cannot come back (its node cordoned, its pod deleted) is dropped after
         `after`: every other repository stays readable; uncordoned, it is re-admitted."""
         self.kubectl(

@@ -42,10 +42,12 @@ fmt: $(STAMP)
 
 # -rs prints why a test was skipped (the kind suite, where Docker or kind is missing); --durations the slowest.
 # Test modules run on TEST_WORKERS processes, each module whole on one of them (its module-scoped
-# clusters and peers stay its own); the suites mostly wait on servers, so two halve the time on two cores.
+# clusters and peers stay its own), in the order tests/conftest.py gives: the longest first.
+# (--no-loadscope-reorder: xdist would otherwise hand out the modules with the most tests first,
+# and leave the one-test story of minutes for last, with the other worker idle.)
 TEST_WORKERS ?= 2
 test: $(STAMP) tools lint
-	$(BIN)/pytest -q -rs --durations=20 -n $(TEST_WORKERS) --dist loadfile tests
+	$(BIN)/pytest -q -rs --durations=20 -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder tests
 
 # Seconds, no test peers: the pure-Python tests (config, hashing, rendering, plans).
 test-unit: $(STAMP)

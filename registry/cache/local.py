@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -22,6 +23,7 @@ from typing import Any, TypeVar
 from ..errors import CacheUnavailable
 
 T = TypeVar("T")
+BUSY_TIMEOUT = 30.0  # seconds a statement waits for another connection's write
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS holders (digest TEXT NOT NULL, repo TEXT NOT NULL, PRIMARY KEY (digest, repo));
@@ -36,13 +38,34 @@ class LocalCache:
         self.root = Path(root)
         self.path = self.root / "cache.db"
         self._locks = self.root / ".locks"
+        self._set_up = False
+        self._set_up_lock = threading.Lock()
 
     def _connect(self) -> sqlite3.Connection:
         self.root.mkdir(parents=True, exist_ok=True)
-        connection = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        connection.execute("PRAGMA journal_mode=WAL")
-        connection.executescript(SCHEMA)
+        connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None)
+        if not self._set_up:
+            with self._set_up_lock:
+                if not self._set_up:
+                    self._set_up_file(connection)
+                    self._set_up = True
         return connection
+
+    @staticmethod
+    def _set_up_file(connection: sqlite3.Connection) -> None:
+        """WAL mode and the tables, once per instance. Connections setting up a new file at the same
+        time (this member's workers, or its threads) can be refused "database is locked" at once,
+        without SQLite's busy wait (4 new caches in 60 under 50 concurrent writes). Retried here."""
+        deadline = time.monotonic() + BUSY_TIMEOUT
+        while True:
+            try:
+                connection.execute("PRAGMA journal_mode=WAL")
+                connection.executescript(SCHEMA)
+                return
+            except sqlite3.OperationalError as err:
+                if "locked" not in str(err) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
 
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         def run() -> T:

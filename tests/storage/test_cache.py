@@ -91,6 +91,21 @@ def test_concurrent_holders_lose_no_update(make_cache: Callable[..., Cache]) -> 
     assert least_remaining == 25
 
 
+def test_a_new_local_cache_takes_concurrent_first_writes(tmp_path: Path) -> None:
+    """The first writes to a new cache file, from two holders at once (a member's workers), all land:
+    setting up the file could be refused "database is locked" without waiting (CI saw it)."""
+
+    async def first_writes(folder: Path) -> list[BaseException]:
+        members = [LocalCache(folder), LocalCache(folder)]
+        digest = "sha256:" + "b" * 64
+        added = [members[i % 2].add_blob_holder(digest, f"repo-{i}") for i in range(50)]
+        answers = await asyncio.gather(*added, return_exceptions=True)
+        return [a for a in answers if isinstance(a, BaseException)]
+
+    for trial in range(40):  # before the fix, about 1 new cache in 15 refused a write
+        assert run(first_writes(tmp_path / f"cache-{trial}")) == [], f"new cache {trial}"
+
+
 @pytest.mark.parametrize("make_cache", DRIVERS, indirect=True)
 def test_repository_metadata_and_catalog(make_cache: Callable[..., Cache]) -> None:
     async def scenario() -> tuple[Any, ...]:

@@ -66,7 +66,8 @@ class ControlPlane:
     """etcd + kube-apiserver + kube-controller-manager + kube-scheduler + kwok on 127.0.0.1.
 
     `start()` returns once the API server is ready, the controller manager and scheduler are
-    healthy, the `default` ServiceAccount exists (controllers run) and every fake Node is Ready.
+    healthy, the `default` ServiceAccount exists (controllers run) and every fake Node is Ready and
+    schedulable (no not-ready taint left).
     `stop()` ends every process group and removes the temporary folder (`keep=True` keeps it).
     """
 
@@ -480,6 +481,8 @@ class ControlPlane:
                 return client.get("/api/v1/namespaces/default/serviceaccounts/default").status_code == 200
 
             def nodes_ready() -> bool:
+                """Ready, and without the node lifecycle controller's taints (not-ready, unreachable),
+                which it takes off a moment after Ready: until then nothing is scheduled there."""
                 items = client.get("/api/v1/nodes").json().get("items", [])
                 ready = {
                     n["metadata"]["name"]
@@ -487,6 +490,9 @@ class ControlPlane:
                     if any(
                         c.get("type") == "Ready" and c.get("status") == "True"
                         for c in n.get("status", {}).get("conditions", [])
+                    )
+                    and not any(
+                        t.get("key", "").startswith("node.kubernetes.io/") for t in n.get("spec", {}).get("taints", [])
                     )
                 }
                 return set(self.node_names) <= ready

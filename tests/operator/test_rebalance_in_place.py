@@ -17,6 +17,7 @@ from tests.support.control_plane import ControlPlane
 from tests.support.images import make_image
 from tests.support.kube_objects import member_pod_status
 from tests.support.kubectl import Namespaces, get, wait_for
+from tests.support.local_fleet import stored_repositories
 from tests.support.pod_runner import PodRunner
 from tests.support.ports import port_free_on_all
 from tests.support.rebalance import Workload
@@ -60,14 +61,9 @@ class Clients:
         return [self.runner.url(i) for i in self.ordinals]
 
 
-def stored(runner: PodRunner, ordinal: int) -> set[str]:
-    """The repositories in member `ordinal`'s volume."""
-    root = Path(runner.member(ordinal).config["storage"]["rootDirectory"])
-    return {str(p.parent.relative_to(root)) for p in root.rglob("index.json") if ".cluster" not in p.parts}
-
-
 def stores_exactly(runner: PodRunner, ordinal: int, owned: set[str]) -> bool:
-    return stored(runner, ordinal) == owned
+    """Member `ordinal`'s volume holds the repositories `owned`, and no other."""
+    return stored_repositories(Path(runner.member(ordinal).config["storage"]["rootDirectory"])) == owned
 
 
 def scale(cp: ControlPlane, namespace: str, replicas: int) -> None:

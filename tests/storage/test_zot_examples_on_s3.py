@@ -58,7 +58,7 @@ def test_example_runs_three_members_and_passes_conformance(
     cache: Peer = request.getfixturevalue("redis_server" if "redis" in example else "dynamodb_server")
     server: Peer = request.getfixturevalue("s3_server" if s3 == "versitygw" else "seaweedfs_server")
     cluster = shared_cluster(tmp_path / "cluster", example, server, cache).start(3)
-    key = cluster.member_config(0, 3)["cluster"]["hashKey"].encode()
+    key = cluster.example["cluster"]["hashKey"].encode()
 
     def elsewhere(prefix: str) -> str:
         return next(n for n in (f"{prefix}-{i}" for i in range(100)) if owner_index(n, key, 3) != through)

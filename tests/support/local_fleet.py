@@ -89,8 +89,7 @@ class Fleet:
         return owner_of(repo, self.key, members or self.members, self.routing)
 
     def stored(self, index: int) -> set[str]:
-        root = Path(self.configs[index]["storage"]["rootDirectory"])
-        return {str(p.parent.relative_to(root)) for p in root.rglob("index.json") if ".cluster" not in p.parts}
+        return stored_repositories(Path(self.configs[index]["storage"]["rootDirectory"]))
 
     def holds_exactly(self, index: int, owned: set[str]) -> bool:
         return self.stored(index) == owned
@@ -98,6 +97,12 @@ class Fleet:
     def stop(self) -> None:
         self.control.close()  # first: its idle connections would hold each member's stop (CLOSE_WAIT)
         stop_all(self.processes.values())
+
+
+def stored_repositories(root: Path) -> set[str]:
+    """The repositories a member's rootDirectory holds; copies set aside after a move (under .cluster/
+    until they are reclaimed) are not counted."""
+    return {str(p.parent.relative_to(root)) for p in root.rglob("index.json") if ".cluster" not in p.parts}
 
 
 def names_with(prefix: str, count: int, wanted: Callable[[str], bool], at_least: int) -> list[str]:

@@ -15,7 +15,7 @@ from zot_registry.cluster.hashing import owner_index
 from tests.support.certs import make_certs
 from tests.support.images import make_image
 from tests.support.kubectl import wait_for
-from tests.support.local_fleet import PASSWORD, USER, Fleet, kill, names_with
+from tests.support.local_fleet import PASSWORD, USER, Fleet, kill, names_with, pause, resume
 from tests.support.rebalance import Workload
 
 
@@ -88,13 +88,22 @@ def test_a_member_killed_mid_copy_leaves_nothing_partial_and_the_change_complete
     for url in urls:
         assert fleet.control.change(url, 1, before, after, "copy").status_code == 200
 
+    # Freeze the new owner as soon as the first blob streams into its staging folder: the copy is then
+    # held in its middle whatever the machine's speed (polling the old owner's progress, saved every
+    # 0.5 s, could miss a copy that ends sooner).
+    staging = Path(fleet.configs[2]["storage"]["rootDirectory"]) / ".cluster" / "staging"
+    wait_for("a blob streaming into member 2", lambda: any(p.is_file() for p in staging.rglob("*")), interval=0.002)
+    pause(fleet.processes[2])
+
     def copying() -> bool:
         change = fleet.control.state(fleet.url(0))["change"]
-        return bool(change and 0 < change["bytes"]["done"] < change["bytes"]["total"])
+        return bool(change and change["phase"] == "copying" and 0 < change["repositories"]["total"])
 
-    wait_for("member 0 in the middle of its copy", copying, timeout=60, interval=0.02)
+    wait_for("member 0 in the middle of its copy", copying, timeout=30)
     victim = 2 if killed == "new owner" else 0
     kill(fleet.processes[victim])
+    if killed == "old owner":
+        resume(fleet.processes[2])
     # Whatever arrived at member 2 is staged out of sight: no repository there yet.
     assert fleet.stored(2) == set()
     fleet.processes[victim].start()

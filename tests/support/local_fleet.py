@@ -118,3 +118,14 @@ def kill(process: RegistryProcess) -> None:
     assert process.process is not None
     os.killpg(process.process.pid, signal.SIGKILL)
     process.process.wait()
+
+
+def pause(process: RegistryProcess) -> None:
+    """SIGSTOP the member and its workers: it keeps its sockets but answers nothing, as a frozen VM."""
+    assert process.process is not None
+    os.killpg(process.process.pid, signal.SIGSTOP)
+
+
+def resume(process: RegistryProcess) -> None:
+    assert process.process is not None
+    os.killpg(process.process.pid, signal.SIGCONT)

@@ -97,7 +97,7 @@ def test_a_member_killed_mid_copy_leaves_nothing_partial_and_the_change_complete
 
     def copying() -> bool:
         change = fleet.control.state(fleet.url(0))["change"]
-        return bool(change and change["phase"] == "copying" and 0 < change["repositories"]["total"])
+        return bool(change and change["phase"] == "copying" and change["repositories"]["total"] > 0)
 
     wait_for("member 0 in the middle of its copy", copying, timeout=30)
     victim = 2 if killed == "new owner" else 0

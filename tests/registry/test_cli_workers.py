@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+from zot_registry.supervisor import WORKER_NAME
 
 from tests.support.checks import assert_no_traceback
 from tests.support.cli import base_config, cli, error_lines, nothing_listens, write_config
@@ -52,7 +53,7 @@ def process_tree(registry: RegistryProcess) -> list[psutil.Process]:
 def test_workers_exit_when_the_parent_is_killed(start_registry: Callable[..., RegistryProcess], workers: int) -> None:
     registry = start_registry(workers=workers)
     parent, *children = process_tree(registry)
-    assert len([c for c in children if "spawn_main" in " ".join(c.cmdline())]) == workers
+    assert len([c for c in children if c.name() == WORKER_NAME.decode()]) == workers
     parent.kill()
     _, alive = psutil.wait_procs(children, timeout=10)
     assert alive == [], [p.cmdline() for p in alive]
@@ -85,7 +86,7 @@ def test_a_worker_that_dies_stops_the_registry_with_an_error(
     # A worker killed before every worker has started is a failed start ("cannot start"), another test.
     wait_for("every worker started", lambda: "all workers started" in registry.log_path.read_text(), interval=0.1)
     _, *children = process_tree(registry)
-    worker = next(c for c in children if "spawn_main" in " ".join(c.cmdline()))
+    worker = next(c for c in children if c.name() == WORKER_NAME.decode())
     worker.kill()
     assert registry.process.wait(timeout=60) == 1
     log = registry.log_path.read_text()

@@ -201,6 +201,7 @@ def test_rendezvous_routing_moves_only_what_the_new_member_wins(tmp_path: Path) 
         moving = [r for r in repositories if fleet.owner(r) != fleet.owner(r, four)]
         assert all(fleet.owner(r, four) == 3 for r in moving)  # only to the new member
         assert len(moving) < len(repositories) / 2  # zot's rule would move about 3/4
+        workload.pause = 0.15
         workload.start(pushers=2, pullers=2)
         try:
             fleet.resize(4)

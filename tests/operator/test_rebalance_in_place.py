@@ -85,8 +85,9 @@ def test_resizes_and_a_failover_in_place_lose_no_push(
         with workload.client() as http:
             for repo in repositories:
                 assert workload.push(http, repo, "v1", make_image(repo, (2048, 4096))), workload.stats.failures
-        workload.pause = 0.15  # seconds between two pushes of one client: enough load, a final check that ends
-        workload.start(pushers=3, pullers=3)
+        # Seconds between two pushes, two pulls of one client: enough load, a final check that ends.
+        workload.pause, workload.pull_pause = 0.15, 0.05
+        workload.start(pushers=2, pullers=2)
         seen: list[str] = []
         try:
             for replicas in (5, 2, 4):

@@ -156,6 +156,9 @@ class Workload:
     max_rounds: int = 100_000
     context: ssl.SSLContext | None = None  # how clients verify members (default: the CA, with host names)
     pause: float = 0.05  # seconds a pusher waits between two pushes
+    # Seconds a puller waits between two pulls: without a pause, pullers alone kept a core busy
+    # through long tests, most of it while nothing was moving.
+    pull_pause: float = 0.02
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -291,12 +294,13 @@ class Workload:
                 if self._stop.is_set():
                     return
                 with self._lock:
-                    if not self.pushed:
-                        continue
-                    (repo, tag), image = random.choice(list(self.pushed.items()))
-                self.pull(http, repo, tag, image)
-                with self._lock:
-                    self.stats.pulls += 1
+                    chosen = random.choice(list(self.pushed.items())) if self.pushed else None
+                if chosen is not None:  # else nothing acknowledged yet: wait for the pushers
+                    (repo, tag), image = chosen
+                    self.pull(http, repo, tag, image)
+                    with self._lock:
+                        self.stats.pulls += 1
+                self._stop.wait(self.pull_pause)
 
     def start(self, pushers: int = 3, pullers: int = 3) -> Workload:
         self._threads = [threading.Thread(target=self._pusher, args=(i,), daemon=True) for i in range(pushers)]

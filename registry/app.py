@@ -5,69 +5,30 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from functools import partial
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from quart import Quart, Response, request
 
 from . import metrics
-from .api import blobs, listing, manifests, uploads
 from .api.failures import failure_response, unexpected_response
-from .api.http import content_length, page_size, parse_number
+from .api.handlers import HANDLERS, Readiness
+from .api.http import content_length, parse_number
 from .api.routing import Route, match_route
 from .auth import HtpasswdAuth
-from .cluster.catch_up import catch_up
-from .cluster.changes import Changes
-from .cluster.control import PeerCheck, register_control
-from .cluster.control_client import PeerControl
-from .cluster.decision import Forward, Refuse
-from .cluster.imports import Imports
-from .cluster.membership import identify_with_retry
-from .cluster.node import Cluster
-from .cluster.proxy import HOP_HEADER
-from .cluster.rebalance import Rebalancer
-from .cluster.write_gate import WriteGate
-from .config import LoadedConfig, ZotConfig
-from .errors import BlobUnknown, ManifestBlobUnknown, ManifestUnknown, MembersChanging, NameUnknown, RegistryError
+from .config import LoadedConfig
+from .errors import RegistryError
 from .storage.base import Store
 from .storage.files import disk_errors
-from .storage.local.store import LocalStore
 from .storage.open import open_store
 from .streaming import FlowControlledConnection, FlowControlledRequest
-from .version import VERSION
+
+if TYPE_CHECKING:
+    from .cluster.serving import ClusterSide
 
 log = logging.getLogger("zot_registry")
 
-Handler = Callable[[Route, Store], Awaitable[Response]]
 ALL_METHODS = ["GET", "HEAD", "PUT", "POST", "PATCH", "DELETE"]
-
-
-async def _base(route: Route, store: Store) -> Response:
-    return Response("{}", status=200, content_type="application/json")
-
-
-HANDLERS: dict[str, Handler] = {
-    "base": _base,
-    "catalog": listing.catalog,
-    "tags": listing.tags,
-    "manifest": manifests.manifest,
-    "blob": blobs.blob,
-    "uploads": uploads.start_upload,
-    "upload": uploads.upload_session,
-    "referrers": listing.referrers,
-}
-
-
-@dataclass
-class Readiness:
-    """Why the registry is not ready yet: each check returns a reason, or "" when all is well."""
-
-    checks: list[Callable[[], str]] = field(default_factory=list)
-
-    @property
-    def reasons(self) -> list[str]:
-        return [reason for check in self.checks if (reason := check())]
 
 
 def create_app(loaded: LoadedConfig) -> Quart:
@@ -79,49 +40,19 @@ def create_app(loaded: LoadedConfig) -> Quart:
     auth = _make_auth(loaded)
     readiness = Readiness()
     storage_usage = metrics.StorageUsage(store.disk_usage)
-    cluster = Cluster.from_config(config) if config.cluster is not None and config.cluster.members else None
-    gate: WriteGate | None = None
-    if cluster is not None:
-        _join_cluster(app, cluster, config, readiness)
-        readiness.checks.append(cluster.not_ready_reason)
-        gate = _control_cluster(app, cluster, config, store)
+    cluster: ClusterSide | None = None
+    if config.cluster is not None and config.cluster.members:
+        # Imported only by members of a cluster: its modules (aiohttp, the control API's models) are
+        # half of the app's import time (server.app_modules preloads them for a member's workers).
+        from .cluster.serving import ClusterSide
+
+        cluster = ClusterSide.attach(app, config, store, readiness)
     app.request_class = FlowControlledRequest
     app.asgi_http_class = FlowControlledConnection
 
     async def handle(route: Route) -> Response:
         if cluster is not None:
-            if cluster.settling and route.proxyable and not request.headers.get(HOP_HEADER):
-                # Until it knows it routes by the cluster's latest list (catch_up.py), a member serves
-                # no repository: it could be one it gave away while it was down.
-                raise MembersChanging("this member is starting: retry in a moment", headers={"Retry-After": "1"})
-            decision = cluster.decide(request, route)
-            if isinstance(decision, Refuse):
-                raise decision.error
-            if isinstance(decision, Forward):
-                return await cluster.proxy.forward(request, decision.member, route.kind, decision.hops, decision.epoch)
-            if decision.gather_catalog:
-                n = page_size()  # a bad n is refused before any member is asked
-                return listing.catalog_response(await cluster.catalog(request, await store.catalog()), n)
-            if decision.mount_across:
-                mounted = await uploads.mount_across_members(route, store, cluster)
-                if mounted is not None:
-                    return mounted
-            if gate is not None and route.proxyable and request.method not in ("GET", "HEAD"):
-                # A write to a repository that is moving to another member waits (write_gate.py).
-                async with gate.writing(route.name, partial(cluster.serves_here, request, route)):
-                    try:
-                        return await HANDLERS[route.kind](route, store)
-                    except ManifestBlobUnknown as err:
-                        raise cluster.away_instead(route.name, err) from None
-        if cluster is not None and route.proxyable:
-            try:
-                return await HANDLERS[route.kind](route, store)
-            except (NameUnknown, ManifestUnknown, BlobUnknown, ManifestBlobUnknown) as err:
-                if route.kind == "blob" and request.method == "HEAD":
-                    # How a client asks whether to push a blob: told 'retry', docker and skopeo would
-                    # give up on a push that the member standing in takes.
-                    raise
-                raise cluster.away_instead(route.name, err) from None
+            return await cluster.handle(route)
         return await HANDLERS[route.kind](route, store)
 
     async def dispatch(rest: str = "") -> Response:
@@ -147,7 +78,7 @@ def create_app(loaded: LoadedConfig) -> Quart:
 
     if config.storage.gc and config.storage.gc_interval > 0:
         # In a cluster only a repository's owner collects it: with shared storage, every member sees it.
-        owns = cluster.owns if cluster is not None else (lambda _: True)
+        owns = cluster.node.owns if cluster is not None else (lambda _: True)
         _schedule_gc(app, store, owns, config.storage.gc_delay, config.storage.gc_interval)
 
     @app.after_serving
@@ -184,81 +115,6 @@ def create_app(loaded: LoadedConfig) -> Quart:
         return unexpected_response(err)
 
     return app
-
-
-def _join_cluster(app: Quart, cluster: Cluster, config: ZotConfig, readiness: Readiness) -> None:
-    tasks: list[asyncio.Task[None]] = []
-    caught_up = asyncio.Event()
-    readiness.checks.append(lambda: "" if caught_up.is_set() else "asking the other members for their member list")
-
-    async def catch_up_once() -> None:
-        try:
-            await catch_up(cluster, config.http.address, config.http.port)
-        finally:
-            caught_up.set()
-            cluster.settling = False
-
-    @app.before_serving
-    async def identify_self() -> None:
-        membership = cluster.membership
-        if membership.self_index is None and not membership.outside:
-            coroutine = identify_with_retry(membership, config.http.address, config.http.port)
-            tasks.append(asyncio.get_running_loop().create_task(coroutine))
-        tasks.append(asyncio.get_running_loop().create_task(catch_up_once()))
-
-    @app.after_serving
-    async def leave() -> None:
-        for task in tasks:
-            task.cancel()
-        await cluster.aclose()
-
-
-def _control_cluster(app: Quart, cluster: Cluster, config: ZotConfig, store: Store) -> WriteGate | None:
-    """The control API, and for storage local to each member what a change copies and gates."""
-    assert config.cluster is not None
-    tls = config.cluster.tls
-    check = PeerCheck(tls.cacert if tls else None, config.http.tls is not None)
-    local = store if isinstance(store, LocalStore) and not cluster.shared_storage else None
-    imports = Imports(local, cluster.topology.folder) if local is not None else None
-    changes = Changes(
-        cluster.topology,
-        local,
-        imports,
-        config.http.address,
-        config.http.port,
-        cluster.shared_storage,
-        VERSION,
-    )
-    gate = WriteGate(cluster.topology) if local is not None else None
-    rebalancer = (
-        Rebalancer(local, cluster.topology, gate, PeerControl(cluster.control_proxy), config.cluster.hash_key_bytes)
-        if local is not None and gate is not None
-        else None
-    )
-
-    def start() -> None:
-        if rebalancer is not None:
-            rebalancer.start_if_idle()
-        else:
-            changes.settle_shared()
-
-    register_control(app, check, changes, cluster.topology, imports, start)
-
-    @app.before_serving
-    async def resume() -> None:
-        # A change under way when this member stopped goes on (the operator's next request would start it too).
-        if cluster.topology.view(fresh=True).change is not None:
-            start()
-        elif local is not None:
-            await asyncio.to_thread(changes.retire_pending)
-
-    @app.after_serving
-    async def stop_changes() -> None:
-        if rebalancer is not None:
-            await rebalancer.stop()
-        await changes.stop()
-
-    return gate
 
 
 def _schedule_gc(app: Quart, store: Store, owns: Callable[[str], bool], delay: float, interval: float) -> None:

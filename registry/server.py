@@ -66,6 +66,12 @@ def hypercorn_config(loaded: LoadedConfig, workers: int) -> HypercornConfig:
     return hc
 
 
+def app_modules(loaded: LoadedConfig) -> tuple[str, ...]:
+    """What the app of this config is made of, for the parent to import once before forking workers."""
+    cluster = loaded.config.cluster
+    return ("zot_registry.app", *(["zot_registry.cluster.serving"] if cluster and cluster.members else []))
+
+
 def serve(loaded: LoadedConfig, workers: int | None = None) -> int:
     """Serve until stopped: 0 after SIGINT/SIGTERM, 1 (with one line on stderr) when it cannot start
     or a worker fails. The config and its files have been checked (preflight) by the caller."""
@@ -91,7 +97,8 @@ def serve(loaded: LoadedConfig, workers: int | None = None) -> int:
         },
     )
     try:
-        return Supervisor(config, sockets, workers, debug=loaded.config.log.level == "debug").run()
+        debug = loaded.config.log.level == "debug"
+        return Supervisor(config, sockets, workers, debug, preloaded=app_modules(loaded)).run()
     finally:
         for sock in [*sockets.secure_sockets, *sockets.insecure_sockets]:
             sock.close()

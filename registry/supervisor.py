@@ -56,10 +56,6 @@ _PR_SET_NAME = 15
 WORKER_NAME = b"zot-worker"  # the worker's name in ps and top (forked, its command line is the parent's)
 _POLL = 0.5  # seconds between looks at the stop flag while waiting on workers
 _KILL_GRACE = 5.0  # after graceful_timeout, before SIGKILL
-# Per application module, what the parent imports before forking workers.
-PRELOADED: dict[str, tuple[str, ...]] = {
-    "zot_registry.asgi": ("zot_registry.app", "zot_registry.config", "hypercorn.asyncio.run", "hypercorn.utils")
-}
 
 
 class StartError(Exception):
@@ -170,12 +166,10 @@ def _hypercorn_worker(worker_class: str) -> Callable[..., None]:
     return asyncio_worker
 
 
-def preload(application_path: str) -> None:
-    """Import, in the parent, the modules the workers' app is made of (not the app module itself: it
-    builds the app, which opens caches and clients that belong to one process)."""
-    module = application_path.partition(":")[0]
-    heavy = PRELOADED.get(module, ())
-    for name in heavy:
+def preload(modules: tuple[str, ...]) -> None:
+    """Import, in the parent, the modules the workers' app is made of (not the application module
+    itself: it builds the app, which opens caches and clients that belong to one process)."""
+    for name in modules:
         importlib.import_module(name)
 
 
@@ -235,8 +229,16 @@ def _exit_status(code: int | None) -> str:
 
 
 class Supervisor:
-    def __init__(self, config: HypercornConfig, sockets: Sockets, workers: int, debug: bool = False) -> None:
+    def __init__(
+        self,
+        config: HypercornConfig,
+        sockets: Sockets,
+        workers: int,
+        debug: bool = False,
+        preloaded: tuple[str, ...] = (),
+    ) -> None:
         self.config, self.sockets, self.count, self.debug = config, sockets, workers, debug
+        self.preloaded = ("hypercorn.asyncio.run", "hypercorn.utils", *preloaded)
         self.context = get_context("fork")
         self.shutdown = self.context.Event()
         self.signals = 0
@@ -249,7 +251,7 @@ class Supervisor:
     def run(self) -> int:
         """Serve until a signal (0) or a failure (1)."""
         try:
-            preload(self.config.application_path)
+            preload(self.preloaded)
         except Exception as err:
             if self.debug:
                 traceback.print_exc()

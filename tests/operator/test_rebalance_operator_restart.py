@@ -20,6 +20,7 @@ from tests.support.control_plane import ControlPlane
 from tests.support.hosts import operator_hosts_env
 from tests.support.images import make_image
 from tests.support.kubectl import Namespaces, get, wait_for
+from tests.support.local_fleet import stored_repositories
 from tests.support.operators import operator_process
 from tests.support.pod_runner import PodRunner
 from tests.support.ports import port_free_on_all
@@ -82,5 +83,4 @@ def test_an_operator_killed_mid_change_is_taken_over_where_it_was(
 
 
 def holds_exactly(root: Path, owned: set[str]) -> bool:
-    stored = {str(p.parent.relative_to(root)) for p in root.rglob("index.json") if ".cluster" not in p.parts}
-    return stored == owned
+    return stored_repositories(root) == owned

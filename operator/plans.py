@@ -19,8 +19,9 @@ from .models import ZotClusterSpec
 from .render import member_ordinals
 from .statefulset import MEMBERS_ANNOTATION
 
-# Re-admitting restarts every member: with a very short `after` (allowed with shared storage, where a
-# drop moves no data) a member that starts but never gets ready would flap in and out every check.
+# Re-admitting is a membership change (a restart of every member, or a copy in place): with a very
+# short `after` (allowed with shared storage, where a drop moves no data) a member that starts but
+# never stays ready would flap in and out at every check.
 MIN_READMIT_AFTER = datetime.timedelta(seconds=30)
 
 

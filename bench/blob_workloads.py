@@ -35,15 +35,19 @@ def _curl(args: list[str]) -> list[str]:
 _BODY = ["-H", "Content-Type: application/octet-stream", "-H", "Expect:"]
 
 
-def _curl_to_null(options: list[str], write_out: str, url: str) -> list[str]:
-    """`_curl` of `url` with `options`, the body to /dev/null and `write_out` (`-w`) as the answer."""
-    return _curl([*options, "-o", "/dev/null", "-w", write_out, url])
+def _curl_to_null(server: Server, options: list[str], write_out: str, url: str) -> list[str]:
+    """`_curl` of `url` with the server's access (CA, credentials) and `options`, the body to /dev/null
+    and `write_out` (`-w`) as the answer."""
+    return _curl([*server.access.curl_args(), *options, "-o", "/dev/null", "-w", write_out, url])
 
 
 def _upload(server: Server, method: str, url: str, blob: BlobFile, what: str) -> float:
     """`method` with the whole blob as the body; curl's time, after checking for 201 and every byte sent."""
     code, seconds, sent = _curl_to_null(
-        ["-X", method, *_BODY, "--data-binary", f"@{blob.path}"], "%{http_code} %{time_total} %{size_upload}", url
+        server,
+        ["-X", method, *_BODY, "--data-binary", f"@{blob.path}"],
+        "%{http_code} %{time_total} %{size_upload}",
+        url,
     )
     if code != "201" or int(sent) != blob.size:
         raise RuntimeError(f"{server.label}: {what} answered {code} after {sent} bytes")
@@ -59,6 +63,7 @@ def push_single_post(server: Server, blob: BlobFile) -> float:
 def push_post_put(server: Server, blob: BlobFile) -> float:
     """Monolithic upload as clients do it everywhere: POST opens a session, PUT ?digest= sends the body."""
     code, opened, location = _curl_to_null(
+        server,
         ["-X", "POST"],
         "%{http_code} %{time_total} %header{location}",
         f"{server.base_url}/v2/{BLOB_REPO}/blobs/uploads/",
@@ -102,7 +107,10 @@ def push_chunked(server: Server, blob: BlobFile, chunk_size: int, client: httpx.
 
 def pull(server: Server, blob: BlobFile) -> float:
     code, seconds, received = _curl_to_null(
-        [], "%{http_code} %{time_total} %{size_download}", f"{server.base_url}/v2/{BLOB_REPO}/blobs/{blob.digest}"
+        server,
+        [],
+        "%{http_code} %{time_total} %{size_download}",
+        f"{server.base_url}/v2/{BLOB_REPO}/blobs/{blob.digest}",
     )
     if code != "200" or int(received) != blob.size:
         raise RuntimeError(f"{server.label}: blob GET answered {code} with {received} bytes")
@@ -113,7 +121,7 @@ def supports_single_post(server: Server) -> bool:
     """Whether POST /uploads/?digest= with a body completes the upload (201) rather than opening a session."""
     data = b"zot-bench single POST probe"
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
-    with httpx.Client(timeout=30.0) as client:
+    with httpx.Client(timeout=30.0, **server.access.httpx_args()) as client:
         answer = client.post(
             f"{server.base_url}/v2/{BLOB_REPO}/blobs/uploads/",
             params={"digest": digest},
@@ -156,7 +164,7 @@ def run_blob_row(server: Server, key: str, blobs: list[BlobFile], settings: Sett
     if key == "push_mono":
         return blob_phase(server, blobs, lambda blob: push_post_put(server, blob))
     if key == "push_chunked":
-        with httpx.Client(timeout=CURL_TIMEOUT) as client:
+        with httpx.Client(timeout=CURL_TIMEOUT, **server.access.httpx_args()) as client:
             return blob_phase(server, blobs, lambda blob: push_chunked(server, blob, settings.chunk_size, client))
     if key == "pull":
         return blob_phase(server, blobs, lambda blob: pull(server, blob))

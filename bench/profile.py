@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import servers
+from .access import PLAIN
 from .blob_workloads import BLOB_ROWS, blob_sets, run_blob_row
 from .common import REPO_ROOT, free_port
 from .rate_workloads import run_rate_row
@@ -148,7 +149,7 @@ def profile_row(row: str, settings: Settings, blobs: list[BlobFile], log_level: 
     server: servers.Server | None = None
     try:
         port = free_port()
-        config = servers._ours_config(workdir, port, log_level)
+        config = servers.zot_config(workdir, port, log_level, PLAIN)
         log_path = workdir / "ours-profiled.log"
         argv = [sys.executable, "-m", "bench.profile", "serve", str(config), str(stats_path)]
         server = servers.Server("ours", 1, port, workdir, log_path, servers._spawn(argv, log_path))

@@ -47,7 +47,7 @@ def wrk_rate(
         script = scratch / "bench.lua"
         script.write_text(_WRK_LUA.format(method=method))
         argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration:g}s", "--timeout", "5s", "-s", str(script)]
-        for key, value in (headers or {}).items():
+        for key, value in {**server.access.headers(), **(headers or {})}.items():
             argv += ["-H", f"{key}: {value}"]
         before = server.cpu_seconds()
         done = subprocess.run([*argv, url], capture_output=True, text=True, timeout=duration + WRK_SLACK)
@@ -80,7 +80,7 @@ def curl_head_rate(
 
     Batches grow until one takes about a second; the run stops after `duration` seconds of batches.
     """
-    base_args = ["curl", "-sS", "--head", "-w", "%{http_code}\\n"]
+    base_args = ["curl", "-sS", "--head", "-w", "%{http_code}\\n", *server.access.curl_args()]
     for key, value in (headers or {}).items():
         base_args += ["-H", f"{key}: {value}"]
     if connections > 1:

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 from . import report, report_tables, servers
+from .access import Access
 from .blob_workloads import BLOB_ROWS, PULL_ROUNDS, blob_sets, run_blob_row, supports_single_post
 from .common import REPO_ROOT, cpu_model
 from .profile import Profile, profile_row
@@ -70,10 +71,11 @@ def measure(
     settings: Settings,
     log_level: str,
     label: str | None = None,
+    access: Access | None = None,
 ) -> ServerResult:
     os.sync()  # the previous run's dirty pages (distribution never fsyncs) must not land in this one
     started = time.monotonic()
-    with servers.running(kind, workers, log_level) as server:
+    with servers.running(kind, workers, log_level, access) as server:
         load = servers.MachineLoad(server)
         result = ServerResult(label or server.label, kind, server.workers)
         populate(server)

@@ -1,8 +1,13 @@
-"""Start and stop the two registries on loopback, and account for their CPU time.
+"""Start and stop the registries under measure on loopback, and account for their CPU time.
 
-Ours runs as `.venv/bin/zot-registry serve CONFIG --workers N` (hypercorn, uvloop worker class);
-distribution as `/usr/bin/docker-registry serve CONFIG`. Each gets a fresh temporary root, a free
-127.0.0.1 port and its log in a file; `running()` removes all of it again, error or not.
+- ours: `.venv/bin/zot-registry serve CONFIG --workers N` (hypercorn, uvloop worker class);
+- distribution 2.8.2: Debian's `/usr/bin/docker-registry serve CONFIG`;
+- distribution 3.x: `.tools/bin/distribution3 serve CONFIG` (hack/install-go-tools.sh);
+- zot: `$ZOT_BIN serve CONFIG`, when ZOT_BIN names a zot binary (built beside the project, never
+  part of it); the same zot config as ours.
+
+Each gets a fresh temporary root, a free 127.0.0.1 port, its log in a file, and the mode's access
+(access.py: plain, TLS, TLS + htpasswd); `running()` removes all of it again, error or not.
 """
 
 from __future__ import annotations
@@ -21,13 +26,42 @@ from typing import Literal
 
 import httpx
 import psutil
+from zot_registry.local.configs import TlsFiles
 
-from .common import REPO_ROOT, free_port, registry_config
+from .access import PLAIN, Access
+from .common import REPO_ROOT, TOOLS_BIN, free_port, registry_config
 
 OURS_BIN = REPO_ROOT / ".venv" / "bin" / "zot-registry"
 DISTRIBUTION_BIN = Path("/usr/bin/docker-registry")
+DISTRIBUTION3_BIN = TOOLS_BIN / "distribution3"
 
-Kind = Literal["ours", "distribution"]
+Kind = Literal["ours", "distribution", "distribution3", "zot"]
+PEER_TITLES = {"distribution": "distribution 2.8", "distribution3": "distribution 3", "zot": "zot"}
+
+
+def zot_bin() -> Path | None:
+    """The zot binary ZOT_BIN names, or None when it is unset (zot's rows are left out then)."""
+    value = os.environ.get("ZOT_BIN", "").strip()
+    if not value:
+        return None
+    path = Path(value)
+    if not (path.is_file() and os.access(path, os.X_OK)):
+        raise SystemExit(f"ZOT_BIN={value}: not an executable file")
+    return path
+
+
+def binary_of(kind: Kind) -> Path:
+    if kind == "ours":
+        return OURS_BIN
+    if kind == "distribution":
+        return DISTRIBUTION_BIN
+    if kind == "distribution3":
+        return DISTRIBUTION3_BIN
+    found = zot_bin()
+    if found is None:
+        raise SystemExit("zot: set ZOT_BIN to a zot binary")
+    return found
+
 
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
@@ -41,16 +75,17 @@ class Server:
     workdir: Path
     log_path: Path
     process: subprocess.Popen[bytes]
+    access: Access = PLAIN
 
     @property
     def label(self) -> str:
-        if self.kind == "distribution":
-            return "distribution"
+        if self.kind != "ours":
+            return PEER_TITLES[self.kind]
         return f"ours ({self.workers} worker{'s' if self.workers != 1 else ''})"
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.access.scheme}://127.0.0.1:{self.port}"
 
     def processes(self) -> list[psutil.Process]:
         try:
@@ -98,11 +133,25 @@ class Server:
             self.process.wait(timeout=STOP_TIMEOUT)
 
 
-def _ours_config(workdir: Path, port: int, log_level: str) -> Path:
-    return registry_config(workdir / "config.json", workdir / "data", port, log_level=log_level)
+def zot_config(workdir: Path, port: int, log_level: str, access: Access) -> Path:
+    """Ours and zot read the same config."""
+    tls = TlsFiles(access.cert, access.key) if access.cert and access.key else None
+    return registry_config(
+        workdir / "config.json", workdir / "data", port, log_level=log_level, tls=tls, htpasswd=access.htpasswd
+    )
 
 
-def _distribution_config(workdir: Path, port: int, log_level: str) -> Path:
+def _distribution_access(access: Access) -> str:
+    """The YAML lines of distribution's http.tls and auth.htpasswd (the same in 2.8 and 3.x)."""
+    text = ""
+    if access.cert and access.key:
+        text += f"  tls:\n    certificate: {access.cert}\n    key: {access.key}\n"
+    if access.htpasswd:
+        text += f"auth:\n  htpasswd:\n    realm: zot-bench\n    path: {access.htpasswd}\n"
+    return text
+
+
+def _distribution_config(workdir: Path, port: int, log_level: str, access: Access) -> Path:
     # One log line per request at info ("response completed"), like ours; the Apache-style access
     # log would be a second line per request, so it is off. Upstream's default config keeps blob
     # descriptors in memory, which is what a fair comparison uses (hack/README.md).
@@ -122,6 +171,7 @@ http:
   addr: 127.0.0.1:{port}
   secret: local-benchmark-not-a-secret
 """
+    text += _distribution_access(access)
     path = workdir / "config.yml"
     path.write_text(text)
     return path
@@ -135,7 +185,7 @@ def _spawn(argv: list[str], log_path: Path) -> subprocess.Popen[bytes]:
 
 
 def _wait_ready(server: Server, deadline: float) -> None:
-    with httpx.Client(timeout=2.0) as client:
+    with httpx.Client(timeout=2.0, **server.access.httpx_args()) as client:
         while True:
             if server.process.poll() is not None:
                 raise RuntimeError(f"{server.label} exited with {server.process.returncode}:\n{server.log_tail()}")
@@ -155,18 +205,21 @@ def _wait_ready(server: Server, deadline: float) -> None:
         time.sleep(1.0)
 
 
-def start(kind: Kind, workdir: Path, workers: int | None = None, log_level: str = "info") -> Server:
+def start(
+    kind: Kind, workdir: Path, workers: int | None = None, log_level: str = "info", access: Access | None = None
+) -> Server:
+    access = access or PLAIN
     port = free_port()
     log_path = workdir / f"{kind}.log"
-    if kind == "ours":
-        config = _ours_config(workdir, port, log_level)
-        argv = [str(OURS_BIN), "serve", str(config)]
-        if workers:
-            argv += ["--workers", str(workers)]
+    if kind in ("ours", "zot"):
+        config = zot_config(workdir, port, log_level, access)
     else:
-        config = _distribution_config(workdir, port, log_level)
-        argv = [str(DISTRIBUTION_BIN), "serve", str(config)]
-    server = Server(kind, workers if kind == "ours" else None, port, workdir, log_path, _spawn(argv, log_path))
+        config = _distribution_config(workdir, port, log_level, access)
+    argv = [str(binary_of(kind)), "serve", str(config)]
+    if kind == "ours" and workers:
+        argv += ["--workers", str(workers)]
+    process = _spawn(argv, log_path)
+    server = Server(kind, workers if kind == "ours" else None, port, workdir, log_path, process, access)
     try:
         _wait_ready(server, time.monotonic() + START_TIMEOUT)
     except BaseException:
@@ -176,12 +229,14 @@ def start(kind: Kind, workdir: Path, workers: int | None = None, log_level: str 
 
 
 @contextlib.contextmanager
-def running(kind: Kind, workers: int | None = None, log_level: str = "info") -> Iterator[Server]:
+def running(
+    kind: Kind, workers: int | None = None, log_level: str = "info", access: Access | None = None
+) -> Iterator[Server]:
     """A started server in a fresh temporary directory; stopped and removed on the way out."""
     workdir = Path(tempfile.mkdtemp(prefix=f"zot-bench-{kind}-"))
     server: Server | None = None
     try:
-        server = start(kind, workdir, workers, log_level)
+        server = start(kind, workdir, workers, log_level, access)
         yield server
     finally:
         if server is not None:

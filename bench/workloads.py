@@ -133,7 +133,7 @@ def _push_small(client: httpx.Client, base: str, repo: str, data: bytes) -> str:
 def populate(server: Server) -> str:
     """A small image (config + two layers) under several tags; returns the manifest digest."""
     base = server.base_url
-    with httpx.Client(timeout=30.0) as client:
+    with httpx.Client(timeout=30.0, **server.access.httpx_args()) as client:
         config = json.dumps(
             {"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}
         ).encode()

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the pinned Go clients (oras, crane, helm) into .tools/bin with `go install`.
+# Installs the pinned Go clients (oras, crane, helm) and distribution 3 (a benchmark peer)
+# into .tools/bin with `go install`.
 # Skips a tool when its stamp (.tools/stamps/<tool>-<version>) and binary exist.
 set -euo pipefail
 
@@ -9,20 +10,29 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 ORAS_VERSION="v1.3.6"
 CRANE_VERSION="v0.22.1"
 HELM_VERSION="v3.22.0"
+# The current upstream registry (newest release on the Go module proxy), a fairer benchmark
+# peer than Debian's docker-registry 2.8.2.
+DISTRIBUTION3_VERSION="v3.1.2"
 
 # go_install TOOL PACKAGE VERSION VERSION-COMMAND...
 # The version command's output must mention VERSION without its leading "v".
+# The binary becomes .tools/bin/TOOL whatever go install names it (the package's last
+# element): it is installed into a scratch GOBIN under .tools/tmp, then moved.
 go_install() {
 	local tool="$1" pkg="$2" version="$3"
 	shift 3
-	local bin="${TOOLS_BIN}/${tool}" start="${SECONDS}" out
+	local bin="${TOOLS_BIN}/${tool}" start="${SECONDS}" out gobin
 	if stamp_ok "${tool}" "${version}" "${bin}"; then
 		log "${tool}" "${version}" "cached"
 		return 0
 	fi
 	log "${tool}" "${version}" "building ${pkg}@${version} ..."
 	go_env
-	GOBIN="${TOOLS_BIN}" go install ${LDFLAGS:+-ldflags "${LDFLAGS}"} "${pkg}@${version}"
+	gobin="${TOOLS_TMP}/gobin-${tool}"
+	rm -rf "${gobin}"
+	GOBIN="${gobin}" go install ${LDFLAGS:+-ldflags "${LDFLAGS}"} "${pkg}@${version}"
+	mv -f "${gobin}/${pkg##*/}" "${bin}"
+	rm -rf "${gobin}"
 	out="$("$@" 2>&1)" || die "${tool}: '$*' failed: ${out}"
 	[[ "${out}" == *"${version#v}"* ]] || die "${tool}: expected version ${version}, got: ${out}"
 	stamp_write "${tool}" "${version}"
@@ -38,3 +48,9 @@ go_install crane github.com/google/go-containerregistry/cmd/crane "${CRANE_VERSI
 LDFLAGS="-X helm.sh/helm/v3/internal/version.version=${HELM_VERSION}" \
 	go_install helm helm.sh/helm/v3/cmd/helm "${HELM_VERSION}" \
 	"${TOOLS_BIN}/helm" version --template '{{.Version}}'
+# distribution 3's cmd/registry, as .tools/bin/distribution3 (go install names it `registry`).
+# Without the version stamped in, `--version` reports "v3.1.2+unknown" (a constant in the
+# module's version/version.go). No build tags needed (the only optional one is noresumabledigest).
+LDFLAGS="-X github.com/distribution/distribution/v3/version.version=${DISTRIBUTION3_VERSION}" \
+	go_install distribution3 github.com/distribution/distribution/v3/cmd/registry "${DISTRIBUTION3_VERSION}" \
+	"${TOOLS_BIN}/distribution3" --version

@@ -73,6 +73,7 @@ test-kind: $(STAMP)
 # Side by side with distribution, the proxy's cost, and the operator at scale: tables and plots in docs/.
 bench: $(STAMP) tools
 	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.peers
 	$(BIN)/python -m bench.proxy
 	$(BIN)/python -m bench.operator_scale
 	$(BIN)/python -m bench.s3

@@ -170,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     all_results: dict[access.Mode, dict[servers.Kind, ServerResult]] = {}
     with tempfile.TemporaryDirectory(prefix="zot-bench-peers-") as scratch:
+        (Path(scratch) / "blobs").mkdir()
         blobs = make_blobs(Path(scratch) / "blobs", 3 * settings.reps, settings.blob_size)
         for mode in modes:
             grant = access.prepare(mode, Path(scratch) / mode)

@@ -177,10 +177,21 @@ http:
     return path
 
 
+# distribution 3 traces every request and, by default, posts the traces to https://localhost:4318
+# (logging an error per failed export): no exporter, as a registry measured on its own.
+PEER_ENV = {"OTEL_TRACES_EXPORTER": "none"}
+
+
 def _spawn(argv: list[str], log_path: Path) -> subprocess.Popen[bytes]:
     with open(log_path, "ab") as log:
         return subprocess.Popen(
-            argv, cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            argv,
+            cwd=REPO_ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, **PEER_ENV},
         )
 
 

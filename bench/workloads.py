@@ -18,7 +18,7 @@ import httpx
 from .servers import Server
 
 REPO = "bench/app"
-BLOB_REPO = "bench/blobs"
+BLOB_REPO = "bench/big"  # not ".../blobs": an OCI layout entry is no name component (NAME_INVALID)
 TAGS = ["latest", *[f"v1.{i}" for i in range(9)]]
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"

@@ -128,7 +128,8 @@ Panel = tuple[str, list[tuple[str, list[float]]]]
 def bar_panels(path: Path, figsize: tuple[float, float], ticks: list[str], panels: list[Panel], shared: bool) -> None:
     """`panels` side by side, each a title over `grouped_bars` of its series at `ticks`, saved to `path`:
     with one legend below them all when `shared`, else a legend in each."""
-    fig, axes = pyplot().subplots(1, len(panels), figsize=figsize)
+    fig, grid = pyplot().subplots(1, len(panels), figsize=figsize, squeeze=False)  # one panel: still a list
+    axes = list(grid[0])
     for ax, (title, series) in zip(axes, panels, strict=True):
         grouped_bars(ax, ticks, series)
         ax.set_title(title)

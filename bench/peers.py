@@ -58,19 +58,19 @@ def floor_of(peer: servers.Kind, row: str, mode: access.Mode) -> float | None:
     return EVERY_ROW_AGAINST.get(peer)
 
 
-def value(row: report_tables.Row | None, result: ServerResult) -> float | None:
-    if row is None:
-        return result.peak_rss / MIB if result.peak_rss else None
-    return row.value(result)
+def _peak_rss_mib(result: ServerResult) -> float | None:
+    return result.peak_rss / MIB if result.peak_rss else None
 
 
-def better_ratio(row: report_tables.Row | None, ours: ServerResult, theirs: ServerResult) -> float | None:
+RSS = report_tables.Row(RSS_ROW, "Peak RSS of the server (all processes)", "MiB", _peak_rss_mib, higher_is_better=False)
+
+
+def better_ratio(row: report_tables.Row, ours: ServerResult, theirs: ServerResult) -> float | None:
     """ours / theirs for throughput, theirs / ours for CPU and RSS: above 1 is better for us."""
-    mine, other = value(row, ours), value(row, theirs)
+    mine, other = row.value(ours), row.value(theirs)
     if not mine or not other:
         return None
-    higher_is_better = row.higher_is_better if row is not None else False
-    return mine / other if higher_is_better else other / mine
+    return mine / other if row.higher_is_better else other / mine
 
 
 def _version(kind: servers.Kind) -> str:
@@ -94,15 +94,12 @@ def mode_table(
     head = ["Row", "Unit", ours.label, *(servers.PEER_TITLES[p] for p in peers)]
     head += [f"ours vs {servers.PEER_TITLES[p]}" for p in peers]
     lines = ["| " + " | ".join(head) + " |", "|---|---|" + "--:|" * (1 + 2 * len(peers))]
-    for row in [*rows, None]:
-        key = row.key if row is not None else RSS_ROW
-        label = row.label if row is not None else "Peak RSS of the server (all processes)"
-        unit = row.unit if row is not None else "MiB"
-        cells = [label, unit, report_tables.num_text(value(row, ours), unit)]
-        cells += [report_tables.num_text(value(row, results[p]), unit) for p in peers]
+    for row in rows:
+        cells = [row.label, row.unit, report_tables.num_text(row.value(ours), row.unit)]
+        cells += [report_tables.num_text(row.value(results[p]), row.unit) for p in peers]
         for peer in peers:
             ratio = better_ratio(row, ours, results[peer])
-            floor = floor_of(peer, key, mode)
+            floor = floor_of(peer, row.key, mode)
             text = report_tables.ratio_text(ratio)
             if floor is not None and ratio is not None:
                 text += " ✓" if ratio >= floor else f" **< {floor:g}**"
@@ -117,13 +114,12 @@ def floors_missed(
     missed = []
     for mode, results in all_results.items():
         for peer in (p for p in PEERS if p in results):
-            for row in [*rows, None]:
-                key = row.key if row is not None else RSS_ROW
-                floor = floor_of(peer, key, mode)
+            for row in rows:
+                floor = floor_of(peer, row.key, mode)
                 ratio = better_ratio(row, results["ours"], results[peer])
                 if floor is not None and ratio is not None and ratio < floor:
                     missed.append(
-                        f"{access.MODE_TITLES[mode]}, {key} vs {servers.PEER_TITLES[peer]}: {ratio:.2f} < {floor:g}"
+                        f"{access.MODE_TITLES[mode]}, {row.key} vs {servers.PEER_TITLES[peer]}: {ratio:.2f} < {floor:g}"
                     )
     return missed
 
@@ -166,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"missing: {servers.DISTRIBUTION3_BIN} (run `bash hack/tools.sh`)")
     if "zot" not in peers:
         log("ZOT_BIN is not set: zot's columns are left out")
-    rows = [r for r in report_tables.rows(settings) if r.key != "push_single"]
+    rows = [*(r for r in report_tables.rows(settings) if r.key != "push_single"), RSS]
     started = time.monotonic()
     all_results: dict[access.Mode, dict[servers.Kind, ServerResult]] = {}
     with tempfile.TemporaryDirectory(prefix="zot-bench-peers-") as scratch:

@@ -1,4 +1,5 @@
-"""The Quart application: one dispatcher for /v2/, probes and metrics outside authentication."""
+"""The application: one dispatcher for /v2/ (served by api/front.py, without Quart's per-request
+machinery), and in Quart the probes and metrics outside authentication."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from quart import Quart, Response, request
+from quart import Quart, Response
 
 from . import metrics
 from .api.failures import failure_response, unexpected_response
+from .api.front import Front
 from .api.handlers import HANDLERS, Readiness
 from .api.http import content_length, parse_number
+from .api.requests import request
 from .api.routing import Route, match_route
 from .auth import HtpasswdAuth
 from .config import LoadedConfig
@@ -31,7 +34,7 @@ log = logging.getLogger("zot_registry")
 ALL_METHODS = ["GET", "HEAD", "PUT", "POST", "PATCH", "DELETE"]
 
 
-def create_app(loaded: LoadedConfig) -> Quart:
+def create_app(loaded: LoadedConfig) -> Front:
     config = loaded.config
     app = Quart("zot_registry")
     # Blobs are streamed: no body size limit, no whole-body timeout (a 1 GiB push takes its time).
@@ -73,6 +76,7 @@ def create_app(loaded: LoadedConfig) -> Quart:
         _observe(kind, response, started)
         return response
 
+    # Front answers under /v2/ before Quart sees the request; Quart still redirects `/v2` to `/v2/`.
     app.add_url_rule("/v2/", "v2_base", dispatch, methods=ALL_METHODS)
     app.add_url_rule("/v2/<path:rest>", "v2", dispatch, methods=ALL_METHODS)
 
@@ -114,7 +118,7 @@ def create_app(loaded: LoadedConfig) -> Quart:
     async def unexpected(err: Exception) -> Response:
         return unexpected_response(err)
 
-    return app
+    return Front(app, dispatch)
 
 
 def _schedule_gc(app: Quart, store: Store, owns: Callable[[str], bool], delay: float, interval: float) -> None:

@@ -24,6 +24,12 @@ then answered with an empty body, and 501 for a transfer coding it does not know
 an OCI error (400 UNSUPPORTED with h11's reason; 431 when the headers are too large), like any other
 bad request.
 
+One write per small answer. hypercorn writes a response's head, each body chunk and its end as
+separate writes, each a send(2) and, with TCP_NODELAY, a packet of its own: a manifest GET took
+three. Here the head is held until the first body chunk (or the end) and leaves with it, and an
+end that frames nothing (a Content-Length body's) writes nothing; the bytes, and h11's view of the
+connection, are the same. Only chunks up to COALESCE_BYTES join the head: a large one is not copied.
+
 zot's http.readTimeout and http.writeTimeout. What they bound here, and how that differs from zot
 (Go's http.Server, zot 2.1.17 and later):
 
@@ -248,6 +254,34 @@ async def _protocol_send(self: TCPServer, event: Event) -> None:
             await self.protocol.handle(Closed())
 
 
+# --------------------------------------------------------------------------------------------
+# One write per small answer
+# --------------------------------------------------------------------------------------------
+
+COALESCE_BYTES = 64 << 10
+# The serialized head of the response each protocol is answering with, not written yet.
+_HELD_HEAD: weakref.WeakKeyDictionary[H11Protocol, bytes] = weakref.WeakKeyDictionary()
+
+
+async def _coalescing_send_h11_event(self: H11Protocol, event: Any) -> None:
+    # hypercorn's _send_h11_event, with the head held back as the module's docstring says.
+    try:
+        data = self.connection.send(event) or b""
+    except h11.LocalProtocolError:
+        if self.connection.their_state != h11.ERROR:
+            raise
+        return
+    head = _HELD_HEAD.pop(self, b"")
+    if isinstance(event, h11.Response):
+        _HELD_HEAD[self] = head + data
+        return
+    if head and len(data) > COALESCE_BYTES:
+        await self.send(RawData(data=head))
+        head = b""
+    if head or data:
+        await self.send(RawData(data=head + data))
+
+
 # The DER certificate the client of this connection presented (verified by the TLS handshake against
 # the trust store), or None. Set per connection task; the request tasks it spawns inherit it.
 PEER_CERTIFICATE: contextvars.ContextVar[bytes | None] = contextvars.ContextVar("peer_certificate", default=None)
@@ -276,4 +310,5 @@ def install() -> None:
         TCPServer.protocol_send = _protocol_send  # type: ignore[method-assign]
         H11Protocol.handle = _h11_handle  # type: ignore[method-assign]
         H11Protocol._send_error_response = _send_error_response  # type: ignore[method-assign]
+        H11Protocol._send_h11_event = _coalescing_send_h11_event  # type: ignore[method-assign]
         TCPServer.run = _run_with_peer_certificate  # type: ignore[method-assign]

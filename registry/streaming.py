@@ -18,8 +18,8 @@ is never routed, never proxied, and no member reads its body differently from an
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Generator, Iterable
-from typing import Any
+from collections.abc import Callable, Generator, Iterable
+from typing import Any, cast
 
 from quart import Request
 from quart.asgi import ASGIHTTPConnection
@@ -86,6 +86,8 @@ class FlowControlledRequest(Request):
 
 
 class FlowControlledConnection(ASGIHTTPConnection):
+    """Quart's connection for what Quart serves (front.py answers /v2/), with this body."""
+
     async def __call__(self, receive: Any, send: Any) -> None:
         self._disconnected = False
         problem = framing_problem(self.scope["headers"])
@@ -96,21 +98,28 @@ class FlowControlledConnection(ASGIHTTPConnection):
                 await super().__call__(receive, send)
         finally:
             if not self._disconnected:
-                _keep_receiving(receive)
+                keep_receiving(receive)
 
     async def handle_messages(self, request: Request, receive: Any) -> None:
-        body = request.body
-        while True:
-            if isinstance(body, FlowControlledBody):
-                await body.wait_for_room()
-            message = await receive()
-            if message["type"] == "http.request":
-                body.append(message.get("body", b""))
-                if not message.get("more_body", False):
-                    body.set_complete()
-            elif message["type"] == "http.disconnect":
-                self._disconnected = True
-                return
+        await pump_body(cast(FlowControlledBody, request.body), receive, self._mark_disconnected)
+
+    def _mark_disconnected(self) -> None:
+        self._disconnected = True
+
+
+async def pump_body(body: FlowControlledBody, receive: Any, on_disconnect: Callable[[], None]) -> None:
+    """hypercorn's messages into `body`, waiting while it holds HIGH_WATER bytes; `on_disconnect` is
+    called when the connection goes away (the stream is over: nothing more to read)."""
+    while True:
+        await body.wait_for_room()
+        message = await receive()
+        if message["type"] == "http.request":
+            body.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                body.set_complete()
+        elif message["type"] == "http.disconnect":
+            on_disconnect()
+            return
 
 
 def framing_problem(headers: Iterable[tuple[bytes, bytes]]) -> RegistryError | None:
@@ -143,7 +152,7 @@ async def send_error(send: Any, err: RegistryError, close: bool = False) -> None
 _RECEIVING: set[asyncio.Task[None]] = set()
 
 
-def _keep_receiving(receive: Any) -> None:
+def keep_receiving(receive: Any) -> None:
     """hypercorn hands request data to the app through a queue of 10 messages. Once the app has
     returned nobody reads it: a client still sending its body would fill it, and hypercorn, which
     puts the final disconnect in the same queue, would block for good with the connection. So the

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from quart import Response, request
+from quart import Response
 
 from ..digests import parse_digest
 from ..storage.base import Store
 from .http import parse_range
+from .requests import request
 from .routing import Route
 
 

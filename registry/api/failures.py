@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from quart import Response, request
+from quart import Response
 from werkzeug.exceptions import HTTPException
 
 from ..errors import (
@@ -20,6 +20,7 @@ from ..errors import (
 )
 from ..tuning import env_seconds
 from .http import content_length
+from .requests import request
 
 log = logging.getLogger("zot_registry")
 

@@ -6,9 +6,8 @@ import re
 from collections.abc import AsyncIterator
 from urllib.parse import quote, urlencode
 
-from quart import request
-
 from ..errors import PaginationInvalid, RangeInvalid, SizeInvalid
+from .requests import request
 
 
 async def request_stream() -> AsyncIterator[bytes]:

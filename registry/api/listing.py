@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 
-from quart import Response, request
+from quart import Response
 
 from ..digests import parse_digest
 from ..storage.base import Store
 from ..storage.manifests import OCI_INDEX
 from .http import page_size, paginate
+from .requests import request
 from .routing import Route
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from quart import Response, request
+from quart import Response
 
 from ..errors import ManifestTooLarge
 from ..storage.base import Store
 from ..storage.manifests import MAX_MANIFEST_SIZE
 from .http import content_length
+from .requests import request
 from .routing import Route
 
 

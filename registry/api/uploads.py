@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from quart import Response, request
+from quart import Response
 
 from ..digests import parse_digest
 from ..errors import BlobUploadInvalid, BlobUploadUnknown, RangeInvalid
 from ..names import is_valid_name
 from ..storage.base import Store
 from .http import content_length, parse_content_range, request_stream
+from .requests import request
 from .routing import Route
 
 if TYPE_CHECKING:

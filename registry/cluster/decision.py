@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from quart import Request
-
+from ..api.requests import RegistryRequest
 from ..api.routing import Route
 from ..errors import LoopDetected, MembersChanging, PeerUnavailable, RegistryError
 from .control_models import EPOCH_HEADER
@@ -59,13 +58,13 @@ Decision = ServeHere | Forward | Refuse
 SERVE_HERE = ServeHere()
 
 
-def sender_epoch(request: Request) -> int | None:
+def sender_epoch(request: RegistryRequest) -> int | None:
     """The epoch of the list a forwarding member routed by; None from zot members (and clients)."""
     value = request.headers.get(EPOCH_HEADER)
     return int(value) if value is not None and value.isdigit() and len(value) < 18 else None
 
 
-def decide(request: Request, route: Route, view: View, shared_storage: bool) -> Decision:
+def decide(request: RegistryRequest, route: Route, view: View, shared_storage: bool) -> Decision:
     """The decision for `request`, matched as `route`, by this member's view of the cluster.
 
     During a membership change members switch to the new list one after another. A request forwarded

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import aiohttp
 from multidict import CIMultiDict
-from quart import Request
 
+from ..api.requests import RegistryRequest
 from ..api.routing import Route
 from ..config import ZotConfig
 from ..digests import Digest
@@ -77,11 +77,11 @@ class Cluster:
         me = membership.self_index
         return me is not None and membership.owner(name) == me
 
-    def decide(self, request: Request, route: Route) -> Decision:
+    def decide(self, request: RegistryRequest, route: Route) -> Decision:
         """Serve `request` here, forward it to its owner, or refuse it (decision.decide)."""
         return decide(request, route, self.topology.view(), self.shared_storage)
 
-    def serves_here(self, request: Request, route: Route, view: View) -> bool:
+    def serves_here(self, request: RegistryRequest, route: Route, view: View) -> bool:
         """Whether `view` (a fresher reading of the topology) still has this member serve the request."""
         return isinstance(decide(request, route, view, self.shared_storage), ServeHere)
 
@@ -120,7 +120,9 @@ class Cluster:
         await self.proxy.aclose()
         await self.control_proxy.aclose()
 
-    async def mount_from_peer(self, request: Request, store: Store, name: str, digest: Digest, source: str) -> bool:
+    async def mount_from_peer(
+        self, request: RegistryRequest, store: Store, name: str, digest: Digest, source: str
+    ) -> bool:
         """Cross-repository mount when `from` lives on another member: copy the blob over, streaming.
 
         zot cannot mount across members with storage local to each; clients then upload again.
@@ -145,7 +147,7 @@ class Cluster:
         finally:
             response.release()
 
-    async def catalog(self, request: Request, local: list[str]) -> list[str]:
+    async def catalog(self, request: RegistryRequest, local: list[str]) -> list[str]:
         """This member's repositories (`local`) and every other member's, sorted. During a change, the
         members of both lists: a repository may already have left a member that switched."""
         view = self.topology.view()
@@ -161,13 +163,13 @@ class Cluster:
         return sorted(names)
 
     @staticmethod
-    def _peer_headers(request: Request) -> CIMultiDict[str]:
+    def _peer_headers(request: RegistryRequest) -> CIMultiDict[str]:
         headers: CIMultiDict[str] = CIMultiDict({HOP_HEADER: "1"})
         if "Authorization" in request.headers:
             headers["Authorization"] = request.headers["Authorization"]
         return headers
 
-    async def _peer_catalog(self, peer: str, request: Request) -> list[str]:
+    async def _peer_catalog(self, peer: str, request: RegistryRequest) -> list[str]:
         try:
             response = await self.proxy.request(peer, "GET", "/v2/_catalog", self._peer_headers(request))
         except RegistryError as err:

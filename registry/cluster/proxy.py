@@ -36,11 +36,11 @@ import aiohttp.payload
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.http_writer import StreamWriter
 from multidict import CIMultiDict
-from quart import Request, Response
-from quart.wrappers.request import Body
+from quart import Response
 
 from .. import metrics
 from ..api.http import parse_content_length
+from ..api.requests import RegistryRequest
 from ..errors import PeerBadGateway, PeerBusy, PeerTimeout, PeerUnavailable, RegistryError, TooManyRequests
 from ..streaming import FlowControlledBody
 from ..tuning import env_int
@@ -121,7 +121,7 @@ class _RequestBody:
     """The client's body on its way to the owner: counted, and its own failure (a stalled client)
     kept apart from the peer's, which aiohttp reports alike."""
 
-    def __init__(self, peer: str, body: Body) -> None:
+    def __init__(self, peer: str, body: FlowControlledBody) -> None:
         self.peer = peer
         self.body = body
         self.failure: RegistryError | None = None
@@ -144,7 +144,7 @@ class _RequestBody:
     @property
     def complete(self) -> bool:
         """Whether the client sent its whole body (else our answer closes the connection after it)."""
-        return not isinstance(self.body, FlowControlledBody) or self.body.complete
+        return self.body.complete
 
 
 class _BodyPayload(aiohttp.payload.AsyncIterablePayload):
@@ -262,7 +262,9 @@ class PeerProxy:
             metrics.PEER_ERRORS.labels(peer, "protocol").inc()
             raise PeerBadGateway(f"member {peer} failed: {_reason(err)}", headers=RETRY_LATER) from None
 
-    async def forward(self, request: Request, peer: str, route_kind: str, hops: int = 1, epoch: int = 0) -> Response:
+    async def forward(
+        self, request: RegistryRequest, peer: str, route_kind: str, hops: int = 1, epoch: int = 0
+    ) -> Response:
         """Send `request` to `peer` and stream its answer back to our client; the owner sees the hop count
         and the epoch of the member list we routed by (cluster/decision.py)."""
         headers: CIMultiDict[str] = CIMultiDict(

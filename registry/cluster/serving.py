@@ -8,11 +8,12 @@ import asyncio
 from dataclasses import dataclass
 from functools import partial
 
-from quart import Quart, Response, request
+from quart import Quart, Response
 
 from ..api import listing, uploads
 from ..api.handlers import HANDLERS, Readiness
 from ..api.http import page_size
+from ..api.requests import request
 from ..api.routing import Route
 from ..config import ZotConfig
 from ..errors import BlobUnknown, ManifestBlobUnknown, ManifestUnknown, MembersChanging, NameUnknown

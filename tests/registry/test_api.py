@@ -6,6 +6,7 @@ import concurrent.futures
 import hashlib
 import json
 import os
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -77,6 +78,26 @@ def test_chunked_upload_and_status(client: httpx.Client) -> None:
     done = client.put(location, params={"digest": sha256(blob)}, content=blob[200_000:])
     assert done.status_code == 201
     assert client.get(f"/v2/chunked/blobs/{sha256(blob)}").content == blob
+
+
+def test_a_client_gone_mid_chunk_leaves_the_session_as_it_was_and_the_registry_serving(
+    client: httpx.Client, registry: RegistryProcess
+) -> None:
+    # The request is answered without Quart (api/front.py): the client's disconnect must still stop
+    # its handler, at once, rather than leave it waiting for the rest of the body.
+    location = client.post("/v2/gone/blobs/uploads/").headers["Location"]
+    head = f"PATCH {location} HTTP/1.1\r\nHost: {registry.hostport}\r\nContent-Length: {10 << 20}\r\n\r\n"
+    with socket.create_connection((registry.host, registry.port)) as raw:
+        raw.sendall(head.encode() + os.urandom(1 << 20))
+        time.sleep(0.5)  # the handler is appending what came
+    deadline = time.monotonic() + 5.0
+    while (status := client.get(location)).status_code != 204 or status.headers["Range"] != "0-0":
+        assert time.monotonic() < deadline, f"the half-sent chunk is still held: {status.status_code} {status.headers}"
+        time.sleep(0.1)
+    blob = os.urandom(1000)
+    done = client.put(location, params={"digest": sha256(blob)}, content=blob)
+    assert done.status_code == 201
+    assert client.get(f"/v2/gone/blobs/{sha256(blob)}").content == blob
 
 
 def test_upload_cancel(client: httpx.Client) -> None:

@@ -5,12 +5,10 @@ copy merges into a repository its new owner already holds."""
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 from typing import cast
 
 import pytest
-from quart import Request
-from werkzeug.datastructures import Headers, MultiDict
+from zot_registry.api.requests import RegistryRequest
 from zot_registry.api.routing import Route
 from zot_registry.cluster.control_models import EPOCH_HEADER, ChangeState
 from zot_registry.cluster.decision import Forward, Refuse, ServeHere, decide
@@ -21,6 +19,8 @@ from zot_registry.cluster.topology import Topology, TopologyFile, View
 from zot_registry.config.values import split_member
 from zot_registry.errors import LoopDetected, MembersChanging
 from zot_registry.storage.index import Index
+
+from tests.support.registry_requests import registry_request
 
 KEY = b"loremipsumdolors"
 THREE = ["10.0.0.1:5000", "10.0.0.2:5000", "10.0.0.3:5000"]
@@ -43,13 +43,13 @@ def _view(me: int, epoch: int = 3, change_to: list[str] | None = FOUR, me_next: 
     return View(epoch, _membership(THREE, me), change, following)
 
 
-def _request(hop: str | None = None, epoch: int | None = None) -> Request:
+def _request(hop: str | None = None, epoch: int | None = None) -> RegistryRequest:
     headers = {}
     if hop is not None:
         headers[HOP_HEADER] = hop
     if epoch is not None:
         headers[EPOCH_HEADER] = str(epoch)
-    return cast(Request, SimpleNamespace(headers=Headers(headers), args=MultiDict()))
+    return registry_request(headers)
 
 
 def _moving_name(from_owner: int, to_owner: int) -> str:

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-from typing import cast
-
 import pytest
-from quart import Request
-from werkzeug.datastructures import Headers, MultiDict
+from zot_registry.api.requests import RegistryRequest
 from zot_registry.api.routing import Route
 from zot_registry.cluster.decision import SERVE_HERE, Forward, Refuse, ServeHere, decide
 from zot_registry.cluster.membership import Membership
@@ -15,13 +11,15 @@ from zot_registry.cluster.proxy import HOP_HEADER
 from zot_registry.cluster.topology import View
 from zot_registry.errors import LoopDetected, PeerUnavailable
 
+from tests.support.registry_requests import registry_request
+
 MEMBERS = [("10.0.0.1", 5000), ("10.0.0.2", 5000), ("10.0.0.3", 5000)]
 KEY = b"loremipsumdolors"
 REPOSITORY_ROUTES = ["tags", "manifest", "blob", "uploads", "upload", "referrers"]
 
 
-def _request(headers: dict[str, str] | None = None, args: dict[str, str] | None = None) -> Request:
-    return cast(Request, SimpleNamespace(headers=Headers(headers or {}), args=MultiDict(args or {})))
+def _request(headers: dict[str, str] | None = None, args: dict[str, str] | None = None) -> RegistryRequest:
+    return registry_request(headers, args)
 
 
 def _membership(self_index: int | None = 0) -> Membership:

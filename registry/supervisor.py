@@ -50,6 +50,8 @@ from typing import Any
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.config import Sockets
 
+from .allocator import tune_malloc
+
 log = logging.getLogger("zot_registry")
 _PR_SET_PDEATHSIG = 1
 _PR_SET_NAME = 15
@@ -185,6 +187,7 @@ def worker_main(
         # A name for people looking at processes; nothing depends on it.
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL(None).prctl(_PR_SET_NAME, ctypes.c_char_p(WORKER_NAME), 0, 0, 0)
+    tune_malloc()
     from hypercorn.utils import load_application
 
     try:

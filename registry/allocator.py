@@ -6,7 +6,8 @@ allocation of 128 KiB or more with mmap, and gives it back with munmap when it i
 piece then faults in and zeroes fresh pages, on every copy of every piece. With the mmap threshold
 at MMAP_THRESHOLD they come from the heap and its pages are reused, warm. TRIM_THRESHOLD keeps that
 much free memory at the top of the heap instead of giving it back at once and faulting it in again.
-Measured on a 64 MiB push, 1 worker: about 0.5 CPU-s per GiB less, with the read size (docs/benchmarks.md).
+Measured on a 64 MiB push, 1 worker: about 0.5 CPU-s per GiB less, with the read size (the figures
+and the command are in docs/benchmarks.md, "What limits each gap").
 
 Only with glibc (the image is Debian-based); elsewhere nothing changes.
 """
@@ -14,7 +15,6 @@ Only with glibc (the image is Debian-based); elsewhere nothing changes.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 
 log = logging.getLogger("zot_registry")
@@ -29,11 +29,9 @@ TRIM_THRESHOLD = 16 << 20
 
 def tune_malloc() -> bool:
     """Set glibc's thresholds for this process; False where there is no glibc mallopt."""
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
     try:
-        mallopt = ctypes.CDLL(name).mallopt
+        # The symbols already loaded into this process (as supervisor.py reaches prctl).
+        mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)

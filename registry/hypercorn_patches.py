@@ -45,8 +45,9 @@ zot's http.readTimeout and http.writeTimeout. What they bound here, and how that
   time included; a long download fails when it runs out.
 - Not set: no such bound (zot then uses 60 s deadlines); 0 or negative: none, as in zot.
 
-Between requests hypercorn's keep_alive_timeout bounds an idle connection, and with it the total
-time a client may take to send its request headers (the idle timer stops only once they are in).
+Between requests hypercorn's keep_alive_timeout bounds an idle connection (a timer: idle_timer.py),
+and with it the total time a client may take to send its request headers (the idle timer stops
+only once they are in).
 
 hypercorn has read_timeout, but as a bound on every read of a connection, whatever its state: it
 cut downloads and slow handlers as soon as the client had been silent that long, which a client
@@ -71,6 +72,7 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.events import Closed, Event, RawData
 from hypercorn.protocol.h11 import H11Protocol
 
+from . import idle_timer
 from .errors import HeadersTooLarge, RegistryError, RequestInvalid
 from .tuning import env_int, env_seconds
 
@@ -215,12 +217,19 @@ READ_BYTES = 256 << 10
 _original_protocol_send = TCPServer.protocol_send
 
 
-def _awaiting_request_bytes(server: TCPServer) -> bool:
-    """Whether the connection is in the middle of receiving a request (or has not had one yet)."""
+def _h11_connection(server: TCPServer) -> tuple[H11Protocol, h11.Connection] | None:
+    """The connection's HTTP/1.1 protocol and h11 state; None for HTTP/2, a websocket, or before either."""
     inner = getattr(getattr(server, "protocol", None), "protocol", None)
-    if not isinstance(inner, H11Protocol) or not isinstance(inner.connection, h11.Connection):
-        return False  # HTTP/2 or a websocket
-    connection = inner.connection
+    if isinstance(inner, H11Protocol) and isinstance(inner.connection, h11.Connection):
+        return inner, inner.connection
+    return None
+
+
+def _awaiting_request_bytes(h11_state: tuple[H11Protocol, h11.Connection] | None) -> bool:
+    """Whether the connection is in the middle of receiving a request (or has not had one yet)."""
+    if h11_state is None:
+        return False
+    inner, connection = h11_state
     if connection.their_state is h11.SEND_BODY:
         return True
     if connection.their_state is h11.IDLE:
@@ -230,9 +239,8 @@ def _awaiting_request_bytes(server: TCPServer) -> bool:
     return False  # the request is in; the registry is answering
 
 
-def _receiving_body(server: TCPServer) -> bool:
-    inner = getattr(getattr(server, "protocol", None), "protocol", None)
-    return isinstance(inner, H11Protocol) and getattr(inner.connection, "their_state", None) is h11.SEND_BODY
+def _receiving_body(h11_state: tuple[H11Protocol, h11.Connection] | None) -> bool:
+    return h11_state is not None and h11_state[1].their_state is h11.SEND_BODY
 
 
 async def _read_data(self: TCPServer) -> None:
@@ -240,10 +248,11 @@ async def _read_data(self: TCPServer) -> None:
     # larger reads (see READ_BYTES).
     reader = self.reader
     while not reader.at_eof():
-        timeout = self.config.read_timeout if _awaiting_request_bytes(self) else None
+        h11_state = _h11_connection(self)
+        timeout = self.config.read_timeout if _awaiting_request_bytes(h11_state) else None
         # Large reads for body bytes only: h11 bounds a request's headers (h11_max_incomplete_size)
         # only while they are incomplete, so they must keep arriving in hypercorn's smaller reads.
-        size = READ_BYTES if _receiving_body(self) else MAX_RECV
+        size = READ_BYTES if _receiving_body(h11_state) else MAX_RECV
         try:
             if timeout is None:
                 data = await reader.read(size)
@@ -332,3 +341,4 @@ def install() -> None:
         H11Protocol._send_error_response = _send_error_response  # type: ignore[method-assign]
         H11Protocol._send_h11_event = _coalescing_send_h11_event  # type: ignore[method-assign]
         TCPServer.run = _run_with_peer_certificate  # type: ignore[method-assign]
+    idle_timer.install()

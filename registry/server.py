@@ -15,6 +15,7 @@ from hypercorn.config import Config as HypercornConfig
 from .config import LoadedConfig
 from .hypercorn_patches import TimeoutConfig
 from .supervisor import StartError, Supervisor, bind_sockets
+from .tuning import env_seconds
 
 log = logging.getLogger("zot_registry")
 
@@ -60,7 +61,9 @@ def hypercorn_config(loaded: LoadedConfig, workers: int) -> HypercornConfig:
         hc.read_timeout = http.read_timeout or None  # type: ignore[assignment]  # float seconds work
     if http.write_timeout is not None:
         hc.write_timeout = http.write_timeout or None
-    hc.keep_alive_timeout = 75.0
+    # An idle keep-alive connection is closed after this long (idle_timer.py); env
+    # ZOT_HTTP_KEEP_ALIVE_TIMEOUT, as the other connection bounds, for tests and tuning.
+    hc.keep_alive_timeout = env_seconds("ZOT_HTTP_KEEP_ALIVE_TIMEOUT", 75.0)
     hc.accesslog = None
     hc.errorlog = logging.getLogger("hypercorn.error")
     return hc

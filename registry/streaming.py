@@ -134,6 +134,16 @@ def framing_problem(headers: Iterable[tuple[bytes, bytes]]) -> RegistryError | N
     return None
 
 
+def has_body(headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    """Whether the request's framing announces a body (RFC 9112 6.3): Transfer-Encoding, or a
+    Content-Length other than 0 (h11 has already refused a malformed one)."""
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered == b"transfer-encoding" or (lowered == b"content-length" and value.strip() not in (b"0", b"")):
+            return True
+    return False
+
+
 async def send_error(send: Any, err: RegistryError, close: bool = False) -> None:
     """An OCI error straight through ASGI, for answers given before Quart sees the request."""
     body = err.body()

@@ -24,6 +24,7 @@ from quart.wrappers.response import DataBody
 from ..streaming import (
     FlowControlledBody,
     framing_problem,
+    has_body,
     keep_receiving,
     pump_body,
     send_error,
@@ -56,23 +57,20 @@ class Front:
         request = RegistryRequest(scope, body)
         task = asyncio.current_task()
         assert task is not None
-        state = _Answering()
-
-        def disconnected() -> None:
-            # The client went away: stop answering it (a blob being streamed, a proxied request), as
-            # Quart cancelled its handler task. Once answered there is nothing to stop.
-            state.disconnected = True
-            if not state.answered:
-                task.cancel()
-
-        reader = asyncio.get_running_loop().create_task(pump_body(body, receive, disconnected))
+        state = _Answering(task, body, receive)
+        if has_body(scope["headers"]):
+            state.watch()
+        else:
+            # Nothing to read: hypercorn's queue holds one empty message and, later, the disconnect.
+            # A watcher costs two tasks per request; it starts only if the answer is streamed.
+            body.set_complete()
         token = serving(request)
         try:
             try:
                 response = await self.dispatch(request.path[len(PREFIX) :])
             except Exception as err:  # a bug of ours: logged whole, an OCI 500, never a traceback
                 response = unexpected_response(err)
-            await _send(send, response)
+            await _send(send, response, state)
         except asyncio.CancelledError:
             if not state.disconnected:
                 raise  # the server is stopping
@@ -80,18 +78,40 @@ class Front:
         finally:
             state.answered = True
             done_serving(token)
-            reader.cancel()
+            state.stop_watching()
             if not state.disconnected and not body.complete:
                 # The client may still be sending a body nobody reads (streaming.keep_receiving).
                 keep_receiving(receive)
 
 
 class _Answering:
-    __slots__ = ("answered", "disconnected")
+    """Where the answer to one request stands, and the watcher that feeds its body and notices the
+    client going away."""
 
-    def __init__(self) -> None:
+    __slots__ = ("answered", "body", "disconnected", "reader", "receive", "task")
+
+    def __init__(self, task: asyncio.Task[Any], body: FlowControlledBody, receive: Any) -> None:
+        self.task = task
+        self.body = body
+        self.receive = receive
+        self.reader: asyncio.Task[None] | None = None
         self.answered = False
         self.disconnected = False
+
+    def watch(self) -> None:
+        if self.reader is None:
+            self.reader = asyncio.get_running_loop().create_task(pump_body(self.body, self.receive, self._gone))
+
+    def stop_watching(self) -> None:
+        if self.reader is not None:
+            self.reader.cancel()
+
+    def _gone(self) -> None:
+        # The client went away: stop answering it (a blob being streamed, a proxied request), as
+        # Quart cancelled its handler task. Once answered there is nothing to stop.
+        self.disconnected = True
+        if not self.answered:
+            self.task.cancel()
 
 
 def _target_path(path: str) -> str:
@@ -99,7 +119,7 @@ def _target_path(path: str) -> str:
     return path if path.startswith("/") else urlsplit(path).path
 
 
-async def _send(send: Any, response: Response) -> None:
+async def _send(send: Any, response: Response, state: _Answering) -> None:
     # As Quart's ASGIHTTPConnection sends a response, with data at hand in one body message.
     headers = [(key.lower().encode(), value.encode()) for key, value in response.headers.items()]
     await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
@@ -108,6 +128,8 @@ async def _send(send: Any, response: Response) -> None:
         data = body.data if body.begin == 0 and body.end == len(body.data) else body.data[body.begin : body.end]
         await send({"type": "http.response.body", "body": data, "more_body": False})
         return
+    # A streamed answer (a blob, a proxied one) may take long: stop it if the client goes away.
+    state.watch()
     async with body as chunks:
         async for data in chunks:
             chunk = data.encode() if isinstance(data, str) else data

@@ -40,6 +40,7 @@ class FlowControlledBody(Body):
         self._room = asyncio.Event()
         self._room.set()
         self._whole = False
+        self._abandoned = False
         self.stalled = False
 
     @property
@@ -69,9 +70,21 @@ class FlowControlledBody(Body):
         return super().__await__()
 
     def append(self, data: bytes) -> None:
+        if self._abandoned:
+            return
         super().append(data)
         if len(self._data) >= HIGH_WATER and not self._whole:
             self._room.clear()
+
+    def abandon(self) -> None:
+        """The handler answered without the rest of the body: drop what is buffered and what still
+        arrives, and never hold the receive loop back again. Holding back now would block the answer
+        itself: when its last part is sent, hypercorn hands the app its disconnect through the same
+        queue the body arrives by, which nobody empties while the body is full (a deadlock: the
+        member stopped reading, and a client still sending hung for good)."""
+        self._abandoned = True
+        self._data.clear()
+        self._room.set()
 
     def set_complete(self) -> None:
         super().set_complete()
@@ -90,18 +103,28 @@ class FlowControlledConnection(ASGIHTTPConnection):
 
     async def __call__(self, receive: Any, send: Any) -> None:
         self._disconnected = False
+        self._body: FlowControlledBody | None = None
         problem = framing_problem(self.scope["headers"])
+        if problem is not None:
+            # Taken before answering, as front.py does: hypercorn's disconnect follows the answer
+            # through the same queue.
+            keep_receiving(receive)
+            await send_error(send, problem, close=True)
+            return
         try:
-            if problem is not None:
-                await send_error(send, problem, close=True)
-            else:
-                await super().__call__(receive, send)
+            await super().__call__(receive, send)
         finally:
             if not self._disconnected:
                 keep_receiving(receive)
 
     async def handle_messages(self, request: Request, receive: Any) -> None:
-        await pump_body(cast(FlowControlledBody, request.body), receive, self._mark_disconnected)
+        self._body = cast(FlowControlledBody, request.body)
+        await pump_body(self._body, receive, self._mark_disconnected)
+
+    async def _send_response(self, send: Any, response: Any) -> None:
+        if self._body is not None and not self._body.complete:
+            self._body.abandon()  # answered before the whole body came (FlowControlledBody.abandon)
+        await super()._send_response(send, response)
 
     def _mark_disconnected(self) -> None:
         self._disconnected = True

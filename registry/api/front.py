@@ -50,8 +50,10 @@ class Front:
     async def _serve(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         problem = framing_problem(scope["headers"])
         if problem is not None:
-            await send_error(send, problem, close=True)
+            # Taking what arrives before answering: hypercorn hands over the disconnect through the
+            # same queue once the answer is out, so a queue left full would block the answer.
             keep_receiving(receive)
+            await send_error(send, problem, close=True)
             return
         body = FlowControlledBody(None, None)
         request = RegistryRequest(scope, body)
@@ -70,6 +72,8 @@ class Front:
                 response = await self.dispatch(request.path[len(PREFIX) :])
             except Exception as err:  # a bug of ours: logged whole, an OCI 500, never a traceback
                 response = unexpected_response(err)
+            if not body.complete:
+                body.abandon()  # answered before the whole body came: the rest is dropped as it arrives
             await _send(send, response, state)
         except asyncio.CancelledError:
             if not state.disconnected:

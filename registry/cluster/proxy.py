@@ -4,8 +4,8 @@ One pooled keep-alive aiohttp session per worker (aiohttp's C parser moves blobs
 faster than a pure-Python client and adds about a millisecond less per request). Method, path,
 query, headers (Authorization included) and body go through unchanged but for hop-by-hop headers;
 the owner sees `X-Zot-Cluster-Hop-Count: 1`. Failures to reach the peer become OCI errors at once:
-503 when it refuses or fails TLS verification, 504 when it does not answer in time, 502 when it
-breaks the exchange.
+503 when it refuses or fails TLS verification, 504 when it does not answer, or stops taking the
+body, in time (ZOT_CLUSTER_READ_TIMEOUT), 502 when it breaks the exchange.
 
 The body's framing is ours, never the client's: Content-Length is sent as the number we parsed
 (the body h11 read for us has exactly that length), a chunked body goes on chunked, and a request
@@ -159,6 +159,10 @@ class _BodyPayload(aiohttp.payload.AsyncIterablePayload):
     the rest of the body. (Best effort: an answer and a reset arriving between that look and the
     write still lose the answer; it took an owner that does not linger from 1 in 9 to about 1 in 50.)"""
 
+    def __init__(self, body: _RequestBody, stall_timeout: float | None) -> None:
+        super().__init__(body)
+        self.stall_timeout = stall_timeout
+
     async def write_with_length(self, writer: AbstractStreamWriter, content_length: int | None) -> None:
         if self._iter is None:
             return
@@ -168,7 +172,11 @@ class _BodyPayload(aiohttp.payload.AsyncIterablePayload):
             while True:
                 chunk = await anext(self._iter)
                 await _answer_first(transport)
-                await writer.write(chunk)  # our Content-Length is what h11 read: never more than it says
+                # aiohttp's read timeout starts once the body is sent: an owner that stopped reading
+                # it (frozen, overloaded) held the upload, and its client, for good. The same bound
+                # applies to each write; aiohttp hands the TimeoutError to the request (a 504).
+                async with asyncio.timeout(self.stall_timeout):
+                    await writer.write(chunk)  # our Content-Length is what h11 read: never more than it says
         except StopAsyncIteration:
             self._iter = None
 
@@ -289,7 +297,8 @@ class PeerProxy:
             client = request.remote_addr or ""
             self.uploads.acquire(peer, client)
             try:
-                upstream = await self.request(peer, request.method, target, headers, _BodyPayload(body))
+                payload = _BodyPayload(body, self._timeout.sock_read)
+                upstream = await self.request(peer, request.method, target, headers, payload)
             except RegistryError:
                 if body.failure is not None:  # our client stalled, not the peer
                     raise body.failure from None

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
+import signal
 import ssl
 import threading
 import time
@@ -167,5 +169,44 @@ def test_early_errors_come_back_through_the_proxy_over_plain_tcp(tmp_path_factor
             finally:
                 connection.close()
         assert got == {"as expected": 40}, got
+    finally:
+        cluster.stop()
+
+
+def test_an_answer_given_while_the_body_is_held_back_reaches_a_client_still_sending(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    # The owner is frozen: it stops reading the upload, and the client's body piles up in the
+    # proxying member to its back-pressure bound (and hypercorn's queue behind it). The proxy must
+    # give up on a write that makes no progress (aiohttp's read timeout only starts after the body),
+    # and answer 504. Sending that answer ends the request for hypercorn, which then hands the app
+    # its disconnect through the same full queue: the body must stop holding back then, or the
+    # answer blocks for good, the member stops reading, and the client hangs on the rest of its
+    # body (what an owner's early 404 did, now and then, when the body outran the proxy).
+    cluster = start_cluster(
+        tmp_path_factory.mktemp("frozen"), count=2, tls=False, auth=False, env={"ZOT_CLUSTER_READ_TIMEOUT": "3"}
+    )
+    owner = cluster.members[1].process
+    assert owner is not None
+    try:
+        name = cluster.repo_owned_by(1, "frozen")
+        os.killpg(owner.pid, signal.SIGSTOP)
+        try:
+            node = cluster.members[0]
+            connection = http.client.HTTPConnection(node.host, node.port, timeout=30)
+            try:
+                connection.request("PATCH", f"/v2/{name}/blobs/uploads/nope", body=b"x" * (48 << 20))
+                response = connection.getresponse()
+                error = json.loads(response.read())["errors"][0]
+            finally:
+                connection.close()
+        finally:
+            os.killpg(owner.pid, signal.SIGCONT)
+        assert (response.status, error["code"]) in ((503, "UNAVAILABLE"), (504, "UNAVAILABLE")), (
+            response.status,
+            error,
+        )
+        # The member is still whole: it answers the next client at once.
+        assert httpx.get(f"http://{node.host}:{node.port}/v2/", timeout=10).status_code == 200
     finally:
         cluster.stop()

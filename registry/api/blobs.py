@@ -6,7 +6,7 @@ from quart import Response
 
 from ..digests import parse_digest
 from ..storage.base import Store
-from .http import parse_range
+from .http import empty, parse_range
 from .requests import request
 from .routing import Route
 
@@ -15,7 +15,7 @@ async def blob(route: Route, store: Store) -> Response:
     digest = parse_digest(route.arg)
     if request.method == "DELETE":
         await store.delete_blob(route.name, digest)
-        return Response("", status=202, headers={"Docker-Content-Digest": str(digest)})
+        return empty(202, {"Docker-Content-Digest": str(digest)})
     size = await store.blob_size(route.name, digest)
     headers = {
         "Docker-Content-Digest": str(digest),

@@ -6,8 +6,18 @@ import re
 from collections.abc import AsyncIterator
 from urllib.parse import quote, urlencode
 
+from quart import Response
+
 from ..errors import PaginationInvalid, RangeInvalid, SizeInvalid
 from .requests import request
+
+
+def empty(status: int, headers: dict[str, str] | None = None) -> Response:
+    """An answer without a body (201, 202, 204): no Content-Type, where Quart would add text/html."""
+    response = Response(b"", status=status, headers=headers)
+    if not headers or "Content-Type" not in headers:
+        del response.headers["Content-Type"]
+    return response
 
 
 async def request_stream() -> AsyncIterator[bytes]:

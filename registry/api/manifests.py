@@ -7,7 +7,7 @@ from quart import Response
 from ..errors import ManifestTooLarge
 from ..storage.base import Store
 from ..storage.manifests import MAX_MANIFEST_SIZE
-from .http import content_length
+from .http import content_length, empty
 from .requests import request
 from .routing import Route
 
@@ -26,7 +26,7 @@ async def manifest(route: Route, store: Store) -> Response:
         return response
     if method == "DELETE":
         await store.delete_manifest(route.name, route.arg)
-        return Response("", status=202)
+        return empty(202)
     length = content_length()
     if length is not None and length > MAX_MANIFEST_SIZE:
         raise ManifestTooLarge(f"manifest of {length} bytes exceeds the limit of {MAX_MANIFEST_SIZE}")
@@ -35,7 +35,7 @@ async def manifest(route: Route, store: Store) -> Response:
     headers = {"Location": f"/v2/{route.name}/manifests/{digest}", "Docker-Content-Digest": str(digest)}
     if parsed.subject:
         headers["OCI-Subject"] = parsed.subject
-    return Response("", status=201, headers=headers)
+    return empty(201, headers)
 
 
 async def _read_bounded(limit: int) -> bytes:

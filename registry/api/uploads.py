@@ -10,7 +10,7 @@ from ..digests import parse_digest
 from ..errors import BlobUploadInvalid, BlobUploadUnknown, RangeInvalid
 from ..names import is_valid_name
 from ..storage.base import Store
-from .http import content_length, parse_content_range, request_stream
+from .http import content_length, empty, parse_content_range, request_stream
 from .requests import request
 from .routing import Route
 
@@ -28,7 +28,7 @@ def _session_headers(name: str, session: str, size: int) -> dict[str, str]:
 
 
 def _blob_created(name: str, digest: str) -> Response:
-    return Response("", status=201, headers={"Location": f"/v2/{name}/blobs/{digest}", "Docker-Content-Digest": digest})
+    return empty(201, {"Location": f"/v2/{name}/blobs/{digest}", "Docker-Content-Digest": digest})
 
 
 async def start_upload(route: Route, store: Store) -> Response:
@@ -46,7 +46,7 @@ async def start_upload(route: Route, store: Store) -> Response:
         await store.put_blob(route.name, digest, request_stream(), content_length())
         return _blob_created(route.name, str(digest))
     session = await store.new_upload(route.name)
-    return Response("", status=202, headers=_session_headers(route.name, session, 0))
+    return empty(202, _session_headers(route.name, session, 0))
 
 
 async def mount_across_members(route: Route, store: Store, cluster: Cluster) -> Response | None:
@@ -67,10 +67,10 @@ async def upload_session(route: Route, store: Store) -> Response:
     method = request.method
     if method == "GET":
         size = await store.upload_size(name, session)
-        return Response("", status=204, headers=_session_headers(name, session, size))
+        return empty(204, _session_headers(name, session, size))
     if method == "DELETE":
         await store.cancel_upload(name, session)
-        return Response("", status=204)
+        return empty(204)
     if method == "PATCH":
         chunk_range = parse_content_range(request.headers.get("Content-Range"))
         length = content_length()
@@ -79,7 +79,7 @@ async def upload_session(route: Route, store: Store) -> Response:
         size = await store.append_upload(
             name, session, request_stream(), chunk_range[0] if chunk_range else None, length
         )
-        return Response("", status=202, headers=_session_headers(name, session, size))
+        return empty(202, _session_headers(name, session, size))
     # PUT: close the session, with an optional last chunk.
     if "digest" not in request.args:
         raise BlobUploadInvalid("PUT to an upload session needs ?digest=")

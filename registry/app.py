@@ -44,7 +44,7 @@ def create_app(loaded: LoadedConfig) -> Front:
     readiness = Readiness()
     storage_usage = metrics.StorageUsage(store.disk_usage)
     cluster: ClusterSide | None = None
-    if config.cluster is not None and config.cluster.members:
+    if config.is_member:
         # Imported only by members of a cluster: its modules (aiohttp, the control API's models) are
         # half of the app's import time (server.app_modules preloads them for a member's workers).
         from .cluster.serving import ClusterSide

@@ -71,8 +71,7 @@ def hypercorn_config(loaded: LoadedConfig, workers: int) -> HypercornConfig:
 
 def app_modules(loaded: LoadedConfig) -> tuple[str, ...]:
     """What the app of this config is made of, for the parent to import once before forking workers."""
-    cluster = loaded.config.cluster
-    return ("zot_registry.app", *(["zot_registry.cluster.serving"] if cluster and cluster.members else []))
+    return ("zot_registry.app", *(["zot_registry.cluster.serving"] if loaded.config.is_member else []))
 
 
 def serve(loaded: LoadedConfig, workers: int | None = None) -> int:

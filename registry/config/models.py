@@ -300,3 +300,8 @@ class ZotConfig(_Model):
     @property
     def is_clustered(self) -> bool:
         return self.cluster is not None and self.cluster.is_clustered
+
+    @property
+    def is_member(self) -> bool:
+        """Listed in a cluster, even alone: it serves the control API and can take a new list in place."""
+        return self.cluster is not None and bool(self.cluster.members)

@@ -24,6 +24,7 @@ from typing import Any, cast
 from quart import Request
 from quart.asgi import ASGIHTTPConnection
 from quart.wrappers.request import Body
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from .errors import BodyTimeout, RegistryError, RequestInvalid
 from .tuning import env_seconds
@@ -35,8 +36,15 @@ _DISCARD_SECONDS = 60.0
 
 
 class FlowControlledBody(Body):
+    """Quart's Body, with back-pressure (HIGH_WATER), the idle timeout, abandon(), and pieces kept as
+    they came. Quart copies each piece into one bytearray and that into bytes for the reader: two
+    copies of every byte pushed. Here the reader gets the piece itself when one is waiting, and one
+    join of what waits otherwise."""
+
     def __init__(self, expected_content_length: int | None, max_content_length: int | None) -> None:
         super().__init__(expected_content_length, max_content_length)
+        self._pieces: list[bytes] = []
+        self._buffered = 0
         self._room = asyncio.Event()
         self._room.set()
         self._whole = False
@@ -59,7 +67,18 @@ class FlowControlledBody(Body):
                 except TimeoutError:
                     self.stalled = True
                     raise BodyTimeout(f"the request body sent nothing for {IDLE_TIMEOUT:g} s") from None
-            return await super().__anext__()
+            if self._must_raise is not None:
+                raise self._must_raise
+            if not self._complete.is_set():
+                await self._has_data.wait()
+            if not self._pieces:  # complete, and everything read
+                raise StopAsyncIteration()
+            pieces = self._pieces
+            data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+            self._pieces = []
+            self._buffered = 0
+            self._has_data.clear()
+            return data
         finally:
             self._room.set()
 
@@ -67,13 +86,23 @@ class FlowControlledBody(Body):
         # Someone wants the whole body at once: buffering it all is the only way to give it.
         self._whole = True
         self._room.set()
-        return super().__await__()
+        if self._must_raise is not None:
+            raise self._must_raise
+        yield from self._complete.wait().__await__()
+        if self._must_raise is not None:
+            raise self._must_raise
+        return b"".join(self._pieces)
 
     def append(self, data: bytes) -> None:
-        if self._abandoned:
+        if self._abandoned or not data or self._must_raise is not None:
             return
-        super().append(data)
-        if len(self._data) >= HIGH_WATER and not self._whole:
+        self._pieces.append(data)
+        self._buffered += len(data)
+        self._has_data.set()
+        if self._max_content_length is not None and self._buffered > self._max_content_length:
+            self._must_raise = RequestEntityTooLarge()
+            self.set_complete()
+        if self._buffered >= HIGH_WATER and not self._whole:
             self._room.clear()
 
     def abandon(self) -> None:
@@ -83,7 +112,8 @@ class FlowControlledBody(Body):
         queue the body arrives by, which nobody empties while the body is full (a deadlock: the
         member stopped reading, and a client still sending hung for good)."""
         self._abandoned = True
-        self._data.clear()
+        self._pieces = []
+        self._buffered = 0
         self._room.set()
 
     def set_complete(self) -> None:

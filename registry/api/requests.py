@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextvars
 from functools import cached_property
-from operator import attrgetter
 from typing import Any, cast
 from urllib.parse import parse_qsl, urlsplit
 
@@ -74,8 +73,7 @@ def done_serving(token: contextvars.Token[RegistryRequest]) -> None:
 
 
 def _reads(name: str) -> Any:
-    get = attrgetter(name)
-    return property(lambda _: get(_current()))
+    return property(lambda _: getattr(_current(), name))
 
 
 class _CurrentRequest:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from . import access, report_tables, servers
 from .common import DOCS, bar_panels, cpu_model
+from .peer_limits import WHAT_LIMITS
 from .run import check_tools, log, measure, wait_for_quiet
 from .workloads import ServerResult, Settings, make_blobs
 
@@ -206,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     missed = floors_missed(all_results, rows)
     lines += ["## Floors missed", ""]
     lines += [f"- {m}" for m in missed] or ["- none"]
-    lines.append("")
+    lines += ["", WHAT_LIMITS]
     (out / f"{name}.md").write_text("\n".join(lines))
     plot(out / f"{name}.png", all_results, rows)
     log(f"wrote {out / name}.md and .png in {elapsed:.0f} s; {len(missed)} floor(s) missed")

@@ -38,39 +38,28 @@ def _noise_warning(results: list[ServerResult]) -> list[str]:
 PROFILE_NOTES: dict[str, str] = {
     "rate": """\
 A manifest GET or HEAD or a tags list moves a few hundred bytes, so the cost is all per request:
-about 0.5 ms of server CPU each (the "s per 1k requests" column above), and one worker saturates
-one core at about 2,000 requests/s. Our own code is a small part of it. By package, the HTTP/1.1
-layer (h11, hypercorn) and the asyncio machinery around it take about 40% of the profile, Quart and
-Werkzeug (request context, URL routing, response conversion) about 25%, socket writes and other C
-calls most of the rest. Within ours, the largest piece is `_observe` in `registry/app.py`, the
-per-request bookkeeping: the JSON log line at info (`logging`, `json`) and three Prometheus metrics
-in multiprocess mode (mmap'd files), about 15% of the profile cumulatively.
+about 0.3 ms of server CPU each in one worker (the "s per 1k requests" column above). /v2/ is
+answered straight from ASGI (`registry/api/front.py`): Quart keeps the probes, the metrics and the
+cluster's control API, but a /v2/ request pays for none of its per-request tasks, contexts and URL
+rules. What is left is mostly the HTTP/1.1 layer in pure Python: in a py-spy profile h11 and
+hypercorn are about 40%, asyncio about 11%, C calls (sockets, dicts, bytes) about 14%, and our own
+code about 16% (routing, the storage lookup, the log line and the Prometheus metrics in
+multiprocess mode). Log level warn instead of info gives about 12% more requests/s at 1 and 32
+connections; distribution pays the same for its own line per request, so both run at info here.
 
-Measured with the benchmark's own workloads on scratch copies of `registry/` (2 workers, 3-4
-alternating rounds, medians):
-
-- Log level warn instead of info: +13% manifest GET at 1 connection (1,989 to 2,253 req/s), +12% at
-  32 (3,792 to 4,263), +6% tags list. Distribution pays the same for its one line per request (one
-  trial: 880 to 1,140 manifest GET/s at 1 connection going from info to error), so both stay at info.
-- Caching the labelled Prometheus children in `_observe`, caching `Layout.index()` paths, and a list
-  of chunks instead of a bytearray in `streaming.FlowControlledBody`: 1-4% less server CPU per
-  request, inside this machine's run-to-run noise. Not worth a change on their own.
-
-So no cheap fix is left in our code for request rates; the rest is the framework stack. The levers
-are a different stack (an ASGI server with a C HTTP parser, or fewer layers than Quart + Werkzeug
-in front of the /v2/ dispatcher) and a core per worker.""",
+The lever left is the HTTP layer itself (a compiled parser under hypercorn, which has none; h11 is
+its protocol) and a core per worker; docs/peer-benchmarks.md ("What limits each gap") has the
+profile and the figures against zot and distribution 3.""",
     "push": """\
-A blob push is mostly C and kernel work. In the event loop, `_hashlib.HASH.update` (SHA-256 of every
-byte: 37 ms per 64 MiB on this CPU) and `BufferedWriter.write` are the largest own times; the rest is
-h11, hypercorn and asyncio handing the body over in pieces of about 50 KiB (hypercorn reads 64 KiB
-at a time), some eight Python calls per piece. The event loop is busy only about half of the wall
-time. The remainder is the kernel and the disk: buffered writes to this VM's ext4 root run at about
-400-450 MB/s (a plain Python loop writing 64 MiB in 1 MiB pieces takes 140-170 ms here, against
-30 ms on tmpfs), and the fsync before a blob is published (about 33 ms per 64 MiB on this disk, in a
-thread, so cProfile does not see it) is a durability cost distribution does not pay. Ours pushes at
-close to the disk's buffered-write speed. Raising hypercorn's read size to 1 MiB
-(`hypercorn.asyncio.tcp_server.MAX_RECV`, tried on a scratch copy) did not help: asyncio's stream
-reader pauses the socket at 128 KiB buffered anyway.""",
+A blob push is mostly C and kernel work: the SHA-256 of every byte (`_hashlib.HASH.update`, about
+37 ms per 64 MiB on this CPU), the copy into the page cache, and the fsync before a blob is
+published (in a thread, so cProfile does not see it; about 33 ms per 64 MiB on this disk), a
+durability cost distribution does not pay. Bodies are read 256 KiB at a time (hypercorn reads 64
+KiB: `hypercorn_patches.READ_BYTES`), so each piece makes fewer trips through h11, hypercorn's queue
+and the body, and glibc's mmap threshold is raised (`registry/allocator.py`) so the pieces reuse
+warm heap pages instead of an mmap and munmap per copy: about 2.3 instead of 2.9 CPU-s per GiB for a
+64 MiB push in one worker. Larger reads were worse (the copies stop fitting in the CPU's caches),
+and hashing in a thread while the loop reads was worse too (GIL hand-offs on two cores).""",
     "pull": """\
 A blob pull is kernel copies: the transport write of each 1 MiB piece (`asyncio/streams.py` `write`,
 which uvloop sends from C) and `os.read` from the page cache are about three quarters of the event

@@ -6,8 +6,8 @@ allocation of 128 KiB or more with mmap, and gives it back with munmap when it i
 piece then faults in and zeroes fresh pages, on every copy of every piece. With the mmap threshold
 at MMAP_THRESHOLD they come from the heap and its pages are reused, warm. TRIM_THRESHOLD keeps that
 much free memory at the top of the heap instead of giving it back at once and faulting it in again.
-Measured on a 64 MiB push, 1 worker: about 0.5 CPU-s per GiB less, with the read size (the figures
-and the command are in docs/benchmarks.md, "What limits each gap").
+Measured on a 64 MiB push, 1 worker: about 0.5 CPU-s per GiB less, with the read size
+(docs/peer-benchmarks.md, "What limits each gap").
 
 Only with glibc (the image is Debian-based); elsewhere nothing changes.
 """

@@ -116,6 +116,12 @@ class FlowControlledBody(Body):
         self._buffered = 0
         self._room.set()
 
+    def answered(self) -> None:
+        """The handler has its answer: a body the client has not finished sending is abandoned. (A
+        complete one is left whole: a proxied upload may still be reading it on its way to the owner.)"""
+        if not self.complete:
+            self.abandon()
+
     def set_complete(self) -> None:
         super().set_complete()
         self._room.set()
@@ -134,12 +140,7 @@ class FlowControlledConnection(ASGIHTTPConnection):
     async def __call__(self, receive: Any, send: Any) -> None:
         self._disconnected = False
         self._body: FlowControlledBody | None = None
-        problem = framing_problem(self.scope["headers"])
-        if problem is not None:
-            # Taken before answering, as front.py does: hypercorn's disconnect follows the answer
-            # through the same queue.
-            keep_receiving(receive)
-            await send_error(send, problem, close=True)
+        if await refused_framing(self.scope["headers"], receive, send):
             return
         try:
             await super().__call__(receive, send)
@@ -152,8 +153,8 @@ class FlowControlledConnection(ASGIHTTPConnection):
         await pump_body(self._body, receive, self._mark_disconnected)
 
     async def _send_response(self, send: Any, response: Any) -> None:
-        if self._body is not None and not self._body.complete:
-            self._body.abandon()  # answered before the whole body came (FlowControlledBody.abandon)
+        if self._body is not None:
+            self._body.answered()
         await super()._send_response(send, response)
 
     def _mark_disconnected(self) -> None:
@@ -185,6 +186,18 @@ def framing_problem(headers: Iterable[tuple[bytes, bytes]]) -> RegistryError | N
             "Transfer-Encoding and Content-Length together are ambiguous (RFC 9112 6.1): send one of them"
         )
     return None
+
+
+async def refused_framing(headers: Iterable[tuple[bytes, bytes]], receive: Any, send: Any) -> bool:
+    """Refuse a request whose framing is a problem (framing_problem) with 400 and close; True when
+    refused. What arrives is taken before the answer: hypercorn hands over its disconnect through the
+    queue the body arrives by once the answer is out, and a queue left full would block the answer."""
+    problem = framing_problem(headers)
+    if problem is None:
+        return False
+    keep_receiving(receive)
+    await send_error(send, problem, close=True)
+    return True
 
 
 def has_body(headers: Iterable[tuple[bytes, bytes]]) -> bool:

@@ -23,11 +23,10 @@ from quart.wrappers.response import DataBody
 
 from ..streaming import (
     FlowControlledBody,
-    framing_problem,
     has_body,
     keep_receiving,
     pump_body,
-    send_error,
+    refused_framing,
 )
 from .failures import unexpected_response
 from .requests import RegistryRequest, done_serving, serving
@@ -48,12 +47,7 @@ class Front:
             await self.app(scope, receive, send)
 
     async def _serve(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        problem = framing_problem(scope["headers"])
-        if problem is not None:
-            # Taking what arrives before answering: hypercorn hands over the disconnect through the
-            # same queue once the answer is out, so a queue left full would block the answer.
-            keep_receiving(receive)
-            await send_error(send, problem, close=True)
+        if await refused_framing(scope["headers"], receive, send):
             return
         body = FlowControlledBody(None, None)
         request = RegistryRequest(scope, body)
@@ -72,8 +66,7 @@ class Front:
                 response = await self.dispatch(request.path[len(PREFIX) :])
             except Exception as err:  # a bug of ours: logged whole, an OCI 500, never a traceback
                 response = unexpected_response(err)
-            if not body.complete:
-                body.abandon()  # answered before the whole body came: the rest is dropped as it arrives
+            body.answered()
             await _send(send, response, state)
         except asyncio.CancelledError:
             if not state.disconnected:

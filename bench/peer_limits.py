@@ -19,6 +19,23 @@ varies far less on these VMs than requests/s or MB/s (±20% between runs). The V
 sessions: the earlier runs were on an AMD EPYC, the figures below on an Intel Xeon where zot's pushes
 and manifest GETs come out faster relative to ours (plain push 0.84 of zot there, 0.72 here).
 
+### The stack's ceiling ("hypercorn alone" in the tables)
+
+`bench/ceiling_app.py` is the least a registry can do for each request of this benchmark (hash and
+write what it receives, answer constants), served by hypercorn exactly as ours is (same workers,
+settings, patches and TLS). Its figures bound what any app on Quart + hypercorn can show, and they
+split each gap into the stack's part and ours:
+- Below the floor even for the ceiling, so out of reach of any registry on this stack: peak RSS
+  against distribution 3 (0.22-0.32: three Python worker processes against one Go process), the tags
+  list against distribution 3 (0.82-0.98 plain, 0.85 with TLS at 1 connection), and with TLS the
+  chunked push against zot (0.72 of zot's MB/s on the EPYC).
+- At the ceiling already: blob pushes and pulls in CPU per GiB (ours 0.96-0.97 of the ceiling's
+  CPU per GiB, plain); push MB/s is 0.81-0.83 of the ceiling's because ours fsyncs every blob
+  before it answers 201 (the ceiling writes without fsync, as distribution does).
+- Reachable but not reached: manifest GET and HEAD against distribution 3. The ceiling is 1.1-1.6x
+  distribution 3 there, ours 0.58-0.71 of the ceiling: that share is our own per-request code
+  (routing, auth, storage lookup, metrics, logging; below).
+
 ### Request rates (manifest GET and HEAD, tags list) against zot and distribution 3
 
 A manifest GET moves a few hundred bytes, so its cost is all per request: 0.29 ms of server CPU in

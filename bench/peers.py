@@ -8,6 +8,10 @@ one registry after the other with the same clients and blobs; writes docs/peer-b
 The rows are bench.run's (report_tables.rows) plus peak RSS; ratios are ours / each peer, turned so
 that above 1 is better for us on every row (for CPU per GiB and RSS: theirs / ours). The floors are
 issue 14's. zot's binary is never part of this project: it is built beside it, for measuring.
+
+Beside them runs the stack's ceiling ("hypercorn alone", bench/ceiling_app.py): hypercorn served as
+ours is, with an app that only hashes and writes what it receives and answers constants. Where it
+misses a floor itself, no registry on this stack can reach that floor; the report says so per floor.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from .run import check_tools, log, measure, wait_for_quiet
 from .workloads import ServerResult, Settings, make_blobs
 
 PEERS: tuple[servers.Kind, ...] = ("zot", "distribution3", "distribution")
+CEILING: servers.Kind = "ceiling"
 RSS_ROW = "peak_rss"
 MIB = 1 << 20
 
@@ -91,22 +96,30 @@ def mode_table(
     results: dict[servers.Kind, ServerResult],
     peers: list[servers.Kind],
 ) -> list[str]:
-    ours = results["ours"]
+    ours, ceiling = results["ours"], results.get(CEILING)
     head = ["Row", "Unit", ours.label, *(servers.PEER_TITLES[p] for p in peers)]
     head += [f"ours vs {servers.PEER_TITLES[p]}" for p in peers]
-    lines = ["| " + " | ".join(head) + " |", "|---|---|" + "--:|" * (1 + 2 * len(peers))]
+    reach = "zot" if "zot" in peers else peers[0]
+    if ceiling is not None:
+        head += [ceiling.label, f"{ceiling.label} vs {servers.PEER_TITLES[reach]}", f"ours vs {ceiling.label}"]
+    lines = ["| " + " | ".join(head) + " |", "|---|---|" + "--:|" * (len(head) - 2)]
     for row in rows:
         cells = [row.label, row.unit, report_tables.num_text(row.value(ours), row.unit)]
         cells += [report_tables.num_text(row.value(results[p]), row.unit) for p in peers]
-        for peer in peers:
-            ratio = better_ratio(row, ours, results[peer])
-            floor = floor_of(peer, row.key, mode)
-            text = report_tables.ratio_text(ratio)
-            if floor is not None and ratio is not None:
-                text += " ✓" if ratio >= floor else f" **< {floor:g}**"
-            cells.append(text)
+        cells += [_marked(better_ratio(row, ours, results[peer]), floor_of(peer, row.key, mode)) for peer in peers]
+        if ceiling is not None:
+            cells.append(report_tables.num_text(row.value(ceiling), row.unit))
+            cells.append(_marked(better_ratio(row, ceiling, results[reach]), floor_of(reach, row.key, mode)))
+            cells.append(report_tables.ratio_text(better_ratio(row, ours, ceiling)))
         lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+def _marked(ratio: float | None, floor: float | None) -> str:
+    text = report_tables.ratio_text(ratio)
+    if floor is not None and ratio is not None:
+        text += " ✓" if ratio >= floor else f" **< {floor:g}**"
+    return text
 
 
 def floors_missed(
@@ -121,8 +134,22 @@ def floors_missed(
                 if floor is not None and ratio is not None and ratio < floor:
                     missed.append(
                         f"{access.MODE_TITLES[mode]}, {row.key} vs {servers.PEER_TITLES[peer]}: {ratio:.2f} < {floor:g}"
+                        + _ceiling_note(row, results, peer, floor)
                     )
     return missed
+
+
+def _ceiling_note(
+    row: report_tables.Row, results: dict[servers.Kind, ServerResult], peer: servers.Kind, floor: float
+) -> str:
+    """What the stack itself reaches on a missed floor: below it, the floor is out of this stack's reach."""
+    ceiling = results.get(CEILING)
+    reach = better_ratio(row, ceiling, results[peer]) if ceiling is not None else None
+    if reach is None:
+        return ""
+    if reach < floor:
+        return f"; hypercorn alone reaches {reach:.2f}: out of reach of any app on this stack"
+    return f"; hypercorn alone reaches {reach:.2f}"
 
 
 def plot(
@@ -172,11 +199,11 @@ def main(argv: list[str] | None = None) -> int:
         for mode in modes:
             grant = access.prepare(mode, Path(scratch) / mode)
             results: dict[servers.Kind, ServerResult] = {}
-            for kind in [*peers, "ours"]:
+            for kind in [*peers, CEILING, "ours"]:
                 os.sync()
                 wait_for_quiet()
                 log(f"{access.MODE_TITLES[mode]}: {kind}")
-                workers = args.workers if kind == "ours" else None
+                workers = args.workers if kind in servers.OUR_STACK else None
                 results[kind] = measure(kind, workers, blobs, settings, args.log_level, access=grant)
             all_results[mode] = results
     elapsed = time.monotonic() - started
@@ -191,6 +218,11 @@ def main(argv: list[str] | None = None) -> int:
         f"clients and blobs as `bench.run` (docs/benchmarks.md says how each row is measured): "
         f"{settings.reps} blobs of {settings.blob_size >> 20} MiB per blob row, {settings.duration:g} s per "
         f"request row; log level {args.log_level} everywhere; local storage; ours with {args.workers} workers.",
+        "",
+        f"hypercorn alone is the stack's ceiling (`bench/ceiling_app.py`): hypercorn served exactly as ours is "
+        f"({args.workers} workers, the same settings and patches, TLS), with an app that only hashes and writes "
+        "what it receives (no fsync, no index) and answers constants. Its ratio to zot is the most any registry "
+        "on this stack could show; where it is below a floor, so is every app on hypercorn.",
         "",
         "Ratios are turned so that above 1 is better for us on every row: ours / theirs for throughput, "
         "theirs / ours for CPU per GiB and RSS. ✓ or **< floor** marks issue 14's floors (against zot: push "

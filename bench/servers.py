@@ -4,7 +4,9 @@
 - distribution 2.8.2: Debian's `/usr/bin/docker-registry serve CONFIG`;
 - distribution 3.x: `.tools/bin/distribution3 serve CONFIG` (hack/install-go-tools.sh);
 - zot: `$ZOT_BIN serve CONFIG`, when ZOT_BIN names a zot binary (built beside the project, never
-  part of it); the same zot config as ours.
+  part of it); the same zot config as ours;
+- the stack's ceiling: `python -m bench.ceiling_server CONFIG --workers N`, hypercorn as ours runs it
+  with an app that only hashes what it receives and answers constants (bench/ceiling_app.py).
 
 Each gets a fresh temporary root, a free 127.0.0.1 port, its log in a file, and the mode's access
 (access.py: plain, TLS, TLS + htpasswd); `running()` removes all of it again, error or not.
@@ -17,6 +19,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -35,8 +38,15 @@ OURS_BIN = REPO_ROOT / ".venv" / "bin" / "zot-registry"
 DISTRIBUTION_BIN = Path("/usr/bin/docker-registry")
 DISTRIBUTION3_BIN = TOOLS_BIN / "distribution3"
 
-Kind = Literal["ours", "distribution", "distribution3", "zot"]
-PEER_TITLES = {"distribution": "distribution 2.8", "distribution3": "distribution 3", "zot": "zot"}
+Kind = Literal["ours", "distribution", "distribution3", "zot", "ceiling"]
+PEER_TITLES = {
+    "distribution": "distribution 2.8",
+    "distribution3": "distribution 3",
+    "zot": "zot",
+    "ceiling": "hypercorn alone",
+}
+# Kinds that run on our stack, with our worker processes: started with --workers N.
+OUR_STACK: tuple[Kind, ...] = ("ours", "ceiling")
 
 
 def zot_bin() -> Path | None:
@@ -51,7 +61,7 @@ def zot_bin() -> Path | None:
 
 
 def binary_of(kind: Kind) -> Path:
-    if kind == "ours":
+    if kind in OUR_STACK:
         return OURS_BIN
     if kind == "distribution":
         return DISTRIBUTION_BIN
@@ -206,7 +216,7 @@ def _wait_ready(server: Server, deadline: float) -> None:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{server.label} did not answer /v2/ in {START_TIMEOUT:.0f} s:\n{server.log_tail()}")
             time.sleep(0.1)
-    if server.kind == "ours" and server.workers:
+    if server.kind in OUR_STACK and server.workers:
         # The listening socket is shared, so the first 200 may come from the first worker alone:
         # wait until every worker has said "Running on" (hypercorn's info line), within the deadline.
         while time.monotonic() < deadline:
@@ -222,15 +232,18 @@ def start(
     access = access or PLAIN
     port = free_port()
     log_path = workdir / f"{kind}.log"
-    if kind in ("ours", "zot"):
+    if kind in ("ours", "zot", "ceiling"):
         config = zot_config(workdir, port, log_level, access)
     else:
         config = _distribution_config(workdir, port, log_level, access)
-    argv = [str(binary_of(kind)), "serve", str(config)]
-    if kind == "ours" and workers:
+    if kind == "ceiling":
+        argv = [sys.executable, "-m", "bench.ceiling_server", str(config)]
+    else:
+        argv = [str(binary_of(kind)), "serve", str(config)]
+    if kind in OUR_STACK and workers:
         argv += ["--workers", str(workers)]
     process = _spawn(argv, log_path)
-    server = Server(kind, workers if kind == "ours" else None, port, workdir, log_path, process, access)
+    server = Server(kind, workers if kind in OUR_STACK else None, port, workdir, log_path, process, access)
     try:
         _wait_ready(server, time.monotonic() + START_TIMEOUT)
     except BaseException:

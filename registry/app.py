@@ -28,6 +28,7 @@ from .streaming import FlowControlledConnection, FlowControlledRequest
 
 if TYPE_CHECKING:
     from .cluster.serving import ClusterSide
+    from .sync.extension import SyncExtension
 
 log = logging.getLogger("zot_registry")
 
@@ -43,20 +44,27 @@ def create_app(loaded: LoadedConfig) -> Front:
     auth = _make_auth(loaded)
     readiness = Readiness()
     storage_usage = metrics.StorageUsage(store.disk_usage)
+    sync: SyncExtension | None = None
+    if config.sync is not None and config.sync.enabled:
+        # Imported only when configured, as the cluster's modules below.
+        from .sync.extension import SyncExtension
+
+        sync = SyncExtension.from_config(config, store)
+    handlers = sync.handlers(HANDLERS) if sync is not None else HANDLERS
     cluster: ClusterSide | None = None
     if config.is_member:
         # Imported only by members of a cluster: its modules (aiohttp, the control API's models) are
         # half of the app's import time (server.app_modules preloads them for a member's workers).
         from .cluster.serving import ClusterSide
 
-        cluster = ClusterSide.attach(app, config, store, readiness)
+        cluster = ClusterSide.attach(app, config, store, readiness, handlers)
     app.request_class = FlowControlledRequest
     app.asgi_http_class = FlowControlledConnection
 
     async def handle(route: Route) -> Response:
         if cluster is not None:
             return await cluster.handle(route)
-        return await HANDLERS[route.kind](route, store)
+        return await handlers[route.kind](route, store)
 
     async def dispatch(rest: str = "") -> Response:
         started = time.perf_counter()
@@ -80,6 +88,10 @@ def create_app(loaded: LoadedConfig) -> Front:
     app.add_url_rule("/v2/", "v2_base", dispatch, methods=ALL_METHODS)
     app.add_url_rule("/v2/<path:rest>", "v2", dispatch, methods=ALL_METHODS)
 
+    if sync is not None:
+        # Only the owner of a repository syncs it periodically: the local name decides.
+        sync.schedule(app, cluster.node.owns if cluster is not None else (lambda _: True))
+
     if config.storage.gc and config.storage.gc_interval > 0:
         # In a cluster only a repository's owner collects it: with shared storage, every member sees it.
         owns = cluster.node.owns if cluster is not None else (lambda _: True)
@@ -87,6 +99,8 @@ def create_app(loaded: LoadedConfig) -> Front:
 
     @app.after_serving
     async def close_store() -> None:
+        if sync is not None:
+            await sync.close()
         await store.close()
         if auth is not None:
             auth.close()

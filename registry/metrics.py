@@ -10,7 +10,7 @@ import os
 import time
 from collections.abc import Callable, Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
@@ -60,6 +60,10 @@ def render(storage: StorageUsage) -> bytes:
             REBALANCE_REPOSITORIES,
             REBALANCE_BYTES,
             REBALANCE_FAILURES,
+            SYNCED_IMAGES,
+            SYNCED_BYTES,
+            SYNC_UPSTREAM_ERRORS,
+            SYNC_LAST_SUCCESS,
         ):
             registry.register(metric)
     registry.register(storage)
@@ -83,3 +87,15 @@ REBALANCE_REPOSITORIES = Counter(
 )
 REBALANCE_BYTES = Counter("zot_cluster_rebalance_bytes_total", "Blob bytes sent to the repositories' next owners")
 REBALANCE_FAILURES = Counter("zot_cluster_rebalance_failures_total", "Repository copies that failed and were retried")
+# Sync (registry/sync/): what came from each upstream, what failed, and when each repository last synced.
+SYNCED_IMAGES = Counter("zot_sync_images_total", "Images copied from an upstream registry", ["registry"])
+SYNCED_BYTES = Counter("zot_sync_bytes_total", "Blob bytes copied from an upstream registry", ["registry"])
+SYNC_UPSTREAM_ERRORS = Counter(
+    "zot_sync_upstream_errors_total", "Syncs from an upstream registry that failed", ["registry"]
+)
+SYNC_LAST_SUCCESS = Gauge(
+    "zot_sync_last_success_timestamp_seconds",
+    "When a repository last synced from an upstream (copied, or found up to date)",
+    ["repository"],
+    multiprocess_mode="max",
+)

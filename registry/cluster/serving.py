@@ -5,13 +5,14 @@ membership changes go through. app.py imports this module only when the config l
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from functools import partial
 
 from quart import Quart, Response
 
 from ..api import listing, uploads
-from ..api.handlers import HANDLERS, Readiness
+from ..api.handlers import HANDLERS, Handler, Readiness
 from ..api.http import page_size
 from ..api.requests import request
 from ..api.routing import Route
@@ -40,16 +41,25 @@ class ClusterSide:
     node: Cluster
     store: Store
     gate: WriteGate | None  # with storage local to each member: writes to a moving repository wait
+    # What serves a request here: the API's handlers, with what the app adds (sync on demand).
+    handlers: Mapping[str, Handler] = field(default_factory=lambda: HANDLERS)
 
     @classmethod
-    def attach(cls, app: Quart, config: ZotConfig, store: Store, readiness: Readiness) -> ClusterSide:
+    def attach(
+        cls,
+        app: Quart,
+        config: ZotConfig,
+        store: Store,
+        readiness: Readiness,
+        handlers: Mapping[str, Handler] = HANDLERS,
+    ) -> ClusterSide:
         node = Cluster.from_config(config)
         _join_cluster(app, node, config, readiness)
         readiness.checks.append(node.not_ready_reason)
-        return cls(node, store, _control_cluster(app, node, config, store))
+        return cls(node, store, _control_cluster(app, node, config, store), handlers)
 
     async def handle(self, route: Route) -> Response:
-        cluster, store, gate = self.node, self.store, self.gate
+        cluster, store, gate, handlers = self.node, self.store, self.gate, self.handlers
         if cluster.settling and route.proxyable and not request.headers.get(HOP_HEADER):
             # Until it knows it routes by the cluster's latest list (catch_up.py), a member serves
             # no repository: it could be one it gave away while it was down.
@@ -70,13 +80,13 @@ class ClusterSide:
             # A write to a repository that is moving to another member waits (write_gate.py).
             async with gate.writing(route.name, partial(cluster.serves_here, request, route)):
                 try:
-                    return await HANDLERS[route.kind](route, store)
+                    return await handlers[route.kind](route, store)
                 except ManifestBlobUnknown as err:
                     raise cluster.away_instead(route.name, err) from None
         if not route.proxyable:
-            return await HANDLERS[route.kind](route, store)
+            return await handlers[route.kind](route, store)
         try:
-            return await HANDLERS[route.kind](route, store)
+            return await handlers[route.kind](route, store)
         except _NOT_FOUND as err:
             if route.kind == "blob" and request.method == "HEAD":
                 # How a client asks whether to push a blob: told 'retry', docker and skopeo would

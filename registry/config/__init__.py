@@ -20,9 +20,11 @@ names (htpasswd, certificates, the log's directory) are checked apart, in prefli
 and by `serve` before it starts: parsing a config (zot's published examples, say) does not need
 them. Printing is the CLI's (cli.py, preflight.py).
 
-The modules import each other in one direction (tables and messages import none of them; values
-imports messages; models imports values and tables; jsontext imports messages; keymap imports
-jsontext and models; loader imports keymap), and this module only re-exports their public names.
+The modules import each other in one direction (tables, messages and base import none of them;
+values imports messages; jsontext imports messages; sync imports base, jsontext, values and tables;
+models imports sync, values and tables; keymap imports jsontext and models; loader imports keymap),
+and this module only re-exports their public names. The typed extensions (sync.py, so far the only
+one) are ZotConfig fields read from "extensions.<name>": their keys are checked like any other.
 """
 
 from ..durations import parse_duration
@@ -41,6 +43,14 @@ from .models import (
     StorageConfig,
     TLSConfig,
     ZotConfig,
+)
+from .sync import (
+    Credentials,
+    SyncConfig,
+    SyncContent,
+    SyncRegistry,
+    SyncTags,
+    load_credentials,
 )
 from .tables import (
     REDIS_URL_ENV,
@@ -69,6 +79,7 @@ __all__ = [
     "ClusterConfig",
     "ClusterTLSConfig",
     "ConfigError",
+    "Credentials",
     "HTPasswdConfig",
     "HTTPConfig",
     "LoadedConfig",
@@ -80,10 +91,15 @@ __all__ = [
     "PathKey",
     "Problem",
     "StorageConfig",
+    "SyncConfig",
+    "SyncContent",
+    "SyncRegistry",
+    "SyncTags",
     "TLSConfig",
     "Unsupported",
     "ZotConfig",
     "load_config",
+    "load_credentials",
     "parse_config",
     "parse_duration",
     "parse_time_window",

@@ -11,7 +11,7 @@ import types
 from dataclasses import dataclass, field
 from typing import Any, Union, get_args, get_origin
 
-from pydantic import BaseModel
+from pydantic import AliasPath, BaseModel
 
 from .jsontext import key_offsets, line_col
 from .messages import PathKey, Problem, dotted
@@ -35,24 +35,54 @@ def _unsupported_children(parent: PathKey) -> dict[str, str]:
     return children
 
 
-def _field_kind(annotation: Any) -> type[BaseModel] | str | None:
-    """What a field holds: a nested model, a free-form dict, or a plain value."""
+@dataclass(frozen=True)
+class _ListOf:
+    """A field that holds a list of nested models (sync's registries, their content)."""
+
+    model: type[BaseModel]
+
+
+Kind = type[BaseModel] | _ListOf | str | None
+
+
+def _is_model(option: Any) -> bool:
+    return isinstance(option, type) and issubclass(option, BaseModel)
+
+
+def _field_kind(annotation: Any) -> Kind:
+    """What a field holds: a nested model, a list of them, a free-form dict, or a plain value."""
     options = get_args(annotation) if get_origin(annotation) in (Union, types.UnionType) else (annotation,)
     for option in options:
-        if isinstance(option, type) and issubclass(option, BaseModel):
+        if _is_model(option):
             return option
         if get_origin(option) is dict:
             return _FREE_FORM
+        if get_origin(option) is list and _is_model(item := get_args(option)[0]):
+            return _ListOf(item)
     return None
 
 
-def _model_fields(model: type[BaseModel]) -> dict[str, tuple[str, type[BaseModel] | str | None]]:
+def _model_fields(model: type[BaseModel]) -> dict[str, tuple[str, Kind]]:
     """lower-case key -> (canonical key, kind) for the fields of a model."""
-    fields = {}
+    fields: dict[str, tuple[str, Kind]] = {}
     for name, info in model.model_fields.items():
+        if isinstance(info.validation_alias, AliasPath):
+            continue  # read from elsewhere in the file (ZotConfig.sync: extensions.sync), not a key here
         alias = info.alias or name
         kind = _EXTENSIONS if model is ZotConfig and name == "extensions" else _field_kind(info.annotation)
         fields[alias.lower()] = (alias, kind)
+    return fields
+
+
+def _typed_extensions() -> dict[str, tuple[str, Kind]]:
+    """The extensions this registry implements, whose keys are checked like any other: the ZotConfig
+    fields read from "extensions.<name>" (lower-case name -> (name, kind))."""
+    fields: dict[str, tuple[str, Kind]] = {}
+    for info in ZotConfig.model_fields.values():
+        alias = info.validation_alias
+        if isinstance(alias, AliasPath) and len(alias.path) == 2 and alias.path[0] == _EXTENSIONS:
+            name = str(alias.path[1])
+            fields[name.lower()] = (name, _field_kind(info.annotation))
     return fields
 
 
@@ -82,7 +112,10 @@ class KeyMapper:
     def map_object(self, obj: Any, model: type[BaseModel] | str, path: PathKey, spelled: PathKey) -> Any:
         if not isinstance(obj, dict):
             return obj  # validation reports the wrong type
-        fields = _model_fields(model) if isinstance(model, type) else {}
+        if isinstance(model, type):
+            fields = _model_fields(model)
+        else:
+            fields = _typed_extensions() if model == _EXTENSIONS else {}
         unsupported = _unsupported_children(path)
         out: dict[str, Any] = {}
         for key, value in obj.items():
@@ -103,17 +136,29 @@ class KeyMapper:
             )
         return out
 
-    def _map_value(self, value: Any, kind: type[BaseModel] | str | None, path: PathKey, spelled: PathKey) -> Any:
+    def _map_value(self, value: Any, kind: Kind, path: PathKey, spelled: PathKey) -> Any:
         if isinstance(kind, type):
             return self.map_object(value, kind, path, spelled)
+        if isinstance(kind, _ListOf):
+            if not isinstance(value, list):
+                return value  # validation reports the wrong type
+            return [
+                self.map_object(item, kind.model, (*path, index), (*spelled, index)) for index, item in enumerate(value)
+            ]
         if kind == _EXTENSIONS:
             return self.map_object(value, _EXTENSIONS, path, spelled)
-        if kind == _FREE_FORM or path[:1] == (_EXTENSIONS,):
+        if kind == _FREE_FORM or (len(path) == 2 and path[0] == _EXTENSIONS):
+            # Free-form settings, and those of an extension not implemented: as zot's viper sees them.
             return _lower_keys(value)
         return value
 
     def _canonical(
-        self, key: str, fields: dict[str, tuple[str, Any]], unsupported: dict[str, str], path: PathKey, spelled: PathKey
+        self,
+        key: str,
+        fields: dict[str, tuple[str, Kind]],
+        unsupported: dict[str, str],
+        path: PathKey,
+        spelled: PathKey,
     ) -> str | None:
         lower = key.lower()
         if lower in fields:

@@ -6,6 +6,7 @@ pydantic's errors rewritten into one (key path, message) problem each.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -109,12 +110,14 @@ def _problem(detail: Any) -> Problem:
     return path, message[:1].lower() + message[1:]
 
 
+_KEY_PART = re.compile(r"\[(\d+)\]|([^.\[\]]+)")
+
+
 def _split_key(key: str | int) -> Iterator[str | int]:
-    """ "members[2]" -> "members", 2; so that a model-level check can point at a list element."""
+    """ "members[2]" -> "members", 2; "sync.registries[0].urls" -> "sync", "registries", 0, "urls";
+    so that a model-level check can point at a list element or a key below its model."""
     if isinstance(key, int):
         yield key
         return
-    name, _, rest = key.partition("[")
-    yield name
-    if rest:
-        yield int(rest.rstrip("]"))
+    for index, name in _KEY_PART.findall(key):
+        yield int(index) if index else name

@@ -1,6 +1,6 @@
-"""The pydantic models of a zot config (TLS, HTTP, auth, log, storage, cluster, ZotConfig):
-snake_case attributes, zot's camelCase keys as aliases, and the rules zot checks, each with a
-message that says what to fix.
+"""The pydantic models of a zot config (TLS, HTTP, auth, log, storage, cluster, ZotConfig; the sync
+extension's are in sync.py): snake_case attributes, zot's camelCase keys as aliases, and the rules
+zot checks, each with a message that says what to fix.
 
 They see the config after key mapping (keymap.py): keys are already canonical, and unknown ones
 already reported.
@@ -11,10 +11,12 @@ from __future__ import annotations
 import os
 from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import AliasPath, Field, ValidationInfo, field_validator, model_validator
 
 from . import tables
+from .base import _Model
 from .messages import ModelProblem, fail, raise_all, show
+from .sync import SyncConfig
 from .tables import REDIS_URL_ENV
 from .values import Duration, Member, OSText, Timeout, parse_time_window, split_member
 
@@ -24,14 +26,6 @@ DEFAULT_GC_INTERVAL = 3600.0
 
 LogLevel = Literal["debug", "info", "warn", "warning", "error", "fatal", "panic"]
 _LOG_LEVELS: tuple[str, ...] = get_args(LogLevel)
-
-
-class _Model(BaseModel):
-    # extra="forbid" is a safety net: key checking happens before validation, with better words.
-    # strict: "yes" is not true and "5" is not 5 (zot's mapstructure would refuse both, and a
-    # typo must not turn into a setting); the few fields that take strings on purpose (the port,
-    # durations) convert them in their own validators.
-    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="forbid", strict=True)
 
 
 class TLSConfig(_Model):
@@ -295,7 +289,40 @@ class ZotConfig(_Model):
     http: HTTPConfig = Field(default_factory=HTTPConfig)
     log: LogConfig = Field(default_factory=LogConfig)
     cluster: ClusterConfig | None = None
+    # Every extension's settings as written (keys lower-cased, as zot's viper makes them; those of
+    # the typed extensions below on their canonical spelling), for the extensions not implemented.
     extensions: dict[str, Any] | None = None
+    # The extensions this registry implements, typed and validated, read from "extensions.<name>"
+    # (keymap.py checks their keys there); left out of dumps, where `extensions` holds them.
+    sync: SyncConfig | None = Field(None, validation_alias=AliasPath("extensions", "sync"), exclude=True)
+
+    @model_validator(mode="after")
+    def _sync_rules(self) -> ZotConfig:
+        """zot's checks of the sync stanza that need the rest of the config (validateSync,
+        validateStorageConfigSection), with zot's messages and what to do about them."""
+        if self.sync is None:
+            return self
+        problems: list[ModelProblem] = []
+        for index, registry in enumerate(self.sync.registries):
+            if registry.preserve_digest and not self.http.compat:
+                problems.append(
+                    (
+                        f"extensions.sync.registries[{index}].preserveDigest",
+                        'can not use PreserveDigest option without enabling http.Compat: add "compat": '
+                        '["docker2s2"] to http, or remove preserveDigest (this registry keeps the '
+                        "upstream's manifests as they are either way)",
+                    )
+                )
+        if self.sync.enabled and self.storage.storage_driver is not None and not self.sync.download_dir:
+            problems.append(
+                (
+                    "extensions.sync.downloadDir",
+                    "using both sync and remote storage features needs config.Extensions.Sync.DownloadDir "
+                    'to be specified: add a local directory, e.g. "downloadDir": "/var/lib/zot-sync"',
+                )
+            )
+        raise_all("ZotConfig", problems)
+        return self
 
     @property
     def is_clustered(self) -> bool:

@@ -109,14 +109,14 @@ UNSUPPORTED_KEYS: dict[str, Unsupported] = {
     "http.auth.sessionDriver": Unsupported(_IGNORED),
     "http.auth.secureSession": Unsupported(_IGNORED),
     "log.audit": Unsupported(f"{_IGNORED}: no audit log is written"),
-    # Every extension zot has. Their contents are kept in ZotConfig.extensions, unchecked. Missing
-    # features (search, UI, sync, ...) answer 404; none of them restricts access, except these:
+    # Every extension zot has but sync (implemented: ZotConfig.sync, sync.py). Their contents are
+    # kept in ZotConfig.extensions, unchecked. Missing features (search, UI, ...) answer 404; none
+    # of them restricts access, except these:
     "extensions.lint": Unsupported(
         f"refuses manifests without the mandatory annotations, {_ENFORCED}", refuse=True, in_use=_lint_in_use
     ),
     "extensions.apikey": Unsupported(f"requires API keys, {_IMPLEMENTED}", refuse=True),
     "extensions.search": Unsupported(_IGNORED),
-    "extensions.sync": Unsupported(_IGNORED),
     "extensions.metrics": Unsupported(_IGNORED),
     "extensions.scrub": Unsupported(_IGNORED),
     "extensions.ui": Unsupported(_IGNORED),

@@ -52,7 +52,9 @@ def start_cluster(
     auth: bool = True,
     workers: int = 1,
     env: dict[str, str] | None = None,
+    configure: Callable[[dict[str, Any]], None] | None = None,
 ) -> ClusterUnderTest:
+    """`count` members started together; `configure` changes each member's config before it starts."""
     folder.mkdir(parents=True, exist_ok=True)
     htpasswd = write_htpasswd(folder / "htpasswd", {USER: PASSWORD}) if auth else None
     port = port_free_on_all(count)
@@ -61,6 +63,8 @@ def start_cluster(
     for index, path in enumerate(layout.configs):
         config = json.loads(path.read_text())
         config["log"].pop("output")
+        if configure is not None:
+            configure(config)
         members.append(RegistryProcess(path, config, folder / f"member-{index}.stdout", workers=workers, env=env or {}))
     cluster = ClusterUnderTest(
         members, (folder / "hashkey").read_text().strip().encode(), layout.ca, (USER, PASSWORD) if auth else None

@@ -1,0 +1,1 @@
+"""zot's sync extension: pull-through cache and mirroring from upstream registries."""

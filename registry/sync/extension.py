@@ -1,0 +1,120 @@
+"""The sync extension as the app uses it: built from `extensions.sync` (one upstream client per
+registry, the credentials file read at start), the manifest handler that syncs on demand before it
+reads, and the periodic passes while the app serves.
+
+In a cluster the wrapped handler runs only where the repository is served (cluster/serving.py
+forwards the rest to the owner first), so only the owner of a repository syncs it, under the name
+requests and storage use: the local name, also when `destination` or `stripPrefix` rename it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from quart import Quart, Response
+
+from ..api.handlers import Handler
+from ..api.requests import request
+from ..api.routing import Route
+from ..config.models import ZotConfig
+from ..config.sync import SyncConfig, SyncRegistry, load_credentials
+from ..storage.base import Store
+from .content import ContentRules
+from .flight import SingleFlight
+from .ondemand import DEFAULT_TIMEOUT, ImageSync, OnDemand, SyncSource
+from .periodic import Periodic
+from .upstream import Upstream, UpstreamSettings
+
+
+def _lock_directory(config: ZotConfig, sync: SyncConfig) -> Path:
+    """A directory every worker of this member shares (never the storage of other members)."""
+    storage = config.storage
+    if storage.storage_driver is None:
+        return Path(storage.root_directory) / ".sync" / "locks"
+    if sync.download_dir:
+        return Path(sync.download_dir) / "locks"
+    # Shared storage (S3): the locks are this member's alone; the config names the member.
+    key = hashlib.sha256(f"{storage.root_directory}\0{config.http.port}".encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"zot-sync-{key}"
+
+
+def _source(registry: SyncRegistry, credentials: dict[str, tuple[str, str]]) -> SyncSource:
+    settings = UpstreamSettings(
+        urls=tuple(registry.urls),
+        tls_verify=registry.tls_verify,
+        cert_dir=registry.cert_dir,
+        credentials=credentials,
+        max_retries=registry.max_retries or 0,
+        retry_delay=registry.retry_delay or 0.0,
+        timeout=registry.sync_timeout or None,
+    )
+    return SyncSource(
+        name=registry.urls[0],
+        upstream=Upstream(settings),
+        rules=ContentRules(tuple(registry.content)),
+        on_demand=registry.on_demand,
+        timeout=registry.sync_timeout or DEFAULT_TIMEOUT,
+        poll_interval=registry.poll_interval or 0.0,
+        retry_delay=registry.retry_delay or 0.0,
+    )
+
+
+@dataclass
+class SyncExtension:
+    sources: list[SyncSource]
+    on_demand: OnDemand
+    periodic: Periodic
+
+    @classmethod
+    def from_config(cls, config: ZotConfig, store: Store) -> SyncExtension | None:
+        sync = config.sync
+        if sync is None or not sync.enabled:
+            return None
+        credentials: dict[str, tuple[str, str]] = {}
+        if sync.credentials_file:
+            for host, entry in load_credentials(sync.credentials_file).items():
+                credentials[host] = (entry.username, entry.password)
+        sources = [_source(registry, credentials) for registry in sync.registries]
+        locks = _lock_directory(config, sync)
+        images = ImageSync(store, SingleFlight(locks))
+        return cls(sources, OnDemand(sources, images), Periodic(sources, images, locks))
+
+    def schedule(self, app: Quart, owns: Callable[[str], bool]) -> None:
+        """Periodic sync while the app serves, of the repositories `owns` accepts (in a cluster, this
+        member's)."""
+        if not self.periodic.enabled:
+            return
+        self.periodic.owns = owns
+        tasks: list[asyncio.Task[None]] = []
+
+        @app.before_serving
+        async def start_periodic() -> None:
+            tasks.append(asyncio.get_running_loop().create_task(self.periodic.run()))
+
+        @app.after_serving
+        async def stop_periodic() -> None:
+            for task in tasks:
+                task.cancel()
+
+    def handlers(self, base: Mapping[str, Handler]) -> dict[str, Handler]:
+        """`base` with the manifest handler syncing on demand first (GET and HEAD)."""
+        if not self.on_demand.enabled:
+            return dict(base)
+        read_manifest = base["manifest"]
+        on_demand = self.on_demand
+
+        async def manifest(route: Route, store: Store) -> Response:
+            if request.method in ("GET", "HEAD"):
+                await on_demand.sync_image(route.name, route.arg)
+            return await read_manifest(route, store)
+
+        return {**base, "manifest": manifest}
+
+    async def close(self) -> None:
+        for source in self.sources:
+            await source.upstream.close()

@@ -1,0 +1,148 @@
+"""On-demand sync (zot's `onDemand`): a manifest asked for by tag, or by a digest not stored here,
+is fetched from the first sync registry that has it, with everything it refers to, before it is
+served. Registries are tried in the config's order; within one, its URLs (upstream, then mirrors).
+Not found, unauthorized and unreachable fall through to the next; tag filters do not apply on
+demand (zot: they are for periodic sync).
+
+A tag already stored here is checked against the upstream (a HEAD): same digest, nothing is
+copied. When every upstream fails, what is stored is served, with a warning in the log: a tag
+check that fails is never an error for content present here.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from ..digests import parse_digest
+from ..errors import DigestInvalid, RegistryError
+from ..storage.base import Store
+from . import status
+from .content import ContentRules
+from .flight import SingleFlight
+from .images import ImageCopier
+from .upstream import NotFound, Unauthorized, Upstream, UpstreamError
+
+log = logging.getLogger("zot_registry.sync")
+
+# zot's default syncTimeout is 3 hours for a whole image; a request waits this long at most here,
+# then is answered from what is stored (the sync goes on in the background).
+DEFAULT_TIMEOUT = 3 * 3600.0
+
+
+@dataclass(frozen=True)
+class SyncSource:
+    """One entry of extensions.sync.registries, ready to use."""
+
+    name: str  # the first URL, for logs and metrics
+    upstream: Upstream
+    rules: ContentRules
+    on_demand: bool
+    timeout: float
+    poll_interval: float = 0.0  # periodic sync: 0 is none (zot: only with content rules)
+    retry_delay: float = 0.0
+
+
+def _is_digest(reference: str) -> bool:
+    try:
+        parse_digest(reference)
+    except DigestInvalid:
+        return False
+    return True
+
+
+class ImageSync:
+    """One image from one source, brought up to date here; what on-demand and periodic sync share.
+    Every sync of a local name and reference goes through the same SingleFlight key, so a periodic
+    pass and a pull of the same image make one fetch between them."""
+
+    def __init__(self, store: Store, flight: SingleFlight) -> None:
+        self.store = store
+        self.flight = flight
+
+    async def merged(self, name: str, reference: str, timeout: float, work: Callable[[], Awaitable[None]]) -> bool:
+        return await self.flight.run(f"image\0{name}\0{reference}", work, time.monotonic() + timeout)
+
+    async def from_source(self, source: SyncSource, name: str, remote: str, reference: str, how: str) -> bool:
+        """True when `source` had the image (now stored here, or already up to date)."""
+        if not _is_digest(reference):
+            digest, _, _ = await source.upstream.head_manifest(remote, reference)
+            if await self.stored_digest(name, reference) == digest:
+                status.record(name, reference, digest, source.name, copied=False)
+                return True
+        fetched = await source.upstream.get_manifest(remote, reference)
+        started = time.monotonic()
+        report = await ImageCopier(source.upstream, self.store).copy(name, remote, reference, fetched)
+        status.copied(source.name, report.blob_bytes)
+        status.record(name, reference, fetched.digest, source.name, copied=True)
+        log.info(
+            "sync: image synced",
+            extra={
+                "trigger": how,
+                "repository": name,
+                "reference": reference,
+                "upstream": f"{source.name}/{remote}",
+                "digest": fetched.digest,
+                "blobs": report.blobs,
+                "bytes": report.blob_bytes,
+                "seconds": round(time.monotonic() - started, 3),
+            },
+        )
+        return True
+
+    async def stored_digest(self, name: str, reference: str) -> str | None:
+        try:
+            descriptor, _ = await self.store.get_manifest(name, reference)
+        except RegistryError:
+            return None
+        return str(descriptor.get("digest"))
+
+
+class OnDemand:
+    def __init__(self, sources: list[SyncSource], images: ImageSync) -> None:
+        self.sources = [s for s in sources if s.on_demand]
+        self.images = images
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.sources)
+
+    def covers(self, name: str) -> bool:
+        return any(source.rules.upstream_name(name) is not None for source in self.sources)
+
+    async def sync_image(self, name: str, reference: str) -> None:
+        """Bring `name:reference` up to date from the upstreams, merged with concurrent requests for it.
+        Never raises for an upstream's failure: the caller serves what is stored."""
+        if not self.covers(name):
+            return
+        if _is_digest(reference) and await self.images.stored_digest(name, reference) is not None:
+            return  # content by digest never changes: what is stored is served, as zot does
+        timeout = max(source.timeout for source in self.sources)
+        done = await self.images.merged(name, reference, timeout, lambda: self._sync(name, reference))
+        if not done:
+            log.warning("sync: gave up waiting for another sync", extra={"repository": name, "reference": reference})
+
+    async def _sync(self, name: str, reference: str) -> None:
+        failures: list[str] = []
+        for source in self.sources:
+            remote = source.rules.upstream_name(name)
+            if remote is None:
+                continue
+            try:
+                if await self.images.from_source(source, name, remote, reference, "on demand"):
+                    return
+            except (NotFound, Unauthorized):
+                continue  # zot: some public registries answer 401 for a repository they do not have
+            except UpstreamError as err:
+                status.failed(source.name)
+                failures.append(str(err))  # it names the URL that failed
+            except RegistryError as err:  # the store refused something: the next upstream may do better
+                status.failed(source.name)
+                failures.append(f"{source.name}: {err.message}")
+        if failures:
+            log.warning(
+                "sync: no upstream could be synced, serving what is stored",
+                extra={"repository": name, "reference": reference, "errors": "; ".join(failures)},
+            )

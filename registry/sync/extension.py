@@ -102,10 +102,10 @@ class SyncExtension:
                 task.cancel()
 
     def handlers(self, base: Mapping[str, Handler]) -> dict[str, Handler]:
-        """`base` with the manifest handler syncing on demand first (GET and HEAD)."""
+        """`base` with the manifest (GET and HEAD) and referrers handlers syncing on demand first."""
         if not self.on_demand.enabled:
             return dict(base)
-        read_manifest = base["manifest"]
+        read_manifest, list_referrers = base["manifest"], base["referrers"]
         on_demand = self.on_demand
 
         async def manifest(route: Route, store: Store) -> Response:
@@ -113,7 +113,11 @@ class SyncExtension:
                 await on_demand.sync_image(route.name, route.arg)
             return await read_manifest(route, store)
 
-        return {**base, "manifest": manifest}
+        async def referrers(route: Route, store: Store) -> Response:
+            await on_demand.sync_referrers(route.name, route.arg)
+            return await list_referrers(route, store)
+
+        return {**base, "manifest": manifest, "referrers": referrers}
 
     async def close(self) -> None:
         for source in self.sources:

@@ -124,6 +124,47 @@ class OnDemand:
         if not done:
             log.warning("sync: gave up waiting for another sync", extra={"repository": name, "reference": reference})
 
+    async def sync_referrers(self, name: str, subject: str) -> None:
+        """The referrers of `subject` that the upstreams have and this registry does not, stored (zot
+        syncs them on a referrers request too); each as an image by digest. Never raises for an
+        upstream's failure: the caller lists what is stored."""
+        if not self.covers(name) or not _is_digest(subject):
+            return
+        timeout = max(source.timeout for source in self.sources)
+        await self.images.merged(name, f"referrers\0{subject}", timeout, lambda: self._referrers(name, subject))
+
+    async def _referrers(self, name: str, subject: str) -> None:
+        for source in self.sources:
+            remote = source.rules.upstream_name(name)
+            if remote is None:
+                continue
+            try:
+                index = await source.upstream.referrers(remote, subject)
+            except (NotFound, Unauthorized):
+                continue
+            except UpstreamError as err:
+                status.failed(source.name)
+                log.warning(
+                    "sync: referrers unreadable", extra={"repository": name, "subject": subject, "error": str(err)}
+                )
+                continue
+            manifests = index.get("manifests")
+            for descriptor in manifests if isinstance(manifests, list) else []:
+                digest = descriptor.get("digest") if isinstance(descriptor, dict) else None
+                if not isinstance(digest, str) or not _is_digest(digest):
+                    continue
+                if await self.images.stored_digest(name, digest) is not None:
+                    continue
+                try:
+                    await self.images.from_source(source, name, remote, digest, "on demand (referrer)")
+                except (UpstreamError, RegistryError) as err:
+                    status.failed(source.name)
+                    log.warning(
+                        "sync: referrer not synced",
+                        extra={"repository": name, "subject": subject, "reference": digest, "error": str(err)},
+                    )
+            return
+
     async def _sync(self, name: str, reference: str) -> None:
         failures: list[str] = []
         for source in self.sources:

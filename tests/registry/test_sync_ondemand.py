@@ -285,3 +285,35 @@ def test_with_the_upstream_gone_what_is_stored_is_still_served(tmp_path: Path) -
             # What was never synced is not found: never a 5xx for an upstream that is down.
             assert http.get("/v2/team/outage/manifests/v2", headers=ACCEPT).status_code == 404
             assert "no upstream could be synced" in cache.log_path.read_text()
+
+
+def test_oras_artifacts_and_their_referrers_come_through_the_cache(
+    upstream: UpstreamRegistry, cache: RegistryProcess, tmp_path: Path
+) -> None:
+    """oras pushes an artifact and attaches a signature upstream (distribution has no referrers API,
+    so oras writes the fallback tag); `oras pull` and `oras discover` through the cache find both."""
+    assert upstream.ca is not None and upstream.credentials is not None
+    oras = tool("oras")
+    login = ["--ca-file", str(upstream.ca), "-u", upstream.credentials[0], "-p", upstream.credentials[1]]
+    (tmp_path / "artifact.txt").write_text("hello through the cache\n")
+    (tmp_path / "signature.txt").write_text("signed\n")
+    source = f"{upstream.hostport}/oras/artifact:v1"
+    run(
+        oras,
+        "push",
+        *login,
+        "--artifact-type",
+        "application/vnd.example.thing",
+        source,
+        "artifact.txt:text/plain",
+        cwd=tmp_path,
+    )
+    attach = ["--artifact-type", "application/vnd.example.signature", source, "signature.txt:text/plain"]
+    run(oras, "attach", *login, "--distribution-spec", "v1.1-referrers-tag", *attach, cwd=tmp_path)
+    cached = f"{cache.hostport}/oras/artifact:v1"
+    pulled = tmp_path / "pulled"
+    run(oras, "pull", "--plain-http", "-o", str(pulled), cached)
+    assert (pulled / "artifact.txt").read_text() == "hello through the cache\n"
+    discovered = json.loads(run(oras, "discover", "--plain-http", "--format", "json", cached))
+    referrers = discovered.get("referrers") or discovered.get("manifests") or []
+    assert [r["artifactType"] for r in referrers] == ["application/vnd.example.signature"]

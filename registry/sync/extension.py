@@ -23,12 +23,14 @@ from ..api.requests import request
 from ..api.routing import Route
 from ..config.models import ZotConfig
 from ..config.sync import SyncConfig, SyncRegistry, load_credentials
+from ..digests import parse_digest
 from ..storage.base import Store
 from .content import ContentRules
 from .flight import SingleFlight
+from .live import LiveBlob, LiveBlobs
 from .ondemand import DEFAULT_TIMEOUT, ImageSync, OnDemand, SyncSource
 from .periodic import Periodic
-from .upstream import Upstream, UpstreamSettings
+from .upstream import FetchedManifest, Upstream, UpstreamSettings
 
 
 def _lock_directory(config: ZotConfig, sync: SyncConfig) -> Path:
@@ -81,7 +83,9 @@ class SyncExtension:
                 credentials[host] = (entry.username, entry.password)
         sources = [_source(registry, credentials) for registry in sync.registries]
         locks = _lock_directory(config, sync)
-        images = ImageSync(store, SingleFlight(locks))
+        flight = SingleFlight(locks)
+        timeout = max(source.timeout for source in sources)
+        images = ImageSync(store, flight, LiveBlobs(store, flight, locks.parent / "spool", timeout))
         return cls(sources, OnDemand(sources, images), Periodic(sources, images, locks))
 
     def schedule(self, app: Quart, owns: Callable[[str], bool]) -> None:
@@ -105,20 +109,51 @@ class SyncExtension:
         """`base` with the manifest (GET and HEAD) and referrers handlers syncing on demand first."""
         if not self.on_demand.enabled:
             return dict(base)
-        read_manifest, list_referrers = base["manifest"], base["referrers"]
+        read_manifest, read_blob, list_referrers = base["manifest"], base["blob"], base["referrers"]
         on_demand = self.on_demand
 
         async def manifest(route: Route, store: Store) -> Response:
             if request.method in ("GET", "HEAD"):
-                await on_demand.sync_image(route.name, route.arg)
+                pending = await on_demand.sync_image(route.name, route.arg)
+                if pending is not None:
+                    # The image is still being copied: the upstream's manifest, verified, at once.
+                    return _manifest_response(pending, head=request.method == "HEAD")
             return await read_manifest(route, store)
+
+        async def blob(route: Route, store: Store) -> Response:
+            if request.method in ("GET", "HEAD") and on_demand.covers(route.name):
+                digest = parse_digest(route.arg)
+                if not await store.has_blob(route.name, digest):
+                    live = await on_demand.open_blob(route.name, route.arg)
+                    if live is not None:
+                        return _live_blob_response(live, str(digest), head=request.method == "HEAD")
+            return await read_blob(route, store)
 
         async def referrers(route: Route, store: Store) -> Response:
             await on_demand.sync_referrers(route.name, route.arg)
             return await list_referrers(route, store)
 
-        return {**base, "manifest": manifest, "referrers": referrers}
+        return {**base, "manifest": manifest, "blob": blob, "referrers": referrers}
 
     async def close(self) -> None:
         for source in self.sources:
             await source.upstream.close()
+
+
+def _manifest_response(fetched: FetchedManifest, head: bool) -> Response:
+    headers = {
+        "Docker-Content-Digest": fetched.digest,
+        "Content-Type": fetched.media_type,
+        "ETag": f'"{fetched.digest}"',
+    }
+    response = Response(b"" if head else fetched.data, status=200, headers=headers)
+    response.headers["Content-Length"] = str(len(fetched.data))
+    return response
+
+
+def _live_blob_response(live: LiveBlob, digest: str, head: bool) -> Response:
+    """A blob as it arrives; a Range is not honoured here (HTTP lets a server send the whole body)."""
+    headers = {"Docker-Content-Digest": digest, "Content-Type": "application/octet-stream", "ETag": f'"{digest}"'}
+    response = Response("" if head else live.chunks, status=200, headers=headers)
+    response.headers["Content-Length"] = str(live.size)
+    return response

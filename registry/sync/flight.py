@@ -45,10 +45,26 @@ class SingleFlight:
             task.add_done_callback(lambda _: self._running.pop(key, None))
         return await asyncio.shield(task)
 
+    def _path(self, key: str) -> Path:
+        return self.directory / (hashlib.sha256(key.encode()).hexdigest()[:32] + ".lock")
+
+    def busy(self, key: str) -> bool:
+        """Whether some worker of this member (this one included) holds `key`'s lock now."""
+        try:
+            fd = os.open(self._path(key), os.O_RDWR)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)  # releases a lock it took
+        return False
+
     async def _locked(self, key: str, work: Callable[[], Awaitable[None]], deadline: float) -> bool:
         arrived = time.time()
-        path = self.directory / (hashlib.sha256(key.encode()).hexdigest()[:32] + ".lock")
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(self._path(key), os.O_RDWR | os.O_CREAT, 0o600)
         try:
             while True:
                 try:

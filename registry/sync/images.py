@@ -10,7 +10,6 @@ The bytes are the upstream's: a manifest is stored byte for byte under the diges
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +17,7 @@ from ..digests import parse_digest
 from ..errors import RegistryError
 from ..storage.base import Store
 from ..storage.manifests import INDEX_MANIFESTS, MANIFEST_MEDIA_TYPES
+from .live import LiveBlobs
 from .upstream import FetchedManifest, Upstream, UpstreamError
 
 # An index may name indexes (nested); zot and regclient follow them, within reason.
@@ -56,16 +56,22 @@ def _media_type(fetched: FetchedManifest, document: dict[str, Any]) -> str:
 
 
 def _digests(items: Any) -> list[str]:
+    return [digest for digest, _ in _descriptors(items)]
+
+
+def _descriptors(items: Any) -> list[tuple[str, int]]:
+    """(digest, size) of each descriptor; foreign layers (with `urls`) live elsewhere by definition."""
     found = []
     for item in items if isinstance(items, list) else [items]:
         if isinstance(item, dict) and isinstance(item.get("digest"), str) and not item.get("urls"):
-            found.append(item["digest"])
+            size = item.get("size")
+            found.append((item["digest"], size if isinstance(size, int) and not isinstance(size, bool) else 0))
     return found
 
 
 class ImageCopier:
-    def __init__(self, upstream: Upstream, store: Store) -> None:
-        self.upstream, self.store = upstream, store
+    def __init__(self, upstream: Upstream, store: Store, live: LiveBlobs, source_name: str) -> None:
+        self.upstream, self.store, self.live, self.source_name = upstream, store, live, source_name
 
     async def copy(self, local: str, remote: str, reference: str, fetched: FetchedManifest) -> CopyReport:
         """Store `fetched` (the upstream's manifest of `remote` at `reference`) under `local`."""
@@ -91,8 +97,8 @@ class ImageCopier:
                 await self._put_manifest(local, child_digest, child_type, child)
                 report.manifests += 1
         else:
-            for blob_digest in [*_digests(document.get("config")), *_digests(document.get("layers"))]:
-                await self._blob(local, remote, blob_digest, report)
+            for blob_digest, size in [*_descriptors(document.get("config")), *_descriptors(document.get("layers"))]:
+                await self._blob(local, remote, blob_digest, size, report)
         return media_type
 
     async def _has_manifest(self, local: str, digest: str) -> bool:
@@ -102,21 +108,15 @@ class ImageCopier:
             return False
         return True
 
-    async def _blob(self, local: str, remote: str, digest: str, report: CopyReport) -> None:
-        parsed = parse_digest(digest)
-        if await self.store.has_blob(local, parsed):
+    async def _blob(self, local: str, remote: str, digest: str, size: int, report: CopyReport) -> None:
+        if await self.store.has_blob(local, parse_digest(digest)):
             report.skipped_blobs += 1
             return
-        async with self.upstream.open_blob(remote, digest) as blob:
-
-            async def chunks() -> AsyncIterator[bytes]:
-                async for chunk in blob:
-                    report.blob_bytes += len(chunk)
-                    yield chunk
-
-            # The store verifies the digest while the bytes stream in and publishes only a match.
-            await self.store.put_blob(local, parsed, chunks(), blob.size)
+        # Through the member's one copy of this blob, which clients may be reading as it arrives.
+        if not await self.live.ensure(local, digest, [(self.source_name, self.upstream, remote)]):
+            raise SyncFailed(f"the upstream has no blob {digest} for {remote}")
         report.blobs += 1
+        report.blob_bytes += size
 
     async def _put_manifest(self, local: str, reference: str, media_type: str, fetched: FetchedManifest) -> None:
         try:

@@ -11,6 +11,7 @@ check that fails is never an error for content present here.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -23,7 +24,8 @@ from . import status
 from .content import ContentRules
 from .flight import SingleFlight
 from .images import ImageCopier
-from .upstream import NotFound, Unauthorized, Upstream, UpstreamError
+from .live import LiveBlob, LiveBlobs, Origin
+from .upstream import FetchedManifest, NotFound, Unauthorized, Upstream, UpstreamError
 
 log = logging.getLogger("zot_registry.sync")
 
@@ -58,9 +60,18 @@ class ImageSync:
     Every sync of a local name and reference goes through the same SingleFlight key, so a periodic
     pass and a pull of the same image make one fetch between them."""
 
-    def __init__(self, store: Store, flight: SingleFlight) -> None:
+    def __init__(self, store: Store, flight: SingleFlight, live: LiveBlobs) -> None:
         self.store = store
         self.flight = flight
+        self.live = live
+        # Manifests fetched whose images are still being copied, by (name, reference): a request in
+        # this worker is answered from them at once instead of waiting for every blob.
+        self.pending: dict[tuple[str, str], FetchedManifest] = {}
+        self._announced: dict[tuple[str, str], asyncio.Event] = {}
+
+    def announced(self, name: str, reference: str) -> asyncio.Event:
+        """Set once the manifest of a sync of `name:reference` under way in this worker is known."""
+        return self._announced.setdefault((name, reference), asyncio.Event())
 
     async def merged(self, name: str, reference: str, timeout: float, work: Callable[[], Awaitable[None]]) -> bool:
         return await self.flight.run(f"image\0{name}\0{reference}", work, time.monotonic() + timeout)
@@ -74,7 +85,15 @@ class ImageSync:
                 return True
         fetched = await source.upstream.get_manifest(remote, reference)
         started = time.monotonic()
-        report = await ImageCopier(source.upstream, self.store).copy(name, remote, reference, fetched)
+        key = (name, reference)
+        self.pending[key] = fetched
+        self.announced(name, reference).set()
+        try:
+            copier = ImageCopier(source.upstream, self.store, self.live, source.name)
+            report = await copier.copy(name, remote, reference, fetched)
+        finally:
+            self.pending.pop(key, None)
+            self._announced.pop(key, None)
         status.copied(source.name, report.blob_bytes)
         status.record(name, reference, fetched.digest, source.name, copied=True)
         log.info(
@@ -112,17 +131,48 @@ class OnDemand:
     def covers(self, name: str) -> bool:
         return any(source.rules.upstream_name(name) is not None for source in self.sources)
 
-    async def sync_image(self, name: str, reference: str) -> None:
+    def origins(self, name: str) -> list[Origin]:
+        found = []
+        for source in self.sources:
+            remote = source.rules.upstream_name(name)
+            if remote is not None:
+                found.append((source.name, source.upstream, remote))
+        return found
+
+    async def open_blob(self, name: str, digest: str) -> LiveBlob | None:
+        """A blob not stored here, as it arrives from the first upstream that has it (None: none has)."""
+        origins = self.origins(name)
+        return await self.images.live.open(name, digest, origins) if origins else None
+
+    async def sync_image(self, name: str, reference: str) -> FetchedManifest | None:
         """Bring `name:reference` up to date from the upstreams, merged with concurrent requests for it.
-        Never raises for an upstream's failure: the caller serves what is stored."""
+        Returns the upstream's manifest when its image is still being copied (its blobs stream to
+        whoever asks: live.py), None once what is stored is current or no upstream had it. Never
+        raises for an upstream's failure: the caller serves what is stored."""
         if not self.covers(name):
-            return
+            return None
         if _is_digest(reference) and await self.images.stored_digest(name, reference) is not None:
-            return  # content by digest never changes: what is stored is served, as zot does
+            return None  # content by digest never changes: what is stored is served, as zot does
         timeout = max(source.timeout for source in self.sources)
-        done = await self.images.merged(name, reference, timeout, lambda: self._sync(name, reference))
-        if not done:
+        announced = self.images.announced(name, reference)
+        syncing = asyncio.ensure_future(
+            self.images.merged(name, reference, timeout, lambda: self._sync(name, reference))
+        )
+        syncing.add_done_callback(_consume)
+        waiting = asyncio.ensure_future(announced.wait())
+        try:
+            await asyncio.wait({syncing, waiting}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiting.cancel()
+        if not syncing.done():
+            return self.images.pending.get((name, reference))
+        if syncing.exception() is not None:
+            log.warning(
+                "sync: failed", extra={"repository": name, "reference": reference, "error": str(syncing.exception())}
+            )
+        elif not syncing.result():
             log.warning("sync: gave up waiting for another sync", extra={"repository": name, "reference": reference})
+        return None
 
     async def sync_referrers(self, name: str, subject: str) -> None:
         """The referrers of `subject` that the upstreams have and this registry does not, stored (zot
@@ -187,3 +237,9 @@ class OnDemand:
                 "sync: no upstream could be synced, serving what is stored",
                 extra={"repository": name, "reference": reference, "errors": "; ".join(failures)},
             )
+
+
+def _consume(future: asyncio.Future[bool]) -> None:
+    """A sync the request stopped waiting for: its outcome is logged by the sync itself."""
+    if not future.cancelled():
+        future.exception()

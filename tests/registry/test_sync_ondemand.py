@@ -4,6 +4,7 @@ credentials file), pulled through `zot-registry serve` by skopeo, crane and oras
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -68,6 +69,16 @@ def cache(upstream: UpstreamRegistry, tmp_path_factory: pytest.TempPathFactory) 
     folder = tmp_path_factory.mktemp("cache")
     with start_cache(folder, sync_stanza(upstream, folder)) as started:
         yield started
+
+
+def wait_stored(cache: RegistryProcess, repo: str, digest: str, timeout: float = 60) -> None:
+    """Until the cache has stored the manifest `digest` (stored last, after every blob it names): a
+    pull is answered while the image is still being copied."""
+    path = cache.root / repo / "blobs" / "sha256" / digest.removeprefix("sha256:")
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{repo}@{digest} was not stored in {timeout}s"
+        time.sleep(0.02)
 
 
 def skopeo(*args: str) -> str:
@@ -161,6 +172,7 @@ def test_twenty_concurrent_pulls_of_an_uncached_image_make_one_upstream_fetch(
     with ThreadPoolExecutor(20) as pool:
         answers = list(pool.map(pull, range(20)))
     assert answers == [(200, digest)] * 20
+    wait_stored(cache, "team/busy", digest)
     seen = [r for r in upstream.requests_since(mark) if r.path.startswith("/v2/team/busy/") and r.status < 400]
     manifest_gets = [r for r in seen if r.method == "GET" and "/manifests/" in r.path]
     blob_gets = sorted(r.path for r in seen if r.method == "GET" and "/blobs/" in r.path)
@@ -175,6 +187,7 @@ def test_a_stored_digest_is_served_without_asking_the_upstream(
     digest = upstream.push("team/pinned", image, "v1")
     with httpx.Client(base_url=cache.url, timeout=60) as http:
         assert http.get(f"/v2/team/pinned/manifests/{digest}", headers=ACCEPT).status_code == 200
+        wait_stored(cache, "team/pinned", digest)
         mark = upstream.mark()
         assert http.get(f"/v2/team/pinned/manifests/{digest}", headers=ACCEPT).status_code == 200
         assert http.head(f"/v2/team/pinned/manifests/{digest}", headers=ACCEPT).status_code == 200
@@ -186,6 +199,7 @@ def test_a_tag_moved_upstream_is_synced_again(upstream: UpstreamRegistry, cache:
     upstream.push("team/moving", first, "stable")
     with httpx.Client(base_url=cache.url, timeout=60) as http:
         assert http.get("/v2/team/moving/manifests/stable", headers=ACCEPT).content == first.manifest
+        wait_stored(cache, "team/moving", first.digest)
         upstream.push("team/moving", second, "stable")
         assert http.get("/v2/team/moving/manifests/stable", headers=ACCEPT).content == second.manifest
 
@@ -223,50 +237,99 @@ def _wait_answers(url: str, ca: Path, deadline: float) -> None:
     raise AssertionError(f"{url} did not come back")
 
 
+def _wait_spooling(cache: RegistryProcess, at_least: int = 1 << 20, timeout: float = 60) -> None:
+    """Until a blob being synced has more than `at_least` bytes in the cache's spool."""
+    spool = cache.root / ".sync" / "spool"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(FileNotFoundError):
+            if any(p.stat().st_size > at_least for p in spool.glob("*.part")):
+                return
+        time.sleep(0.002)
+    raise AssertionError("no blob started to arrive")
+
+
+def _read_some(chunks: Iterator[bytes], wanted: int) -> bytes:
+    got = b""
+    for chunk in chunks:
+        got += chunk
+        if len(got) >= wanted:
+            break
+    return got
+
+
+def test_a_pull_streams_before_the_image_is_stored(tmp_path: Path) -> None:
+    """The upstream frozen (SIGSTOP) with the big layer part copied: the manifest has been answered and
+    the layer's first bytes reach the client, though the image cannot be whole yet; then it completes."""
+    with running_upstream("distribution2", tls=True, htpasswd=True, folder=tmp_path / "upstream") as upstream:
+        image = make_image("streamed", (4096, 96 << 20))
+        digest = upstream.push("big/stream", image, "v1")
+        layer = sha256(image.layers[1])
+        cache = start_cache(tmp_path / "cache", sync_stanza(upstream, tmp_path / "cache"))
+        with cache, httpx.Client(base_url=cache.url, timeout=60) as http:
+            answer = http.get("/v2/big/stream/manifests/v1", headers=ACCEPT)
+            assert answer.status_code == 200 and answer.content == image.manifest
+            with http.stream("GET", f"/v2/big/stream/blobs/{layer}") as blob:
+                assert blob.status_code == 200
+                assert int(blob.headers["Content-Length"]) == len(image.layers[1])
+                chunks = blob.iter_raw(1 << 16)
+                _wait_spooling(cache)
+                os.killpg(upstream.process.pid, signal.SIGSTOP)
+                try:
+                    first = _read_some(chunks, 1 << 20)
+                    assert first == image.layers[1][: len(first)]
+                    # The upstream is frozen mid-layer: the image is not stored, so not listed.
+                    tags = http.get("/v2/big/stream/tags/list")
+                    assert tags.status_code == 404 or "v1" not in (tags.json().get("tags") or [])
+                finally:
+                    os.killpg(upstream.process.pid, signal.SIGCONT)
+                rest = b"".join(chunks)
+                assert sha256(first + rest) == layer
+            wait_stored(cache, "big/stream", digest)
+            assert http.get("/v2/big/stream/tags/list").json()["tags"] == ["v1"]
+
+
 def test_upstream_killed_mid_sync_shows_no_partial_image_and_is_retried_later(tmp_path: Path) -> None:
     with running_upstream("distribution2", tls=True, htpasswd=True, folder=tmp_path / "upstream") as upstream:
         image = make_image("killed", (4096, 96 << 20))
         digest = upstream.push("big/app", image, "v1")
+        layer = sha256(image.layers[1])
         cache = start_cache(tmp_path / "cache", sync_stanza(upstream, tmp_path / "cache"))
-        with cache:
-            answers: list[httpx.Response] = []
-            with httpx.Client(base_url=cache.url, timeout=120) as http:
-                puller = threading.Thread(
-                    target=lambda: answers.append(http.get("/v2/big/app/manifests/v1", headers=ACCEPT))
-                )
-                puller.start()
-                # Kill the upstream once the big layer is arriving (its temporary file passes 1 MiB).
-                uploads = cache.root / "big" / "app" / ".uploads"
-                deadline = time.monotonic() + 60
-                while time.monotonic() < deadline:
-                    if uploads.is_dir() and any(p.stat().st_size > 1 << 20 for p in uploads.iterdir() if p.is_file()):
-                        break
-                    time.sleep(0.002)
-                else:
-                    pytest.fail("the big layer never started to arrive")
+        with cache, httpx.Client(base_url=cache.url, timeout=120) as http:
+            assert http.get("/v2/big/app/manifests/v1", headers=ACCEPT).status_code == 200
+            with http.stream("GET", f"/v2/big/app/blobs/{layer}") as blob:
+                _wait_spooling(cache)
                 os.killpg(upstream.process.pid, signal.SIGKILL)
                 upstream.process.wait(10)
-                puller.join(120)
-                assert answers and answers[0].status_code == 404, answers and answers[0].text
-                assert "no upstream could be synced" in cache.log_path.read_text()
-                # Nothing of it visible: no tag, no manifest, no layer.
-                assert http.get("/v2/big/app/manifests/v1", headers=ACCEPT).status_code == 404
-                tags = http.get("/v2/big/app/tags/list")
-                assert tags.status_code == 404 or tags.json().get("tags") in (None, [])
-                assert http.head(f"/v2/big/app/blobs/{sha256(image.layers[1])}").status_code == 404
-                # The upstream back: the next pull syncs it whole.
-                again = _restart(upstream)
-                try:
-                    assert upstream.ca is not None
-                    _wait_answers(upstream.url, upstream.ca, time.monotonic() + 30)
-                    answer = http.get("/v2/big/app/manifests/v1", headers=ACCEPT)
-                    assert answer.status_code == 200, answer.text
-                    assert answer.headers["Docker-Content-Digest"] == digest
-                    blob = http.get(f"/v2/big/app/blobs/{sha256(image.layers[1])}")
-                    assert sha256(blob.content) == sha256(image.layers[1])
-                finally:
-                    os.killpg(again.pid, signal.SIGKILL)
-                    again.wait(10)
+                # The client gets a short body (the connection is broken off), never other bytes.
+                got = b""
+                with contextlib.suppress(httpx.HTTPError):
+                    for chunk in blob.iter_raw(1 << 20):
+                        got += chunk
+                assert len(got) < len(image.layers[1])
+                assert got == image.layers[1][: len(got)]
+            deadline = time.monotonic() + 30
+            while "sync: no upstream could be synced" not in cache.log_path.read_text():
+                assert time.monotonic() < deadline, cache.log_path.read_text()[-3000:]
+                time.sleep(0.05)
+            # Nothing of it visible: no tag, no manifest, no layer.
+            assert http.get("/v2/big/app/manifests/v1", headers=ACCEPT).status_code == 404
+            tags = http.get("/v2/big/app/tags/list")
+            assert tags.status_code == 404 or tags.json().get("tags") in (None, [])
+            assert http.head(f"/v2/big/app/blobs/{layer}").status_code == 404
+            # The upstream back: the next pull syncs it whole.
+            again = _restart(upstream)
+            try:
+                assert upstream.ca is not None
+                _wait_answers(upstream.url, upstream.ca, time.monotonic() + 30)
+                answer = http.get("/v2/big/app/manifests/v1", headers=ACCEPT)
+                assert answer.status_code == 200, answer.text
+                assert answer.headers["Docker-Content-Digest"] == digest
+                wait_stored(cache, "big/app", digest)
+                assert sha256(http.get(f"/v2/big/app/blobs/{layer}").content) == layer
+            finally:
+                os.killpg(again.pid, signal.SIGKILL)
+                again.wait(10)
 
 
 def test_with_the_upstream_gone_what_is_stored_is_still_served(tmp_path: Path) -> None:
@@ -276,6 +339,7 @@ def test_with_the_upstream_gone_what_is_stored_is_still_served(tmp_path: Path) -
         cache = start_cache(tmp_path / "cache", sync_stanza(upstream, tmp_path / "cache"))
         with cache, httpx.Client(base_url=cache.url, timeout=60) as http:
             assert http.get("/v2/team/outage/manifests/v1", headers=ACCEPT).status_code == 200
+            wait_stored(cache, "team/outage", digest)
             upstream.stop()
             for method in ("GET", "HEAD"):
                 answer = http.request(method, "/v2/team/outage/manifests/v1", headers=ACCEPT)

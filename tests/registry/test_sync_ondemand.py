@@ -26,7 +26,7 @@ from tests.support.paths import tool
 from tests.support.ports import free_port
 from tests.support.process_groups import die_with_parent
 from tests.support.registry import RegistryProcess, registry_config
-from tests.support.upstreams import BINARIES, ENV, UpstreamRegistry, running_upstream
+from tests.support.upstreams import BINARIES, ENV, KINDS, Kind, UpstreamRegistry, missing, running_upstream
 
 ACCEPT = {
     "Accept": "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, "
@@ -58,9 +58,14 @@ def start_cache(folder: Path, stanza: dict[str, Any], workers: int = 2) -> Regis
     return RegistryProcess(folder / "config.json", config, folder / "registry.log", workers=workers).start()
 
 
-@pytest.fixture(scope="module")
-def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpstreamRegistry]:
-    with running_upstream("distribution2", tls=True, htpasswd=True) as started:
+@pytest.fixture(scope="module", params=KINDS)
+def upstream(request: pytest.FixtureRequest) -> Iterator[UpstreamRegistry]:
+    """Each distribution version in turn, with TLS (its CA as certDir) and htpasswd."""
+    kind: Kind = request.param
+    reason = missing(kind)
+    if reason:
+        pytest.skip(reason)
+    with running_upstream(kind, tls=True, htpasswd=True) as started:
         yield started
 
 
@@ -120,6 +125,10 @@ def test_skopeo_crane_and_oras_pull_through_the_cache_byte_identically(
         assert "library/app" in http.get("/v2/_catalog").json()["repositories"]
         assert http.get("/v2/library/app/tags/list").json()["tags"] == ["1.0"]
         assert http.get(f"/v2/library/app/manifests/{digest}").content == image.manifest
+        # What was synced shows in the metrics: per upstream, and when the repository last synced.
+        metrics = http.get("/metrics").text
+        assert f'zot_sync_images_total{{registry="{upstream.url}"}}' in metrics
+        assert 'zot_sync_last_success_timestamp_seconds{repository="library/app"}' in metrics
 
 
 def test_a_multi_platform_index_is_synced_with_every_child(

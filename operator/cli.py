@@ -11,7 +11,7 @@ import yaml
 from zot_registry.version import VERSION
 
 from .crd import crd_yaml
-from .local.manifest import ManifestError, load_manifest
+from .local.manifest import Manifest, ManifestError, load_manifest
 from .names import ClusterRef
 from .render import render
 
@@ -28,11 +28,15 @@ def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
 _BlockStrings.add_representer(str, _str)
 
 
-def _load_cluster(path: str) -> ClusterRef:
+def _load(path: str) -> Manifest:
     try:
-        return load_manifest(path).ref
+        return load_manifest(path)
     except ManifestError as err:
         raise SystemExit(f"error: {err}") from None
+
+
+def _load_cluster(path: str) -> ClusterRef:
+    return _load(path).ref
 
 
 def _local(args: argparse.Namespace) -> int:
@@ -166,8 +170,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "crd":
         sys.stdout.write(crd_yaml())
         return 0
-    ref = _load_cluster(args.filename)
-    rendered = render(ref, args.hash_key)
+    manifest = _load(args.filename)
+    # The keys of Secrets given in the file decide what their volumes hold (spec.sync's certSecrets), as the
+    # operator's reading of them does.
+    keys = {name: frozenset(data) for name, data in manifest.secrets.items()}
+    rendered = render(manifest.ref, args.hash_key, secret_keys=keys)
     sys.stdout.write(yaml.dump_all(rendered.objects, Dumper=_BlockStrings, sort_keys=False, width=120))
     return 0
 

@@ -12,7 +12,18 @@ from typing import Any
 
 import yaml
 
-from .models import IN_PLACE_NEEDS_MANAGED_TLS, ZotClusterSpec, ZotClusterStatus
+from .models import (
+    IN_PLACE_NEEDS_MANAGED_TLS,
+    MAX_DELAY_NEEDS_DELAY,
+    POLL_NEEDS_CONTENT,
+    RETRIES_NEED_DELAY,
+    STRIP_PREFIX_NEEDS_GLOB,
+    SYNC_URL_MESSAGE,
+    SYNC_URL_PATTERN,
+    SYNCS_NOTHING,
+    ZotClusterSpec,
+    ZotClusterStatus,
+)
 
 GROUP = "zot-operator.io"
 VERSION = "v1alpha1"
@@ -20,7 +31,7 @@ KIND = "ZotCluster"
 PLURAL = "zotclusters"
 SHORT_NAMES = ["zc"]
 
-# CEL validations, attached at the named path of the spec schema ("" is the spec itself).
+# CEL validations, attached at the named path of the spec schema ("" is the spec itself, "a[]" the items of list a).
 SPEC_RULES: dict[str, list[dict[str, str]]] = {
     "": [
         {
@@ -78,6 +89,27 @@ SPEC_RULES: dict[str, list[dict[str, str]]] = {
         {
             "rule": "self.mode == oldSelf.mode",
             "message": "storage.mode is immutable: moving repositories between local volumes and S3 is not automatic",
+        },
+    ],
+    # spec.sync: what the registry would refuse at start, and what would sync nothing. What CEL cannot check
+    # (globs, regular expressions, durations, the credentials file) marks the cluster Degraded instead.
+    "sync.registries[]": [
+        {"rule": "self.onDemand || has(self.pollInterval)", "message": SYNCS_NOTHING},
+        {
+            "rule": "!has(self.pollInterval) || (has(self.content) && size(self.content) > 0)",
+            "message": POLL_NEEDS_CONTENT,
+        },
+        {"rule": "!has(self.maxRetries) || has(self.retryDelay)", "message": RETRIES_NEED_DELAY},
+        {"rule": "!has(self.maxRetryDelay) || has(self.retryDelay)", "message": MAX_DELAY_NEEDS_DELAY},
+    ],
+    "sync.registries[].urls[]": [
+        {"rule": f"self.matches('{SYNC_URL_PATTERN.replace(chr(92), chr(92) * 2)}')", "message": SYNC_URL_MESSAGE},
+    ],
+    "sync.registries[].content[]": [
+        {
+            "rule": "!self.stripPrefix || !has(self.destination) || self.destination != '/' || "
+            "self.prefix.contains('/*')",
+            "message": STRIP_PREFIX_NEEDS_GLOB,
         },
     ],
 }
@@ -144,7 +176,10 @@ def _spec_schema() -> dict[str, Any]:
     for path, rules in SPEC_RULES.items():
         node = spec
         for part in filter(None, path.split(".")):
-            node = node["properties"][part]
+            # "name[]": the items of the list `name`
+            node = node["properties"][part.removesuffix("[]")]
+            if part.endswith("[]"):
+                node = node["items"]
         node["x-kubernetes-validations"] = rules
     return spec
 

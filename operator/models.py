@@ -6,9 +6,20 @@ so every field carries its default and description here and nowhere else.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from zot_registry.config import SyncRegistry as ZotSyncRegistry
+from zot_registry.config.messages import dotted, validation_problems
 from zot_registry.durations import parse_duration
 from zot_registry.version import VERSION
 
@@ -217,6 +228,197 @@ class RebalanceSpec(_Model):
         return _go_duration(value)
 
 
+# Sync (zot's extensions.sync) ------------------------------------------------------------------
+
+# An upstream's origin: http:// or https://, a host (and port), no path, and no credentials (they would
+# land in the ConfigMap: they belong in credentialsSecret).
+SYNC_URL_PATTERN = r"^https?://[^/?#\s@]+/?$"
+SYNC_URL_MESSAGE = (
+    "each of urls must be an http:// or https:// URL of a registry, host[:port] without a path or credentials, "
+    "e.g. https://registry-1.docker.io"
+)
+POLL_NEEDS_CONTENT = (
+    "pollInterval needs content: zot polls nothing without content rules; add e.g. content: [{prefix: library/**}]"
+)
+SYNCS_NOTHING = "this registry syncs nothing: set onDemand: true, or a pollInterval with content"
+RETRIES_NEED_DELAY = "retryDelay is required when using maxRetries: add e.g. retryDelay: 5m"
+MAX_DELAY_NEEDS_DELAY = "retryDelay is required when using maxRetryDelay: add e.g. retryDelay: 5m"
+STRIP_PREFIX_NEEDS_GLOB = (
+    "can not use stripPrefix true and destination '/' without using glob patterns in prefix: "
+    'end the prefix with "/*" or "/**", or set another destination'
+)
+
+SyncURL = Annotated[str, StringConstraints(max_length=2048)]
+
+
+class SyncTags(_Model):
+    regex: str | None = Field(
+        None, max_length=1024, description="Only tags this regular expression matches (RE2, unanchored)."
+    )
+    exclude_regex: str | None = Field(
+        None, alias="excludeRegex", max_length=1024, description="Leave out tags this regular expression matches."
+    )
+    semver: bool = Field(False, description="Only tags that are semantic versions (v1.2.3, 1.2).")
+
+
+class SyncContent(_Model):
+    prefix: str = Field(
+        min_length=1,
+        max_length=1024,
+        description="Upstream repositories this rule covers, a glob: library/** (everything under library/), "
+        "team/*, ** (all).",
+    )
+    destination: str | None = Field(
+        None, max_length=1024, description="Local name the repositories are stored under, e.g. /docker."
+    )
+    strip_prefix: bool = Field(
+        False,
+        alias="stripPrefix",
+        description="Drop the prefix's fixed part from the name before adding destination.",
+    )
+    tags: SyncTags | None = Field(None, description="Which tags periodic sync takes (on demand, the asked one).")
+
+
+class SyncCertSecret(_Model):
+    name: str = Field(
+        description="Secret in the ZotCluster's namespace mounted as this registry's certDir: ca.crt (CA bundle "
+        "trusted besides the system CAs) and, for a client certificate, client.cert and client.key, or else "
+        "tls.crt and tls.key (mounted as client.cert and client.key). At least ca.crt or a client pair."
+    )
+
+
+class SyncCredentialsSecret(_Model):
+    name: str = Field(description="Name of a Secret in the ZotCluster's namespace.")
+    key: str = Field(
+        "credentials.json",
+        description='Key holding zot\'s credentials file: JSON {"host:port": {"username": ..., "password": ...}}.',
+    )
+
+
+class SyncRegistry(_Model):
+    urls: list[SyncURL] = Field(
+        min_length=1,
+        max_length=16,
+        description="The upstream, then mirrors tried in order: http:// or https:// URLs, e.g. "
+        "https://registry-1.docker.io.",
+    )
+    on_demand: bool = Field(
+        False,
+        alias="onDemand",
+        description="Pull-through: a pull of an image not stored (or a tag that moved upstream) syncs it first.",
+    )
+    poll_interval: str | None = Field(
+        None,
+        alias="pollInterval",
+        description="Sync the repositories content covers this often (a Go duration: 30m, 6h); needs content.",
+    )
+    tls_verify: bool = Field(True, alias="tlsVerify", description="Verify the upstream's TLS certificate.")
+    cert_secret: SyncCertSecret | None = Field(
+        None,
+        alias="certSecret",
+        description="CA bundle and client certificate for this upstream, from a Secret mounted as its certDir.",
+    )
+    max_retries: int | None = Field(
+        None, alias="maxRetries", ge=0, le=100, description="Attempts after a failed request; needs retryDelay."
+    )
+    retry_delay: str | None = Field(
+        None, alias="retryDelay", description="Wait between attempts (a Go duration: 5s, 5m)."
+    )
+    max_retry_delay: str | None = Field(
+        None,
+        alias="maxRetryDelay",
+        description="Upper bound of the wait as it doubles (a Go duration, at least retryDelay); needs retryDelay.",
+    )
+    sync_timeout: str | None = Field(
+        None,
+        alias="syncTimeout",
+        description="Bound of each upstream request and of how long a pull waits for a sync (a Go duration: 30m).",
+    )
+    content: list[SyncContent] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Which upstream repositories are synced and under which local name; first match wins. "
+        "Empty: everything, on demand.",
+    )
+
+    @field_validator("poll_interval", "retry_delay", "max_retry_delay", "sync_timeout")
+    @classmethod
+    def _duration(cls, value: str | None) -> str | None:
+        return None if value is None else _go_duration(value)
+
+    @model_validator(mode="after")
+    def _syncs_something(self) -> SyncRegistry:
+        # The CEL rules of the CRD, for what never passes the API server (local mode, render) ...
+        if not all(re.fullmatch(SYNC_URL_PATTERN, url) for url in self.urls):
+            raise ValueError(SYNC_URL_MESSAGE)
+        if self.poll_interval is not None and not self.content:
+            raise ValueError(POLL_NEEDS_CONTENT)
+        if not self.on_demand and self.poll_interval is None:
+            raise ValueError(SYNCS_NOTHING)
+        if self.max_retries is not None and self.retry_delay is None:
+            raise ValueError(RETRIES_NEED_DELAY)
+        if self.max_retry_delay is not None and self.retry_delay is None:
+            raise ValueError(MAX_DELAY_NEEDS_DELAY)
+        # ... and the registry's own checks of the stanza (globs, regular expressions, zot's rules), which CEL
+        # cannot say: a spec that breaks them is Degraded (InvalidSpec), never a member that cannot start.
+        try:
+            ZotSyncRegistry.model_validate(self.zot_stanza(None))
+        except ValidationError as err:
+            found = [f"{dotted(path)}: {text}" if path else text for path, text in validation_problems(err)]
+            raise ValueError("; ".join(found)) from None
+        return self
+
+    def zot_stanza(self, cert_dir: str | None) -> dict[str, Any]:
+        """This registry in zot's extensions.sync.registries, its certDir at `cert_dir`."""
+        stanza: dict[str, Any] = {"urls": list(self.urls), "onDemand": self.on_demand, "tlsVerify": self.tls_verify}
+        if cert_dir is not None:
+            stanza["certDir"] = cert_dir
+        for key, value in (
+            ("pollInterval", self.poll_interval),
+            ("maxRetries", self.max_retries),
+            ("retryDelay", self.retry_delay),
+            ("maxRetryDelay", self.max_retry_delay),
+            ("syncTimeout", self.sync_timeout),
+        ):
+            if value is not None:
+                stanza[key] = value
+        if self.content:
+            stanza["content"] = [_content_stanza(rule) for rule in self.content]
+        return stanza
+
+
+def _content_stanza(rule: SyncContent) -> dict[str, Any]:
+    stanza: dict[str, Any] = {"prefix": rule.prefix}
+    if rule.destination is not None:
+        stanza["destination"] = rule.destination
+    if rule.strip_prefix:
+        stanza["stripPrefix"] = True
+    if rule.tags is not None:
+        tags: dict[str, Any] = {}
+        if rule.tags.regex is not None:
+            tags["regex"] = rule.tags.regex
+        if rule.tags.exclude_regex is not None:
+            tags["excludeRegex"] = rule.tags.exclude_regex
+        if rule.tags.semver:
+            tags["semver"] = True
+        stanza["tags"] = tags
+    return stanza
+
+
+class SyncSpec(_Model):
+    registries: list[SyncRegistry] = Field(
+        min_length=1,
+        max_length=16,
+        description="Upstream registries; on demand, the first whose content covers a name and has it serves it.",
+    )
+    credentials_secret: SyncCredentialsSecret | None = Field(
+        None,
+        alias="credentialsSecret",
+        description="Secret key holding the upstreams' credentials (zot's credentials file). Never written into "
+        "the ConfigMap: mounted read-only into each member, and its path set as credentialsFile.",
+    )
+
+
 class ServiceSpec(_Model):
     type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = Field("ClusterIP", description="Client Service type.")
     annotations: dict[str, str] = Field(default_factory=dict, description="Annotations of the client Service.")
@@ -256,6 +458,12 @@ class ZotClusterSpec(_Model):
     )
     tls: TLSSpec = Field(default_factory=TLSSpec, description="TLS of clients and between members.")
     auth: AuthSpec | None = Field(None, description="Client authentication.")
+    sync: SyncSpec | None = Field(
+        None,
+        description="Sync images from upstream registries (zot's extensions.sync): a pull-through cache "
+        "(onDemand) or mirrors polled periodically. With storage mode s3, the members stage downloads in an "
+        "emptyDir at /var/lib/zot-sync (zot's downloadDir).",
+    )
     hash_key_secret: str | None = Field(
         None,
         alias="hashKeySecret",

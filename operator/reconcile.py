@@ -54,7 +54,7 @@ def reconcile(
     ref = ClusterRef(meta["name"], meta["namespace"], meta["uid"], spec)
     try:
         hash_key = ensure_hash_key(kube, ref, event)
-        secret_versions = check_referenced_secrets(kube, ref)
+        referenced = check_referenced_secrets(kube, ref)
         ca = ensure_tls(kube, ref, event, now)
     except Degraded as err:
         return _degraded(old, err.reason, err.message, generation, now, event)
@@ -74,7 +74,15 @@ def reconcile(
     target = member_addresses(ref, failover.failed)
     excused = {member_address(ref, i) for i in failover.failed}
     membership = plan_membership(ref, ca, connect, old, target, excused, now, event)
-    rendered = render(ref, hash_key, failover.failed, secret_versions, membership.members, membership.replicas)
+    rendered = render(
+        ref,
+        hash_key,
+        failover.failed,
+        referenced.versions,
+        membership.members,
+        membership.replicas,
+        secret_keys=referenced.keys,
+    )
     actions = _ensure_children(kube, rendered, event)
     if membership.annotate:
         actions += _annotate_members(kube, ref, pods, membership.members, membership.replicas)

@@ -35,8 +35,17 @@ def _models_in(annotation: Any) -> list[type[BaseModel]]:
     return found
 
 
+def _is_list(annotation: Any) -> bool:
+    """A list, or a list or None."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return any(_is_list(a) for a in typing.get_args(annotation))
+    return typing.get_origin(annotation) is list
+
+
 def _type_name(annotation: Any) -> str:
     origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:  # a type with constraints (a maximum length): the type
+        return _type_name(typing.get_args(annotation)[0])
     if origin is typing.Literal:
         return " \\| ".join(f"`{a}`" for a in typing.get_args(annotation))
     if origin in (typing.Union, types.UnionType):
@@ -64,8 +73,10 @@ def _rows(model: type[BaseModel], prefix: str) -> list[str]:
     for name, info in model.model_fields.items():
         path = f"{prefix}.{info.alias or name}"
         rows.append(f"| `{path}` | {_type_name(info.annotation)} | {_default(info)} | {info.description or ''} |")
+        # The fields of a list's items under `name[]`, as the validation rules name them.
+        below = f"{path}[]" if _is_list(info.annotation) else path
         for nested in _models_in(info.annotation):
-            rows += _rows(nested, path)
+            rows += _rows(nested, below)
     return rows
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from .names import (
 )
 from .rebalance_mode import rebalance_mode
 from .statefulset import CONFIG_KEY, DATA_DIR, stateful_set
+from .sync import sync_stanza
 
 ROLE_LABEL = f"{GROUP}/role"
 
@@ -95,7 +96,7 @@ def certificate_hosts(ref: ClusterRef) -> list[str]:
 
 def render_config(ref: ClusterRef, hash_key: str, members: list[str]) -> str:
     text = _templates.get_template("config.json.j2").render(
-        spec=ref.spec, members=members, hash_key=hash_key, root_directory=DATA_DIR
+        spec=ref.spec, members=members, hash_key=hash_key, root_directory=DATA_DIR, sync=sync_stanza(ref.spec)
     )
     # Parse and dump: the template must produce JSON, and one canonical form keeps the checksum stable.
     return json.dumps(json.loads(text), indent=2) + "\n"
@@ -215,8 +216,10 @@ def render(
     secret_versions: dict[str, str] | None = None,
     members: list[str] | None = None,
     replicas: int | None = None,
+    secret_keys: Mapping[str, Collection[str]] | None = None,
 ) -> Rendered:
-    """`secret_versions`: resourceVersion of each of `start_secrets`, when the caller read them.
+    """`secret_versions`: resourceVersion of each of `start_secrets`, when the caller read them;
+    `secret_keys`: the keys of each Secret whose keys decide its volume's files (spec.sync's certSecrets).
     `members` and `replicas`, while a membership change is made in place: the list the members route by
     until it is done (the spec's comes after), and a StatefulSet that keeps every member of both lists."""
     in_place = rebalance_mode(ref.spec).in_place
@@ -229,7 +232,7 @@ def render(
         client_service(ref),
         # In place, the list a pod routes by changes without a restart: it is no property of the template
         # (the operator annotates each pod with it instead).
-        stateful_set(ref, config_sum, None if in_place else members, secret_versions, replicas),
+        stateful_set(ref, config_sum, None if in_place else members, secret_versions, replicas, secret_keys),
     ]
     pdb = pod_disruption_budget(ref)
     if pdb:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import datetime
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from zot_registry.certs import KeyPair
@@ -17,6 +18,7 @@ from .kube import Kube
 from .names import ClusterRef, ca_secret_name, hash_key_secret_name, tls_secret_name
 from .render import ca_secret, certificate_hosts, hash_key_secret, tls_secret
 from .statefulset import start_secrets
+from .sync import cert_problem, credentials_problem
 from .tls_secrets import plan_tls
 
 Event = Callable[[str, str, str], None]  # (type Normal/Warning, reason, message)
@@ -92,9 +94,17 @@ def ensure_tls(kube: Kube, ref: ClusterRef, event: Event, now: datetime.datetime
     return plan.ca
 
 
-def check_referenced_secrets(kube: Kube, ref: ClusterRef) -> dict[str, str]:
-    """Every Secret the pods would mount or read must exist with its keys, or no pod could start.
-    Returns the resourceVersion of each Secret the members read only at start (`start_secrets`)."""
+@dataclass(frozen=True)
+class ReferencedSecrets:
+    """What the check of the referenced Secrets read that rendering needs (never a value)."""
+
+    versions: dict[str, str]  # resourceVersion of each Secret the members read only at start (`start_secrets`)
+    keys: dict[str, frozenset[str]]  # the keys of each Secret whose keys decide its volume (sync certSecrets)
+
+
+def check_referenced_secrets(kube: Kube, ref: ClusterRef) -> ReferencedSecrets:
+    """Every Secret the pods would mount or read must exist with its keys, or no pod could start; and what
+    the members would refuse at start (a sync credentials file that is not one) is found here first."""
     spec = ref.spec
     wanted: list[tuple[str, str, str, str]] = []  # (secret, key, spec field, reason)
     if spec.auth and spec.auth.htpasswd:
@@ -114,15 +124,45 @@ def check_referenced_secrets(kube: Kube, ref: ClusterRef) -> dict[str, str]:
     if spec.cache and spec.cache.redis and spec.cache.redis.url_secret:
         url = spec.cache.redis.url_secret
         wanted.append((url.name, url.key, "spec.cache.redis.urlSecret", "RedisURLSecretMissing"))
+    sync_credentials = spec.sync.credentials_secret if spec.sync else None
+    if sync_credentials:
+        wanted.append(
+            (sync_credentials.name, sync_credentials.key, "spec.sync.credentialsSecret", "SyncCredentialsSecretMissing")
+        )
     secrets: dict[str, dict[str, Any] | None] = {}
-    for name, key, spec_field, reason in wanted:
+
+    def read(name: str) -> dict[str, Any] | None:
         if name not in secrets:
             secrets[name] = kube.get("Secret", ref.namespace, name)
-        secret = secrets[name]
+        return secrets[name]
+
+    for name, key, spec_field, reason in wanted:
+        secret = read(name)
         if secret is None or key not in (secret.get("data") or {}):
             raise Degraded(reason, f"Secret {name} with key {key} ({spec_field}) does not exist")
-    return {
+    if sync_credentials:
+        data = decode_secret_data((read(sync_credentials.name) or {}).get("data"))
+        problem = credentials_problem(data[sync_credentials.key])
+        if problem:
+            raise Degraded(
+                "SyncCredentialsInvalid",
+                f"Secret {sync_credentials.name} key {sync_credentials.key} (spec.sync.credentialsSecret) {problem}",
+            )
+    keys: dict[str, frozenset[str]] = {}
+    for index, registry in enumerate(spec.sync.registries if spec.sync else []):
+        if registry.cert_secret is None:
+            continue
+        name, spec_field = registry.cert_secret.name, f"spec.sync.registries[{index}].certSecret"
+        secret = read(name)
+        if secret is None:
+            raise Degraded("SyncCertSecretMissing", f"Secret {name} ({spec_field}) does not exist")
+        keys[name] = frozenset(secret.get("data") or {})
+        problem = cert_problem(keys[name])
+        if problem:
+            raise Degraded("SyncCertSecretInvalid", f"Secret {name} ({spec_field}) {problem}")
+    versions = {
         name: str((secrets[name] or {}).get("metadata", {}).get("resourceVersion", ""))
         for name in start_secrets(spec)
         if name in secrets
     }
+    return ReferencedSecrets(versions, keys)

@@ -3,6 +3,7 @@ writes the config with values from Secrets, probes, security contexts, affinity 
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from .crd import GROUP
@@ -17,6 +18,7 @@ from .names import (
     selector,
     tls_secret_name,
 )
+from .sync import sync_secrets, sync_volumes
 
 CONFIG_KEY = "config.json"
 CONFIG_MOUNT = "/etc/zot/config.json"
@@ -85,6 +87,8 @@ def start_secrets(spec: ZotClusterSpec) -> list[str]:
     names = [v.secret.name for v in secret_values(spec)]
     if spec.storage.mode == "s3" and spec.storage.s3 and spec.storage.s3.credentials_secret:
         names.append(spec.storage.s3.credentials_secret)
+    # Mounted, but read by the registry only when it starts (the sync credentials file and certDirs).
+    names += sync_secrets(spec)
     return sorted(set(names))
 
 
@@ -130,9 +134,11 @@ def stateful_set(
     members: list[str] | None,
     secret_versions: dict[str, str] | None = None,
     replicas: int | None = None,
+    secret_keys: Mapping[str, Collection[str]] | None = None,
 ) -> dict[str, Any]:
     """`members`: the list in the members annotation of the template (None: none, the operator annotates
-    the pods); `replicas`: the StatefulSet's, when it must keep more pods than the spec has members."""
+    the pods); `replicas`: the StatefulSet's, when it must keep more pods than the spec has members;
+    `secret_keys`: the keys of spec.sync's certSecrets (`sync.sync_volumes`)."""
     spec = ref.spec
     init = init_container(spec)
     config_volumes: list[dict[str, Any]] = (
@@ -170,6 +176,9 @@ def stateful_set(
             }
         )
         mounts.append({"name": "auth", "mountPath": "/etc/zot/auth", "readOnly": True})
+    sync_volume_list, sync_mounts = sync_volumes(spec, secret_keys)
+    volumes += sync_volume_list
+    mounts += sync_mounts
     env = secret_environment(spec)
     container: dict[str, Any] = {
         "name": "zot",

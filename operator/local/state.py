@@ -7,6 +7,8 @@ Layout (default `.zot-local/<name>`, kept between runs so data, key and CA survi
     client-certs/ca.crt        only the CA: a `--dest-cert-dir` for skopeo, or a docker certs.d folder
     auth/htpasswd              from the manifest's Secret, or generated for `admin`
     auth/admin-password        the generated password (0600), printed on every start
+    sync/credentials.json      spec.sync.credentialsSecret, from the manifest's Secret
+    sync/certs/<i>/            spec.sync.registries[i].certSecret as zot's certDir, from the manifest's Secret
     config.json                the operator's config.json (the ConfigMap) with local member addresses
     members/member-<i>.json    that config with member i's address and paths under this folder
     data/member-<i>/           member i's storage root; logs/member-<i>.log its log
@@ -19,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import string
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +35,7 @@ from zot_registry.local.addresses import member_address
 from ..models import ZotClusterSpec
 from ..names import ClusterRef
 from ..render import certificate_hosts, member_ordinals, render_config
+from ..sync import CERTS_DIR, CREDENTIALS_DIR, CREDENTIALS_FILE, cert_items, cert_problem, credentials_problem
 from ..tls_secrets import plan_tls
 from .manifest import Manifest, ManifestError
 
@@ -195,6 +199,39 @@ def _tls(folder: Path, manifest: Manifest, hosts: list[str]) -> bool:
     return material.ca_changed or material.server_changed
 
 
+def _sync_files(folder: Path, manifest: Manifest) -> None:
+    """spec.sync's credentials file and certDirs from the manifest's Secrets, as the operator mounts them;
+    written anew on each start (a key the Secret no longer has leaves no file behind)."""
+    shutil.rmtree(folder / "sync", ignore_errors=True)
+    sync = manifest.ref.spec.sync
+    if sync is None:
+        return
+    credentials = sync.credentials_secret
+    if credentials is not None:
+        given = manifest.secrets.get(credentials.name, {})
+        if credentials.key not in given:
+            raise ManifestError(
+                f"spec.sync.credentialsSecret: local mode needs Secret {credentials.name!r} with key "
+                f"{credentials.key!r} in the same file"
+            )
+        problem = credentials_problem(given[credentials.key])
+        if problem:
+            where = f"Secret {credentials.name} key {credentials.key} (spec.sync.credentialsSecret)"
+            raise ManifestError(f"{where} {problem}")
+        write_private(folder / "sync" / CREDENTIALS_FILE, given[credentials.key])
+    for index, registry in enumerate(sync.registries):
+        if registry.cert_secret is None:
+            continue
+        name, where = registry.cert_secret.name, f"spec.sync.registries[{index}].certSecret"
+        if name not in manifest.secrets:
+            raise ManifestError(f"{where}: local mode needs Secret {name!r} in the same file")
+        problem = cert_problem(manifest.secrets[name])
+        if problem:
+            raise ManifestError(f"Secret {name} ({where}) {problem}")
+        for item in cert_items(manifest.secrets[name]):
+            write_private(folder / "sync" / "certs" / str(index) / item["path"], manifest.secrets[name][item["key"]])
+
+
 def _member_config(base: dict[str, Any], folder: Path, ordinal: int) -> dict[str, Any]:
     """The operator's config with what differs on one machine: the member's own address (the pod's
     IP), and the mounts of the pod (/etc/zot/..., /var/lib/zot) as paths in the state folder."""
@@ -209,6 +246,13 @@ def _member_config(base: dict[str, Any], folder: Path, ordinal: int) -> dict[str
     config["log"]["output"] = str(folder / "logs" / f"member-{ordinal}.log")
     if "tls" in config.get("cluster", {}):
         config["cluster"]["tls"]["cacert"] = str(folder / "tls" / "ca.crt")
+    sync = config.get("extensions", {}).get("sync")
+    if sync is not None:
+        if "credentialsFile" in sync:
+            sync["credentialsFile"] = sync["credentialsFile"].replace(CREDENTIALS_DIR, str(folder / "sync"), 1)
+        for registry in sync["registries"]:
+            if "certDir" in registry:
+                registry["certDir"] = registry["certDir"].replace(CERTS_DIR, str(folder / "sync" / "certs"), 1)
     return config
 
 
@@ -231,6 +275,7 @@ def prepare(folder: Path, manifest: Manifest, routed: list[str] | None = None) -
     ordinals, members = [o for o, _ in placed], [m for _, m in placed]
     hash_key = _hash_key(folder, manifest)
     credentials = _htpasswd(folder, manifest)
+    _sync_files(folder, manifest)
     hosts = [*certificate_hosts(manifest.ref), *(member_address(o) for o in ordinals)]
     reissued = _tls(folder, manifest, list(dict.fromkeys(hosts)))
     (folder / "client-certs" / "ca.crt").write_bytes((folder / "tls" / "ca.crt").read_bytes())

@@ -23,7 +23,7 @@ from tests.support.peers import (
     serving,
     serving_on,
 )
-from tests.support.ports import free_port
+from tests.support.ports import free_port, free_ports
 from tests.support.shared_cluster import SharedCluster, shared_cluster
 
 
@@ -59,8 +59,10 @@ def seaweedfs_server(tmp_path: Path) -> Iterator[Peer]:
         ]
     }
     (tmp_path / "seaweedfs-s3.json").write_text(json.dumps(identities))
-    peer = Peer("127.0.0.1", free_port())
-    ports = [f"-{flag}={free_port()}" for flag in SEAWEEDFS_PORT_FLAGS]
+    # Its S3 port and every other port of weed mini, distinct from each other.
+    s3_port, *others = free_ports(1 + len(SEAWEEDFS_PORT_FLAGS))
+    peer = Peer("127.0.0.1", s3_port)
+    ports = [f"-{flag}={port}" for flag, port in zip(SEAWEEDFS_PORT_FLAGS, others, strict=True)]
     log = tmp_path / "seaweedfs.log"
     with serving(
         [

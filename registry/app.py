@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 from quart import Quart, Response
 
 from . import metrics
-from .api.failures import failure_response, unexpected_response
+from .access.guard import AccessGuard
+from .api.failures import error_response, failure_response, unexpected_response
 from .api.front import Front
 from .api.handlers import HANDLERS, Readiness
 from .api.http import content_length, parse_number
@@ -42,6 +43,8 @@ def create_app(loaded: LoadedConfig) -> Front:
     app.config.update(MAX_CONTENT_LENGTH=None, BODY_TIMEOUT=None, RESPONSE_TIMEOUT=None)
     store = open_store(config.storage)
     auth = _make_auth(loaded)
+    # http.accessControl (registry/access/): who may do what; None: whoever authenticates, everything.
+    guard = AccessGuard.from_config(config, auth)
     readiness = Readiness()
     storage_usage = metrics.StorageUsage(store.disk_usage)
     sync: SyncExtension | None = None
@@ -51,13 +54,18 @@ def create_app(loaded: LoadedConfig) -> Front:
 
         sync = SyncExtension.from_config(config, store)
     handlers = sync.handlers(HANDLERS) if sync is not None else HANDLERS
+    if guard is not None:
+        # Outermost: the checks that need the storage run before anything the handlers do.
+        handlers = guard.handlers(handlers)
     cluster: ClusterSide | None = None
     if config.is_member:
         # Imported only by members of a cluster: its modules (aiohttp, the control API's models) are
         # half of the app's import time (server.app_modules preloads them for a member's workers).
         from .cluster.serving import ClusterSide
 
-        cluster = ClusterSide.attach(app, config, store, readiness, handlers)
+        cluster = ClusterSide.attach(
+            app, config, store, readiness, handlers, visible=guard.visible if guard is not None else None
+        )
     app.request_class = FlowControlledRequest
     app.asgi_http_class = FlowControlledConnection
 
@@ -72,12 +80,22 @@ def create_app(loaded: LoadedConfig) -> Front:
         try:
             # One rule for the body's length on every route and member, owner or not (SIZE_INVALID).
             content_length()
-            if auth is not None:
-                await auth.authenticate(request.headers.get("Authorization"))
-            route = match_route(rest, request.method)
-            kind = route.kind
-            with disk_errors():  # a full disk is a 507 that says so, not an anonymous 500
-                response = await handle(route)
+            if guard is not None:
+                # Before the route, as without access control: a wrong path without credentials is a 401.
+                identity = await guard.authenticate(request.headers)
+                route = match_route(rest, request.method)
+                kind = route.kind
+                # Before a member of a cluster forwards it: the owner checks again, with the same credentials.
+                await guard.authorize(identity, route, request.method, request.headers)
+                with guard.acting_as(identity), disk_errors():
+                    response = await handle(route)
+            else:
+                if auth is not None:
+                    await auth.authenticate(request.headers.get("Authorization"))
+                route = match_route(rest, request.method)
+                kind = route.kind
+                with disk_errors():  # a full disk is a 507 that says so, not an anonymous 500
+                    response = await handle(route)
         except RegistryError as err:
             response = await failure_response(err)
         response.headers["Docker-Distribution-API-Version"] = "registry/2.0"
@@ -126,6 +144,12 @@ def create_app(loaded: LoadedConfig) -> Front:
 
     @app.route("/metrics")
     async def metrics_endpoint() -> Response:
+        if guard is not None:
+            # With access control, zot's rules for /metrics (accessControl.metrics); without, open.
+            try:
+                await guard.authorize_metrics(request.headers)
+            except RegistryError as err:
+                return error_response(err)
         return Response(metrics.render(storage_usage), status=200, content_type="text/plain; version=0.0.4")
 
     @app.errorhandler(Exception)

@@ -45,6 +45,11 @@ async def start_upload(route: Route, store: Store) -> Response:
         digest = parse_digest(args["digest"])
         await store.put_blob(route.name, digest, request_stream(), content_length())
         return _blob_created(route.name, str(digest))
+    return await new_session(route, store)
+
+
+async def new_session(route: Route, store: Store) -> Response:
+    """A new upload session (202): also the answer to a mount that cannot be made."""
     session = await store.new_upload(route.name)
     return empty(202, _session_headers(route.name, session, 0))
 

@@ -5,7 +5,7 @@ membership changes go through. app.py imports this module only when the config l
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -41,8 +41,12 @@ class ClusterSide:
     node: Cluster
     store: Store
     gate: WriteGate | None  # with storage local to each member: writes to a moving repository wait
-    # What serves a request here: the API's handlers, with what the app adds (sync on demand).
+    # What serves a request here: the API's handlers, with what the app adds (sync on demand,
+    # access control's checks).
     handlers: Mapping[str, Handler] = field(default_factory=lambda: HANDLERS)
+    # The repositories of a catalog gathered from every member that the caller may see (access
+    # control: registry/access/guard.py); None: all of them.
+    visible: Callable[[list[str]], list[str]] | None = None
 
     @classmethod
     def attach(
@@ -52,11 +56,12 @@ class ClusterSide:
         store: Store,
         readiness: Readiness,
         handlers: Mapping[str, Handler] = HANDLERS,
+        visible: Callable[[list[str]], list[str]] | None = None,
     ) -> ClusterSide:
         node = Cluster.from_config(config)
         _join_cluster(app, node, config, readiness)
         readiness.checks.append(node.not_ready_reason)
-        return cls(node, store, _control_cluster(app, node, config, store), handlers)
+        return cls(node, store, _control_cluster(app, node, config, store), handlers, visible)
 
     async def handle(self, route: Route) -> Response:
         cluster, store, gate, handlers = self.node, self.store, self.gate, self.handlers
@@ -71,7 +76,10 @@ class ClusterSide:
             return await cluster.proxy.forward(request, decision.member, route.kind, decision.hops, decision.epoch)
         if decision.gather_catalog:
             n = page_size()  # a bad n is refused before any member is asked
-            return listing.catalog_response(await cluster.catalog(request, await store.catalog()), n)
+            # The others filter what they send for the same credentials; filtered here again, so that
+            # a member without access control (or another stanza) cannot widen what the caller sees.
+            names = await cluster.catalog(request, await store.catalog())
+            return listing.catalog_response(self.visible(names) if self.visible is not None else names, n)
         if decision.mount_across:
             mounted = await uploads.mount_across_members(route, store, cluster)
             if mounted is not None:

@@ -22,12 +22,23 @@ them. Printing is the CLI's (cli.py, preflight.py).
 
 The modules import each other in one direction (tables, messages and base import none of them;
 values imports messages; jsontext imports messages; sync imports base, jsontext, values and tables;
-models imports sync, values and tables; keymap imports jsontext and models; loader imports keymap),
-and this module only re-exports their public names. The typed extensions (sync.py, so far the only
-one) are ZotConfig fields read from "extensions.<name>": their keys are checked like any other.
+access imports base, sync and tables (and registry/globs.py, which imports none of this
+package); models imports access, sync, values and tables; keymap imports access, jsontext and
+models; loader imports keymap), and this module only re-exports their public names. The typed
+extensions (sync.py, so far the only one) are ZotConfig fields read from "extensions.<name>": their
+keys are checked like any other. http.accessControl is access.py; its maps of repository patterns
+and of groups are keyed by names of the user's choosing, lower-cased as zot's viper does.
 """
 
 from ..durations import parse_duration
+from .access import (
+    ACTIONS,
+    AccessControlConfig,
+    AccessGroup,
+    AccessPolicy,
+    MetricsAccess,
+    PolicyGroup,
+)
 from .loader import MAX_CONFIG_BYTES, LoadedConfig, load_config, parse_config
 from .messages import ConfigError, ModelProblem, PathKey, Problem
 from .models import (
@@ -65,6 +76,7 @@ from .tables import (
 from .values import Member, OSText, parse_time_window, split_member
 
 __all__ = [
+    "ACTIONS",
     "DEFAULT_GC_DELAY",
     "DEFAULT_GC_INTERVAL",
     "MAX_CONFIG_BYTES",
@@ -75,6 +87,9 @@ __all__ = [
     "UNSUPPORTED_KEYS",
     "ZOT_CACHE_DRIVERS",
     "ZOT_STORAGE_DRIVERS",
+    "AccessControlConfig",
+    "AccessGroup",
+    "AccessPolicy",
     "AuthConfig",
     "ClusterConfig",
     "ClusterTLSConfig",
@@ -86,9 +101,11 @@ __all__ = [
     "LogConfig",
     "LogLevel",
     "Member",
+    "MetricsAccess",
     "ModelProblem",
     "OSText",
     "PathKey",
+    "PolicyGroup",
     "Problem",
     "StorageConfig",
     "SyncConfig",

@@ -9,10 +9,12 @@ from __future__ import annotations
 import difflib
 import types
 from dataclasses import dataclass, field
-from typing import Any, Union, get_args, get_origin
+from typing import Any, TypeGuard, Union, get_args, get_origin
 
 from pydantic import AliasPath, BaseModel
 
+from .access import NEEDS_LOGINS
+from .base import KeyRule
 from .jsontext import key_offsets, line_col
 from .messages import PathKey, Problem, dotted
 from .models import ZotConfig
@@ -42,21 +44,33 @@ class _ListOf:
     model: type[BaseModel]
 
 
-Kind = type[BaseModel] | _ListOf | str | None
+@dataclass(frozen=True)
+class _DictOf:
+    """A field that maps names of the user's choosing to nested models (accessControl's repository
+    patterns and groups): the names are lower-cased as zot's viper does, and checked by the field's
+    KeyRule when it has one."""
+
+    model: type[BaseModel]
+    rule: KeyRule | None = None
 
 
-def _is_model(option: Any) -> bool:
+Kind = type[BaseModel] | _ListOf | _DictOf | str | None
+
+
+def _is_model(option: Any) -> TypeGuard[type[BaseModel]]:
     return isinstance(option, type) and issubclass(option, BaseModel)
 
 
-def _field_kind(annotation: Any) -> Kind:
-    """What a field holds: a nested model, a list of them, a free-form dict, or a plain value."""
+def _field_kind(annotation: Any, metadata: list[Any] | None = None) -> Kind:
+    """What a field holds: a nested model, a list or a map of them, a free-form dict, or a plain value."""
     options = get_args(annotation) if get_origin(annotation) in (Union, types.UnionType) else (annotation,)
     for option in options:
         if _is_model(option):
             return option
         if get_origin(option) is dict:
-            return _FREE_FORM
+            value = get_args(option)[1] if len(get_args(option)) == 2 else None
+            rule = next((item for item in metadata or () if isinstance(item, KeyRule)), None)
+            return _DictOf(value, rule) if _is_model(value) else _FREE_FORM
         if get_origin(option) is list and _is_model(item := get_args(option)[0]):
             return _ListOf(item)
     return None
@@ -69,7 +83,9 @@ def _model_fields(model: type[BaseModel]) -> dict[str, tuple[str, Kind]]:
         if isinstance(info.validation_alias, AliasPath):
             continue  # read from elsewhere in the file (ZotConfig.sync: extensions.sync), not a key here
         alias = info.alias or name
-        kind = _EXTENSIONS if model is ZotConfig and name == "extensions" else _field_kind(info.annotation)
+        kind = (
+            _EXTENSIONS if model is ZotConfig and name == "extensions" else _field_kind(info.annotation, info.metadata)
+        )
         fields[alias.lower()] = (alias, kind)
     return fields
 
@@ -145,12 +161,35 @@ class KeyMapper:
             return [
                 self.map_object(item, kind.model, (*path, index), (*spelled, index)) for index, item in enumerate(value)
             ]
+        if isinstance(kind, _DictOf):
+            return self._map_dict(value, kind, path, spelled)
         if kind == _EXTENSIONS:
             return self.map_object(value, _EXTENSIONS, path, spelled)
         if kind == _FREE_FORM or (len(path) == 2 and path[0] == _EXTENSIONS):
             # Free-form settings, and those of an extension not implemented: as zot's viper sees them.
             return _lower_keys(value)
         return value
+
+    def _map_dict(self, value: Any, kind: _DictOf, path: PathKey, spelled: PathKey) -> Any:
+        """A map of names to models: each name lower-cased (zot's viper lower-cases every key, so
+        "Team/**" is the pattern "team/**" there too) and checked by the field's rule (a bad one is
+        reported and left out), each value checked as the model."""
+        if not isinstance(value, dict):
+            return value  # validation reports the wrong type
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            name = str(key).lower()
+            if name in out:
+                self._duplicate(key, value, name, path, spelled)
+                continue
+            here, spelled_here = (*path, name), (*spelled, key)
+            self.origin[here] = spelled_here
+            reason = kind.rule.problem(name) if kind.rule is not None else None
+            if reason is not None:
+                self.errors.append((here, reason))
+                continue
+            out[name] = self.map_object(item, kind.model, here, spelled_here)
+        return out
 
     def _canonical(
         self,
@@ -188,6 +227,10 @@ class KeyMapper:
             return value  # null, false or switched off: nothing is being ignored
         if entry.refuse:
             self.errors.append((path, f"{entry.why}; {REFUSE_HINT}"))
+            if path[:2] == ("http", "auth") or path == ("http", "tls", "cacert"):
+                # A login method zot has and we refuse: access control is not without logins, as
+                # the models would conclude once the key is left out.
+                self.implied.add((("http", "accessControl"), NEEDS_LOGINS))
         else:
             self.warnings.append(f"{dotted(path)}: {entry.why}")
         return value

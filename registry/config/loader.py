@@ -102,6 +102,7 @@ def _warnings(config: ZotConfig) -> list[str]:
         found.append("storage.gcDelay: set while storage.gc is false, ignored")
     if not storage.gc and storage.gc_interval:
         found.append("storage.gcInterval: set while storage.gc is false, ignored")
+    found += _access_warnings(config)
     if storage.gc_time_window is not None:
         found.append(
             "storage.gcTimeWindow: set while storage.gc is false, ignored"
@@ -109,4 +110,28 @@ def _warnings(config: ZotConfig) -> list[str]:
             else "storage.gcTimeWindow: not supported yet, ignored: garbage collection may run at any "
             "time of day (it deletes the same blobs as inside the window, those unused for gcDelay)"
         )
+    return found
+
+
+def _access_warnings(config: ZotConfig) -> list[str]:
+    """A policy that names a group with capitals where accessControl.groups defines it: zot's viper
+    reads the names in `groups` in lower case (keymap.py does too), so the policy's name does not
+    match, and the group's members do not get what the policy gives (in zot neither)."""
+    access = config.http.access_control
+    if access is None:
+        return []
+    found = []
+    policies = [("adminPolicy", access.admin_policy)] + [
+        (f"repositories.{pattern}.policies[{index}]", policy)
+        for pattern, group in access.repositories.items()
+        for index, policy in enumerate(group.policies)
+    ]
+    for where, policy in policies:
+        for name in policy.groups:
+            if name != name.lower() and name.lower() in access.groups:
+                found.append(
+                    f"http.accessControl.{where}.groups: {name!r} does not name the group {name.lower()!r} "
+                    "of accessControl.groups: group names there are read in lower case (as zot reads them), "
+                    f"so its members do not get this policy; write {name.lower()!r}"
+                )
     return found

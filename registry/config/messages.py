@@ -43,13 +43,18 @@ class ConfigError(Exception):
 # --------------------------------------------------------------------------------------------
 
 
-def fail(reason: str, key: str | int | None = None) -> PydanticCustomError:
+# Where below a model a problem is: a key ("members", "members[2]", "sync.registries[0].urls"),
+# an index, or a path whose parts are taken as they are (a map key with dots or brackets in it).
+ProblemKey = str | int | tuple[str | int, ...]
+
+
+def fail(reason: str, key: ProblemKey | None = None) -> PydanticCustomError:
     """A validation error whose text is exactly `reason`. `key` extends the error's location when
     a model-level check is about one of its fields."""
     return PydanticCustomError("zot_config", "{reason}", {"reason": reason, "key": key})
 
 
-ModelProblem = tuple[str | int | None, str]  # (key within the model or None, reason)
+ModelProblem = tuple[ProblemKey | None, str]  # (key within the model or None, reason)
 
 
 def raise_all(model: str, problems: list[ModelProblem]) -> None:
@@ -113,11 +118,15 @@ def _problem(detail: Any) -> Problem:
 _KEY_PART = re.compile(r"\[(\d+)\]|([^.\[\]]+)")
 
 
-def _split_key(key: str | int) -> Iterator[str | int]:
+def _split_key(key: ProblemKey) -> Iterator[str | int]:
     """ "members[2]" -> "members", 2; "sync.registries[0].urls" -> "sync", "registries", 0, "urls";
-    so that a model-level check can point at a list element or a key below its model."""
+    so that a model-level check can point at a list element or a key below its model. A tuple is
+    a path already split (a glob pattern such as "team.a/*" is one key)."""
     if isinstance(key, int):
         yield key
+        return
+    if isinstance(key, tuple):
+        yield from key
         return
     for index, name in _KEY_PART.findall(key):
         yield int(index) if index else name

@@ -14,6 +14,7 @@ from typing import Any, Literal, get_args
 from pydantic import AliasPath, Field, ValidationInfo, field_validator, model_validator
 
 from . import tables
+from .access import NEEDS_LOGINS, AccessControlConfig
 from .base import _Model
 from .messages import ModelProblem, fail, raise_all, show
 from .sync import SyncConfig
@@ -65,6 +66,9 @@ class HTTPConfig(_Model):
     # bound here, and how that differs from Go's http.Server, is in hypercorn_patches.py.
     read_timeout: Timeout = Field(None, alias="readTimeout")
     write_timeout: Timeout = Field(None, alias="writeTimeout")
+    # Who may do what (access.py; enforced by registry/access/). None: everyone who authenticates
+    # (or anyone, without auth) may do everything, as in zot.
+    access_control: AccessControlConfig | None = Field(None, alias="accessControl")
 
     @field_validator("port", mode="before")
     @classmethod
@@ -79,6 +83,23 @@ class HTTPConfig(_Model):
         if not 1 <= port <= 65535:
             raise fail(f"must be a port number 1-65535, got {show(value)}")
         return port
+
+    # A field validator, not a model validator, so that it reports even when another http field is
+    # wrong (the port, say); it sees `auth`, declared before it.
+    @field_validator("access_control")
+    @classmethod
+    def _access_needs_logins(
+        cls, access: AccessControlConfig | None, info: ValidationInfo
+    ) -> AccessControlConfig | None:
+        """zot's validateAuthzPolicies: policies that name users, or give every authenticated user
+        something, need a way to authenticate them; only anonymous policies do without."""
+        if access is None or "auth" not in info.data:
+            return access  # no access control, or auth is wrong already (reported)
+        auth = info.data["auth"]
+        htpasswd = auth is not None and auth.htpasswd is not None
+        if htpasswd or access.only_anonymous_policies() or access.only_anonymous_metrics():
+            return access
+        raise fail(NEEDS_LOGINS)
 
 
 class LogConfig(_Model):

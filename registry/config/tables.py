@@ -91,7 +91,7 @@ UNSUPPORTED_KEYS: dict[str, Unsupported] = {
     # Without it no CORS header is sent, so browsers refuse cross-origin reads: stricter, not looser.
     "http.allowOrigin": Unsupported(f"{_IGNORED}: no CORS headers are sent"),
     # Who may do what: ignoring any of these would accept anonymous or over-privileged requests.
-    "http.accessControl": Unsupported(f"restricts access, {_ENFORCED}", refuse=True),
+    # (http.accessControl is implemented: config/access.py, registry/access/.)
     "http.auth.ldap": Unsupported(f"requires LDAP logins, {_IMPLEMENTED}", refuse=True),
     "http.auth.bearer": Unsupported(f"requires bearer tokens, {_IMPLEMENTED}", refuse=True),
     "http.auth.openid": Unsupported(f"requires OpenID logins, {_IMPLEMENTED}", refuse=True),

@@ -9,15 +9,14 @@ itself.
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from wcmatch import glob
-
 from ..config.sync import SyncContent
+from ..globs import matcher
 
-_GLOB_FLAGS = glob.GLOBSTAR | glob.BRACE
 # Masterminds/semver's loose form (semver.NewVersion), which zot's `semver` tag filter accepts:
 # an optional "v", one to three numbers, then an optional pre-release and build.
 _SEMVER = re.compile(
@@ -27,8 +26,13 @@ _SEMVER = re.compile(
 _GLOB_META = re.compile(r"[*?\[{]")
 
 
+@functools.lru_cache(maxsize=1024)
+def _compiled(pattern: str) -> Callable[[str], bool]:
+    return matcher(pattern)
+
+
 def _matches(name: str, pattern: str) -> bool:
-    return bool(glob.globmatch(name, pattern, flags=_GLOB_FLAGS))
+    return _compiled(pattern)(name)
 
 
 def _literal_base(pattern: str) -> str:
@@ -45,8 +49,7 @@ def _literal_base(pattern: str) -> str:
 def _meta_rest(pattern: str) -> str:
     """doublestar.SplitPattern's rest: the pattern from its first component with a glob character."""
     base = _literal_base(pattern)
-    rest = pattern[len(base) :].lstrip("/")
-    return rest or "*"
+    return pattern[len(base) :].lstrip("/")  # "" for a literal prefix: the destination itself
 
 
 @dataclass(frozen=True)

@@ -34,18 +34,9 @@ def with_(**sections: Any) -> dict[str, Any]:
     return {**MINIMAL, **sections}
 
 
-# Each one, as a user would write it; all of them must be refused.
+# Each one, as a user would write it; all of them must be refused. (http.accessControl is enforced:
+# registry/access/.)
 RESTRICTIVE: list[tuple[str, dict[str, Any]]] = [
-    (
-        "http.accessControl",
-        {
-            "http": {
-                "auth": {"htpasswd": {"path": "/p"}},
-                "accessControl": {"repositories": {"**": {"defaultPolicy": ["read"]}}},
-            }
-        },
-    ),
-    ("http.accessControl", {"http": {"accessControl": {"repositories": {"**": {"anonymousPolicy": ["read"]}}}}}),
     ("http.auth.ldap", {"http": {"auth": {"ldap": {"address": "ldap.example.com", "baseDN": "dc=x"}}}}),
     ("http.auth.bearer", {"http": {"auth": {"bearer": {"realm": "https://auth", "service": "reg", "cert": "/c"}}}}),
     ("http.auth.openid", {"http": {"auth": {"openid": {"providers": {"github": {"clientid": "x"}}}}}}),

@@ -61,10 +61,16 @@ def test_published_redis_examples_fail_on_their_trailing_comma(zot_examples: Pat
 
 
 def test_every_published_example_loads_or_fails_as_documented(zot_examples: Path) -> None:
-    broken = {"cluster-s3-redis.json", "cluster-s3-redis-ui.json"}
+    refused = {
+        "cluster-s3-redis.json": "trailing comma",
+        "cluster-s3-redis-ui.json": "trailing comma",
+        # Refused rather than half-enforced (tests/unit/test_access_config.py has the details).
+        "config-policy.json": "CEL conditions on a policy are not implemented",
+        "config-ldap.json": "http.auth.ldap: requires LDAP logins",
+    }
     for path in sorted(zot_examples.glob("*.json")):
-        if path.name in broken:
-            with pytest.raises(ConfigError, match="trailing comma"):
+        if path.name in refused:
+            with pytest.raises(ConfigError, match=refused[path.name]):
                 load_config(path)
         else:
             assert isinstance(load_config(path), LoadedConfig), path

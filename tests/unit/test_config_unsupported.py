@@ -33,7 +33,6 @@ def test_restrictive_unsupported_settings_are_errors_naming_the_key(key: str, do
 def test_the_table_refuses_every_setting_that_restricts_access() -> None:
     refused = {path for path, entry in UNSUPPORTED_KEYS.items() if entry.refuse}
     assert refused == {
-        "http.accessControl",
         "http.auth.ldap",
         "http.auth.bearer",
         "http.auth.openid",
@@ -48,11 +47,12 @@ def test_the_table_refuses_every_setting_that_restricts_access() -> None:
     assert {key for key, _ in RESTRICTIVE} == refused
 
 
-def test_access_control_message_is_the_documented_one() -> None:
+def test_access_control_without_logins_says_what_to_add() -> None:
     text = '{\n  "storage": {"rootDirectory": "/r"},\n  "http": {\n    "accessControl": {}\n  }\n}'
     assert error_of(text) == (
-        "test.json:4:5: http.accessControl: restricts access, which this registry does not "
-        "enforce yet; remove it or run zot"
+        "test.json:4:5: http.accessControl: access control needs a way to authenticate users (zot: htpasswd, "
+        "ldap, openid or mTLS; this registry: http.auth.htpasswd), unless it has only anonymousPolicy "
+        "policies: add http.auth.htpasswd, or keep only anonymousPolicy entries"
     )
 
 
@@ -72,7 +72,7 @@ def test_restrictive_settings_that_are_switched_off_are_fine(doc: dict[str, Any]
 
 
 def test_lowercase_spelling_of_a_restrictive_key_is_refused_too() -> None:
-    assert "http.accessControl: restricts access" in error_of(with_(http={"ACCESSCONTROL": {}}))
+    assert "http.auth.mtls: identifies users" in error_of(with_(http={"AUTH": {"MTLS": {}}}))
     assert "http.auth.ldap: requires LDAP logins" in error_of(with_(http={"Auth": {"LDAP": {}}}))
 
 
@@ -208,8 +208,9 @@ def test_unknown_keys_do_not_hide_the_other_errors() -> None:
         'test.json:4:5: storage.dedupe: must be true or false, got "no"',
         'test.json:5:5: storage.gcDelai: unknown key, zot has no such setting in storage; did you mean "gcDelay"?',
         'test.json:8:5: http.port: must be a port number 1-65535, got "0"',
-        "test.json:9:5: http.accessControl: restricts access, which this registry does not enforce yet; "
-        "remove it or run zot",
+        "test.json:9:5: http.accessControl: access control needs a way to authenticate users (zot: htpasswd, "
+        "ldap, openid or mTLS; this registry: http.auth.htpasswd), unless it has only anonymousPolicy "
+        "policies: add http.auth.htpasswd, or keep only anonymousPolicy entries",
         "test.json:12:5: cluster.members: cannot have 0 members in a scale out cluster",
         "test.json:13:5: cluster.hashKey: hashKey for scale out cluster must have 16 characters "
         "(exactly 16 bytes as UTF-8, got 5)",

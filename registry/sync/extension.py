@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -30,7 +31,10 @@ from .flight import SingleFlight
 from .live import LiveBlob, LiveBlobs
 from .ondemand import DEFAULT_TIMEOUT, ImageSync, OnDemand, SyncSource
 from .periodic import Periodic
+from .self_urls import without_self
 from .upstream import FetchedManifest, Upstream, UpstreamSettings
+
+log = logging.getLogger("zot_registry.sync")
 
 
 def _lock_directory(config: ZotConfig, sync: SyncConfig) -> Path:
@@ -45,9 +49,9 @@ def _lock_directory(config: ZotConfig, sync: SyncConfig) -> Path:
     return Path(tempfile.gettempdir()) / f"zot-sync-{key}"
 
 
-def _source(registry: SyncRegistry, credentials: dict[str, tuple[str, str]]) -> SyncSource:
+def _source(registry: SyncRegistry, urls: list[str], credentials: dict[str, tuple[str, str]]) -> SyncSource:
     settings = UpstreamSettings(
-        urls=tuple(registry.urls),
+        urls=tuple(urls),
         tls_verify=registry.tls_verify,
         cert_dir=registry.cert_dir,
         credentials=credentials,
@@ -81,7 +85,18 @@ class SyncExtension:
         if sync.credentials_file:
             for host, entry in load_credentials(sync.credentials_file).items():
                 credentials[host] = (entry.username, entry.password)
-        sources = [_source(registry, credentials) for registry in sync.registries]
+        sources = []
+        for registry in sync.registries:
+            urls = without_self(registry.urls, config.http.address, config.http.port)
+            if not urls:
+                log.warning(
+                    "sync: every URL of a sync registry points at this registry: it is left out",
+                    extra={"urls": registry.urls},
+                )
+                continue
+            sources.append(_source(registry, urls, credentials))
+        if not sources:
+            return None
         locks = _lock_directory(config, sync)
         flight = SingleFlight(locks)
         timeout = max(source.timeout for source in sources)

@@ -57,3 +57,17 @@ def test_tag_filters_regex_exclude_and_semver() -> None:
     exclude = {"prefix": "r", "tags": {"excludeRegex": "-rc"}}
     assert rules(exclude).filter_tags("r", tags) == ["1.0.0", "v1.2.3", "1.x", "2.0.0", "latest"]
     assert rules({"prefix": "r"}).filter_tags("r", tags) == tags
+
+
+def test_sync_urls_that_point_at_this_registry_are_dropped() -> None:
+    from zot_registry.sync.self_urls import without_self
+
+    # Addresses only (and localhost, from /etc/hosts): no name here is looked up in DNS.
+    urls = [
+        "http://127.0.0.1:5000",  # loopback, this port
+        "https://localhost:5000",
+        "http://127.0.0.1:5001",  # another port
+        "https://192.0.2.10:5000",  # this member's own address
+        "https://192.0.2.99:5000",  # another host
+    ]
+    assert without_self(urls, "192.0.2.10", 5000) == ["http://127.0.0.1:5001", "https://192.0.2.99:5000"]

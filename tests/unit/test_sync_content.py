@@ -3,12 +3,14 @@ covers, under which local name, and the tag filters of periodic sync."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pytest
 from zot_registry.config.sync import SyncContent, SyncTags
 from zot_registry.sync.content import ContentRules
 
 
-def rules(*contents: dict[str, object]) -> ContentRules:
+def rules(*contents: Mapping[str, object]) -> ContentRules:
     return ContentRules(tuple(SyncContent.model_validate(c) for c in contents))
 
 

@@ -16,6 +16,7 @@ from .jsontext import json_kind, parse_json
 from .keymap import KeyMapper
 from .messages import ConfigError, Problem, dotted, validation_problems
 from .models import ZotConfig
+from .textfile import read_json_text
 
 # A config is a few KiB; reading /dev/zero by mistake must not fill the memory.
 MAX_CONFIG_BYTES = 4 << 20
@@ -42,22 +43,7 @@ class LoadedConfig:
 def load_config(path: str | os.PathLike[str]) -> LoadedConfig:
     """Read and validate a zot config file. Raises ConfigError with a message for the user."""
     source = Path(path)
-    try:
-        with open(source, "rb") as handle:  # a pipe (/dev/stdin) works too
-            data = handle.read(MAX_CONFIG_BYTES + 1)
-        if len(data) > MAX_CONFIG_BYTES:
-            raise ConfigError(f"{source}: more than {MAX_CONFIG_BYTES >> 20} MiB, too large for a config file")
-        text = data.decode("utf-8-sig")  # -sig: tolerate a byte order mark
-    except FileNotFoundError:
-        raise ConfigError(f"{source}: no such file") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{source}: is a directory, not a config file") from None
-    except PermissionError:
-        raise ConfigError(f"{source}: permission denied") from None
-    except UnicodeDecodeError as err:
-        raise ConfigError(f"{source}: not UTF-8 text (byte {err.start}); zot configs are JSON") from None
-    except (OSError, ValueError) as err:  # ValueError: a NUL in the name
-        raise ConfigError(f"{source}: cannot read: {getattr(err, 'strerror', None) or err}") from None
+    text = read_json_text(source, MAX_CONFIG_BYTES, "config file", "zot configs are JSON")
     return parse_config(text, str(source))
 
 

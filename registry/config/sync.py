@@ -33,6 +33,7 @@ from .base import _Model
 from .jsontext import key_offsets, line_col, parse_json
 from .messages import ConfigError, ModelProblem, fail, raise_all, show
 from .tables import REFUSE_HINT
+from .textfile import read_json_text
 from .values import Duration, OSText
 
 # A credentials file holds a few entries; reading /dev/zero by mistake must not fill the memory.
@@ -379,20 +380,4 @@ def _located(path: str, text: str, offsets: dict[Any, int], where: tuple[str, ..
 
 
 def _read_credentials(path: str) -> str:
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_CREDENTIALS_BYTES + 1)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a directory, not a credentials file") from None
-    except PermissionError:
-        raise ConfigError(f"{path}: permission denied") from None
-    except (OSError, ValueError) as err:  # ValueError: a NUL in the name
-        raise ConfigError(f"{path}: cannot read: {getattr(err, 'strerror', None) or err}") from None
-    if len(data) > MAX_CREDENTIALS_BYTES:
-        raise ConfigError(f"{path}: more than {MAX_CREDENTIALS_BYTES >> 20} MiB, too large for a credentials file")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start}); a credentials file is JSON") from None
+    return read_json_text(path, MAX_CREDENTIALS_BYTES, "credentials file", "a credentials file is JSON")

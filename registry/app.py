@@ -13,6 +13,7 @@ from quart import Quart, Response
 
 from . import metrics
 from .access.guard import AccessGuard
+from .access.policy import ANONYMOUS
 from .api.failures import error_response, failure_response, unexpected_response
 from .api.front import Front
 from .api.handlers import HANDLERS, Readiness
@@ -20,6 +21,8 @@ from .api.http import content_length, parse_number
 from .api.requests import request
 from .api.routing import Route, match_route
 from .auth import HtpasswdAuth
+from .authn.authenticator import Authenticator, PasswordChecker
+from .authn.current import acting_as
 from .config import LoadedConfig
 from .errors import RegistryError
 from .storage.base import Store
@@ -42,9 +45,10 @@ def create_app(loaded: LoadedConfig) -> Front:
     # Blobs are streamed: no body size limit, no whole-body timeout (a 1 GiB push takes its time).
     app.config.update(MAX_CONTENT_LENGTH=None, BODY_TIMEOUT=None, RESPONSE_TIMEOUT=None)
     store = open_store(config.storage)
-    auth = _make_auth(loaded)
+    # Who sent a request (authn/): htpasswd, LDAP, client certificates, a member vouching for its client.
+    authenticator = Authenticator.from_config(config, _make_htpasswd(loaded), _make_ldap(loaded))
     # http.accessControl (registry/access/): who may do what; None: whoever authenticates, everything.
-    guard = AccessGuard.from_config(config, auth)
+    guard = AccessGuard.from_config(config, authenticator)
     readiness = Readiness()
     storage_usage = metrics.StorageUsage(store.disk_usage)
     sync: SyncExtension | None = None
@@ -90,11 +94,11 @@ def create_app(loaded: LoadedConfig) -> Front:
                 with guard.acting_as(identity), disk_errors():
                     response = await handle(route)
             else:
-                if auth is not None:
-                    await auth.authenticate(request.headers.get("Authorization"))
+                # Everyone who logs in may do everything; the identity still goes with a forwarded request.
+                identity = await authenticator.identify(request.headers, False) if authenticator.enabled else ANONYMOUS
                 route = match_route(rest, request.method)
                 kind = route.kind
-                with disk_errors():  # a full disk is a 507 that says so, not an anonymous 500
+                with acting_as(identity), disk_errors():  # a full disk is a 507 that says so, not a 500
                     response = await handle(route)
         except RegistryError as err:
             response = await failure_response(err)
@@ -120,8 +124,7 @@ def create_app(loaded: LoadedConfig) -> Front:
         if sync is not None:
             await sync.close()
         await store.close()
-        if auth is not None:
-            auth.close()
+        authenticator.close()
 
     @app.route("/livez")
     async def livez() -> Response:
@@ -184,13 +187,17 @@ def _schedule_gc(app: Quart, store: Store, owns: Callable[[str], bool], delay: f
             task.cancel()
 
 
-def _make_auth(loaded: LoadedConfig) -> HtpasswdAuth | None:
+def _make_htpasswd(loaded: LoadedConfig) -> HtpasswdAuth | None:
     auth = loaded.config.http.auth
     htpasswd = getattr(auth, "htpasswd", None) if auth else None
     path = getattr(htpasswd, "path", None) if htpasswd else None
     if not path:
         return None
     return HtpasswdAuth(path, realm=loaded.config.http.realm or "zot", fail_delay=float(auth.fail_delay if auth else 0))
+
+
+def _make_ldap(loaded: LoadedConfig) -> PasswordChecker | None:
+    return None
 
 
 def _observe(kind: str, response: Response, started: float) -> None:

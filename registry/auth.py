@@ -94,26 +94,26 @@ class HtpasswdAuth:
 
     async def authenticate(self, header: str | None) -> str:
         """The user name, or UNAUTHORIZED with a Basic challenge (TOOMANYREQUESTS when checks pile up)."""
-        if not header or not header.lower().startswith("basic "):
-            raise Unauthorized("authentication required", headers=self.challenge())
-        try:
-            decoded = base64.b64decode(header[6:].strip(), validate=True).decode()
-            user, password = decoded.split(":", 1)
-        except (binascii.Error, UnicodeDecodeError, ValueError):
-            raise Unauthorized("malformed Basic credentials", headers=self.challenge()) from None
-        self._load()
-        key = hashlib.sha256(decoded.encode()).digest()
-        now = time.monotonic()
-        if self._verified.get(key, 0.0) > now:
-            return user
-        if not await self._check_shared(key, user, password):
+        user, password = parse_basic(header, self.challenge())
+        if not await self.verify(user, password):
             if self.fail_delay > 0:
                 await asyncio.sleep(self.fail_delay)
             raise Unauthorized("invalid username or password", headers=self.challenge())
+        return user
+
+    async def verify(self, user: str, password: str) -> bool:
+        """Whether the file holds `user` with `password` (TOOMANYREQUESTS when checks pile up)."""
+        self._load()
+        key = hashlib.sha256(f"{user}:{password}".encode()).digest()
+        now = time.monotonic()
+        if self._verified.get(key, 0.0) > now:
+            return True
+        if not await self._check_shared(key, user, password):
+            return False
         if len(self._verified) >= _CACHE_MAX:
             self._verified = {k: until for k, until in self._verified.items() if until > now}
         self._verified[key] = time.monotonic() + _CACHE_SECONDS
-        return user
+        return True
 
     async def _check_shared(self, key: bytes, user: str, password: str) -> bool:
         hashed = self._users.get(user)
@@ -153,6 +153,18 @@ class HtpasswdAuth:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
+
+
+def parse_basic(header: str | None, challenge: dict[str, str]) -> tuple[str, str]:
+    """User and password of a Basic Authorization header; UNAUTHORIZED (with `challenge`) for none
+    or a malformed one."""
+    if not header or not header.lower().startswith("basic "):
+        raise Unauthorized("authentication required", headers=challenge)
+    try:
+        user, password = base64.b64decode(header[6:].strip(), validate=True).decode().split(":", 1)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise Unauthorized("malformed Basic credentials", headers=challenge) from None
+    return user, password
 
 
 def _check(password: str, hashed: bytes) -> bool:

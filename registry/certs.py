@@ -59,7 +59,7 @@ def make_ca(common_name: str = "zot cluster CA", days: int = 3650) -> KeyPair:
     return KeyPair(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key))
 
 
-def _issue(
+def issue_certificate(
     ca: KeyPair, subject: str, days: float, usages: list[x509.ObjectIdentifier], names: list[x509.GeneralName]
 ) -> KeyPair:
     """A new key and a certificate for it signed by `ca`: extended key usages `usages`, alternative `names`."""
@@ -93,10 +93,10 @@ def make_server_cert(ca: KeyPair, hosts: list[str], days: int = 365) -> KeyPair:
         except ValueError:
             names.append(x509.DNSName(host))
     usages = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-    return _issue(ca, hosts[0], days, usages, names)
+    return issue_certificate(ca, hosts[0], days, usages, names)
 
 
 def make_client_cert(ca: KeyPair, common_name: str, days: float = 1) -> KeyPair:
     """A client-only certificate (no names to serve, extended key usage clientAuth): what the operator
     shows the members' control API. Short-lived: its holder issues a new one rather than revoking."""
-    return _issue(ca, common_name, days, [ExtendedKeyUsageOID.CLIENT_AUTH], [])
+    return issue_certificate(ca, common_name, days, [ExtendedKeyUsageOID.CLIENT_AUTH], [])

@@ -52,6 +52,11 @@ def check_files(loaded: LoadedConfig) -> Findings:
     if config.http.tls is not None:
         http_tls = config.http.tls
         checks.append((("http", "tls"), "", lambda: _check_pair(("http", "tls"), http_tls, found)))
+        if http_tls.cacert:
+            user_ca = http_tls.cacert
+            cluster_ca = config.cluster.tls.cacert if config.cluster is not None and config.cluster.tls else None
+            ca_key: PathKey = ("http", "tls", "cacert")
+            checks.append((ca_key, user_ca, lambda: _check_client_ca(ca_key, user_ca, cluster_ca, found)))
     if config.cluster is not None and config.cluster.tls is not None:
         cluster_tls = config.cluster.tls
         checks.append((("cluster", "tls"), "", lambda: _check_cluster_tls(cluster_tls, found)))
@@ -69,6 +74,29 @@ def check_files(loaded: LoadedConfig) -> Findings:
         except OSError as err:  # what the checks did not foresee (a name too long, say): still one line
             found.errors.append((key, f"{_shown(value or str(err.filename))}: {err.strerror or err}"))
     return found
+
+
+def _check_client_ca(key: PathKey, value: str, cluster_ca: str | None, found: Findings) -> None:
+    """http.tls.cacert: PEM certificates, none of them the cluster CA. A member believes the
+    identity another member vouches for (authn/current.py) from a certificate of the cluster CA;
+    were users' certificates issued by it too, any user could vouch for any name."""
+    data = _read(key, value, found)
+    certificates = _certificates(key, value, data, found) if data is not None else None
+    if not certificates or not cluster_ca:
+        return
+    try:
+        members = x509.load_pem_x509_certificates(Path(cluster_ca).read_bytes())
+    except (OSError, ValueError):
+        return  # reported under cluster.tls.cacert
+    shared = {c.subject.rfc4514_string() for c in certificates if c in members}
+    if shared:
+        found.errors.append(
+            (
+                key,
+                f"{value}: holds the cluster CA ({', '.join(sorted(shared))}), which issues the members' "
+                "certificates: users' client certificates need a CA of their own",
+            )
+        )
 
 
 def _check_cluster_tls(tls: TLSConfig, found: Findings) -> None:

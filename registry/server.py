@@ -29,7 +29,28 @@ def default_workers() -> int:
     return int(text or 0) or min(os.cpu_count() or 1, 4)
 
 
-def hypercorn_config(loaded: LoadedConfig, workers: int) -> HypercornConfig:
+def client_authorities(loaded: LoadedConfig) -> list[str]:
+    """The CA files whose client certificates the server verifies: the cluster CA's, http.tls.cacert."""
+    cluster, tls = loaded.config.cluster, loaded.config.http.tls
+    found = [cluster.tls.cacert] if cluster is not None and cluster.tls is not None and cluster.tls.cacert else []
+    if tls is not None and tls.cacert and tls.cacert not in found:
+        found.append(tls.cacert)
+    return found
+
+
+def trust_bundle(files: list[str], folder: str) -> str:
+    """One file of CA certificates for hypercorn's ca_certs, which takes one: `files` itself, or their concatenation."""
+    if len(files) == 1:
+        return files[0]
+    path = os.path.join(folder, "client-authorities.pem")
+    with open(path, "wb") as bundle:
+        for name in files:
+            with open(name, "rb") as part:
+                bundle.write(part.read().rstrip(b"\n") + b"\n")
+    return path
+
+
+def hypercorn_config(loaded: LoadedConfig, workers: int, bundle_dir: str | None = None) -> HypercornConfig:
     http = loaded.config.http
     host = http.address or "0.0.0.0"
     hc = TimeoutConfig()
@@ -48,11 +69,14 @@ def hypercorn_config(loaded: LoadedConfig, workers: int) -> HypercornConfig:
         # HTTP/1.1 only: hypercorn's HTTP/2 is several times slower for large bodies here and lost
         # streams under the conformance suite's load (KeyError in its stream table, GOAWAY).
         hc.alpn_protocols = ["http/1.1"]
-        cluster = loaded.config.cluster
-        if cluster is not None and cluster.tls is not None and cluster.tls.cacert:
+        authorities = client_authorities(loaded)
+        if authorities:
             # Members and the operator present certificates of the cluster CA to the control API
-            # (cluster/control.py checks who signed them); other clients present none and are unaffected.
-            hc.ca_certs = cluster.tls.cacert
+            # (cluster/control.py checks who signed them); with mTLS (http.tls.cacert) users present
+            # theirs (authn/). Optional, as zot's VerifyClientCertIfGiven: a client without one is
+            # anonymous, or logs in otherwise; one that presents a certificate no CA here issued
+            # fails the handshake.
+            hc.ca_certs = trust_bundle(authorities, bundle_dir or tempfile.mkdtemp(prefix="zot-registry-"))
             hc.verify_mode = ssl.CERT_OPTIONAL
     hc.graceful_timeout = 30.0
     # zot's http.readTimeout / writeTimeout; what they bound here (progress, not deadlines) is in
@@ -77,18 +101,20 @@ def app_modules(loaded: LoadedConfig) -> tuple[str, ...]:
 def serve(loaded: LoadedConfig, workers: int | None = None) -> int:
     """Serve until stopped: 0 after SIGINT/SIGTERM, 1 (with one line on stderr) when it cannot start
     or a worker fails. The config and its files have been checked (preflight) by the caller."""
+    # The workers' shared folder: prometheus's multiprocess files, the trust bundle (trust_bundle).
+    shared_dir = tempfile.mkdtemp(prefix="zot-registry-")
     try:
         workers = workers or default_workers()
-        config = hypercorn_config(loaded, workers)
+        config = hypercorn_config(loaded, workers, shared_dir)
         if config.worker_class not in ("uvloop", "asyncio"):
             raise StartError(f"ZOT_REGISTRY_WORKER_CLASS must be uvloop or asyncio, got {config.worker_class!r}")
         sockets = bind_sockets(config)
     except StartError as err:
         print(f"error: {err}", file=sys.stderr)
+        shutil.rmtree(shared_dir, ignore_errors=True)
         return 1
     os.environ["ZOT_REGISTRY_CONFIG"] = str(loaded.path.absolute())
-    metrics_dir = tempfile.mkdtemp(prefix="zot-registry-metrics-")
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = shared_dir
     log.info(
         "starting",
         extra={
@@ -104,4 +130,4 @@ def serve(loaded: LoadedConfig, workers: int | None = None) -> int:
     finally:
         for sock in [*sockets.secure_sockets, *sockets.insecure_sockets]:
             sock.close()
-        shutil.rmtree(metrics_dir, ignore_errors=True)
+        shutil.rmtree(shared_dir, ignore_errors=True)

@@ -5,28 +5,22 @@ catalog filtered for the caller, and /metrics.
 
 app.py builds one AccessGuard when the config has http.accessControl, and then:
 
-1. `authenticate` (instead of auth.py's check on every route): with an htpasswd file, a request
-   with credentials must pass it (401 otherwise, as before); one without credentials is
-   anonymous when some repository has an anonymousPolicy (zot's AnonymousPolicyExists), else 401.
-   Without an htpasswd file (only anonymous policies: config/access.py) every request is
-   anonymous, its Authorization header unread, as in zot. `Basic Og==` (an empty user and
-   password, which some clients send) counts as no credentials, and two Authorization headers are
-   refused (401), as zot does;
+1. `authenticate`: the identity (authn/authenticator.py, the same checks as without access
+   control), where a request without credentials is anonymous when some repository has an
+   anonymousPolicy (zot's AnonymousPolicyExists), else 401;
 2. `authorize`, after the route is known and before a member of a cluster forwards it:
    route_actions (actions.py); denied is 403 DENIED for a user and 401 UNAUTHORIZED with the Basic
    challenge for an anonymous request, after http.auth.failDelay (zot's AuthzFail waits too);
 3. the handlers wrapped by `handlers`, which run where the repository is stored (the owner, in
    a cluster): the exact create-or-update check of a manifest PUT by tag, read on `from` for a
-   mount, the catalog filtered. They read the request's identity from a context variable that
-   `acting_as` sets around the handler.
+   mount, the catalog filtered. They read the request's identity from the context variable that
+   app.py sets around the handler (authn/current.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import contextvars
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from quart import Response
@@ -36,26 +30,15 @@ from ..api.handlers import Handler
 from ..api.http import page_size
 from ..api.requests import request
 from ..api.routing import Route
-from ..auth import HtpasswdAuth
+from ..authn import current as current_identity
+from ..authn.authenticator import Authenticator
 from ..config import ZotConfig
 from ..digests import parse_digest
 from ..errors import Denied, NameUnknown, Unauthorized
 from ..names import is_valid_name
 from ..storage.base import Store
 from .actions import manifest_put_action, route_actions
-from .policy import ANONYMOUS, READ, AccessRules, Identity
-
-_IDENTITY: contextvars.ContextVar[Identity] = contextvars.ContextVar("registry_identity")
-# zot's isAuthorizationHeaderEmpty: Basic with an empty user and password is no credentials.
-_EMPTY_BASIC = "basic og=="
-
-
-def _authorization(headers: Any) -> list[str]:
-    """Every Authorization header: a multidict's (the /v2/ requests) or werkzeug's (Quart's)."""
-    getall = getattr(headers, "getall", None)
-    if getall is not None:
-        return list(getall("Authorization", []))
-    return list(headers.getlist("Authorization"))
+from .policy import READ, AccessRules, Identity
 
 
 def _is_docker(headers: Any) -> bool:
@@ -67,43 +50,32 @@ def _is_docker(headers: Any) -> bool:
 class AccessGuard:
     """The access control of one registry (or member): rules, logins, what a denial looks like."""
 
-    def __init__(self, rules: AccessRules, auth: HtpasswdAuth | None, realm: str, fail_delay: float) -> None:
+    def __init__(self, rules: AccessRules, authenticator: Authenticator) -> None:
         self.rules = rules
-        self.auth = auth
-        self.realm = realm
-        self.fail_delay = fail_delay
+        self.authenticator = authenticator
+        # Groups of accessControl.groups join every identity the authenticator finds.
+        authenticator.make_identity = rules.identity
+        self.fail_delay = authenticator.fail_delay
 
     @classmethod
-    def from_config(cls, config: ZotConfig, auth: HtpasswdAuth | None) -> AccessGuard | None:
+    def from_config(cls, config: ZotConfig, authenticator: Authenticator) -> AccessGuard | None:
         access = config.http.access_control
         if access is None:
             return None
-        fail_delay = float(config.http.auth.fail_delay) if config.http.auth is not None else 0.0
-        return cls(AccessRules(access), auth, config.http.realm or "zot", fail_delay)
+        return cls(AccessRules(access), authenticator)
 
     def challenge(self) -> dict[str, str]:
-        return {"WWW-Authenticate": f'Basic realm="{self.realm}"'}
+        return self.authenticator.challenge()
 
     # ----------------------------------------------------------------------------------------
     # Who
     # ----------------------------------------------------------------------------------------
 
     async def authenticate(self, headers: Any, anonymous: bool | None = None) -> Identity:
-        """The identity of a request. `anonymous`: whether a request without credentials is let
-        in as anonymous (default: when some repository has an anonymousPolicy)."""
-        values = _authorization(headers)
-        if len(values) > 1:
-            raise Unauthorized("more than one Authorization header", headers=self.challenge())
-        if self.auth is None:
-            return ANONYMOUS  # no logins configured: zot lets every request in as anonymous
-        header = values[0].strip() if values else ""
-        if header.lower() == _EMPTY_BASIC:
-            header = ""
+        """The identity of a request (authn/authenticator.py). `anonymous`: whether a request without
+        credentials is let in as anonymous (default: when some repository has an anonymousPolicy)."""
         allowed = self.rules.anonymous_policy_exists if anonymous is None else anonymous
-        if allowed and not header:
-            return ANONYMOUS
-        # Credentials, or none where they are required: auth.py answers (401, 429), as without access control.
-        return self.rules.identity(await self.auth.authenticate(header or None))
+        return await self.authenticator.identify(headers, allowed)
 
     # ----------------------------------------------------------------------------------------
     # May they
@@ -121,7 +93,8 @@ class AccessGuard:
     async def authorize(self, identity: Identity, route: Route, method: str, headers: Any) -> None:
         """Before the request is served or forwarded: one of the route's actions must be allowed."""
         if route.kind == "base":
-            if identity.anonymous and self.auth is not None and self.rules.mixed_policies and _is_docker(headers):
+            basic = self.authenticator.basic
+            if identity.anonymous and basic and self.rules.mixed_policies and _is_docker(headers):
                 # zot's workaround: a 200 on /v2/ tells Docker the registry needs no credentials, and
                 # it would never send the user's for the repositories that need them.
                 raise Unauthorized("authentication required", headers=self.challenge())
@@ -142,18 +115,8 @@ class AccessGuard:
     # Where the repository is stored
     # ----------------------------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def acting_as(self, identity: Identity) -> Iterator[None]:
-        token = _IDENTITY.set(identity)
-        try:
-            yield
-        finally:
-            _IDENTITY.reset(token)
-
-    @staticmethod
-    def current() -> Identity:
-        # Never set outside a request; anonymous is the identity with the fewest rights.
-        return _IDENTITY.get(ANONYMOUS)
+    acting_as = staticmethod(current_identity.acting_as)
+    current = staticmethod(current_identity.current)
 
     def visible(self, names: list[str]) -> list[str]:
         """The repositories of `names` that the current identity may see in the catalog."""

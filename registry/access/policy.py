@@ -24,7 +24,7 @@ policy's actions: zot's `UserAccessControl.Can` returns early for admins) or whe
 pattern's group grants `read` as in step 2.
 
 An identity is a user name and groups (Identity): the groups of `accessControl.groups` that list
-the user (zot's getUserGroups), plus any an authenticator supplies (LDAP, later). Anonymous is
+the user (zot's getUserGroups), plus any an authenticator supplies (LDAP). Anonymous is
 no name.
 """
 
@@ -47,6 +47,9 @@ class Identity:
 
     name: str | None = None
     groups: frozenset[str] = field(default_factory=frozenset)
+    # The name is a client certificate's (here, or at the member that forwarded the request):
+    # what a member vouches for to the owner (authn/current.py).
+    certificate: bool = False
 
     @property
     def anonymous(self) -> bool:

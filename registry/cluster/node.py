@@ -13,6 +13,7 @@ from multidict import CIMultiDict
 
 from ..api.requests import RegistryRequest
 from ..api.routing import Route
+from ..authn.current import vouching_headers
 from ..config import ZotConfig
 from ..digests import Digest
 from ..errors import ManifestBlobUnknown, MemberAway, PeerBadGateway, PeerUnavailable, RegistryError
@@ -40,11 +41,17 @@ class Cluster:
         assert config.cluster is not None
         tls = config.cluster.tls
         scheme = "https" if config.http.tls is not None else "http"
-        context = (
-            peer_ssl_context(tls.cacert if tls else None, tls.cert if tls else None, tls.key if tls else None)
-            if scheme == "https"
-            else None
-        )
+        # zot presents a client certificate to peers only with cluster.tls.cert/key; the control
+        # API always needs one, and so does vouching for a client certificate's identity (with
+        # mTLS, http.tls.cacert): this member's own, which the cluster CA signed for both uses.
+        own_cert, own_key = (tls.cert, tls.key) if tls and tls.cert else (None, None)
+        if not own_cert and config.http.tls is not None:
+            own_cert, own_key = config.http.tls.cert, config.http.tls.key
+        mtls = config.http.tls is not None and bool(config.http.tls.cacert)
+        context = None
+        if scheme == "https":
+            cert, key = (own_cert, own_key) if mtls else (tls.cert, tls.key) if tls else (None, None)
+            context = peer_ssl_context(tls.cacert if tls else None, cert, key)
         topology = Topology(
             Path(config.storage.root_directory),
             list(config.cluster.members),
@@ -58,11 +65,7 @@ class Cluster:
         proxy = PeerProxy(scheme, context, connect_timeout=connect_timeout, read_timeout=read_timeout)
         control_context = None
         if scheme == "https" and config.http.tls is not None:
-            # zot presents a client certificate to peers only with cluster.tls.cert/key; the control
-            # API always needs one: this member's own, which the cluster CA signed for both uses.
-            cert = tls.cert if tls and tls.cert else config.http.tls.cert
-            key = tls.key if tls and tls.key else config.http.tls.key
-            control_context = peer_ssl_context(tls.cacert if tls else None, cert, key)
+            control_context = peer_ssl_context(tls.cacert if tls else None, own_cert, own_key)
         control_proxy = PeerProxy(scheme, control_context, connect_timeout=connect_timeout, read_timeout=read_timeout)
         return cls(topology, proxy, shared, control_proxy)
 
@@ -164,7 +167,7 @@ class Cluster:
 
     @staticmethod
     def _peer_headers(request: RegistryRequest) -> CIMultiDict[str]:
-        headers: CIMultiDict[str] = CIMultiDict({HOP_HEADER: "1"})
+        headers: CIMultiDict[str] = CIMultiDict({HOP_HEADER: "1", **vouching_headers()})
         if "Authorization" in request.headers:
             headers["Authorization"] = request.headers["Authorization"]
         return headers

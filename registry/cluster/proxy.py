@@ -3,7 +3,8 @@
 One pooled keep-alive aiohttp session per worker (aiohttp's C parser moves blobs several times
 faster than a pure-Python client and adds about a millisecond less per request). Method, path,
 query, headers (Authorization included) and body go through unchanged but for hop-by-hop headers;
-the owner sees `X-Zot-Cluster-Hop-Count: 1`. Failures to reach the peer become OCI errors at once:
+the owner sees `X-Zot-Cluster-Hop-Count: 1`, and the identity of a client certificate as the
+member vouches for it (authn/current.py). Failures to reach the peer become OCI errors at once:
 503 when it refuses or fails TLS verification, 504 when it does not answer, or stops taking the
 body, in time (ZOT_CLUSTER_READ_TIMEOUT), 502 when it breaks the exchange.
 
@@ -41,6 +42,7 @@ from quart import Response
 from .. import metrics
 from ..api.http import parse_content_length
 from ..api.requests import RegistryRequest
+from ..authn.current import IDENTITY_HEADER, vouching_headers
 from ..errors import PeerBadGateway, PeerBusy, PeerTimeout, PeerUnavailable, RegistryError, TooManyRequests
 from ..streaming import FlowControlledBody
 from ..tuning import env_int
@@ -65,6 +67,8 @@ _NOT_FORWARDED = {
     "remote-addr",
     "content-length",
     "expect",
+    # Never a client's: the member adds its own for a certificate identity (authn/current.py).
+    IDENTITY_HEADER.lower(),
 }
 # Read up to this much from a peer before the client takes it: fewer, larger pieces per loop turn.
 READ_BUFFER = 1 << 20
@@ -280,6 +284,7 @@ class PeerProxy:
         )
         headers[HOP_HEADER] = str(hops)
         headers[EPOCH_HEADER] = str(epoch)
+        headers.update(vouching_headers())
         target = request.scope.get("raw_path", request.path.encode()).decode("latin-1")
         if not target.startswith("/"):
             # Absolute form (`GET http://host/v2/...`): the authority is the client's business, the

@@ -227,7 +227,7 @@ class KeyMapper:
             return value  # null, false or switched off: nothing is being ignored
         if entry.refuse:
             self.errors.append((path, f"{entry.why}; {REFUSE_HINT}"))
-            if path[:2] == ("http", "auth") or path == ("http", "tls", "cacert"):
+            if path[:2] == ("http", "auth"):
                 # A login method zot has and we refuse: access control is not without logins, as
                 # the models would conclude once the key is left out.
                 self.implied.add((("http", "accessControl"), NEEDS_LOGINS))

@@ -17,6 +17,7 @@ from . import tables
 from .access import NEEDS_LOGINS, AccessControlConfig
 from .base import _Model
 from .messages import ModelProblem, fail, raise_all, show
+from .mtls import MTLSConfig
 from .sync import SyncConfig
 from .tables import REDIS_URL_ENV
 from .values import Duration, Member, OSText, Timeout, parse_time_window, split_member
@@ -53,6 +54,8 @@ class HTPasswdConfig(_Model):
 class AuthConfig(_Model):
     htpasswd: HTPasswdConfig | None = None
     fail_delay: int = Field(0, alias="failDelay", ge=0)
+    # Which part of a client certificate names the user; client certificates are asked for by http.tls.cacert.
+    mtls: MTLSConfig | None = None
 
 
 class HTTPConfig(_Model):
@@ -95,11 +98,23 @@ class HTTPConfig(_Model):
         something, need a way to authenticate them; only anonymous policies do without."""
         if access is None or "auth" not in info.data:
             return access  # no access control, or auth is wrong already (reported)
-        auth = info.data["auth"]
+        auth, tls = info.data["auth"], info.data.get("tls")
         htpasswd = auth is not None and auth.htpasswd is not None
-        if htpasswd or access.only_anonymous_policies() or access.only_anonymous_metrics():
+        mtls = tls is not None and bool(tls.cacert)
+        if htpasswd or mtls or access.only_anonymous_policies() or access.only_anonymous_metrics():
             return access
         raise fail(NEEDS_LOGINS)
+
+    @model_validator(mode="after")
+    def _mtls_needs_client_certificates(self) -> HTTPConfig:
+        if self.tls is not None and self.tls.cacert and not self.tls.cert:
+            raise fail("tls.cacert asks clients for certificates, which needs TLS: add tls.cert and tls.key")
+        if self.auth is not None and self.auth.mtls is not None and (self.tls is None or not self.tls.cacert):
+            raise fail(
+                "auth.mtls says how client certificates name users, but none are asked for: "
+                "add tls.cacert (the CA that issues them), or remove auth.mtls"
+            )
+        return self
 
 
 class LogConfig(_Model):

@@ -91,14 +91,12 @@ UNSUPPORTED_KEYS: dict[str, Unsupported] = {
     # Without it no CORS header is sent, so browsers refuse cross-origin reads: stricter, not looser.
     "http.allowOrigin": Unsupported(f"{_IGNORED}: no CORS headers are sent"),
     # Who may do what: ignoring any of these would accept anonymous or over-privileged requests.
-    # (http.accessControl is implemented: config/access.py, registry/access/.)
+    # (http.accessControl, http.tls.cacert and http.auth.mtls are implemented: config/access.py,
+    # config/mtls.py, registry/access/, registry/authn/.)
     "http.auth.ldap": Unsupported(f"requires LDAP logins, {_IMPLEMENTED}", refuse=True),
     "http.auth.bearer": Unsupported(f"requires bearer tokens, {_IMPLEMENTED}", refuse=True),
     "http.auth.openid": Unsupported(f"requires OpenID logins, {_IMPLEMENTED}", refuse=True),
     "http.auth.apikey": Unsupported(f"requires API keys, {_IMPLEMENTED}", refuse=True),
-    "http.auth.mtls": Unsupported(f"identifies users by client certificates (mTLS), {_IMPLEMENTED}", refuse=True),
-    # zot requires a client certificate signed by this CA (mTLS); serving without would let anyone in.
-    "http.tls.cacert": Unsupported(f"requires client certificates (mTLS), {_IMPLEMENTED}", refuse=True),
     # A rate limit bounds load, not who may do what: nobody gains access by its absence, so a
     # warning, which says plainly that nothing is limited.
     "http.ratelimit": Unsupported(

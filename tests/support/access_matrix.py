@@ -8,7 +8,10 @@ The stanza (zot's semantics, registry/access/policy.py):
   does everything; `nobody` has no policy, and does not get the anonymous policy's reads either;
 - `private/**`, the longer pattern, alone decides there: writer reads, creates and updates; the
   maintainers' grant on `**` does not reach it;
-- admin, by the admin policy, does everything everywhere; /metrics is admin's only.
+- admin, by the admin policy, does everything everywhere; /metrics is admin's only;
+- `certified` logs in with a client certificate (CN), where the registry asks for them
+  (http.tls.cacert): it reads, creates and updates on `**` by name, and reads `private/**` as a
+  member of the auditors group.
 """
 
 from __future__ import annotations
@@ -26,11 +29,14 @@ from tests.support.registry import write_htpasswd
 
 USERS = {"reader": "reader-pw", "writer": "writer-pw", "maint": "maint-pw", "admin": "admin-pw", "nobody": "nobody-pw"}
 IDENTITIES = ("anonymous", "nobody", "reader", "writer", "maint", "admin")
+# The identity of a client certificate (its CN), in a registry that asks for them.
+CERTIFIED = "certified"
+WITH_CERTIFICATES = (*IDENTITIES, CERTIFIED)
 AREAS = ("pub", "private")
 EVERYTHING = frozenset({"read", "create", "update", "delete"})
 
 ACCESS_CONTROL: dict[str, Any] = {
-    "groups": {"maintainers": {"users": ["maint"]}},
+    "groups": {"maintainers": {"users": ["maint"]}, "auditors": {"users": [CERTIFIED]}},
     "repositories": {
         "**": {
             "anonymousPolicy": ["read"],
@@ -38,9 +44,15 @@ ACCESS_CONTROL: dict[str, Any] = {
                 {"users": ["reader"], "actions": ["read"]},
                 {"users": ["writer"], "actions": ["read", "create"]},
                 {"groups": ["maintainers"], "actions": ["read", "create", "update", "delete"]},
+                {"users": [CERTIFIED], "actions": ["read", "create", "update"]},
             ],
         },
-        "private/**": {"policies": [{"users": ["writer"], "actions": ["read", "create", "update"]}]},
+        "private/**": {
+            "policies": [
+                {"users": ["writer"], "actions": ["read", "create", "update"]},
+                {"groups": ["auditors"], "actions": ["read"]},
+            ]
+        },
     },
     "adminPolicy": {"users": ["admin"], "actions": ["read", "create", "update", "delete"]},
     "metrics": {"users": ["admin"]},
@@ -60,6 +72,8 @@ ALLOWED: dict[tuple[str, str], frozenset[str]] = {
     ("writer", "private"): frozenset({"read", "create", "update"}),
     ("maint", "private"): frozenset(),
     ("admin", "private"): EVERYTHING,
+    (CERTIFIED, "pub"): frozenset({"read", "create", "update"}),
+    (CERTIFIED, "private"): frozenset({"read"}),
 }
 
 
@@ -68,7 +82,8 @@ def write_users(folder: Path, extra: dict[str, str] | None = None) -> Path:
 
 
 def credentials(who: str) -> tuple[str, str] | None:
-    return None if who == "anonymous" else (who, USERS[who])
+    """Basic credentials of a password user; None for anonymous and for the certificate identity."""
+    return None if who in ("anonymous", CERTIFIED) else (who, USERS[who])
 
 
 def area_of(repo: str) -> str:

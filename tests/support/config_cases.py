@@ -41,8 +41,6 @@ RESTRICTIVE: list[tuple[str, dict[str, Any]]] = [
     ("http.auth.bearer", {"http": {"auth": {"bearer": {"realm": "https://auth", "service": "reg", "cert": "/c"}}}}),
     ("http.auth.openid", {"http": {"auth": {"openid": {"providers": {"github": {"clientid": "x"}}}}}}),
     ("http.auth.apikey", {"http": {"auth": {"apikey": True}}}),
-    ("http.auth.mtls", {"http": {"auth": {"mtls": {"identityAttributes": ["CommonName"]}}}}),
-    ("http.tls.cacert", {"http": {"tls": {"cert": "/c", "key": "/k", "cacert": "/ca"}}}),
     ("storage.maxRepos", {"storage": {"rootDirectory": "/r", "maxRepos": 10}}),
     ("storage.subPaths", {"storage": {"rootDirectory": "/r", "subPaths": {"/a": {"rootDirectory": "/a"}}}}),
     ("extensions.lint", {"extensions": {"lint": {"enable": True, "mandatoryAnnotations": ["org.opencontainers.x"]}}}),

@@ -37,8 +37,6 @@ def test_the_table_refuses_every_setting_that_restricts_access() -> None:
         "http.auth.bearer",
         "http.auth.openid",
         "http.auth.apikey",
-        "http.auth.mtls",
-        "http.tls.cacert",
         "storage.maxRepos",
         "storage.subPaths",
         "extensions.lint",
@@ -51,8 +49,8 @@ def test_access_control_without_logins_says_what_to_add() -> None:
     text = '{\n  "storage": {"rootDirectory": "/r"},\n  "http": {\n    "accessControl": {}\n  }\n}'
     assert error_of(text) == (
         "test.json:4:5: http.accessControl: access control needs a way to authenticate users (zot: htpasswd, "
-        "ldap, openid or mTLS; this registry: http.auth.htpasswd), unless it has only anonymousPolicy "
-        "policies: add http.auth.htpasswd, or keep only anonymousPolicy entries"
+        "ldap, openid or mTLS; this registry: http.auth.htpasswd or client certificates, http.tls.cacert), "
+        "unless it has only anonymousPolicy policies: add a login method, or keep only anonymousPolicy entries"
     )
 
 
@@ -72,7 +70,6 @@ def test_restrictive_settings_that_are_switched_off_are_fine(doc: dict[str, Any]
 
 
 def test_lowercase_spelling_of_a_restrictive_key_is_refused_too() -> None:
-    assert "http.auth.mtls: identifies users" in error_of(with_(http={"AUTH": {"MTLS": {}}}))
     assert "http.auth.ldap: requires LDAP logins" in error_of(with_(http={"Auth": {"LDAP": {}}}))
 
 
@@ -96,9 +93,15 @@ def test_recent_zot_keys_are_known(section: str, key: str, value: str) -> None:
     assert not any("unknown key" in warning for warning in loaded.warnings)
 
 
-def test_mtls_is_known_and_refused_not_unknown() -> None:
+def test_mtls_options_without_client_certificates_say_what_to_add() -> None:
     message = error_of(with_(http={"auth": {"mtls": {}}}))
-    assert "unknown key" not in message and "http.auth.mtls: identifies users by client certificates" in message
+    assert "unknown key" not in message
+    assert "http: auth.mtls says how client certificates name users, but none are asked for: add tls.cacert" in message
+
+
+def test_client_certificates_need_tls() -> None:
+    message = error_of(with_(http={"tls": {"cacert": "/ca"}}))
+    assert "tls.cacert asks clients for certificates, which needs TLS: add tls.cert and tls.key" in message
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("30s", 30.0), ("1m30s", 90.0), ("0", 0.0), ("-1s", 0.0)])
@@ -209,8 +212,8 @@ def test_unknown_keys_do_not_hide_the_other_errors() -> None:
         'test.json:5:5: storage.gcDelai: unknown key, zot has no such setting in storage; did you mean "gcDelay"?',
         'test.json:8:5: http.port: must be a port number 1-65535, got "0"',
         "test.json:9:5: http.accessControl: access control needs a way to authenticate users (zot: htpasswd, "
-        "ldap, openid or mTLS; this registry: http.auth.htpasswd), unless it has only anonymousPolicy "
-        "policies: add http.auth.htpasswd, or keep only anonymousPolicy entries",
+        "ldap, openid or mTLS; this registry: http.auth.htpasswd or client certificates, http.tls.cacert), "
+        "unless it has only anonymousPolicy policies: add a login method, or keep only anonymousPolicy entries",
         "test.json:12:5: cluster.members: cannot have 0 members in a scale out cluster",
         "test.json:13:5: cluster.hashKey: hashKey for scale out cluster must have 16 characters "
         "(exactly 16 bytes as UTF-8, got 5)",

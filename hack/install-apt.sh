@@ -8,12 +8,15 @@
 #   debootstrap     the Debian base of the project image (hack/build-image.sh)
 #   buildah         builds the Dockerfile on it without Docker (hack/build-image.sh)
 #   umoci, runc     unpack and run the built image (tests/image)
+#   slapd           OpenLDAP server, the LDAP peer of the LDAP login tests (tests/support/ldap.py)
+#   ldap-utils      ldapadd and ldapsearch, which load and probe that peer's test tree
 # or, when package names are given (build-node.sh: `install-apt.sh containerd runc ...`), only those
 # (each one must have a check below).
 # Runs `apt-get update` once, and only when something has to be installed.
 # No service is left running: an `exit 101` policy-rc.d is in place during the
 # install, and the packages' services are disabled afterwards, so nothing
-# grabs port 5000 (docker-registry) or 6379 (redis-server).
+# grabs port 5000 (docker-registry), 6379 (redis-server) or 389 (slapd: the tests
+# run their own slapd, with their own config, on a free loopback port).
 set -euo pipefail
 
 # shellcheck source=hack/lib.sh
@@ -30,15 +33,17 @@ declare -A CHECK=(
 	[buildah]="command:buildah"
 	[umoci]="command:umoci"
 	[runc]="command:runc"
+	[slapd]="file:/usr/sbin/slapd"
+	[ldap-utils]="command:ldapadd"
 	# the node tier (build-node.sh)
 	[containerd]="command:containerd"
 	[conntrack]="command:conntrack"
 	[iptables]="command:iptables"
 	[busybox-static]="static:/bin/busybox"
 )
-PACKAGES=(skopeo docker-registry wrk redis-server haproxy debootstrap buildah umoci runc)
+PACKAGES=(skopeo docker-registry wrk redis-server haproxy debootstrap buildah umoci runc slapd ldap-utils)
 [[ $# -eq 0 ]] || PACKAGES=("$@")
-SERVICES=(docker-registry redis-server haproxy containerd)
+SERVICES=(docker-registry redis-server haproxy containerd slapd)
 POLICY_RC=/usr/sbin/policy-rc.d
 
 present() {
@@ -118,8 +123,8 @@ for svc in "${SERVICES[@]}"; do
 done
 if command -v ss >/dev/null 2>&1; then
 	listeners="$("${SUDO[@]}" ss -Hltnp 2>/dev/null || true)"
-	if grep -E '"(docker-registry|registry|redis-server)"' <<<"${listeners}"; then
-		printf 'warning: a packaged registry/redis service is still listening (see above); stop it\n' >&2
+	if grep -E '"(docker-registry|registry|redis-server|slapd)"' <<<"${listeners}"; then
+		printf 'warning: a packaged registry/redis/slapd service is still listening (see above); stop it\n' >&2
 	fi
 fi
 # containerd listens on a unix socket, not a port: its packaged service must not run either

@@ -20,9 +20,9 @@ from .api.handlers import HANDLERS, Readiness
 from .api.http import content_length, parse_number
 from .api.requests import request
 from .api.routing import Route, match_route
-from .auth import HtpasswdAuth
 from .authn.authenticator import Authenticator, PasswordChecker
 from .authn.current import acting_as
+from .authn.htpasswd import HtpasswdAuth
 from .config import LoadedConfig
 from .errors import RegistryError
 from .storage.base import Store
@@ -197,7 +197,12 @@ def _make_htpasswd(loaded: LoadedConfig) -> HtpasswdAuth | None:
 
 
 def _make_ldap(loaded: LoadedConfig) -> PasswordChecker | None:
-    return None
+    auth = loaded.config.http.auth
+    if auth is None or auth.ldap is None:
+        return None
+    from .authn.ldap import LdapAuth  # ldap3 is imported only by a registry that logs users in with it
+
+    return LdapAuth(auth.ldap)
 
 
 def _observe(kind: str, response: Response, started: float) -> None:

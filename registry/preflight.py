@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from .config import ConfigError, LoadedConfig, PathKey, Problem, TLSConfig, load_config
+from .config.ldap import LDAPConfig
 
 # Certificates, keys and htpasswd files are small; a huge "certificate" is a wrong path.
 _MAX_BYTES = 16 << 20
@@ -49,6 +50,10 @@ def check_files(loaded: LoadedConfig) -> Findings:
                 lambda: _check_htpasswd(("http", "auth", "htpasswd", "path"), path, found),
             )
         )
+    if auth is not None and auth.ldap is not None:
+        ldap = auth.ldap
+        ldap_key: PathKey = ("http", "auth", "ldap", "caCert")
+        checks.append((ldap_key, ldap.ca_cert or "", lambda: _check_ldap_ca(ldap_key, ldap, found)))
     if config.http.tls is not None:
         http_tls = config.http.tls
         checks.append((("http", "tls"), "", lambda: _check_pair(("http", "tls"), http_tls, found)))
@@ -74,6 +79,14 @@ def check_files(loaded: LoadedConfig) -> Findings:
         except OSError as err:  # what the checks did not foresee (a name too long, say): still one line
             found.errors.append((key, f"{_shown(value or str(err.filename))}: {err.strerror or err}"))
     return found
+
+
+def _check_ldap_ca(key: PathKey, ldap: LDAPConfig, found: Findings) -> None:
+    """What the LDAP client will load when it starts: caCert must be PEM CA certificates."""
+    try:
+        ldap.tls_context()
+    except ConfigError as err:
+        found.errors.append((key, str(err)))
 
 
 def _check_client_ca(key: PathKey, value: str, cluster_ca: str | None, found: Findings) -> None:

@@ -26,13 +26,13 @@ from typing import Any, Protocol
 from cryptography import x509
 
 from ..access.policy import ANONYMOUS, Identity
-from ..auth import HtpasswdAuth, parse_basic
 from ..config import ZotConfig
 from ..config.mtls import MTLSConfig
 from ..errors import RegistryError, Unauthorized
 from ..hypercorn_patches import peer_certificate
 from .certificates import certificate_identity, issued_directly_by, load_authorities
 from .current import IDENTITY_HEADER, vouched_name
+from .htpasswd import HtpasswdAuth, parse_basic
 
 # zot's isAuthorizationHeaderEmpty: Basic with an empty user and password is no credentials.
 _EMPTY_BASIC = "basic og=="
@@ -41,7 +41,7 @@ MakeIdentity = Callable[[str, Iterable[str]], Identity]
 
 
 class PasswordChecker(Protocol):
-    """A Basic login method after htpasswd (ldap_auth.LdapAuth): the user's groups, or None."""
+    """A Basic login method after htpasswd (ldap.LdapAuth): the user's groups, or None."""
 
     async def verify(self, user: str, password: str) -> frozenset[str] | None: ...
 

@@ -39,8 +39,8 @@ from .tables import REFUSE_HINT
 # What a config with access control and no login method is told (ZotConfig's check, models.py).
 NEEDS_LOGINS = (
     "access control needs a way to authenticate users (zot: htpasswd, ldap, openid or mTLS; "
-    "this registry: http.auth.htpasswd or client certificates, http.tls.cacert), unless it has "
-    "only anonymousPolicy policies: add a login method, or keep only anonymousPolicy entries"
+    "this registry: http.auth.htpasswd, http.auth.ldap or client certificates, http.tls.cacert), "
+    "unless it has only anonymousPolicy policies: add a login method, or keep only anonymousPolicy entries"
 )
 # zot's permissions (pkg/api/constants: ReadPermission, CreatePermission, ...), in zot's order.
 ACTIONS: tuple[str, ...] = ("read", "create", "update", "delete")

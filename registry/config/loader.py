@@ -89,6 +89,9 @@ def _warnings(config: ZotConfig) -> list[str]:
     if not storage.gc and storage.gc_interval:
         found.append("storage.gcInterval: set while storage.gc is false, ignored")
     found += _access_warnings(config)
+    ldap = config.http.auth.ldap if config.http.auth is not None else None
+    if ldap is not None:
+        found += [f"http.auth.ldap.{warning}" for warning in ldap.warnings()]
     if storage.gc_time_window is not None:
         found.append(
             "storage.gcTimeWindow: set while storage.gc is false, ignored"

@@ -16,6 +16,7 @@ from pydantic import AliasPath, Field, ValidationInfo, field_validator, model_va
 from . import tables
 from .access import NEEDS_LOGINS, AccessControlConfig
 from .base import _Model
+from .ldap import LDAPConfig
 from .messages import ModelProblem, fail, raise_all, show
 from .mtls import MTLSConfig
 from .sync import SyncConfig
@@ -56,6 +57,8 @@ class AuthConfig(_Model):
     fail_delay: int = Field(0, alias="failDelay", ge=0)
     # Which part of a client certificate names the user; client certificates are asked for by http.tls.cacert.
     mtls: MTLSConfig | None = None
+    # Logins checked against an LDAP directory, after htpasswd (ldap.py; registry/authn/ldap.py).
+    ldap: LDAPConfig | None = None
 
 
 class HTTPConfig(_Model):
@@ -99,9 +102,9 @@ class HTTPConfig(_Model):
         if access is None or "auth" not in info.data:
             return access  # no access control, or auth is wrong already (reported)
         auth, tls = info.data["auth"], info.data.get("tls")
-        htpasswd = auth is not None and auth.htpasswd is not None
+        passwords = auth is not None and (auth.htpasswd is not None or auth.ldap is not None)
         mtls = tls is not None and bool(tls.cacert)
-        if htpasswd or mtls or access.only_anonymous_policies() or access.only_anonymous_metrics():
+        if passwords or mtls or access.only_anonymous_policies() or access.only_anonymous_metrics():
             return access
         raise fail(NEEDS_LOGINS)
 

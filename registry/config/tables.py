@@ -91,9 +91,8 @@ UNSUPPORTED_KEYS: dict[str, Unsupported] = {
     # Without it no CORS header is sent, so browsers refuse cross-origin reads: stricter, not looser.
     "http.allowOrigin": Unsupported(f"{_IGNORED}: no CORS headers are sent"),
     # Who may do what: ignoring any of these would accept anonymous or over-privileged requests.
-    # (http.accessControl, http.tls.cacert and http.auth.mtls are implemented: config/access.py,
-    # config/mtls.py, registry/access/, registry/authn/.)
-    "http.auth.ldap": Unsupported(f"requires LDAP logins, {_IMPLEMENTED}", refuse=True),
+    # (http.accessControl, http.auth.ldap, http.tls.cacert and http.auth.mtls are implemented:
+    # config/access.py, config/ldap.py, config/mtls.py, registry/access/, registry/authn/.)
     "http.auth.bearer": Unsupported(f"requires bearer tokens, {_IMPLEMENTED}", refuse=True),
     "http.auth.openid": Unsupported(f"requires OpenID logins, {_IMPLEMENTED}", refuse=True),
     "http.auth.apikey": Unsupported(f"requires API keys, {_IMPLEMENTED}", refuse=True),

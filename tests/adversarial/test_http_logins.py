@@ -80,19 +80,19 @@ def test_unknown_user_costs_what_a_wrong_password_costs(
 
 
 def test_password_checks_are_bounded_and_shared(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from zot_registry import auth as auth_module
+    from zot_registry.authn import htpasswd as auth_module
     from zot_registry.errors import TooManyRequests, Unauthorized
 
     htpasswd = write_htpasswd(tmp_path / "htpasswd", {"alice": "wonderland"})
     calls: list[bytes] = []
-    real_check = auth_module._check
+    real_check = auth_module._bcrypt_matches
 
     def counting_check(password: str, hashed: bytes) -> bool:
         calls.append(hashed)
         time.sleep(0.2)
         return real_check(password, hashed)
 
-    monkeypatch.setattr(auth_module, "_check", counting_check)
+    monkeypatch.setattr(auth_module, "_bcrypt_matches", counting_check)
 
     async def storm() -> tuple[list[BaseException | str], list[BaseException | str]]:
         checker = auth_module.HtpasswdAuth(htpasswd, threads=1, max_pending=2)

@@ -37,7 +37,6 @@ def with_(**sections: Any) -> dict[str, Any]:
 # Each one, as a user would write it; all of them must be refused. (http.accessControl is enforced:
 # registry/access/.)
 RESTRICTIVE: list[tuple[str, dict[str, Any]]] = [
-    ("http.auth.ldap", {"http": {"auth": {"ldap": {"address": "ldap.example.com", "baseDN": "dc=x"}}}}),
     ("http.auth.bearer", {"http": {"auth": {"bearer": {"realm": "https://auth", "service": "reg", "cert": "/c"}}}}),
     ("http.auth.openid", {"http": {"auth": {"openid": {"providers": {"github": {"clientid": "x"}}}}}}),
     ("http.auth.apikey", {"http": {"auth": {"apikey": True}}}),

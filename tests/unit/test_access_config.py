@@ -212,9 +212,16 @@ def test_anything_else_needs_logins(access: dict[str, Any]) -> None:
 
 
 def test_a_refused_login_method_is_not_reported_as_missing_logins_too() -> None:
+    doc = with_(http={"auth": {"openid": {"providers": {"oidc": {}}}}, "accessControl": {"repositories": {"**": {}}}})
+    message = error_of(doc)
+    assert "http.auth.openid: requires OpenID logins" in message
+    assert NEEDS_LOGINS not in message
+
+
+def test_a_login_method_with_mistakes_is_not_reported_as_missing_logins_too() -> None:
     doc = with_(http={"auth": {"ldap": {"address": "ldap"}}, "accessControl": {"repositories": {"**": {}}}})
     message = error_of(doc)
-    assert "http.auth.ldap: requires LDAP logins" in message
+    assert "http.auth.ldap" in message
     assert NEEDS_LOGINS not in message
 
 

@@ -187,7 +187,7 @@ def test_unsupported_subtrees_are_not_checked_key_by_key() -> None:
         "http.ratelimit: not supported yet, ignored: requests are not rate limited "
         "(put a rate-limiting proxy in front if you rely on it)"
     ]
-    assert "http.auth.ldap: requires LDAP logins" in error_of(with_(http={"auth": {"ldap": {"noSuchKey": 1}}}))
+    assert "http.auth.openid: requires OpenID logins" in error_of(with_(http={"auth": {"openid": {"noSuchKey": 1}}}))
 
 
 def test_extensions_warn_unless_switched_off() -> None:

@@ -33,7 +33,6 @@ def test_restrictive_unsupported_settings_are_errors_naming_the_key(key: str, do
 def test_the_table_refuses_every_setting_that_restricts_access() -> None:
     refused = {path for path, entry in UNSUPPORTED_KEYS.items() if entry.refuse}
     assert refused == {
-        "http.auth.ldap",
         "http.auth.bearer",
         "http.auth.openid",
         "http.auth.apikey",
@@ -49,8 +48,9 @@ def test_access_control_without_logins_says_what_to_add() -> None:
     text = '{\n  "storage": {"rootDirectory": "/r"},\n  "http": {\n    "accessControl": {}\n  }\n}'
     assert error_of(text) == (
         "test.json:4:5: http.accessControl: access control needs a way to authenticate users (zot: htpasswd, "
-        "ldap, openid or mTLS; this registry: http.auth.htpasswd or client certificates, http.tls.cacert), "
-        "unless it has only anonymousPolicy policies: add a login method, or keep only anonymousPolicy entries"
+        "ldap, openid or mTLS; this registry: http.auth.htpasswd, http.auth.ldap or client certificates, "
+        "http.tls.cacert), unless it has only anonymousPolicy policies: add a login method, or keep only "
+        "anonymousPolicy entries"
     )
 
 
@@ -70,7 +70,9 @@ def test_restrictive_settings_that_are_switched_off_are_fine(doc: dict[str, Any]
 
 
 def test_lowercase_spelling_of_a_restrictive_key_is_refused_too() -> None:
-    assert "http.auth.ldap: requires LDAP logins" in error_of(with_(http={"Auth": {"LDAP": {}}}))
+    assert "http.auth.openid: requires OpenID logins" in error_of(with_(http={"Auth": {"OpenID": {"a": 1}}}))
+    # Implemented settings are read whatever their spelling, and checked.
+    assert "http.auth.ldap.baseDN: required" in error_of(with_(http={"Auth": {"LDAP": {}}}))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -212,8 +214,9 @@ def test_unknown_keys_do_not_hide_the_other_errors() -> None:
         'test.json:5:5: storage.gcDelai: unknown key, zot has no such setting in storage; did you mean "gcDelay"?',
         'test.json:8:5: http.port: must be a port number 1-65535, got "0"',
         "test.json:9:5: http.accessControl: access control needs a way to authenticate users (zot: htpasswd, "
-        "ldap, openid or mTLS; this registry: http.auth.htpasswd or client certificates, http.tls.cacert), "
-        "unless it has only anonymousPolicy policies: add a login method, or keep only anonymousPolicy entries",
+        "ldap, openid or mTLS; this registry: http.auth.htpasswd, http.auth.ldap or client certificates, "
+        "http.tls.cacert), unless it has only anonymousPolicy policies: add a login method, or keep only "
+        "anonymousPolicy entries",
         "test.json:12:5: cluster.members: cannot have 0 members in a scale out cluster",
         "test.json:13:5: cluster.hashKey: hashKey for scale out cluster must have 16 characters "
         "(exactly 16 bytes as UTF-8, got 5)",

@@ -1,21 +1,17 @@
 """htpasswd (bcrypt) Basic authentication.
 
-bcrypt is deliberately slow (tens to hundreds of milliseconds per check, by its cost), so:
+bcrypt is deliberately slow (tens to hundreds of milliseconds per check, by its cost), so checks
+run as checks.py runs them: in a small thread pool (bcrypt releases the GIL), at most MAX_PENDING
+waiting per worker (429 beyond), identical checks shared, successes remembered for a minute. A
+storm of bad logins costs CPU, not the latency of every other request, /livez included.
 
-- checks run in a small thread pool, never on the event loop (bcrypt releases the GIL): a storm of
-  bad logins costs CPU, not the latency of every other request, /livez included;
-- at most MAX_PENDING checks may wait for that pool per worker; more get 429 TOOMANYREQUESTS with
-  Retry-After at once, so a storm cannot queue work without bound;
-- concurrent checks of the same credentials share one computation;
-- a successful check is remembered for a short while keyed by a SHA-256 of the credentials;
-- an unknown user name (or an entry that is not a bcrypt hash) is checked against a dummy hash of
-  the file's usual cost, so how long a failure takes does not tell which user names exist.
+An unknown user name (or an entry that is not a bcrypt hash) is checked against a dummy hash of
+the file's usual cost, so how long a failure takes does not tell which user names exist.
 
 A failed login is answered after `http.auth.failDelay` seconds (zot's brake on password guessing),
 waited for with asyncio.sleep: it costs the guesser time, not the event loop.
 
-A changed htpasswd file is re-read on its next mtime.
-"""
+A changed htpasswd file is re-read on its next mtime."""
 
 from __future__ import annotations
 
@@ -23,20 +19,16 @@ import asyncio
 import base64
 import binascii
 import collections
-import hashlib
 import os
 import re
-import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import bcrypt
 
-from .errors import TooManyRequests, Unauthorized
-from .tuning import env_int
+from ..errors import Unauthorized
+from ..tuning import env_int
+from .checks import PasswordChecks
 
-_CACHE_SECONDS = 60.0
-_CACHE_MAX = 10_000
 # Threads per worker that run bcrypt; a worker also serves everything else on its event loop.
 THREADS = max(env_int("ZOT_AUTH_THREADS", 2), 1)
 # Checks that may wait for those threads; beyond this a request gets 429 at once.
@@ -65,12 +57,7 @@ class HtpasswdAuth:
         self._users: dict[str, bytes] = {}
         self._dummy = b""
         self._mtime: int | None = None
-        self._verified: dict[bytes, float] = {}
-        self._threads = threads
-        self._max_pending = max_pending
-        self._pool: ThreadPoolExecutor | None = None
-        self._pending = 0
-        self._in_flight: dict[bytes, asyncio.Future[bool]] = {}
+        self._checks: PasswordChecks[bool] = PasswordChecks(self._check, "password", threads, max_pending)
         self._load()
 
     def _load(self) -> None:
@@ -87,7 +74,8 @@ class HtpasswdAuth:
         cost = costs.most_common(1)[0][0] if costs else _DEFAULT_COST
         # A salt of that cost and any 31 characters: checking a password against it costs a real check.
         self._dummy = bcrypt.gensalt(rounds=cost) + b"." * 31
-        self._users, self._mtime, self._verified = users, mtime, {}
+        self._users, self._mtime = users, mtime
+        self._checks.forget()
 
     def challenge(self) -> dict[str, str]:
         return {"WWW-Authenticate": f'Basic realm="{self.realm}"'}
@@ -104,55 +92,17 @@ class HtpasswdAuth:
     async def verify(self, user: str, password: str) -> bool:
         """Whether the file holds `user` with `password` (TOOMANYREQUESTS when checks pile up)."""
         self._load()
-        key = hashlib.sha256(f"{user}:{password}".encode()).digest()
-        now = time.monotonic()
-        if self._verified.get(key, 0.0) > now:
-            return True
-        if not await self._check_shared(key, user, password):
-            return False
-        if len(self._verified) >= _CACHE_MAX:
-            self._verified = {k: until for k, until in self._verified.items() if until > now}
-        self._verified[key] = time.monotonic() + _CACHE_SECONDS
-        return True
+        return bool(await self._checks.run(user, password))
 
-    async def _check_shared(self, key: bytes, user: str, password: str) -> bool:
+    def _check(self, user: str, password: str) -> bool | None:
+        # In the pool. Looked up here, so that the file's users at the time of the check count.
         hashed = self._users.get(user)
         known = hashed is not None and _cost(hashed) is not None
-        running = self._in_flight.get(key)
-        if running is None:
-            if self._pending >= self._max_pending:
-                raise TooManyRequests(
-                    f"too many password checks in progress ({self._pending}); retry shortly",
-                    headers={"Retry-After": "1"},
-                )
-            running = asyncio.get_running_loop().run_in_executor(
-                self._executor(), _check, password, hashed if known and hashed is not None else self._dummy
-            )
-            self._start(key, running)
-        # Shielded: a client that hangs up does not cancel the check that others may share.
-        return await asyncio.shield(running) and known
-
-    def _start(self, key: bytes, future: asyncio.Future[bool]) -> None:
-        self._pending += 1
-        self._in_flight[key] = future
-
-        def finished(_: asyncio.Future[bool]) -> None:
-            self._pending -= 1
-            if self._in_flight.get(key) is future:
-                del self._in_flight[key]
-
-        future.add_done_callback(finished)
-
-    def _executor(self) -> ThreadPoolExecutor:
-        # Made on first use: each hypercorn worker process has its own.
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=self._threads, thread_name_prefix="bcrypt")
-        return self._pool
+        ok = _bcrypt_matches(password, hashed if known and hashed is not None else self._dummy)
+        return True if ok and known else None
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+        self._checks.close()
 
 
 def parse_basic(header: str | None, challenge: dict[str, str]) -> tuple[str, str]:
@@ -167,7 +117,7 @@ def parse_basic(header: str | None, challenge: dict[str, str]) -> tuple[str, str
     return user, password
 
 
-def _check(password: str, hashed: bytes) -> bool:
+def _bcrypt_matches(password: str, hashed: bytes) -> bool:
     try:
         return bcrypt.checkpw(password.encode(), hashed)
     except ValueError:  # not a bcrypt hash: htpasswd entries must be made with `htpasswd -B`

@@ -43,10 +43,10 @@ from ldap3.utils.conv import escape_filter_chars
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from .base import _Model
-from .jsontext import key_offsets, line_col, parse_json
+from .jsontext import key_offsets, line_col
 from .messages import ConfigError, fail, show
-from .textfile import read_json_text
-from .values import OSText
+from .textfile import read_json_object
+from .values import OSText, parse_port
 
 # A credentials file holds two strings; reading /dev/zero by mistake must not fill the memory.
 MAX_CREDENTIALS_BYTES = 1 << 20
@@ -63,15 +63,7 @@ LDAPS_PORT, LDAP_PORT = 636, 389
 def load_ldap_credentials(path: str) -> tuple[str, str]:
     """zot's LDAP credentials file: (bindDN, bindPassword). Raises ConfigError naming the file, and
     the line and column of each problem."""
-    text = read_json_text(path, MAX_CREDENTIALS_BYTES, "credentials file", "an LDAP credentials file is JSON")
-    if not text.strip():
-        raise ConfigError(f"{path}: the file is empty; {_CREDENTIALS_SHAPE}")
-    try:
-        data = parse_json(text, path)
-    except RecursionError:
-        raise ConfigError(f"{path}: the JSON is nested too deeply to be a credentials file") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: {_CREDENTIALS_SHAPE}, got {show(data)}")
+    text, data = read_json_object(path, MAX_CREDENTIALS_BYTES, _CREDENTIALS_SHAPE)
     offsets = key_offsets(text)
     canonical = {key.lower(): key for key in _CREDENTIAL_KEYS}
     problems: list[tuple[str | None, str]] = []
@@ -213,18 +205,8 @@ class LDAPConfig(_Model):
     @classmethod
     def _port(cls, value: Any) -> int:
         # A number, as zot's examples write it; a string of digits too (zot's viper converts it).
-        if isinstance(value, int) and not isinstance(value, bool):
-            port = value
-        elif isinstance(value, str) and value.isascii() and value.isdigit():
-            port = int(value)
-        else:
-            port = -1
-        if not 1 <= port <= 65535:
-            raise fail(
-                f"must be a port number 1-65535, got {show(value)}: the LDAP server's is usually {LDAPS_PORT} "
-                f"for LDAPS, {LDAP_PORT} for StartTLS or plain LDAP"
-            )
-        return port
+        hint = f": the LDAP server's is usually {LDAPS_PORT} for LDAPS, {LDAP_PORT} for StartTLS or plain LDAP"
+        return parse_port(value, hint)
 
     @field_validator("address")
     @classmethod

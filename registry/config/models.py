@@ -21,7 +21,7 @@ from .messages import ModelProblem, fail, raise_all, show
 from .mtls import MTLSConfig
 from .sync import SyncConfig
 from .tables import REDIS_URL_ENV
-from .values import Duration, Member, OSText, Timeout, parse_time_window, split_member
+from .values import Duration, Member, OSText, Timeout, parse_port, parse_time_window, split_member
 
 # zot's own defaults (pkg/storage/constants: DefaultGCDelay and DefaultGCInterval are both 1h).
 DEFAULT_GC_DELAY = 3600.0
@@ -79,16 +79,7 @@ class HTTPConfig(_Model):
     @field_validator("port", mode="before")
     @classmethod
     def _port(cls, value: Any) -> int:
-        # zot writes the port as a JSON string ("8080"); a number is accepted too.
-        if isinstance(value, int) and not isinstance(value, bool):
-            port = value
-        elif isinstance(value, str) and value.isascii() and value.isdigit():
-            port = int(value)
-        else:
-            port = -1
-        if not 1 <= port <= 65535:
-            raise fail(f"must be a port number 1-65535, got {show(value)}")
-        return port
+        return parse_port(value)
 
     # A field validator, not a model validator, so that it reports even when another http field is
     # wrong (the port, say); it sees `auth`, declared before it.

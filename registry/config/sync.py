@@ -30,10 +30,10 @@ from urllib.parse import urlsplit
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from .base import _Model
-from .jsontext import key_offsets, line_col, parse_json
+from .jsontext import key_offsets, line_col
 from .messages import ConfigError, ModelProblem, fail, raise_all, show
 from .tables import REFUSE_HINT
-from .textfile import read_json_text
+from .textfile import read_json_object
 from .values import Duration, OSText
 
 # A credentials file holds a few entries; reading /dev/zero by mistake must not fill the memory.
@@ -320,15 +320,9 @@ def load_credentials(path: str) -> dict[str, Credentials]:
     host and port lower-cased, as urlsplit's `hostname` gives them. The field names are matched
     case-insensitively, as zot's JSON decoder does. Raises ConfigError naming the file, and the line
     and column of each problem."""
-    text = _read_credentials(path)
-    if not text.strip():
-        raise ConfigError(f"{path}: the file is empty; a credentials file is a JSON object like {_CREDENTIALS_EXAMPLE}")
-    try:
-        data = parse_json(text, path)
-    except RecursionError:
-        raise ConfigError(f"{path}: the JSON is nested too deeply to be a credentials file") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a credentials file is a JSON object like {_CREDENTIALS_EXAMPLE}, got {show(data)}")
+    text, data = read_json_object(
+        path, MAX_CREDENTIALS_BYTES, f"a credentials file is a JSON object like {_CREDENTIALS_EXAMPLE}"
+    )
     offsets = key_offsets(text)
     problems: list[tuple[tuple[str, ...], str]] = []
     found: dict[str, Credentials] = {}
@@ -377,7 +371,3 @@ def _located(path: str, text: str, offsets: dict[Any, int], where: tuple[str, ..
     offset = offsets.get(where)
     place = path if offset is None else "{}:{}:{}".format(path, *line_col(text, offset))
     return f"{place}: {'.'.join(show(part) for part in where)}: {message}"
-
-
-def _read_credentials(path: str) -> str:
-    return read_json_text(path, MAX_CREDENTIALS_BYTES, "credentials file", "a credentials file is JSON")

@@ -1,11 +1,14 @@
-"""Reading a JSON text file the config names (the config itself, sync's credentials file) with one
-set of messages: missing, a directory, unreadable, too large, not UTF-8."""
+"""Reading a JSON text file the config names (the config itself, sync's and LDAP's credentials
+files) with one set of messages: missing, a directory, unreadable, too large, not UTF-8; and, for
+a credentials file, empty, nested too deeply, not an object."""
 
 from __future__ import annotations
 
 import os
+from typing import Any
 
-from .messages import ConfigError
+from .jsontext import parse_json
+from .messages import ConfigError, show
 
 
 def read_json_text(path: str | os.PathLike[str], limit: int, what: str, json_hint: str) -> str:
@@ -27,3 +30,18 @@ def read_json_text(path: str | os.PathLike[str], limit: int, what: str, json_hin
         raise ConfigError(f"{path}: not UTF-8 text (byte {err.start}); {json_hint}") from None
     except (OSError, ValueError) as err:  # ValueError: a NUL in the name
         raise ConfigError(f"{path}: cannot read: {getattr(err, 'strerror', None) or err}") from None
+
+
+def read_json_object(path: str, limit: int, shape: str) -> tuple[str, dict[str, Any]]:
+    """A credentials file's text and its top-level object. `shape` says what the file holds ("a
+    credentials file is a JSON object like ..."), for the messages when it does not."""
+    text = read_json_text(path, limit, "credentials file", "a credentials file is JSON")
+    if not text.strip():
+        raise ConfigError(f"{path}: the file is empty; {shape}")
+    try:
+        data = parse_json(text, path)
+    except RecursionError:
+        raise ConfigError(f"{path}: the JSON is nested too deeply to be a credentials file") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: {shape}, got {show(data)}")
+    return text, data

@@ -64,6 +64,20 @@ Timeout = Annotated[float | None, BeforeValidator(_timeout)]
 _TIME_OF_DAY = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
 
 
+def parse_port(value: Any, hint: str = "") -> int:
+    """A port number 1-65535, as a JSON number or a string of digits (zot writes http.port as a
+    string; its viper converts either). `hint` follows the message for anything else."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        port = value
+    elif isinstance(value, str) and value.isascii() and value.isdigit():
+        port = int(value)
+    else:
+        port = -1
+    if not 1 <= port <= 65535:
+        raise fail(f"must be a port number 1-65535, got {show(value)}{hint}")
+    return port
+
+
 def parse_time_window(text: str) -> tuple[int, int] | None:
     """zot's storage.gcTimeWindow, "HH:MM-HH:MM" in UTC, as minutes since midnight (start, end);
     None for "", which means no restriction. The window may wrap past midnight. Raises ValueError."""

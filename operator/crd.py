@@ -13,8 +13,22 @@ from typing import Any
 import yaml
 
 from .models import (
+    ACCESS_NEEDS_LOGINS,
     IN_PLACE_NEEDS_MANAGED_TLS,
+    LDAP_ADDRESS_MESSAGE,
+    LDAP_ADDRESS_PATTERN,
+    LDAP_ATTRIBUTE_MESSAGE,
+    LDAP_ATTRIBUTE_PATTERN,
+    LDAP_BASE_DN_MESSAGE,
+    LDAP_BIND_TOGETHER,
+    LDAP_CA_NEEDS_TLS,
+    LDAP_CA_WITH_SKIP_VERIFY,
+    LDAP_SKIP_VERIFY_NEEDS_TLS,
+    LDAP_START_TLS_NEEDS_INSECURE,
     MAX_DELAY_NEEDS_DELAY,
+    MTLS_ATTRIBUTES_ONCE,
+    MTLS_SAN_INDEX,
+    MTLS_URI_ONLY,
     POLL_NEEDS_CONTENT,
     RETRIES_NEED_DELAY,
     STRIP_PREFIX_NEEDS_GLOB,
@@ -30,6 +44,41 @@ VERSION = "v1alpha1"
 KIND = "ZotCluster"
 PLURAL = "zotclusters"
 SHORT_NAMES = ["zc"]
+
+
+def _cel_pattern(pattern: str) -> str:
+    """A regular expression as a CEL string literal (backslashes doubled)."""
+    return pattern.replace(chr(92), chr(92) * 2)
+
+
+def _none(field: str) -> str:
+    """CEL: the optional list or map `field` is absent or empty (the API server fills no defaults below
+    spec.auth, which has none itself)."""
+    return f"(!has({field}) || size({field}) == 0)"
+
+
+def _only_anonymous(access: str) -> str:
+    """CEL of zot's ContainsOnlyAnonymousPolicy and ContainsOnlyMetricsAnonymousPolicy on `access`, as the
+    registry's AccessControlConfig has them: what access control may say without a login method."""
+    admin = f"{access}.adminPolicy"
+    repositories = f"{access}.repositories"
+    group = f"{repositories}[k]"
+    admin_silent = f"(!has({admin}) || ({_none(f'{admin}.users')} && {_none(f'{admin}.actions')}))"
+    names_no_one = (
+        f"(!has({repositories}) || {repositories}.all(k, {_none(f'{group}.defaultPolicy')} && "
+        f"(!has({group}.policies) || {group}.policies.all(p, {_none('p.users')} && {_none('p.actions')}))))"
+    )
+    some_anonymous = f"(has({repositories}) && {repositories}.exists(k, !{_none(f'{group}.anonymousPolicy')}))"
+    only_metrics = (
+        f"((!has({admin}) || ({_none(f'{admin}.users')} && {_none(f'{admin}.actions')} && "
+        f"{_none(f'{admin}.groups')})) && {_none(repositories)} && {_none(f'{access}.groups')} && "
+        f"has({access}.metrics) && has({access}.metrics.anonymousPolicy) && "
+        f"'read' in {access}.metrics.anonymousPolicy)"
+    )
+    return f"({admin_silent} && {names_no_one} && {some_anonymous}) || {only_metrics}"
+
+
+_ATTRIBUTE = _cel_pattern(LDAP_ATTRIBUTE_PATTERN)
 
 # CEL validations, attached at the named path of the spec schema ("" is the spec itself, "a[]" the items of list a).
 SPEC_RULES: dict[str, list[dict[str, str]]] = {
@@ -103,13 +152,64 @@ SPEC_RULES: dict[str, list[dict[str, str]]] = {
         {"rule": "!has(self.maxRetryDelay) || has(self.retryDelay)", "message": MAX_DELAY_NEEDS_DELAY},
     ],
     "sync.registries[].urls[]": [
-        {"rule": f"self.matches('{SYNC_URL_PATTERN.replace(chr(92), chr(92) * 2)}')", "message": SYNC_URL_MESSAGE},
+        {"rule": f"self.matches('{_cel_pattern(SYNC_URL_PATTERN)}')", "message": SYNC_URL_MESSAGE},
     ],
     "sync.registries[].content[]": [
         {
             "rule": "!self.stripPrefix || !has(self.destination) || self.destination != '/' || "
             "self.prefix.contains('/*')",
             "message": STRIP_PREFIX_NEEDS_GLOB,
+        },
+    ],
+    # spec.auth: what zot would refuse at start (its validateLDAP, validateMTLS and validateAuthzPolicies) and
+    # what would connect or identify no one. What CEL cannot check (globs, regular expressions, the case of
+    # the maps' keys: the cost of a rule over unbounded keys is too high) marks the cluster Degraded instead.
+    "auth": [
+        {
+            "rule": "!has(self.accessControl) || has(self.htpasswd) || has(self.ldap) || has(self.mtls) || "
+            + _only_anonymous("self.accessControl"),
+            "message": ACCESS_NEEDS_LOGINS,
+        },
+    ],
+    "auth.ldap": [
+        {"rule": f"self.address.matches('{_cel_pattern(LDAP_ADDRESS_PATTERN)}')", "message": LDAP_ADDRESS_MESSAGE},
+        {"rule": "self.baseDN.contains('=')", "message": LDAP_BASE_DN_MESSAGE},
+        {
+            "rule": f"self.userAttribute.matches('{_ATTRIBUTE}')",
+            "message": LDAP_ATTRIBUTE_MESSAGE.format(field="userAttribute", example="uid"),
+        },
+        {
+            "rule": f"!has(self.userGroupAttribute) || self.userGroupAttribute.matches('{_ATTRIBUTE}')",
+            "message": LDAP_ATTRIBUTE_MESSAGE.format(field="userGroupAttribute", example="memberOf"),
+        },
+        {"rule": "has(self.bindDN) == has(self.bindPasswordSecret)", "message": LDAP_BIND_TOGETHER},
+        {"rule": "!self.startTLS || self.insecure", "message": LDAP_START_TLS_NEEDS_INSECURE},
+        {"rule": "!has(self.caSecret) || !self.insecure || self.startTLS", "message": LDAP_CA_NEEDS_TLS},
+        {"rule": "!self.skipVerify || !self.insecure || self.startTLS", "message": LDAP_SKIP_VERIFY_NEEDS_TLS},
+        {"rule": "!has(self.caSecret) || !self.skipVerify", "message": LDAP_CA_WITH_SKIP_VERIFY},
+    ],
+    "auth.mtls": [
+        {
+            "rule": "self.identityAttributes.all(a, self.identityAttributes.exists_one(b, b == a))",
+            "message": MTLS_ATTRIBUTES_ONCE,
+        },
+        {
+            "rule": "!has(self.uriSanPattern) || 'URI' in self.identityAttributes",
+            "message": MTLS_URI_ONLY.format(field="uriSanPattern"),
+        },
+        {
+            "rule": "self.uriSanIndex == 0 || 'URI' in self.identityAttributes",
+            "message": MTLS_URI_ONLY.format(field="uriSanIndex"),
+        },
+        {
+            "rule": "self.dnsSanIndex == 0 || ('URI' in self.identityAttributes && "
+            "'DNSName' in self.identityAttributes)",
+            "message": MTLS_SAN_INDEX.format(field="dnsSanIndex", attribute="DNSName"),
+        },
+        {
+            "rule": "self.emailSanIndex == 0 || ('URI' in self.identityAttributes && "
+            "'Email' in self.identityAttributes)",
+            "message": MTLS_SAN_INDEX.format(field="emailSanIndex", attribute="Email"),
         },
     ],
 }

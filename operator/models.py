@@ -6,6 +6,7 @@ so every field carries its default and description here and nowhere else.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Annotated, Any, Literal
 
@@ -18,6 +19,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from zot_registry.config import AccessControlConfig as ZotAccessControl
 from zot_registry.config import SyncRegistry as ZotSyncRegistry
 from zot_registry.config.messages import dotted, validation_problems
 from zot_registry.durations import parse_duration
@@ -188,8 +190,429 @@ class HtpasswdAuth(_Model):
     key: str = Field("htpasswd", description="Key of the htpasswd file in the Secret.")
 
 
+# Authentication and access control (zot's http.auth.ldap, http.auth.mtls with http.tls.cacert, and
+# http.accessControl; rendered by auth.py) -------------------------------------------------------------
+
+# What zot 2.1.20 dials: "<address>:<port>" (pkg/api/ldap.go), and the TLS server name is the address: a
+# host name or an IPv4 address, nothing else (a scheme or a port in it makes an address that never connects).
+LDAP_ADDRESS_PATTERN = r"^([A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]{2,45}\])$"
+LDAP_ADDRESS_MESSAGE = (
+    "address must be the LDAP server's host name or address, without a scheme or a port (the port goes in "
+    "port), e.g. ldap.example.org, 192.0.2.10 or [2001:db8::10]"
+)
+# The registry's checks of http.auth.ldap (zot_registry.config.ldap), in the spec's words: a typo in an attribute
+# name or the base DN must not turn into a search that finds other entries, or none.
+LDAP_ATTRIBUTE_PATTERN = r"^([A-Za-z][A-Za-z0-9-]*|[0-9]+(\.[0-9]+)+)(;[A-Za-z0-9-]+)*$"
+LDAP_ATTRIBUTE_MESSAGE = "{field} must be an LDAP attribute name (letters, digits and '-', or an OID), e.g. {example}"
+LDAP_BASE_DN_MESSAGE = "baseDN must be the DN under which the users are, e.g. ou=people,dc=example,dc=org"
+LDAP_FILTER_MESSAGE = (
+    "userFilter's parentheses do not balance: write one LDAP filter, e.g. (!(nsaccountlock=TRUE)) or "
+    "(objectClass=person)"
+)
+LDAP_BIND_TOGETHER = (
+    "bindDN and bindPasswordSecret go together: the members bind as bindDN with that password to look users "
+    "up; leave both out to look users up with an anonymous bind"
+)
+# zot 2.1.20 (pkg/api/authn.go, ldap.go): UseSSL = !insecure, SkipTLS = !startTLS. Without insecure it dials
+# LDAPS and never sends StartTLS; StartTLS upgrades a plain connection only with insecure: true.
+LDAP_START_TLS_NEEDS_INSECURE = (
+    "startTLS needs insecure: true: unless insecure is set zot connects with LDAPS (TLS from the first byte, "
+    "usually port 636) and never sends StartTLS; insecure with startTLS connects in plain text (usually "
+    "port 389) and upgrades the connection with StartTLS before any password is sent"
+)
+LDAP_CA_NEEDS_TLS = (
+    "caSecret is only used over TLS: with insecure: true and no startTLS the LDAP connection is plain text; "
+    "set startTLS: true, or leave insecure out for LDAPS"
+)
+LDAP_SKIP_VERIFY_NEEDS_TLS = (
+    "skipVerify is only used over TLS: with insecure: true and no startTLS the LDAP connection is plain text; "
+    "set startTLS: true, or leave insecure out for LDAPS"
+)
+LDAP_CA_WITH_SKIP_VERIFY = (
+    "caSecret is unused with skipVerify: true (the LDAP server's certificate is not checked at all): "
+    "keep caSecret and drop skipVerify"
+)
+# The login rule of zot's validateAuthzPolicies, as the registry has it (zot_registry.config.access.NEEDS_LOGINS),
+# in the spec's words.
+ACCESS_NEEDS_LOGINS = (
+    "accessControl needs a way to authenticate users: auth.htpasswd, auth.ldap or auth.mtls, unless it has "
+    "only anonymousPolicy policies (and no adminPolicy users or actions, no defaultPolicy, no policy that "
+    "names users or actions)"
+)
+MTLS_URI_ONLY = "{field} applies to the URI identity attribute only: add URI to identityAttributes"
+# zot 2.1.20's validateMTLS refuses dnsSanIndex and emailSanIndex unless URI is among the identity
+# attributes, although each picks among its own SANs: both are needed for zot to start.
+MTLS_SAN_INDEX = (
+    "{field} picks among the {attribute} SANs: list {attribute} in identityAttributes, and URI too "
+    "(zot 2.1.20 accepts {field} only with URI among the identity attributes)"
+)
+MTLS_ATTRIBUTES_ONCE = "identityAttributes lists each attribute once"
+LOWER_CASE_KEYS = "{what} are lower-cased by zot (its config keys are case-insensitive): write {examples} in lower case"
+
+Action = Literal["read", "create", "update", "delete"]
+IdentityAttribute = Literal["CommonName", "Subject", "Email", "URI", "DNSName"]
+# A user or group name in a policy: not empty (zot would match an empty user name to anonymous requests).
+PolicyName = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+
+
+class CASecret(_Model):
+    name: str = Field(description="Name of a Secret in the ZotCluster's namespace.")
+    key: str = Field("ca.crt", description="Key holding the PEM CA certificates (a bundle may hold several).")
+
+
+class LDAPAuth(_Model):
+    address: str = Field(
+        max_length=253,
+        description="Host name or address of the LDAP server (no scheme, no port), e.g. ldap.example.org.",
+    )
+    port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="Port of the LDAP server; 636 (LDAPS) when unset, 389 with insecure: true.",
+    )
+    insecure: bool = Field(
+        False,
+        description="Connect without TLS (plain LDAP); with startTLS, a plain connection upgraded by StartTLS. "
+        "Unset: LDAPS, TLS from the first byte.",
+    )
+    start_tls: bool = Field(
+        False,
+        alias="startTLS",
+        description="With insecure: true, upgrade the plain connection with StartTLS before binding (as zot 2.1.20: "
+        "without insecure the connection is LDAPS and StartTLS is not used).",
+    )
+    skip_verify: bool = Field(
+        False,
+        alias="skipVerify",
+        description="Do not verify the LDAP server's TLS certificate (test setups only).",
+    )
+    subtree_search: bool = Field(
+        False,
+        alias="subtreeSearch",
+        description="Search the whole subtree under baseDN for users; false: only baseDN's direct children.",
+    )
+    base_dn: str = Field(
+        alias="baseDN",
+        min_length=1,
+        max_length=1024,
+        description="Where users are searched, e.g. ou=Users,dc=example,dc=org.",
+    )
+    user_attribute: str = Field(
+        alias="userAttribute",
+        min_length=1,
+        max_length=256,
+        description="Attribute that holds the login name, e.g. uid or sAMAccountName.",
+    )
+    user_group_attribute: str | None = Field(
+        None,
+        alias="userGroupAttribute",
+        max_length=256,
+        description="Attribute whose values are the user's groups (e.g. memberOf), as accessControl policies "
+        "name them.",
+    )
+    user_filter: str | None = Field(
+        None,
+        alias="userFilter",
+        max_length=1024,
+        description="LDAP filter users must also match, e.g. (!(nsaccountlock=TRUE)), as zot combines it with "
+        "the login name's.",
+    )
+    bind_dn: str | None = Field(
+        None,
+        alias="bindDN",
+        min_length=1,
+        max_length=1024,
+        description="DN the members bind as to look users up (with bindPasswordSecret); an anonymous bind when unset.",
+    )
+    bind_password_secret: SecretKeyRef | None = Field(
+        None,
+        alias="bindPasswordSecret",
+        description="Secret key holding bindDN's password (one line; a trailing newline is dropped). Never written "
+        "into the ConfigMap: the operator keeps zot's credentials file (bindDN and this password) in the Secret "
+        "<name>-ldap-credentials, mounted into the members.",
+    )
+    ca_secret: CASecret | None = Field(
+        None,
+        alias="caSecret",
+        description="CA certificates that signed the LDAP server's certificate, mounted into the members (zot's "
+        "caCert); the system's CAs when unset. Only over TLS.",
+    )
+
+    @property
+    def uses_tls(self) -> bool:
+        """Whether zot talks TLS to the server: LDAPS, or a plain connection upgraded with StartTLS."""
+        return not self.insecure or self.start_tls
+
+    @property
+    def effective_port(self) -> int:
+        # zot has no default (its port 0 never connects): the well-known port of the connection zot makes.
+        if self.port is not None:
+            return self.port
+        return 389 if self.insecure else 636
+
+    @model_validator(mode="after")
+    def _consistent(self) -> LDAPAuth:
+        # The CRD's CEL rules (crd.py), for what never passes the API server (local mode, render).
+        if not re.fullmatch(LDAP_ADDRESS_PATTERN, self.address):
+            raise ValueError(LDAP_ADDRESS_MESSAGE)
+        if "=" not in self.base_dn:
+            raise ValueError(LDAP_BASE_DN_MESSAGE)
+        for field, value, example in (
+            ("userAttribute", self.user_attribute, "uid"),
+            ("userGroupAttribute", self.user_group_attribute, "memberOf"),
+        ):
+            if value is not None and not re.fullmatch(LDAP_ATTRIBUTE_PATTERN, value):
+                raise ValueError(LDAP_ATTRIBUTE_MESSAGE.format(field=field, example=example))
+        if self.user_filter is not None and not _balanced(self.user_filter):
+            raise ValueError(LDAP_FILTER_MESSAGE)
+        if (self.bind_dn is None) != (self.bind_password_secret is None):
+            raise ValueError(LDAP_BIND_TOGETHER)
+        if self.start_tls and not self.insecure:
+            raise ValueError(LDAP_START_TLS_NEEDS_INSECURE)
+        if self.ca_secret is not None and not self.uses_tls:
+            raise ValueError(LDAP_CA_NEEDS_TLS)
+        if self.skip_verify and not self.uses_tls:
+            raise ValueError(LDAP_SKIP_VERIFY_NEEDS_TLS)
+        if self.ca_secret is not None and self.skip_verify:
+            raise ValueError(LDAP_CA_WITH_SKIP_VERIFY)
+        return self
+
+
+def _balanced(text: str) -> bool:
+    """Whether the parentheses of an LDAP filter balance (those in values are escaped, \\28 and \\29)."""
+    depth = 0
+    for char in text:
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth < 0:
+            return False
+    return depth == 0
+
+
+class AccessPolicySpec(_Model):
+    users: list[PolicyName] = Field(default_factory=list, max_length=1024, description="User names (logins).")
+    groups: list[PolicyName] = Field(
+        default_factory=list,
+        max_length=1024,
+        description="Groups: of accessControl.groups, or the user's LDAP groups (userGroupAttribute's values).",
+    )
+    actions: list[Action] = Field(default_factory=list, max_length=4, description="What they may do.")
+
+
+class RepositoryAccess(_Model):
+    policies: list[AccessPolicySpec] = Field(
+        default_factory=list, max_length=64, description="Who may do what in the repositories the pattern matches."
+    )
+    default_policy: list[Action] = Field(
+        default_factory=list, alias="defaultPolicy", max_length=4, description="What any authenticated user may do."
+    )
+    anonymous_policy: list[Action] = Field(
+        default_factory=list,
+        alias="anonymousPolicy",
+        max_length=4,
+        description="What requests without credentials (or client certificate) may do.",
+    )
+
+
+class AccessGroupSpec(_Model):
+    users: list[PolicyName] = Field(default_factory=list, max_length=1024, description="The group's members.")
+
+
+class MetricsAccessSpec(_Model):
+    users: list[PolicyName] = Field(default_factory=list, max_length=1024, description="Users who may read /metrics.")
+    anonymous_policy: list[Action] = Field(
+        default_factory=list,
+        alias="anonymousPolicy",
+        max_length=4,
+        description="read: anyone may read /metrics without credentials.",
+    )
+
+
+class AccessControlSpec(_Model):
+    repositories: dict[str, RepositoryAccess] = Field(
+        default_factory=dict,
+        max_length=256,
+        description="Repository glob pattern (**, team/*, team/**, {a,b}/**) -> its policies; the longest "
+        "matching pattern decides. Patterns are lower case.",
+    )
+    admin_policy: AccessPolicySpec | None = Field(
+        None, alias="adminPolicy", description="Users and groups allowed their actions in every repository."
+    )
+    groups: dict[str, AccessGroupSpec] = Field(
+        default_factory=dict,
+        max_length=256,
+        description="Group name (lower case) -> its users, for policies' groups.",
+    )
+    metrics: MetricsAccessSpec | None = Field(None, description="Who may read /metrics.")
+
+    @model_validator(mode="after")
+    def _as_the_registry_has_it(self) -> AccessControlSpec:
+        # zot lower-cases both maps' keys (viper): a group spelled with capitals would match no policy that
+        # names it as written, and two patterns differing in case would be one.
+        for what, keys, examples in (
+            ("repository patterns", self.repositories, "every pattern"),
+            ("group names", self.groups, "every group name (and name the groups so in policies)"),
+        ):
+            upper = sorted(k for k in keys if k != k.lower())
+            if upper:
+                found = ", ".join(json.dumps(k) for k in upper)
+                raise ValueError(LOWER_CASE_KEYS.format(what=what, examples=examples) + f": {found}")
+        # The registry's own checks (globs, the expansion bound of {a,b}, empty names), which CEL cannot say: a
+        # spec that breaks them is Degraded (InvalidSpec), never a member that cannot start.
+        self.zot_config()
+        return self
+
+    def zot_config(self) -> ZotAccessControl:
+        """This accessControl as the registry validates it (zot_registry.config.AccessControlConfig)."""
+        try:
+            return ZotAccessControl.model_validate(self.zot_stanza())
+        except ValidationError as err:
+            found = [f"{dotted(path)}: {text}" if path else text for path, text in validation_problems(err)]
+            raise ValueError("; ".join(found)) from None
+
+    def zot_stanza(self) -> dict[str, Any]:
+        """zot's http.accessControl; what is empty is left out (zot's zero values)."""
+        stanza: dict[str, Any] = {
+            "repositories": {pattern: _policy_group(group) for pattern, group in self.repositories.items()}
+        }
+        if self.admin_policy is not None:
+            stanza["adminPolicy"] = _policy(self.admin_policy)
+        if self.groups:
+            stanza["groups"] = {name: {"users": list(group.users)} for name, group in self.groups.items()}
+        if self.metrics is not None:
+            metrics: dict[str, Any] = {}
+            if self.metrics.users:
+                metrics["users"] = list(self.metrics.users)
+            if self.metrics.anonymous_policy:
+                metrics["anonymousPolicy"] = list(self.metrics.anonymous_policy)
+            stanza["metrics"] = metrics
+        return stanza
+
+
+def _policy(policy: AccessPolicySpec) -> dict[str, Any]:
+    return {
+        key: list(values)
+        for key, values in (("users", policy.users), ("groups", policy.groups), ("actions", policy.actions))
+        if values
+    }
+
+
+def _policy_group(group: RepositoryAccess) -> dict[str, Any]:
+    stanza: dict[str, Any] = {}
+    if group.policies:
+        stanza["policies"] = [_policy(policy) for policy in group.policies]
+    if group.default_policy:
+        stanza["defaultPolicy"] = list(group.default_policy)
+    if group.anonymous_policy:
+        stanza["anonymousPolicy"] = list(group.anonymous_policy)
+    return stanza
+
+
+class MTLSAuth(_Model):
+    ca_secret: CASecret = Field(
+        alias="caSecret",
+        description="CA certificates whose client certificates identify users (zot's http.tls.cacert), mounted "
+        "into the members. A client without a certificate is anonymous, so the kubelet's probes still pass.",
+    )
+    identity_attributes: list[IdentityAttribute] = Field(
+        default=["CommonName"],
+        alias="identityAttributes",
+        min_length=1,
+        max_length=5,
+        description="Where the user name is taken from, tried in order: the certificate's CommonName, its whole "
+        "Subject, or its first Email, URI or DNSName SAN (see the SAN indexes).",
+    )
+    uri_san_pattern: str | None = Field(
+        None,
+        alias="uriSanPattern",
+        min_length=1,
+        max_length=1024,
+        description="Regular expression (RE2) over the URI SAN whose first group is the user name, e.g. "
+        "spiffe://example.org/workload/(.*); the whole URI when unset. Needs URI in identityAttributes.",
+    )
+    uri_san_index: int = Field(
+        0, alias="uriSanIndex", ge=0, le=1024, description="Which URI SAN to use (0: the first)."
+    )
+    dns_san_index: int = Field(
+        0, alias="dnsSanIndex", ge=0, le=1024, description="Which DNSName SAN to use (0: the first)."
+    )
+    email_san_index: int = Field(
+        0, alias="emailSanIndex", ge=0, le=1024, description="Which Email SAN to use (0: the first)."
+    )
+
+    @field_validator("uri_san_pattern")
+    @classmethod
+    def _pattern(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            groups = re.compile(value).groups
+        except re.error as err:
+            raise ValueError(f"is not a valid regular expression: {err}") from None
+        if groups < 1:
+            # zot takes the first group as the identity: a pattern without one identifies no one.
+            raise ValueError("needs a group, e.g. spiffe://example.org/workload/(.*): its first group is the user name")
+        return value
+
+    @model_validator(mode="after")
+    def _zot_rules(self) -> MTLSAuth:
+        # The CRD's CEL rules (crd.py), which are zot 2.1.20's validateMTLS.
+        attributes = self.identity_attributes
+        if len(set(attributes)) != len(attributes):
+            raise ValueError(MTLS_ATTRIBUTES_ONCE)
+        if self.uri_san_pattern is not None and "URI" not in attributes:
+            raise ValueError(MTLS_URI_ONLY.format(field="uriSanPattern"))
+        if self.uri_san_index and "URI" not in attributes:
+            raise ValueError(MTLS_URI_ONLY.format(field="uriSanIndex"))
+        for field, attribute, index in (
+            ("dnsSanIndex", "DNSName", self.dns_san_index),
+            ("emailSanIndex", "Email", self.email_san_index),
+        ):
+            if index and not {"URI", attribute} <= set(attributes):
+                raise ValueError(MTLS_SAN_INDEX.format(field=field, attribute=attribute))
+        return self
+
+    def zot_stanza(self) -> dict[str, Any]:
+        """zot's http.auth.mtls (the CA is http.tls.cacert); indexes of 0 left out, as zot's omitempty."""
+        stanza: dict[str, Any] = {"identityAttributes": list(self.identity_attributes)}
+        if self.uri_san_pattern is not None:
+            stanza["uriSanPattern"] = self.uri_san_pattern
+        for key, value in (
+            ("uriSanIndex", self.uri_san_index),
+            ("dnsSanIndex", self.dns_san_index),
+            ("emailSanIndex", self.email_san_index),
+        ):
+            if value:
+                stanza[key] = value
+        return stanza
+
+
 class AuthSpec(_Model):
     htpasswd: HtpasswdAuth | None = Field(None, description="Basic authentication from an htpasswd Secret.")
+    ldap: LDAPAuth | None = Field(
+        None, description="Basic authentication against an LDAP server (with htpasswd: either may log a user in)."
+    )
+    mtls: MTLSAuth | None = Field(
+        None,
+        description="Users identified by client certificates of a CA (mutual TLS); requests without one are "
+        "anonymous. Every member serves HTTPS (spec.tls), which mTLS needs.",
+    )
+    access_control: AccessControlSpec | None = Field(
+        None,
+        alias="accessControl",
+        description="Who may do what, in zot's http.accessControl shape: without it, whoever authenticates may do "
+        "everything.",
+    )
+
+    @model_validator(mode="after")
+    def _logins_for_policies(self) -> AuthSpec:
+        # zot's validateAuthzPolicies (the registry's NEEDS_LOGINS rule), on the registry's own model.
+        if self.access_control is None or self.htpasswd or self.ldap or self.mtls:
+            return self
+        zot = self.access_control.zot_config()
+        if not (zot.only_anonymous_policies() or zot.only_anonymous_metrics()):
+            raise ValueError(ACCESS_NEEDS_LOGINS)
+        return self
 
 
 class FailoverSpec(_Model):

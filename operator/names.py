@@ -49,6 +49,11 @@ def ca_secret_name(name: str) -> str:
     return f"{name}-ca"
 
 
+def ldap_credentials_secret_name(name: str) -> str:
+    """The operator's Secret with zot's LDAP credentials file (auth.py)."""
+    return f"{name}-ldap-credentials"
+
+
 def tls_secret_name(ref: ClusterRef) -> str:
     if ref.spec.tls.mode == "secret" and ref.spec.tls.secret_name:
         return ref.spec.tls.secret_name

@@ -23,7 +23,15 @@ from .plans import FailoverPlan, RestartPlan, plan_failover, plan_restarts, pod_
 from .rebalance_mode import rebalance_mode
 from .rebalance_steps import plan_membership
 from .render import Rendered, address_ordinal, member_address, member_addresses, render
-from .secret_steps import Degraded, Event, check_referenced_secrets, ensure_hash_key, ensure_tls
+from .secret_steps import (
+    Degraded,
+    Event,
+    check_referenced_secrets,
+    ensure_hash_key,
+    ensure_ldap_credentials,
+    ensure_tls,
+    forget_ldap_credentials,
+)
 from .statefulset import MEMBERS_ANNOTATION
 from .status import Observed, already_reported, degraded_status, observed_status
 
@@ -55,6 +63,8 @@ def reconcile(
     try:
         hash_key = ensure_hash_key(kube, ref, event)
         referenced = check_referenced_secrets(kube, ref)
+        # The one Secret the operator derives from a user's: zot's LDAP credentials file (auth.py).
+        derived = ensure_ldap_credentials(kube, ref, event)
         ca = ensure_tls(kube, ref, event, now)
     except Degraded as err:
         return _degraded(old, err.reason, err.message, generation, now, event)
@@ -78,12 +88,13 @@ def reconcile(
         ref,
         hash_key,
         failover.failed,
-        referenced.versions,
+        {**referenced.versions, **derived},
         membership.members,
         membership.replicas,
         secret_keys=referenced.keys,
     )
     actions = _ensure_children(kube, rendered, event)
+    actions += forget_ldap_credentials(kube, ref, event)
     if membership.annotate:
         actions += _annotate_members(kube, ref, pods, membership.members, membership.replicas)
 

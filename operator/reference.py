@@ -42,6 +42,13 @@ def _is_list(annotation: Any) -> bool:
     return typing.get_origin(annotation) is list
 
 
+def _is_map(annotation: Any) -> bool:
+    """A map, or a map or None."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return any(_is_map(a) for a in typing.get_args(annotation))
+    return typing.get_origin(annotation) is dict
+
+
 def _type_name(annotation: Any) -> str:
     origin = typing.get_origin(annotation)
     if origin is typing.Annotated:  # a type with constraints (a maximum length): the type
@@ -73,8 +80,9 @@ def _rows(model: type[BaseModel], prefix: str) -> list[str]:
     for name, info in model.model_fields.items():
         path = f"{prefix}.{info.alias or name}"
         rows.append(f"| `{path}` | {_type_name(info.annotation)} | {_default(info)} | {info.description or ''} |")
-        # The fields of a list's items under `name[]`, as the validation rules name them.
-        below = f"{path}[]" if _is_list(info.annotation) else path
+        # The fields of a list's items under `name[]`, as the validation rules name them; of a map's values
+        # under `name.<key>`.
+        below = f"{path}[]" if _is_list(info.annotation) else f"{path}.<key>" if _is_map(info.annotation) else path
         for nested in _models_in(info.annotation):
             rows += _rows(nested, below)
     return rows

@@ -15,6 +15,7 @@ from typing import Any
 
 import jinja2
 
+from .auth import access_control_stanza, auth_stanza, tls_cacert
 from .crd import GROUP
 from .models import ZotClusterSpec
 from .names import (
@@ -95,8 +96,16 @@ def certificate_hosts(ref: ClusterRef) -> list[str]:
 
 
 def render_config(ref: ClusterRef, hash_key: str, members: list[str]) -> str:
+    spec = ref.spec
     text = _templates.get_template("config.json.j2").render(
-        spec=ref.spec, members=members, hash_key=hash_key, root_directory=DATA_DIR, sync=sync_stanza(ref.spec)
+        spec=spec,
+        members=members,
+        hash_key=hash_key,
+        root_directory=DATA_DIR,
+        sync=sync_stanza(spec),
+        auth=auth_stanza(spec),
+        tls_cacert=tls_cacert(spec),
+        access_control=access_control_stanza(spec),
     )
     # Parse and dump: the template must produce JSON, and one canonical form keeps the checksum stable.
     return json.dumps(json.loads(text), indent=2) + "\n"

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from typing import Any
 
+from .auth import auth_start_secrets, auth_volumes
 from .crd import GROUP
 from .materialize import secret_values
 from .models import ZotClusterSpec
@@ -83,12 +84,15 @@ def secret_environment(spec: ZotClusterSpec) -> list[dict[str, Any]]:
 
 def start_secrets(spec: ZotClusterSpec) -> list[str]:
     """Secrets whose values a member reads only when it starts (environment, the init container's
-    config): a new value needs new pods, so the operator puts their versions in the pod template."""
+    config): a new value needs new pods, so the operator puts their versions in the pod template.
+    (The operator's own <name>-ldap-credentials is one too: `secret_steps.ensure_ldap_credentials`.)"""
     names = [v.secret.name for v in secret_values(spec)]
     if spec.storage.mode == "s3" and spec.storage.s3 and spec.storage.s3.credentials_secret:
         names.append(spec.storage.s3.credentials_secret)
-    # Mounted, but read by the registry only when it starts (the sync credentials file and certDirs).
+    # Mounted, but read by the registry only when it starts (the sync credentials file and certDirs, the
+    # CAs of spec.auth).
     names += sync_secrets(spec)
+    names += auth_start_secrets(spec)
     return sorted(set(names))
 
 
@@ -164,18 +168,9 @@ def stateful_set(
         {"name": "tmp", "mountPath": "/tmp"},
         {"name": "data", "mountPath": DATA_DIR},
     ]
-    if spec.auth and spec.auth.htpasswd:
-        volumes.append(
-            {
-                "name": "auth",
-                "secret": {
-                    "secretName": spec.auth.htpasswd.secret_name,
-                    "defaultMode": 0o440,
-                    "items": [{"key": spec.auth.htpasswd.key, "path": "htpasswd"}],
-                },
-            }
-        )
-        mounts.append({"name": "auth", "mountPath": "/etc/zot/auth", "readOnly": True})
+    auth_volume_list, auth_mounts = auth_volumes(ref)
+    volumes += auth_volume_list
+    mounts += auth_mounts
     sync_volume_list, sync_mounts = sync_volumes(spec, secret_keys)
     volumes += sync_volume_list
     mounts += sync_mounts

@@ -24,6 +24,7 @@ LONGEST_MODULES = (
     "tests/operator/test_operator.py",
     "tests/storage/test_shared_cluster.py",
     "tests/operator/test_local_mode.py",
+    "tests/operator/test_operator_auth.py",
     "tests/node/test_node.py",
 )
 

@@ -8,6 +8,8 @@ Layout (default `.zot-local/<name>`, kept between runs so data, key and CA survi
     auth/htpasswd              from the manifest's Secret, or generated for `admin`
     auth/admin-password        the generated password (0600), printed on every start
     sync/credentials.json      spec.sync.credentialsSecret, from the manifest's Secret
+    ldap/credentials.json      zot's LDAP credentials file: spec.auth.ldap.bindDN and the manifest's bindPasswordSecret
+    ldap/ca.crt, mtls/ca.crt   spec.auth.ldap.caSecret and spec.auth.mtls.caSecret, from the manifest's Secrets
     sync/certs/<i>/            spec.sync.registries[i].certSecret as zot's certDir, from the manifest's Secret
     config.json                the operator's config.json (the ConfigMap) with local member addresses
     members/member-<i>.json    that config with member i's address and paths under this folder
@@ -32,6 +34,17 @@ import psutil
 from zot_registry.cluster.hashing import new_hash_key
 from zot_registry.local.addresses import member_address
 
+from ..auth import (
+    BIND_PASSWORD_PROBLEM,
+    CA_FILE,
+    LDAP_CA_DIR,
+    LDAP_CREDENTIALS_DIR,
+    LDAP_CREDENTIALS_FILE,
+    MTLS_DIR,
+    bind_password,
+    ca_problem,
+    ldap_credentials_file,
+)
 from ..models import ZotClusterSpec
 from ..names import ClusterRef
 from ..render import certificate_hosts, member_ordinals, render_config
@@ -232,6 +245,41 @@ def _sync_files(folder: Path, manifest: Manifest) -> None:
             write_private(folder / "sync" / "certs" / str(index) / item["path"], manifest.secrets[name][item["key"]])
 
 
+def _auth_files(folder: Path, manifest: Manifest) -> None:
+    """spec.auth's files but the htpasswd (`_htpasswd`) from the manifest's Secrets, as the operator mounts
+    them: the LDAP credentials file (the operator's <name>-ldap-credentials) and the CAs; written anew on
+    each start."""
+    for sub in ("ldap", "mtls"):
+        shutil.rmtree(folder / sub, ignore_errors=True)
+    auth = manifest.ref.spec.auth
+    if auth is None:
+        return
+
+    def value(name: str, key: str, where: str) -> bytes:
+        given = manifest.secrets.get(name, {})
+        if key not in given:
+            raise ManifestError(f"{where}: local mode needs Secret {name!r} with key {key!r} in the same file")
+        return given[key]
+
+    if auth.ldap is not None and auth.ldap.bind_dn is not None and auth.ldap.bind_password_secret is not None:
+        source, where = auth.ldap.bind_password_secret, "spec.auth.ldap.bindPasswordSecret"
+        password = bind_password(value(source.name, source.key, where))
+        if password is None:
+            raise ManifestError(f"Secret {source.name} key {source.key} ({where}) {BIND_PASSWORD_PROBLEM}")
+        write_private(folder / "ldap" / LDAP_CREDENTIALS_FILE, ldap_credentials_file(auth.ldap.bind_dn, password))
+    for ca, sub, where in (
+        (auth.ldap.ca_secret if auth.ldap else None, "ldap", "spec.auth.ldap.caSecret"),
+        (auth.mtls.ca_secret if auth.mtls else None, "mtls", "spec.auth.mtls.caSecret"),
+    ):
+        if ca is None:
+            continue
+        data = value(ca.name, ca.key, where)
+        problem = ca_problem(data)
+        if problem:
+            raise ManifestError(f"Secret {ca.name} key {ca.key} ({where}) {problem}")
+        write_private(folder / sub / CA_FILE, data)
+
+
 def _member_config(base: dict[str, Any], folder: Path, ordinal: int) -> dict[str, Any]:
     """The operator's config with what differs on one machine: the member's own address (the pod's
     IP), and the mounts of the pod (/etc/zot/..., /var/lib/zot) as paths in the state folder."""
@@ -240,9 +288,17 @@ def _member_config(base: dict[str, Any], folder: Path, ordinal: int) -> dict[str
     http = config["http"]
     http["address"] = member_address(ordinal)
     if "tls" in http:
-        http["tls"] = {"cert": str(folder / "tls" / "tls.crt"), "key": str(folder / "tls" / "tls.key")}
-    if "auth" in http:
-        http["auth"]["htpasswd"]["path"] = str(folder / "auth" / "htpasswd")
+        http["tls"].update(cert=str(folder / "tls" / "tls.crt"), key=str(folder / "tls" / "tls.key"))
+        if "cacert" in http["tls"]:
+            http["tls"]["cacert"] = http["tls"]["cacert"].replace(MTLS_DIR, str(folder / "mtls"), 1)
+    auth = http.get("auth", {})
+    if "htpasswd" in auth:
+        auth["htpasswd"]["path"] = str(folder / "auth" / "htpasswd")
+    ldap = auth.get("ldap", {})
+    if "credentialsFile" in ldap:
+        ldap["credentialsFile"] = ldap["credentialsFile"].replace(LDAP_CREDENTIALS_DIR, str(folder / "ldap"), 1)
+    if "caCert" in ldap:
+        ldap["caCert"] = ldap["caCert"].replace(LDAP_CA_DIR, str(folder / "ldap"), 1)
     config["log"]["output"] = str(folder / "logs" / f"member-{ordinal}.log")
     if "tls" in config.get("cluster", {}):
         config["cluster"]["tls"]["cacert"] = str(folder / "tls" / "ca.crt")
@@ -276,6 +332,7 @@ def prepare(folder: Path, manifest: Manifest, routed: list[str] | None = None) -
     hash_key = _hash_key(folder, manifest)
     credentials = _htpasswd(folder, manifest)
     _sync_files(folder, manifest)
+    _auth_files(folder, manifest)
     hosts = [*certificate_hosts(manifest.ref), *(member_address(o) for o in ordinals)]
     reissued = _tls(folder, manifest, list(dict.fromkeys(hosts)))
     (folder / "client-certs" / "ca.crt").write_bytes((folder / "tls" / "ca.crt").read_bytes())

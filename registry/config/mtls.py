@@ -5,14 +5,15 @@ zot tries `identityAttributes` in order (default: CommonName) and takes the firs
 certificate has; the names are case-insensitive, with zot's aliases (cn, dn, uri/url, dns,
 rfc822name). zot only finds out at request time that a name is not one of them (every login then
 fails); here that is a config error, as is a `uriSanPattern` that does not compile or has no
-capture group (zot returns the first group: without one, every URI identity fails).
+capture group (zot returns the first group: without one, every URI identity fails). As zot, a
+SAN index (uriSanIndex, dnsSanIndex, emailSanIndex) is refused unless URI is an attribute.
 """
 
 from __future__ import annotations
 
 import re
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from .base import _Model
 from .messages import fail, show
@@ -70,6 +71,23 @@ class MTLSConfig(_Model):
                 'e.g. "spiffe://example.org/workload/(.*)"'
             )
         return pattern
+
+    @model_validator(mode="after")
+    def _indexes_need_uri(self) -> MTLSConfig:
+        # zot's validateMTLS (pkg/cli/server/root.go): every SAN index needs URI among the
+        # attributes, the DNS and email ones too; zot refuses to start otherwise, and so do we.
+        if "URI" not in self.identity_attributes:
+            for key, index in (
+                ("uriSanIndex", self.uri_san_index),
+                ("dnsSanIndex", self.dns_san_index),
+                ("emailSanIndex", self.email_san_index),
+            ):
+                if index:
+                    raise fail(
+                        f"{key} is only supported with URI among identityAttributes (zot 2.1.20 refuses "
+                        'it otherwise): add "URI", e.g. ["URI", "DNSName"]'
+                    )
+        return self
 
     def uri_identity(self, uri: str) -> str | None:
         """The identity in a URI SAN: the pattern's first group (unanchored, as Go's FindStringSubmatch), or the URI."""

@@ -142,7 +142,7 @@ OTHER_DNS = [x509.DNSName("first.example.org"), x509.DNSName("third.example.org"
             "builder",
             [INTRUDER],
         ),
-        ({"identityAttributes": ["DNSName"], "dnsSanIndex": 1}, DNS, "second.example.org", OTHER_DNS),
+        ({"identityAttributes": ["URI", "DNSName"], "dnsSanIndex": 1}, DNS, "second.example.org", OTHER_DNS),
     ],
     ids=["default", "subject", "spiffe", "dns"],
 )

@@ -58,15 +58,16 @@ def test_the_common_name_by_default() -> None:
             "builder",
         ),
         ({"identityAttributes": ["URI"], "uriSanIndex": 1}, [SPIFFE, OTHER_URI], "https://example.org/ci"),
+        # zot allows SAN indexes only with URI among the attributes; URI first, DNS the fallback.
+        ({"identityAttributes": ["URI", "DNSName"], "dnsSanIndex": 1}, DNS, "second.example.org"),
         ({"identityAttributes": ["DNSName"]}, DNS, "first.example.org"),
-        ({"identityAttributes": ["dns"], "dnsSanIndex": 1}, DNS, "second.example.org"),
         ({"identityAttributes": ["Email"]}, [EMAIL], "carol@example.org"),
         # The first attribute the certificate has wins; the rest are the fallbacks.
         ({"identityAttributes": ["Email", "CommonName"]}, [], "alice"),
         ({"identityAttributes": ["URI", "CommonName"], "uriSanPattern": "spiffe://other.org/(.*)"}, [SPIFFE], "alice"),
         # Nothing to go by: no identity (a 401), never an empty user name.
         ({"identityAttributes": ["Email"]}, [], None),
-        ({"identityAttributes": ["DNSName"], "dnsSanIndex": 2}, DNS, None),
+        ({"identityAttributes": ["uri", "DNSName"], "dnsSanIndex": 2}, DNS, None),
         ({"identityAttributes": ["URI"]}, [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))], None),
     ],
 )
@@ -130,6 +131,8 @@ def test_issued_directly_by_tells_the_cluster_ca_from_another() -> None:
         ({"uriSanPattern": "spiffe://(unclosed"}, "is not a regular expression"),
         ({"uriSanPattern": "spiffe://example.org/.*"}, "has no capture group"),
         ({"dnsSanIndex": -1}, "dnsSanIndex"),
+        ({"identityAttributes": ["DNSName"], "dnsSanIndex": 1}, "dnsSanIndex is only supported with URI"),
+        ({"identityAttributes": ["Email"], "emailSanIndex": 1}, "emailSanIndex is only supported with URI"),
     ],
 )
 def test_bad_mtls_settings_are_errors(mtls_settings: dict[str, object], message: str) -> None:

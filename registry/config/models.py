@@ -102,11 +102,15 @@ class HTTPConfig(_Model):
     @model_validator(mode="after")
     def _mtls_needs_client_certificates(self) -> HTTPConfig:
         if self.tls is not None and self.tls.cacert and not self.tls.cert:
-            raise fail("tls.cacert asks clients for certificates, which needs TLS: add tls.cert and tls.key")
+            raise fail(
+                "asks clients for certificates, which needs TLS: add http.tls.cert and http.tls.key",
+                ("tls", "cacert"),
+            )
         if self.auth is not None and self.auth.mtls is not None and (self.tls is None or not self.tls.cacert):
             raise fail(
-                "auth.mtls says how client certificates name users, but none are asked for: "
-                "add tls.cacert (the CA that issues them), or remove auth.mtls"
+                "says how client certificates name users, but none are asked for: "
+                "add http.tls.cacert (the CA that issues them), or remove http.auth.mtls",
+                ("auth", "mtls"),
             )
         return self
 

@@ -98,12 +98,15 @@ def test_recent_zot_keys_are_known(section: str, key: str, value: str) -> None:
 def test_mtls_options_without_client_certificates_say_what_to_add() -> None:
     message = error_of(with_(http={"auth": {"mtls": {}}}))
     assert "unknown key" not in message
-    assert "http: auth.mtls says how client certificates name users, but none are asked for: add tls.cacert" in message
+    assert (
+        "http.auth.mtls: says how client certificates name users, but none are asked for: add http.tls.cacert"
+        in message
+    )
 
 
 def test_client_certificates_need_tls() -> None:
     message = error_of(with_(http={"tls": {"cacert": "/ca"}}))
-    assert "tls.cacert asks clients for certificates, which needs TLS: add tls.cert and tls.key" in message
+    assert "http.tls.cacert: asks clients for certificates, which needs TLS: add http.tls.cert and" in message
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("30s", 30.0), ("1m30s", 90.0), ("0", 0.0), ("-1s", 0.0)])

@@ -8,12 +8,14 @@ export PATH := $(CURDIR)/.tools/bin:$(CURDIR)/$(BIN):$(PATH)
 VERSION := $(shell sed -n 's/^VERSION = "\(.*\)"/\1/p' registry/version.py)
 IMAGE := ghcr.io/zot-operator/zot-operator:$(VERSION)
 
-.PHONY: run test test-unit test-kind tools lint fmt image image-local version bench clean
+.PHONY: run test test-unit test-kind tools lint fmt generate image image-local version bench clean
 
+# PYTHONWARNINGS: setuptools notes on every editable install that folders named like the packages would
+# shadow them; here the packages live in registry/ and operator/, named otherwise, so the note only adds noise.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,bench]'
+	PYTHONWARNINGS='ignore:Editable installation' $(BIN)/pip install --quiet -e '.[test,bench]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -34,6 +36,13 @@ lint: $(STAMP)
 	mkdir -p $(MYPY_PATH) && ln -sfn ../../registry $(MYPY_PATH)/zot_registry && ln -sfn ../../operator $(MYPY_PATH)/zot_operator
 	MYPYPATH=$(MYPY_PATH) $(BIN)/mypy -p zot_registry -p zot_operator
 	MYPYPATH=$(MYPY_PATH) $(BIN)/mypy tests bench
+
+# Everything generated from operator/models.py: the CRD, its reference, the chart's CRD copies and the
+# schema of its zotCluster.spec value. Tests fail when any of them is stale.
+generate: $(STAMP)
+	$(BIN)/zot-operator crd > crds/zotclusters.yaml
+	$(BIN)/python -m zot_operator.reference > docs/zotcluster-reference.md
+	$(BIN)/python -m zot_operator.chart_schema
 
 # Rewrites the tree: ruff's safe fixes (import order, ...) and ruff's formatting, which `make lint` checks.
 fmt: $(STAMP)

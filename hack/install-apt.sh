@@ -10,6 +10,7 @@
 #   umoci, runc     unpack and run the built image (tests/image)
 #   slapd           OpenLDAP server, the LDAP peer of the LDAP login tests (tests/support/ldap.py)
 #   ldap-utils      ldapadd and ldapsearch, which load and probe that peer's test tree
+#   apache2-utils   htpasswd, which the examples and the Helm quick start use to write bcrypt entries
 # or, when package names are given (build-node.sh: `install-apt.sh containerd runc ...`), only those
 # (each one must have a check below).
 # Runs `apt-get update` once, and only when something has to be installed.
@@ -35,13 +36,14 @@ declare -A CHECK=(
 	[runc]="command:runc"
 	[slapd]="file:/usr/sbin/slapd"
 	[ldap-utils]="command:ldapadd"
+	[apache2-utils]="command:htpasswd"
 	# the node tier (build-node.sh)
 	[containerd]="command:containerd"
 	[conntrack]="command:conntrack"
 	[iptables]="command:iptables"
 	[busybox-static]="static:/bin/busybox"
 )
-PACKAGES=(skopeo docker-registry wrk redis-server haproxy debootstrap buildah umoci runc slapd ldap-utils)
+PACKAGES=(skopeo docker-registry wrk redis-server haproxy debootstrap buildah umoci runc slapd ldap-utils apache2-utils)
 [[ $# -eq 0 ]] || PACKAGES=("$@")
 SERVICES=(docker-registry redis-server haproxy containerd slapd)
 POLICY_RC=/usr/sbin/policy-rc.d

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the pinned Go clients (oras, crane, helm) and distribution 3 (a benchmark peer)
-# into .tools/bin with `go install`.
+# into .tools/bin with `go install`; or, when tool names are given (`install-go-tools.sh oras`, the
+# quickstart group of tools.sh), only those.
 # Skips a tool when its stamp (.tools/stamps/<tool>-<version>) and binary exist.
 set -euo pipefail
 
@@ -18,9 +19,28 @@ DISTRIBUTION3_VERSION="v3.1.2"
 # The version command's output must mention VERSION without its leading "v".
 # The binary becomes .tools/bin/TOOL whatever go install names it (the package's last
 # element): it is installed into a scratch GOBIN under .tools/tmp, then moved.
+WANTED=("$@")
+for name in "${WANTED[@]}"; do
+	case "${name}" in
+	oras | crane | helm | distribution3) ;;
+	*) die "unknown Go tool '${name}' (expected: oras, crane, helm, distribution3)" ;;
+	esac
+done
+
+# wanted TOOL: true when every tool is installed (no names given) or TOOL is one of the names.
+wanted() {
+	[[ ${#WANTED[@]} -eq 0 ]] && return 0
+	local name
+	for name in "${WANTED[@]}"; do
+		[[ "${name}" == "$1" ]] && return 0
+	done
+	return 1
+}
+
 go_install() {
 	local tool="$1" pkg="$2" version="$3"
 	shift 3
+	wanted "${tool}" || return 0
 	local bin="${TOOLS_BIN}/${tool}" start="${SECONDS}" out gobin
 	if stamp_ok "${tool}" "${version}" "${bin}"; then
 		log "${tool}" "${version}" "cached"

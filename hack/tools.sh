@@ -3,6 +3,7 @@
 #
 #   bash hack/tools.sh              all groups
 #   bash hack/tools.sh go apt       only some: go, conformance, k8s, node, storage, apt, image
+#   bash hack/tools.sh quickstart   only the README quick start's clients: oras, skopeo, htpasswd
 #
 # Idempotent: each tool is skipped when its stamp says the pinned version is
 # already there, so a warm run takes well under a second (apt checks included).
@@ -26,6 +27,15 @@ fi
 for group in "${groups[@]}"; do
 	case "${group}" in
 	go) bash "${HACK_DIR}/install-go-tools.sh" 9>&- ;;
+	# What the README's quick start runs after `make run`, and nothing that takes minutes to build.
+	quickstart)
+		bash "${HACK_DIR}/install-go-tools.sh" oras 9>&-
+		if [[ "${TOOLS_SKIP_APT:-0}" == 1 ]]; then
+			log apt "-" "skipped (TOOLS_SKIP_APT=1)"
+		else
+			bash "${HACK_DIR}/install-apt.sh" skopeo apache2-utils 9>&-
+		fi
+		;;
 	conformance) bash "${HACK_DIR}/build-conformance.sh" 9>&- ;;
 	k8s) bash "${HACK_DIR}/build-k8s.sh" 9>&- ;;
 	node) bash "${HACK_DIR}/build-node.sh" 9>&- ;;
@@ -44,6 +54,6 @@ for group in "${groups[@]}"; do
 			bash "${HACK_DIR}/build-image.sh" 9>&-
 		fi
 		;;
-	*) die "unknown group '${group}' (expected: go, conformance, k8s, node, storage, apt, image)" ;;
+	*) die "unknown group '${group}' (expected: go, conformance, k8s, node, storage, apt, image, quickstart)" ;;
 	esac
 done

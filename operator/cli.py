@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import secrets
 import sys
+import textwrap
 from pathlib import Path
 
 import yaml
@@ -13,7 +14,6 @@ from zot_registry.version import VERSION
 from .crd import crd_yaml
 from .local.manifest import Manifest, ManifestError, load_manifest
 from .names import ClusterRef
-from .render import render
 
 
 class _BlockStrings(yaml.SafeDumper):
@@ -29,10 +29,19 @@ _BlockStrings.add_representer(str, _str)
 
 
 def _load(path: str) -> Manifest:
+    """The manifest, or exit 2 with every problem of it (as `local up`: bad input is exit 2)."""
     try:
         return load_manifest(path)
     except ManifestError as err:
-        raise SystemExit(f"error: {err}") from None
+        _say_errors(err)
+        raise SystemExit(2) from None
+
+
+def _say_errors(err: ManifestError) -> None:
+    from zot_registry.console import say
+
+    for line in err.messages:
+        say(f"error: {line}", error=True)
 
 
 def _load_cluster(path: str) -> ClusterRef:
@@ -40,8 +49,6 @@ def _load_cluster(path: str) -> ClusterRef:
 
 
 def _local(args: argparse.Namespace) -> int:
-    from zot_registry.console import say
-
     from .local.scale import scale
     from .local.state import default_dir
     from .local.supervisor import Supervisor
@@ -54,8 +61,18 @@ def _local(args: argparse.Namespace) -> int:
         folder = Path(args.dir) if args.dir else default_dir(manifest.ref.name)
         return Supervisor(folder, manifest, args.workers).run()
     except ManifestError as err:
-        say(f"error: {err}", error=True)
+        _say_errors(err)
         return 2
+
+
+def _hash_key(text: str) -> str:
+    # The rule `zot-registry verify` applies to cluster.hashKey (and zot at start): exactly 16 bytes.
+    size = len(text.encode("utf-8"))
+    if size != 16:
+        raise argparse.ArgumentTypeError(
+            f"must be exactly 16 bytes, as zot's cluster.hashKey (`zot-registry verify` refuses any other), got {size}"
+        )
+    return text
 
 
 def _positive(text: str) -> int:
@@ -68,17 +85,30 @@ def _positive(text: str) -> int:
     return value
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="zot-operator", description="Kubernetes operator for ZotCluster")
+def build_parser() -> argparse.ArgumentParser:
+    """Every command and option, each with its help (a test walks them all)."""
+    parser = argparse.ArgumentParser(
+        prog="zot-operator",
+        description="Kubernetes operator for ZotCluster. Exit status: 0 done, 1 failed while running, "
+        "2 refused input (bad arguments, or a manifest the API server or the members would refuse).",
+    )
     parser.add_argument("--version", action="version", version=f"zot-operator {VERSION}")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("crd", help="print the ZotCluster CustomResourceDefinition")
-    render_cmd = commands.add_parser("render", help="print the children of a ZotCluster without a cluster")
-    render_cmd.add_argument("-f", "--filename", required=True)
+    render_cmd = commands.add_parser(
+        "render",
+        help="print what the operator would create for a ZotCluster, as YAML for `kubectl apply -f -`, "
+        "without a cluster; exit 2 when the manifest would be refused",
+    )
+    render_cmd.add_argument(
+        "-f", "--filename", required=True, help="ZotCluster manifest (`-` for standard input); Secrets may be in it"
+    )
     render_cmd.add_argument(
         "--hash-key",
-        default="0123456789abcdef",
-        help="hash key to render with (the operator generates one per cluster)",
+        type=_hash_key,
+        default=None,
+        help="the 16-byte hash key to render with; default: the manifest's hashKeySecret Secret, else a new "
+        "one (rendered in the <name>-hashkey Secret, as the operator makes it)",
     )
     run_cmd = commands.add_parser("run", help="run the operator")
     run_cmd.add_argument(
@@ -125,19 +155,27 @@ def main(argv: list[str] | None = None) -> int:
         "-f",
         "--filename",
         required=True,
-        help="ZotCluster manifest; Secrets in the same file stand in for the cluster's",
+        help="ZotCluster manifest (`-` for standard input); Secrets in the same file stand in for the cluster's",
     )
     up_cmd.add_argument("--dir", default=None, help="state folder (default .zot-local/<name>), kept between runs")
     up_cmd.add_argument("--replicas", type=_positive, default=None, help="override spec.replicas")
     up_cmd.add_argument(
         "--workers", type=int, choices=range(1, 9), default=1, metavar="1..8", help="hypercorn workers per member"
     )
-    scale_cmd = local_commands.add_parser("scale", help="resize the running `local up` (all members restart)")
+    scale_cmd = local_commands.add_parser(
+        "scale",
+        help="resize the running `local up` as the operator does: in place, the repositories that change owner "
+        "copied, no member restarted (rebalance mode Restart: every member restarts)",
+    )
     scale_cmd.add_argument("replicas", type=_positive, help="new number of members")
     scale_cmd.add_argument(
         "--dir", default=None, help="state folder of the cluster (default: the one running under .zot-local/)"
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.command == "local":
         return _local(args)
     if args.command == "materialize-config":
@@ -170,12 +208,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "crd":
         sys.stdout.write(crd_yaml())
         return 0
-    manifest = _load(args.filename)
-    # The keys of Secrets given in the file decide what their volumes hold (spec.sync's certSecrets), as the
-    # operator's reading of them does.
-    keys = {name: frozenset(data) for name, data in manifest.secrets.items()}
-    rendered = render(manifest.ref, args.hash_key, secret_keys=keys)
-    sys.stdout.write(yaml.dump_all(rendered.objects, Dumper=_BlockStrings, sort_keys=False, width=120))
+    from .standalone import standalone
+
+    output = standalone(_load(args.filename), args.hash_key)
+    # The header as YAML comments: the output stays one stream for `kubectl apply -f -`.
+    for line in output.header:
+        sys.stdout.write("".join(f"# {part}\n" for part in textwrap.wrap(line, 110, subsequent_indent="  ")))
+    sys.stdout.write(yaml.dump_all(output.objects, Dumper=_BlockStrings, sort_keys=False, width=120))
     return 0
 
 

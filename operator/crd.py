@@ -46,6 +46,18 @@ PLURAL = "zotclusters"
 SHORT_NAMES = ["zc"]
 
 
+# A claim can grow, never shrink (the API server refuses a request below a claim's capacity): the operator
+# grows each member's claim (volumes.py), so a smaller size could only be a mistake, refused at once.
+SIZE_SHRINK_MESSAGE = (
+    "storage.local.size cannot shrink: a volume can grow, never shrink (to use less, make a new cluster)"
+)
+# The Kubernetes quantity library of CEL (quantity(), isQuantity(); Kubernetes 1.29 and later). A size that is
+# no quantity at all is left to the rest of the validation: a rule that errs would hide the real message.
+SIZE_NEVER_SHRINKS = (
+    "!isQuantity(self.size) || !isQuantity(oldSelf.size) || quantity(self.size).compareTo(quantity(oldSelf.size)) >= 0"
+)
+
+
 def _cel_pattern(pattern: str) -> str:
     """A regular expression as a CEL string literal (backslashes doubled)."""
     return pattern.replace(chr(92), chr(92) * 2)
@@ -140,6 +152,7 @@ SPEC_RULES: dict[str, list[dict[str, str]]] = {
             "message": "storage.mode is immutable: moving repositories between local volumes and S3 is not automatic",
         },
     ],
+    "storage.local": [{"rule": SIZE_NEVER_SHRINKS, "message": SIZE_SHRINK_MESSAGE}],
     # spec.sync: what the registry would refuse at start, and what would sync nothing. What CEL cannot check
     # (globs, regular expressions, durations, the credentials file) marks the cluster Degraded instead.
     "sync.registries[]": [

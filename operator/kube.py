@@ -8,6 +8,7 @@ from typing import Any
 from kubernetes.client import ApiClient
 from kubernetes.client.rest import ApiException
 
+from .annotations import RESTARTED_AT_ANNOTATION
 from .statefulset import MEMBERS_ANNOTATION, SECRETS_ANNOTATION
 
 # kind -> (api prefix, plural)
@@ -18,7 +19,11 @@ RESOURCES: dict[str, tuple[str, str]] = {
     "Pod": ("/api/v1", "pods"),
     "StatefulSet": ("/apis/apps/v1", "statefulsets"),
     "PodDisruptionBudget": ("/apis/policy/v1", "poddisruptionbudgets"),
+    "PersistentVolumeClaim": ("/api/v1", "persistentvolumeclaims"),
+    "StorageClass": ("/apis/storage.k8s.io/v1", "storageclasses"),
 }
+# Kinds without a namespace: their namespace argument is ignored (the callers pass "").
+CLUSTER_SCOPED = frozenset({"StorageClass"})
 # Fields of a StatefulSet's spec that the API server refuses to change.
 STATEFULSET_IMMUTABLE = ("selector", "serviceName", "podManagementPolicy", "volumeClaimTemplates")
 # What is rendered only for some specs: when it is no longer rendered, the patch removes it (a merge
@@ -28,6 +33,8 @@ STATEFULSET_OPTIONAL = (
     ("spec", "template", "metadata", "annotations", SECRETS_ANNOTATION),
     # Only with membership changes by restart: in place, the operator annotates the pods themselves.
     ("spec", "template", "metadata", "annotations", MEMBERS_ANNOTATION),
+    # Only while the ZotCluster has the annotation: removing it is a new template too (one more roll).
+    ("spec", "template", "metadata", "annotations", RESTARTED_AT_ANNOTATION),
 )
 
 
@@ -83,7 +90,7 @@ class Kube:
 
     def _path(self, kind: str, namespace: str, name: str | None = None, sub: str = "") -> str:
         prefix, plural = RESOURCES[kind]
-        path = f"{prefix}/namespaces/{namespace}/{plural}"
+        path = f"{prefix}/{plural}" if kind in CLUSTER_SCOPED else f"{prefix}/namespaces/{namespace}/{plural}"
         return f"{path}/{name}{sub}" if name else path
 
     def _call(
@@ -145,10 +152,14 @@ class Kube:
         self.writes += 1
         return self._call("PATCH", self._path(kind, namespace, name, sub), patch, "application/merge-patch+json")
 
-    def delete(self, kind: str, namespace: str, name: str) -> None:
+    def delete(self, kind: str, namespace: str, name: str, propagation: str | None = None) -> None:
+        """`propagation` "Orphan": the object goes, what it owns stays (`kubectl delete --cascade=orphan`)."""
         self.writes += 1
+        options = None
+        if propagation:
+            options = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": propagation}
         try:
-            self._call("DELETE", self._path(kind, namespace, name))
+            self._call("DELETE", self._path(kind, namespace, name), options)
         except ApiException as err:
             if err.status != 404:
                 raise

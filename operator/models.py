@@ -21,9 +21,11 @@ from pydantic import (
 )
 from zot_registry.config import AccessControlConfig as ZotAccessControl
 from zot_registry.config import SyncRegistry as ZotSyncRegistry
-from zot_registry.config.messages import dotted, validation_problems
+from zot_registry.config.messages import dotted, fail, raise_all, validation_problems
 from zot_registry.durations import parse_duration
 from zot_registry.version import VERSION
+
+from .kube_values import quantity_problem, resources_problems, tolerations_problems
 
 IMAGE_REPOSITORY = "ghcr.io/zot-operator/zot-operator"
 DEFAULT_IMAGE = f"{IMAGE_REPOSITORY}:{VERSION}"
@@ -86,6 +88,15 @@ class LocalStorage(_Model):
     when_deleted: Literal["Retain", "Delete"] = Field(
         "Retain", alias="whenDeleted", description="What happens to the claims when the ZotCluster is deleted."
     )
+
+    @field_validator("size")
+    @classmethod
+    def _quantity(cls, value: str) -> str:
+        # The API server would refuse the claims, not the ZotCluster: said here first (kube_values).
+        problem = quantity_problem(value, positive=True)
+        if problem:
+            raise fail(problem)
+        return value
 
 
 class S3Storage(_Model):
@@ -927,6 +938,19 @@ class ZotClusterSpec(_Model):
         default_factory=PodDisruptionBudgetSpec, alias="podDisruptionBudget", description="Voluntary disruptions."
     )
 
+    # Kubernetes' own types, free-form in the CRD: checked as the API server checks the pod template (kube_values).
+    @field_validator("resources")
+    @classmethod
+    def _resources(cls, value: dict[str, Any]) -> dict[str, Any]:
+        raise_all("resources", list(resources_problems(value)))
+        return value
+
+    @field_validator("tolerations")
+    @classmethod
+    def _tolerations(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        raise_all("tolerations", list(tolerations_problems(value)))
+        return value
+
     @model_validator(mode="after")
     def _storage_needs(self) -> ZotClusterSpec:
         # The same rules as the CRD's CEL validations, for what never passes the API server (local mode, render).
@@ -943,11 +967,13 @@ class ZotClusterSpec(_Model):
         return self
 
 
-Phase = Literal["Pending", "Creating", "Running", "Restarting", "Degraded"]
+Phase = Literal["Pending", "Creating", "Running", "Restarting", "Degraded", "Paused"]
 
 
 class Condition(_Model):
-    type: str = Field(description="Ready, Progressing, Degraded, Rebalancing or RepositoriesMoved.")
+    type: str = Field(
+        description="Ready, Progressing, Degraded, Rebalancing, RepositoriesMoved, VolumesAtSize or Paused."
+    )
     status: Literal["True", "False", "Unknown"] = Field(description="Condition status.")
     reason: str = Field("", description="One CamelCase word.")
     message: str = Field("", description="What a human should know.")
@@ -990,6 +1016,25 @@ class RebalanceStatus(_Model):
     )
 
 
+VolumeState = Literal["Expanding", "FileSystemResizePending", "ExpansionFailed", "ExpansionNotAllowed", "ClaimPending"]
+
+
+class VolumeStatus(_Model):
+    """A member whose claim is below storage.local.size, and why (volumes.py)."""
+
+    member: int = Field(description="The member's ordinal.")
+    claim: str = Field(description="Its PersistentVolumeClaim.")
+    requested: str = Field("", description="What the claim asks for (spec.resources.requests.storage).")
+    capacity: str = Field("", description="What its volume has (status.capacity.storage); empty while unbound.")
+    state: VolumeState = Field(
+        description="Expanding: the storage driver grows the volume. FileSystemResizePending: the volume has "
+        "grown, its file system grows on the member's node. ExpansionFailed: the driver or the node reported "
+        "an error. ExpansionNotAllowed: the claim's StorageClass does not allow expansion (or the API server "
+        "refused it). ClaimPending: the claim is not bound yet, and only a bound claim can be expanded."
+    )
+    message: str = Field("", description="What a human should know.")
+
+
 class ZotClusterStatus(_Model):
     observed_generation: int | None = Field(
         None, alias="observedGeneration", description="The generation of the spec last acted on."
@@ -1020,6 +1065,12 @@ class ZotClusterStatus(_Model):
     rebalance: RebalanceStatus | None = Field(
         None, description="The membership change under way (spec.rebalance mode InPlace); none when there is none."
     )
+    volumes: list[VolumeStatus] = Field(
+        default_factory=list,
+        description="With storage local to each member: the members whose claim is below storage.local.size, "
+        "and why; empty when every member's volume has it.",
+    )
     conditions: list[Condition] = Field(
-        default_factory=list, description="Ready, Progressing, Degraded, Rebalancing, RepositoriesMoved."
+        default_factory=list,
+        description="Ready, Progressing, Degraded, Rebalancing, RepositoriesMoved, VolumesAtSize, Paused.",
     )

@@ -18,6 +18,8 @@ class ClusterRef:
     namespace: str
     uid: str = ""
     spec: ZotClusterSpec = field(default_factory=ZotClusterSpec)
+    # The ZotCluster's zot-operator.io/restartedAt annotation (annotations.py): in the pod template when set.
+    restarted_at: str | None = None
 
     def owner_reference(self) -> dict[str, Any]:
         return {

@@ -15,6 +15,7 @@ from kubernetes.client.rest import ApiException
 from pydantic import ValidationError
 
 from . import member_control
+from .annotations import PAUSED_ANNOTATION, RESTARTED_AT_ANNOTATION, paused, restarted_at
 from .kube import Kube
 from .member_control import Connect
 from .models import ZotClusterSpec, ZotClusterStatus
@@ -22,7 +23,7 @@ from .names import ClusterRef, hash_key_secret_name, selector_string
 from .plans import FailoverPlan, RestartPlan, plan_failover, plan_restarts, pod_ordinal, pod_ready
 from .rebalance_mode import rebalance_mode
 from .rebalance_steps import plan_membership
-from .render import Rendered, address_ordinal, member_address, member_addresses, render
+from .render import address_ordinal, member_address, member_addresses, render
 from .secret_steps import (
     Degraded,
     Event,
@@ -33,7 +34,16 @@ from .secret_steps import (
     forget_ldap_credentials,
 )
 from .statefulset import MEMBERS_ANNOTATION
-from .status import Observed, already_reported, degraded_status, observed_status
+from .status import (
+    Observed,
+    already_reported,
+    degraded_status,
+    is_paused,
+    observed_status,
+    paused_status,
+    resumed_status,
+)
+from .volumes import check_size, expand_volumes
 
 
 @dataclass
@@ -54,13 +64,20 @@ def reconcile(
     meta = body["metadata"]
     generation = meta.get("generation")
     old = _previous_status(body, event)
+    if paused(meta):
+        return _paused(old, now, event)
+    if is_paused(old):
+        event("Normal", "Resumed", f"{PAUSED_ANNOTATION} is no longer true: reconciling again")
+        old = resumed_status(old)
     try:
         spec = ZotClusterSpec.model_validate(body.get("spec") or {})
     except ValidationError as err:
         problem = "; ".join(f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors())
         return _degraded(old, "InvalidSpec", problem, generation, now, event)
-    ref = ClusterRef(meta["name"], meta["namespace"], meta["uid"], spec)
+    ref = ClusterRef(meta["name"], meta["namespace"], meta["uid"], spec, restarted_at(meta))
+    existing = kube.get("StatefulSet", ref.namespace, ref.name)
     try:
+        check_size(ref, existing)  # first: a size that would shrink the volumes changes nothing at all
         hash_key = ensure_hash_key(kube, ref, event)
         referenced = check_referenced_secrets(kube, ref)
         # The one Secret the operator derives from a user's: zot's LDAP credentials file (auth.py).
@@ -93,12 +110,17 @@ def reconcile(
         membership.replicas,
         secret_keys=referenced.keys,
     )
-    actions = _ensure_children(kube, rendered, event)
+    volumes = expand_volumes(kube, ref, existing, membership.replicas, old, event)
+    # A StatefulSet being recreated for a larger volume size is created again by the next pass, not patched.
+    children = [o for o in rendered.objects if not (volumes.recreating and o["kind"] == "StatefulSet")]
+    actions = _ensure_children(kube, children, event) + volumes.actions
     actions += forget_ldap_credentials(kube, ref, event)
     if membership.annotate:
         actions += _annotate_members(kube, ref, pods, membership.members, membership.replicas)
 
-    statefulset = kube.get("StatefulSet", ref.namespace, ref.name) or {}
+    statefulset = {} if volumes.recreating else kube.get("StatefulSet", ref.namespace, ref.name) or {}
+    _report_restart_request(ref, existing, statefulset, event)
+    sts_status = statefulset.get("status") or {}
     # No rolling update while a change runs in place: a restarted member would drop the step it is at.
     update_revision = (statefulset.get("status") or {}).get("updateRevision") if membership.record is None else None
     listed = ",".join(rendered.members) if membership.restart_on_change else None
@@ -115,7 +137,9 @@ def reconcile(
         epoch=membership.epoch,
         member_count=len(ordinals),
         ready=ready,
-        replicas=(statefulset.get("status") or {}).get("replicas", 0),
+        # A StatefulSet its controller has not seen yet (just created, or recreated) counts no pods: the last
+        # count stands until it has (the scale subresource reads it).
+        replicas=sts_status.get("replicas", 0) if sts_status.get("observedGeneration") else old.replicas,
         selector=selector_string(ref.name),
         hash_key_secret=hash_key_secret_name(ref),
         report_moved=spec.storage.mode == "local" and membership.restart_on_change,
@@ -124,6 +148,8 @@ def reconcile(
         restarts=restarts,
         rebalance=membership.record,
         rebalancing=membership.condition,
+        volumes=volumes.volumes,
+        volume_size=spec.storage.local.size,
     )
     return Outcome(status=observed_status(seen, old, now), actions=actions)
 
@@ -183,9 +209,42 @@ def _report_failover(spec: ZotClusterSpec, before: list[int], after: list[int], 
         event("Normal", "MemberReadmitted", f"member {ordinal} healthy for {spec.failover.after}: re-admitted")
 
 
-def _ensure_children(kube: Kube, rendered: Rendered, event: Event) -> list[str]:
+def _paused(old: ZotClusterStatus, now: datetime.datetime, event: Event) -> Outcome:
+    """Nothing read, nothing written but the status, which says so; the first paused pass sends an event."""
+    message = (
+        f"reconciliation paused by the annotation {PAUSED_ANNOTATION}=true: the operator changes nothing until "
+        "it is removed, and the rest of the status is as last observed"
+    )
+    if old.rebalance:
+        held = " (writes to the moving repositories wait)" if old.rebalance.step in ("freeze", "switch") else ""
+        message += f"; the membership change under way is held at step {old.rebalance.step}{held}"
+    if not is_paused(old):
+        event("Normal", "Paused", message)
+    return Outcome(status=paused_status(old, message, now))
+
+
+def _report_restart_request(
+    ref: ClusterRef, before: dict[str, Any] | None, after: dict[str, Any], event: Event
+) -> None:
+    """The pass that put a new restartedAt into the pod template says so (the roll's events follow)."""
+
+    def template_value(statefulset: dict[str, Any] | None) -> str | None:
+        template = ((statefulset or {}).get("spec") or {}).get("template") or {}
+        value = (template.get("metadata", {}).get("annotations") or {}).get(RESTARTED_AT_ANNOTATION)
+        return str(value) if value is not None else None
+
+    if before and ref.restarted_at and template_value(before) != ref.restarted_at == template_value(after):
+        event(
+            "Normal",
+            "RestartRequested",
+            f"{RESTARTED_AT_ANNOTATION}={ref.restarted_at}: the members restart one at a time, highest ordinal "
+            "first, each once every member is ready",
+        )
+
+
+def _ensure_children(kube: Kube, children: list[dict[str, Any]], event: Event) -> list[str]:
     actions = []
-    for child in rendered.objects:
+    for child in children:
         action = kube.ensure(child)
         if action:
             actions.append(f"{action} {child['kind']} {child['metadata']['name']}")

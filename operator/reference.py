@@ -23,6 +23,10 @@ HEADER = """# ZotCluster reference
 `operator/models.py` by `python -m zot_operator.reference`; the CRD (`crds/zotclusters.yaml`) comes from
 the same models. Rules the schema cannot say are CEL validations in the CRD: the API server refuses
 a ZotCluster that breaks them, with the message shown in the last table.
+
+Annotations of the ZotCluster: `zot-operator.io/paused: "true"` pauses the operator for it (nothing is
+changed until it is removed; `status.phase` is `Paused`), and a new value of `zot-operator.io/restartedAt`
+restarts the members one at a time (docs/operator.md, "Pausing and restarting").
 """
 
 

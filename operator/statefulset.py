@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from typing import Any
 
+from .annotations import RESTARTED_AT_ANNOTATION
 from .auth import auth_start_secrets, auth_volumes
 from .crd import GROUP
 from .materialize import secret_values
@@ -32,6 +33,7 @@ DATA_DIR = "/var/lib/zot"
 CHECKSUM_ANNOTATION = f"{GROUP}/config-checksum"
 MEMBERS_ANNOTATION = f"{GROUP}/members"
 SECRETS_ANNOTATION = f"{GROUP}/secret-versions"
+DATA_CLAIM = "data"  # the volumeClaimTemplate: member i's claim is data-<name>-<i>
 RUN_AS = 10001
 # The environment variables the registry reads its credentials from (AWS's standard names for S3 and DynamoDB).
 AWS_ACCESS_KEY_ENV = "AWS_ACCESS_KEY_ID"
@@ -214,8 +216,12 @@ def stateful_set(
         # Versions, not values (nor hashes of values, which anyone who may read pods could test guesses
         # against): a changed Secret changes the template, and the members roll one at a time.
         pod_annotations[SECRETS_ANNOTATION] = ",".join(f"{n}={v}" for n, v in sorted(secret_versions.items()))
+    if ref.restarted_at:
+        # What `kubectl rollout restart` does, with the operator's key: a new value is a new template, and
+        # the members roll one at a time (plans.plan_restarts), as for any other change of the template.
+        pod_annotations[RESTARTED_AT_ANNOTATION] = ref.restarted_at
     claim: dict[str, Any] = {
-        "metadata": {"name": "data", "labels": selector(ref.name)},
+        "metadata": {"name": DATA_CLAIM, "labels": selector(ref.name)},
         "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": spec.storage.local.size}}},
     }
     if spec.storage.local.storage_class_name:

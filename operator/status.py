@@ -10,14 +10,25 @@ from dataclasses import dataclass
 from typing import Any
 
 from .kube import is_subset
-from .models import Condition, Phase, RebalanceStatus, ZotClusterStatus
+from .models import Condition, Phase, RebalanceStatus, VolumeState, VolumeStatus, ZotClusterStatus
 from .plans import FailoverPlan, RestartPlan, iso, moved_share
 from .rebalance import RebalanceCondition
 
 # Phases a cluster reaches once it has been Running. The status keeps no other memory of that, so a
 # Secret problem or a membership restart before the first Running counts too: the rule errs towards
 # Degraded, which is never wrong while a member is not ready.
-_SEEN_READY: tuple[Phase, ...] = ("Running", "Restarting", "Degraded")
+# Paused counts as one too: a pause can come at any time, and the first pass after it errs the same way.
+_SEEN_READY: tuple[Phase, ...] = ("Running", "Restarting", "Degraded", "Paused")
+PAUSED = "Paused"
+VOLUMES_AT_SIZE = "VolumesAtSize"
+# The reason of VolumesAtSize when members are below the size: the first of these that one of them is in.
+_VOLUME_REASONS: tuple[VolumeState, ...] = (
+    "ExpansionFailed",
+    "ExpansionNotAllowed",
+    "ClaimPending",
+    "FileSystemResizePending",
+    "Expanding",
+)
 
 
 @dataclass(frozen=True)
@@ -40,6 +51,8 @@ class Observed:
     rebalance: RebalanceStatus | None  # the change made in place under way
     rebalancing: RebalanceCondition
     routing: str = "Zot"  # spec.routing, for the share of repositories a change moves
+    volumes: list[VolumeStatus] | None = None  # members below storage.local.size; None: storage is not local
+    volume_size: str = ""  # storage.local.size
 
 
 def condition(
@@ -100,10 +113,14 @@ def observed_status(seen: Observed, old: ZotClusterStatus, now: datetime.datetim
         ),
         condition("Rebalancing", rebalancing.active, rebalancing.reason, rebalancing.message, old.conditions, now),
     ]
+    if seen.volumes is not None:
+        conditions.append(volumes_condition(seen.volumes, seen.volume_size, old.conditions, now))
     moved = old.moved_repositories
     if old.members and old.members != seen.members and seen.report_moved:
         moved = moved_share(old.members, seen.members, seen.routing)
     extra: dict[str, Any] = {}
+    if seen.volumes is not None:
+        extra["volumes"] = seen.volumes  # also when empty: the patch replaces the list of the last pass
     if moved is not None:
         extra["moved_repositories"] = moved
         # Repositories whose owner changed stay on the old owner's volume: say so where users look.
@@ -133,6 +150,33 @@ def observed_status(seen: Observed, old: ZotClusterStatus, now: datetime.datetim
         conditions=conditions,
         **extra,
     )
+
+
+def volumes_condition(
+    volumes: list[VolumeStatus], size: str, old: list[Condition], now: datetime.datetime
+) -> Condition:
+    if not volumes:
+        return condition(VOLUMES_AT_SIZE, True, "AtSize", f"every member's volume has {size}", old, now)
+    reason = next(r for r in _VOLUME_REASONS if any(v.state == r for v in volumes))
+    message = "; ".join(f"member {v.member}: {v.message}" for v in volumes)
+    return condition(VOLUMES_AT_SIZE, False, reason, message, old, now)
+
+
+def is_paused(status: ZotClusterStatus) -> bool:
+    return any(c.type == PAUSED and c.status == "True" for c in status.conditions)
+
+
+def paused_status(old: ZotClusterStatus, message: str, now: datetime.datetime) -> ZotClusterStatus:
+    """Paused by annotation: the status as last observed (observedGeneration too: the spec is not acted on),
+    but for the phase and the Paused condition."""
+    kept = [c for c in old.conditions if c.type != PAUSED]
+    paused = condition(PAUSED, True, "PausedByAnnotation", message, old.conditions, now)
+    return old.model_copy(update={"phase": "Paused", "conditions": [*kept, paused]})
+
+
+def resumed_status(old: ZotClusterStatus) -> ZotClusterStatus:
+    """The status to go on from once the pause is over: without the Paused condition, which no pass keeps."""
+    return old.model_copy(update={"conditions": [c for c in old.conditions if c.type != PAUSED]})
 
 
 def already_reported(old: ZotClusterStatus, reason: str, message: str) -> bool:

@@ -34,24 +34,35 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """Every command and option, each with its help (a test walks them all)."""
     parser = argparse.ArgumentParser(prog="zot-registry", description="zot-compatible OCI registry")
     parser.add_argument("--version", action="version", version=f"zot-registry {VERSION}")
     commands = parser.add_subparsers(dest="command", required=True)
     serve_cmd = commands.add_parser("serve", help="serve the registry described by a zot config file")
-    serve_cmd.add_argument("config")
+    serve_cmd.add_argument("config", help="zot's JSON config file (checked first, as `verify` does)")
     serve_cmd.add_argument(
         "--workers", type=_workers, default=None, help="hypercorn worker processes (default: CPU count, at most 4)"
     )
-    verify_cmd = commands.add_parser("verify", help="check a zot config file and exit")
-    verify_cmd.add_argument("config")
-    local_cmd = commands.add_parser("local-cluster", help="run an N-member cluster on 127.0.0.1, 127.0.0.2, ...")
-    local_cmd.add_argument("--members", type=int, default=3)
-    local_cmd.add_argument("--port", type=int, default=5000)
+    verify_cmd = commands.add_parser("verify", help="check a zot config file and exit: 0 when usable, 1 when not")
+    verify_cmd.add_argument("config", help="zot's JSON config file")
+    local_cmd = commands.add_parser(
+        "local-cluster",
+        help="run an N-member cluster on 127.0.0.1, 127.0.0.2, ... (zot's scale-out, no operator); Ctrl-C stops it",
+    )
+    local_cmd.add_argument(
+        "--members", type=int, default=3, help="number of members, 1 to 254, one loopback address each (default 3)"
+    )
+    local_cmd.add_argument("--port", type=int, default=5000, help="the port every member listens on (default 5000)")
     local_cmd.add_argument("--dir", default="var/local-cluster", help="configs, certificates and storage")
     local_cmd.add_argument("--no-tls", action="store_true", help="plain HTTP between members and clients")
     local_cmd.add_argument("--htpasswd", default=None, help="htpasswd file for Basic auth on every member")
     local_cmd.add_argument("--workers", type=_workers, default=1, help="hypercorn workers per member")
+    return parser
+
+
+def _main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
 
     if args.command == "local-cluster":

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import shlex
+import sys
 from collections import Counter
+from pathlib import Path
 
 from zot_registry.cluster.hashing import owner_index
 
 from ..plans import moved_share
+from .sample_image import FOLDER, TAG
 from .state import LocalLayout
 
 SAMPLE = 10_000  # repository names hashed to show how evenly the members share the hash space
@@ -27,13 +30,37 @@ def moved_message(before: list[str], after: list[str]) -> str:
     )
 
 
+def program() -> str:
+    """This program as the user can run it again from the same folder: as it was started. `make run` starts
+    `.venv/bin/zot-operator`, which is not on the user's PATH (only on make's), so a bare `zot-operator`
+    in a hint would not be found."""
+    invoked = Path(sys.argv[0])
+    if invoked.name != "zot-operator":  # python -m zot_operator.cli
+        return f"{shlex.quote(sys.executable)} -m zot_operator.cli"
+    if invoked.parent == Path():
+        return "zot-operator"  # found on PATH under its bare name
+    try:
+        return shlex.quote(str(invoked.absolute().relative_to(Path.cwd())))
+    except ValueError:
+        return shlex.quote(str(invoked.absolute()))
+
+
+def scale_hint(folder: Path) -> str:
+    """The resize command for the cluster in `folder`: `--dir` only when `local scale` would not find it."""
+    command = f"{program()} local scale N"
+    if folder.absolute().parent == Path.cwd() / ".zot-local":  # where `local scale` looks (scale.find_folder)
+        return command
+    return f"{command} --dir {shlex.quote(str(folder))}"
+
+
 def push_command(layout: LocalLayout) -> str:
+    """A push that needs no internet: the sample image written into the state folder (sample_image)."""
     entry = layout.members[0]
     parts = ["skopeo", "copy", "--dest-cert-dir", str(layout.client_certs)]
     if layout.credentials:
         password = layout.credentials.password or "PASSWORD"
         parts += ["--dest-creds", f"{layout.credentials.user}:{password}"]
-    parts += ["docker://docker.io/library/busybox:latest", f"docker://{entry}/library/busybox:latest"]
+    parts += [f"oci:{layout.folder / FOLDER}:{TAG}", f"docker://{entry}/{layout.ref.name}/sample:{TAG}"]
     return " ".join(shlex.quote(p) for p in parts)
 
 
@@ -50,4 +77,8 @@ def summary(layout: LocalLayout) -> list[str]:
         password = layout.credentials.password or "(the one for this user in the Secret)"
         lines.append(f"credentials: {layout.credentials.user} / {password} ({layout.credentials.source})")
     lines.append(f"push: {push_command(layout)}")
+    lines.append(
+        f"  ({FOLDER}/ is a one-file image written here, so the push needs no internet; "
+        "docker://docker.io/library/busybox:latest or any other image works as the source too)"
+    )
     return lines

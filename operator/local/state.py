@@ -14,6 +14,7 @@ Layout (default `.zot-local/<name>`, kept between runs so data, key and CA survi
     config.json                the operator's config.json (the ConfigMap) with local member addresses
     members/member-<i>.json    that config with member i's address and paths under this folder
     data/member-<i>/           member i's storage root; logs/member-<i>.log its log
+    sample-image/              a one-file OCI image layout (tag v1), the source of the push `local up` prints
     state.json                 written by the supervisor: pid, phase, members, progress
     desired.json               written by `local scale`: the replicas wanted
 """
@@ -51,6 +52,7 @@ from ..render import certificate_hosts, member_ordinals, render_config
 from ..sync import CERTS_DIR, CREDENTIALS_DIR, CREDENTIALS_FILE, cert_items, cert_problem, credentials_problem
 from ..tls_secrets import plan_tls
 from .manifest import Manifest, ManifestError
+from .sample_image import write_sample_image
 
 ADMIN = "admin"
 _PASSWORD_ALPHABET = string.ascii_letters + string.digits
@@ -178,7 +180,7 @@ def _htpasswd(folder: Path, manifest: Manifest) -> Credentials | None:
     return Credentials(
         ADMIN,
         password_file.read_text().strip(),
-        f"generated, as Secret {ref.secret_name} is not in the manifest; kept in {path.parent}",
+        f"generated, as Secret {ref.secret_name} is not in the manifest; kept in {password_file}",
     )
 
 
@@ -327,6 +329,7 @@ def prepare(folder: Path, manifest: Manifest, routed: list[str] | None = None) -
     folder = folder.absolute()
     for sub in ("data", "logs", "members", "client-certs"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
+    write_sample_image(folder)
     placed = local_members(spec)
     ordinals, members = [o for o, _ in placed], [m for _, m in placed]
     hash_key = _hash_key(folder, manifest)

@@ -35,7 +35,7 @@ from ..models import ZotClusterSpec
 from ..names import ClusterRef
 from .in_place import ChangeStalled, change_in_place
 from .manifest import Manifest, ManifestError
-from .report import moved_message, summary
+from .report import moved_message, scale_hint, summary
 from .state import LocalLayout, local_members, prepare, read_json, supervisor_pid, write_json
 
 READY_TIMEOUT = 120.0  # seconds for every member to answer /readyz after a (re)start
@@ -306,7 +306,7 @@ class Supervisor:
         if supervisor_pid(self.folder):
             raise ManifestError(
                 f"a local cluster already runs from {self.folder} (pid {previous.get('pid')}): "
-                "stop it with Ctrl-C, or resize it with `zot-operator local scale N`"
+                f"stop it with Ctrl-C, or resize it with `{scale_hint(self.folder)}`"
             )
         _stop_leftovers(previous, self.folder)
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
@@ -337,7 +337,7 @@ class Supervisor:
                 self._save(phase="Running")
                 for line in summary(layout):
                     say(line)
-                say(f"resize: zot-operator local scale N --dir {self.folder}")
+                say(f"resize (from another shell in this folder): {scale_hint(self.folder)}")
                 self._progress(f"ready: {len(layout.members)} members, entry {layout.url(0)}; Ctrl-C stops them")
             while not self.stopping:
                 if self.rescale:

@@ -4,6 +4,7 @@ operator running with nothing but the chart's RBAC."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import subprocess
 from collections.abc import Iterator
@@ -19,7 +20,15 @@ from tests.support.kube_objects import KWOK_TOLERATION, kubeconfig
 from tests.support.kubectl import Namespaces, create_secret, get, wait_for
 from tests.support.operators import operator_process
 from tests.support.paths import REPO_ROOT, TOOLS_BIN
-from tests.support.zotclusters import BY_RESTART, S3_EXAMPLE, apply_document, example_cluster, wait_for_phase
+from tests.support.storage_driver import storage
+from tests.support.zotclusters import (
+    BY_RESTART,
+    S3_EXAMPLE,
+    apply_cluster,
+    apply_document,
+    example_cluster,
+    wait_for_phase,
+)
 
 CHART = REPO_ROOT / "charts" / "zot-operator"
 HELM = TOOLS_BIN / "helm"
@@ -66,9 +75,11 @@ ALLOWED: dict[tuple[str, str], set[str]] = {
     ("", "configmaps"): {"get", "create", "patch"},
     ("", "services"): {"get", "create", "patch"},
     ("", "secrets"): {"get", "create", "patch"},
-    ("apps", "statefulsets"): {"get", "create", "patch"},
+    ("apps", "statefulsets"): {"get", "create", "patch", "delete"},
     ("policy", "poddisruptionbudgets"): {"get", "create", "patch"},
     ("", "pods"): {"list", "delete", "patch"},
+    ("", "persistentvolumeclaims"): {"list", "patch"},
+    ("storage.k8s.io", "storageclasses"): {"get"},
     ("", "events"): {"create"},
     ("", "namespaces"): {"list", "watch"},
     ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
@@ -111,6 +122,11 @@ def test_lint_strict_with_default_and_every_value(tmp_path: Path) -> None:
         ({"image": {"pullPolicy": "Sometimes"}}, "pullPolicy"),
         ({"watchNamespaces": ["Not_A_Namespace"]}, "watchNamespaces"),
         ({"serviceMonitr": {"enabled": True}}, "serviceMonitr"),
+        # zotCluster.spec: the ZotCluster's own schema (from the CRD), unknown fields refused at any depth
+        ({"zotCluster": {"enabled": True, "spec": {"replicaz": 3}}}, "replicaz"),
+        ({"zotCluster": {"spec": {"storage": {"mode": "locl"}}}}, "/zotCluster/spec/storage/mode"),
+        ({"zotCluster": {"spec": {"storage": {"local": {"sise": "1Gi"}}}}}, "sise"),
+        ({"zotCluster": {"spec": {"replicas": 0}}}, "/zotCluster/spec/replicas"),
     ],
 )
 def test_bad_values_fail_before_anything_is_installed(tmp_path: Path, values: dict[str, Any], message: str) -> None:
@@ -120,11 +136,22 @@ def test_bad_values_fail_before_anything_is_installed(tmp_path: Path, values: di
     assert result.returncode != 0 and message in result.stderr, result.stderr
 
 
-def test_crds_come_from_the_generated_files() -> None:
-    # No second, hand-kept copy: the chart's crds/ are links to the repository's generated CRDs.
+def test_crds_are_the_generated_files_and_helm_warns_of_nothing() -> None:
+    # Copies, not links (Helm warns of each link on every command), kept equal by `make generate`.
     for name in ("zotclusters.yaml", "kopf-peering.yaml"):
-        link = CHART / "crds" / name
-        assert link.is_symlink() and link.resolve() == (REPO_ROOT / "crds" / name).resolve()
+        copy = CHART / "crds" / name
+        assert not copy.is_symlink() and copy.read_text() == (REPO_ROOT / "crds" / name).read_text()
+    rendered = helm("template", RELEASE, str(CHART), "--namespace", "zot-system")
+    assert rendered.stderr == ""
+
+
+def test_every_example_spec_passes_the_chart_schema(tmp_path: Path) -> None:
+    # The schema refuses typos, not what users write: each shipped example's spec as zotCluster.spec.
+    for example in sorted((REPO_ROOT / "examples").glob("zotcluster*.yaml")):
+        cluster = next(d for d in yaml.safe_load_all(example.read_text()) if d and d.get("kind") == "ZotCluster")
+        objects = template(tmp_path, {"zotCluster": {"enabled": True, "spec": cluster["spec"]}})
+        (made,) = by_kind(objects, "ZotCluster")
+        assert made["spec"] == cluster["spec"], example.name
 
 
 def test_default_render_wires_the_deployment_as_documented(tmp_path: Path) -> None:
@@ -149,9 +176,11 @@ def test_watch_namespaces_gives_roles_only_there(tmp_path: Path) -> None:
     roles = by_kind(objects, "Role")
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
     (cluster_role,) = by_kind(objects, "ClusterRole")
-    # Cluster-wide, only what kopf needs to follow CRDs: no access to any namespaced object.
+    # Cluster-wide, only what kopf needs to follow CRDs and the StorageClasses (whether a claim may grow): no
+    # access to any namespaced object.
     assert [(r["apiGroups"], r["resources"]) for r in cluster_role["rules"]] == [
-        (["apiextensions.k8s.io"], ["customresourcedefinitions"])
+        (["apiextensions.k8s.io"], ["customresourcedefinitions"]),
+        (["storage.k8s.io"], ["storageclasses"]),
     ]
     (deployment,) = by_kind(objects, "Deployment")
     args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
@@ -258,6 +287,9 @@ def _denials(log: str) -> list[str]:
     return denied + others + (generic if denied or not bodies else [])
 
 
+_RBAC_SYSTEMS = itertools.count()
+
+
 @pytest.fixture
 def operators_with_chart_rbac(
     control_plane: ControlPlane, crds: None, namespaces: Namespaces, tmp_path: Path
@@ -266,7 +298,8 @@ def operators_with_chart_rbac(
     (Cluster)Role and peering object, authenticated with a token of that ServiceAccount and nothing
     else. Yields the replicas' logs. (Its `namespaces` outlive the replicas: they are deleted after.)"""
     cp = control_plane
-    namespace = namespaces.create("zot-rbac-system", htpasswd=False, exist_ok=True)
+    # A namespace of its own each time: the last test's is still being deleted (a ServiceAccount cannot be made there).
+    namespace = namespaces.create(f"zot-rbac-system-{next(_RBAC_SYSTEMS)}", htpasswd=False)
     objects = [o for o in template(tmp_path, None, "--namespace", namespace) if o["kind"] != "Deployment"]
     path = tmp_path / "rbac.yaml"
     path.write_text(yaml.safe_dump_all(objects))
@@ -337,3 +370,28 @@ def test_operator_reconciles_with_only_the_charts_rbac(
     assert len({peer["priority"] for peer in peers.values()}) == len(operators_with_chart_rbac) == 2
     acted = [log for log in operators_with_chart_rbac if "created StatefulSet demo" in log.read_text()]
     assert len(acted) == 1, [log.read_text()[-2000:] for log in operators_with_chart_rbac]
+
+
+def test_volume_expansion_with_only_the_charts_rbac(
+    control_plane: ControlPlane, namespaces: Namespaces, operators_with_chart_rbac: list[Path]
+) -> None:
+    """What a larger volume size takes: reading the claims and their StorageClass, growing the claims, deleting
+    the StatefulSet to make it again (the fixture fails the test on any permission refused)."""
+    cp, ns = control_plane, namespaces.create("zot-rbac-volumes")
+
+    def storage_request(spec: dict[str, Any]) -> str:
+        return str(spec["resources"]["requests"]["storage"])
+
+    def sizes() -> tuple[str, str] | None:
+        claim, sts = get(cp, "-n", ns, "pvc", "data-demo-0"), get(cp, "-n", ns, "statefulset", "demo")
+        if not claim or not sts or claim["status"].get("phase") != "Bound":
+            return None
+        return storage_request(claim["spec"]), storage_request(sts["spec"]["volumeClaimTemplates"][0]["spec"])
+
+    with storage(cp, "zot-rbac-grow", expandable=True, sizes=["1Gi"]):
+        apply_cluster(cp, ns, replicas=1, storage={"local": {"size": "1Gi", "storageClassName": "zot-rbac-grow"}})
+        wait_for("the claim bound", lambda: sizes() == ("1Gi", "1Gi"), timeout=60)
+        grow = {"spec": {"storage": {"local": {"size": "2Gi"}}}}
+        cp.kubectl("-n", ns, "patch", "zc", "demo", "--type=merge", "-p", json.dumps(grow))
+        wait_for("the claim and the StatefulSet at 2Gi", lambda: sizes() == ("2Gi", "2Gi"), timeout=60)
+        cp.kubectl("-n", ns, "delete", "zc", "demo")

@@ -220,7 +220,7 @@ def test_bad_input_is_a_clear_error(tmp_path: Path) -> None:
         cwd=tmp_path,
     )
     assert bad.returncode == 2
-    assert "spec.replicas: Input should be greater than or equal to 1" in bad.stderr
+    assert "zotcluster.yaml:14:3: spec.replicas: must be at least 1, got 0" in bad.stderr
     assert "Traceback" not in bad.stderr + bad.stdout
 
     with socket.socket() as taken:

@@ -61,8 +61,8 @@ def fake_node(name: str, cpu: str = "32", memory: str = "256Gi", pods: str = "11
     }
 
 
-def persistent_volume(name: str, storage: str) -> dict[str, Any]:
-    """A PersistentVolume of class "manual" on a host path named after it: what claims bind to where
+def persistent_volume(name: str, storage: str, storage_class: str = "manual") -> dict[str, Any]:
+    """A PersistentVolume of `storage_class` on a host path named after it: what claims bind to where
     nothing provisions volumes."""
     return {
         "apiVersion": "v1",
@@ -71,10 +71,25 @@ def persistent_volume(name: str, storage: str) -> dict[str, Any]:
         "spec": {
             "capacity": {"storage": storage},
             "accessModes": ["ReadWriteOnce"],
-            "storageClassName": "manual",
+            "storageClassName": storage_class,
             "hostPath": {"path": f"/tmp/{name}"},
         },
     }
+
+
+def storage_class(name: str, expandable: bool) -> dict[str, Any]:
+    """A StorageClass whose provisioner nobody runs (claims bind to pre-made volumes of the class), with or
+    without `allowVolumeExpansion`, which the API server's PersistentVolumeClaimResize admission reads."""
+    body: dict[str, Any] = {
+        "apiVersion": "storage.k8s.io/v1",
+        "kind": "StorageClass",
+        "metadata": {"name": name},
+        "provisioner": "example.org/no-provisioner",
+        "volumeBindingMode": "Immediate",
+    }
+    if expandable:
+        body["allowVolumeExpansion"] = True
+    return body
 
 
 def member_pod_status(healthy: bool, restart_count: int = 0) -> dict[str, Any]:

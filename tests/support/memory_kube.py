@@ -60,7 +60,8 @@ class MemoryKube(Kube):
             }
         return copy.deepcopy(stored)
 
-    def delete(self, kind: str, namespace: str, name: str) -> None:
+    def delete(self, kind: str, namespace: str, name: str, propagation: str | None = None) -> None:
+        """Whatever `propagation` says, nothing else goes: no garbage collector here (an orphaning delete)."""
         self.writes += 1
         self.objects.pop((kind, namespace, name), None)
 

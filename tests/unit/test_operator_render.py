@@ -168,7 +168,17 @@ def test_render_command(capsys: object, tmp_path: Path) -> None:
     assert main(["render", "-f", str(EXAMPLE)]) == 0
     out = capsys.readouterr().out  # type: ignore[attr-defined]
     kinds = [d["kind"] for d in yaml.safe_load_all(out)]
-    assert kinds == ["ConfigMap", "Service", "Service", "StatefulSet", "PodDisruptionBudget"]
+    # The Secrets the operator makes once (hash key, CA, server certificate) first: the pods mount them.
+    assert kinds == [
+        "Secret",
+        "Secret",
+        "Secret",
+        "ConfigMap",
+        "Service",
+        "Service",
+        "StatefulSet",
+        "PodDisruptionBudget",
+    ]
 
 
 S3_EXAMPLE = REPO_ROOT / "examples" / "zotcluster-s3.yaml"

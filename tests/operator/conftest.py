@@ -18,7 +18,7 @@ import pytest
 from tests.support.control_plane import BINARIES, KWOK_STAGES, TOOLS_BIN, ControlPlane
 from tests.support.hosts import operator_hosts_env
 from tests.support.kube_objects import persistent_volume
-from tests.support.kubectl import Namespaces, get
+from tests.support.kubectl import Namespaces, get, wait_established
 from tests.support.operators import operator_process
 from tests.support.paths import REPO_ROOT
 
@@ -67,7 +67,7 @@ def module_namespaces(control_plane: ControlPlane) -> Iterator[Namespaces]:
 def crd(control_plane: ControlPlane) -> None:
     """The ZotCluster CRD, established."""
     control_plane.kubectl("apply", "-f", str(REPO_ROOT / "crds" / "zotclusters.yaml"))
-    control_plane.kubectl("wait", "--for=condition=Established", "crd/zotclusters.zot-operator.io", "--timeout=60s")
+    wait_established(control_plane, "zotclusters.zot-operator.io")
 
 
 def _operator(

@@ -17,7 +17,7 @@ from zot_operator.models import DEFAULT_IMAGE
 
 from tests.support.control_plane import ControlPlane
 from tests.support.kube_objects import KWOK_TOLERATION, kubeconfig
-from tests.support.kubectl import Namespaces, create_secret, get, wait_for
+from tests.support.kubectl import Namespaces, create_secret, get, wait_established, wait_for
 from tests.support.operators import operator_process
 from tests.support.paths import REPO_ROOT, TOOLS_BIN
 from tests.support.storage_driver import storage
@@ -211,7 +211,7 @@ def crds(control_plane: ControlPlane) -> None:
     for name in ("zotclusters.yaml", "kopf-peering.yaml"):
         control_plane.kubectl("apply", "-f", str(REPO_ROOT / "crds" / name))
     for crd in ("zotclusters.zot-operator.io", "clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev"):
-        control_plane.kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
+        wait_established(control_plane, crd)
 
 
 def test_rendered_objects_validate_against_the_api_server(

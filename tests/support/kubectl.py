@@ -35,6 +35,21 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = 60, interval:
     raise AssertionError(f"timed out waiting for {what} (last: {str(last)[:500]})")
 
 
+def wait_established(cp: ControlPlane, crd: str, timeout: float = 60) -> None:
+    """Until the CustomResourceDefinition `crd` is Established. Polled, not `kubectl wait`: that
+    failed at once (exit 1, its message lost) for a CRD applied a moment before on a fresh API
+    server in a clean-clone run, which cost a whole module its setup; a CRD that was just created
+    has `status.conditions: null`, which this poll met too (it is taken as not yet)."""
+
+    def established() -> bool:
+        found = get(cp, "crd", crd)
+        # Right after it is created, a CRD's status.conditions is null.
+        conditions = ((found or {}).get("status") or {}).get("conditions") or []
+        return any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions)
+
+    wait_for(f"CRD {crd} to be Established", established, timeout=timeout)
+
+
 def get(cp: ControlPlane, *args: str) -> Any:
     """`kubectl get -o json ARGS` parsed, or None when kubectl would fail (not found); asked of the
     API server directly (api_reads.py: polling through kubectl cost 0.1 CPU-s a read)."""

@@ -14,16 +14,15 @@ import base64
 import binascii
 import json
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from pydantic import ValidationError
 from quart import Quart, Response, request
 
 from ..api.failures import failure_response
 from ..api.http import content_length, request_stream
+from ..authn.certificates import issued_directly_by, load_authorities
 from ..digests import parse_digest
 from ..errors import ChangeConflict, ClusterPeerRequired, Denied, RegistryError, RequestInvalid
 from ..hypercorn_patches import peer_certificate
@@ -46,7 +45,7 @@ class PeerCheck:
         elif not ca_file:
             self.reason = "the control API needs cluster.tls.cacert (it signs the cluster's client certificates)"
         else:
-            self.authorities = x509.load_pem_x509_certificates(Path(ca_file).read_bytes())
+            self.authorities = load_authorities(ca_file)
 
     def require(self) -> None:
         if self.reason:
@@ -54,13 +53,8 @@ class PeerCheck:
         der = peer_certificate()
         if der is None:
             raise ClusterPeerRequired()
-        certificate = x509.load_der_x509_certificate(der)
-        for authority in self.authorities:
-            try:
-                certificate.verify_directly_issued_by(authority)
-                return
-            except (ValueError, TypeError, InvalidSignature):
-                continue
+        if issued_directly_by(x509.load_der_x509_certificate(der), self.authorities):
+            return
         raise Denied("the client certificate was not issued by the cluster CA")
 
 

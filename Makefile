@@ -87,6 +87,7 @@ bench: $(STAMP) tools
 	$(BIN)/python -m bench.operator_scale
 	$(BIN)/python -m bench.s3
 	$(BIN)/python -m bench.rebalance
+	$(BIN)/python -m bench.ldap_logins
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
